@@ -1,0 +1,116 @@
+"""What every backend provides, and the argument checks they share.
+
+A backend is stateless: parameters live in a `Params` and are updated in place by `train_epoch`.
+Inputs X are uint8 pixels 0..255 (scaled to [0, 1] as X / 255 in the parameters' dtype) or
+floats used as they are. Labels y are integers 0..n_out-1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from fastnn.model import ACTIVATIONS, Params, check_choice
+
+
+class Forward(NamedTuple):
+    """Every intermediate of one forward pass over n samples."""
+
+    Z1: np.ndarray  # (n, H) hidden pre-activations
+    A1: np.ndarray  # (n, H) hidden activations
+    Z2: np.ndarray  # (n, n_out) logits
+    P: np.ndarray  # (n, n_out) softmax probabilities
+
+
+class Grads(NamedTuple):
+    """Gradients of the mean cross-entropy over a batch."""
+
+    dW1: np.ndarray  # (n_in, H)
+    db1: np.ndarray  # (H,)
+    dW2: np.ndarray  # (H, n_out)
+    db2: np.ndarray  # (n_out,)
+
+
+class Backend(Protocol):
+    name: str
+
+    def forward(self, params: Params, X: np.ndarray, activation: str = "relu") -> Forward: ...
+
+    def loss_and_grads(
+        self, params: Params, X: np.ndarray, y: np.ndarray, activation: str = "relu"
+    ) -> tuple[float, Grads]: ...
+
+    def train_epoch(
+        self,
+        params: Params,
+        X: np.ndarray,
+        y: np.ndarray,
+        order: np.ndarray,
+        batch_size: int,
+        lr: float,
+        activation: str = "relu",
+    ) -> tuple[float, float]:
+        """One pass of mini-batch gradient descent over X[order], batch by batch, the last
+        batch possibly smaller. Updates params in place; returns the mean loss and the
+        accuracy over the epoch, each batch measured before its update."""
+        ...
+
+    def predict_proba(
+        self, params: Params, X: np.ndarray, activation: str = "relu"
+    ) -> np.ndarray: ...
+
+    def threads(self, n: int | None) -> contextlib.AbstractContextManager[None]:
+        """Run the block with n threads (None: leave as is), restoring the count afterwards."""
+        ...
+
+
+@contextlib.contextmanager
+def unchanged_threads(n: int | None) -> Iterator[None]:
+    yield
+
+
+def check_X(params: Params, X: np.ndarray) -> np.ndarray:
+    """X as a C-contiguous 2-D uint8 or params-dtype array with params.n_in columns."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
+    if X.shape[1] != params.n_in:
+        raise ValueError(f"X has {X.shape[1]} features but the network expects {params.n_in}")
+    if X.dtype == np.uint8:
+        return np.ascontiguousarray(X)
+    if X.dtype.kind not in "fiu":
+        raise ValueError(f"X must be uint8 pixels or floats; got dtype {X.dtype}")
+    X = np.ascontiguousarray(X, dtype=params.dtype)
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinite values")
+    return X
+
+
+def check_y(params: Params, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}); got {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"y must hold integer class indices; got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= params.n_out):
+        raise ValueError(f"labels must be in 0..{params.n_out - 1}; got {y.min()}..{y.max()}")
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+def check_epoch_args(
+    X: np.ndarray, order: np.ndarray, batch_size: int, lr: float, activation: str
+) -> np.ndarray:
+    check_choice("activation", activation, ACTIVATIONS)
+    order = np.asarray(order)
+    if order.ndim != 1 or order.dtype.kind not in "iu" or order.size == 0:
+        raise ValueError("order must be a non-empty 1-D array of row indices")
+    if order.min() < 0 or order.max() >= X.shape[0]:
+        raise ValueError(f"order holds indices outside 0..{X.shape[0] - 1}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive whole number; got {batch_size!r}")
+    if not np.isfinite(lr) or lr <= 0:
+        raise ValueError(f"learning rate must be a positive number; got {lr!r}")
+    return np.ascontiguousarray(order, dtype=np.int64)

@@ -1,0 +1,122 @@
+"""The NumPy reference against finite differences, and its interface contract."""
+
+import numpy as np
+import pytest
+
+from fastnn.backends import get_backend
+from fastnn.model import init_params
+
+numpy_backend = get_backend("numpy")
+
+
+def numerical_grad(loss_of, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    grad = np.zeros_like(array)
+    for idx in np.ndindex(array.shape):
+        saved = array[idx]
+        array[idx] = saved + eps
+        up = loss_of()
+        array[idx] = saved - eps
+        down = loss_of()
+        array[idx] = saved
+        grad[idx] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("scheme", ["uniform", "he", "xavier"])
+def test_gradients_match_finite_differences(activation, scheme):
+    rng = np.random.default_rng(3)
+    params = init_params(13, 7, 5, scheme=scheme, seed=4, dtype="float64")
+    params.b1[:] = rng.normal(0, 0.5, params.b1.shape)  # he/xavier start at zero: exercise b1
+    X = rng.normal(size=(9, 13))
+    y = rng.integers(0, 5, 9)
+    _, grads = numpy_backend.loss_and_grads(params, X, y, activation)
+
+    def loss_of():
+        return numpy_backend.loss_and_grads(params, X, y, activation)[0]
+
+    for name, array, analytic in zip(
+        ["dW1", "db1", "dW2", "db2"], params.arrays(), grads, strict=True
+    ):
+        numeric = numerical_grad(loss_of, array)
+        scale = np.abs(numeric).max() + np.abs(analytic).max()
+        rel = np.abs(numeric - analytic).max() / scale
+        assert rel < 1e-6, f"{name}: relative error {rel:.2e}"
+
+
+def test_bias_gradient_sums_over_batch_only():
+    params = init_params(4, 3, 2, scheme="uniform", seed=0, dtype="float64")
+    X = np.random.default_rng(0).normal(size=(6, 4))
+    _, grads = numpy_backend.loss_and_grads(params, X, np.array([0, 1, 1, 0, 1, 0]))
+    assert grads.db1.shape == (3,) and grads.db2.shape == (2,)
+    # softmax gradients sum to zero per sample, so db2 must too; a sum over everything hides this.
+    np.testing.assert_allclose(grads.db2.sum(), 0, atol=1e-15)
+
+
+def test_uint8_input_is_scaled_like_pixels():
+    params = init_params(5, 4, 3, seed=1, dtype="float32")
+    X8 = np.array([[0, 255, 17, 128, 3]], dtype=np.uint8)
+    from_uint8 = numpy_backend.forward(params, X8).Z2
+    from_float = numpy_backend.forward(params, X8.astype(np.float32) / np.float32(255)).Z2
+    np.testing.assert_array_equal(from_uint8, from_float)
+
+
+def test_float32_stays_float32():
+    params = init_params(6, 4, 3, seed=1, dtype="float32")
+    X = np.random.default_rng(0).integers(0, 256, (5, 6), dtype=np.uint8)
+    fwd = numpy_backend.forward(params, X)
+    assert all(a.dtype == np.float32 for a in fwd)
+    numpy_backend.train_epoch(params, X, np.array([0, 1, 2, 0, 1]), np.arange(5), 2, 0.1)
+    assert all(a.dtype == np.float32 for a in params.arrays())
+
+
+def test_full_batch_epoch_is_one_gradient_step():
+    params = init_params(6, 4, 3, seed=2, dtype="float64")
+    X = np.random.default_rng(1).normal(size=(8, 6))
+    y = np.arange(8) % 3
+    loss, grads = numpy_backend.loss_and_grads(params, X, y)
+    expected = [p - 0.5 * g for p, g in zip(params.arrays(), grads, strict=True)]
+    epoch_loss, _ = numpy_backend.train_epoch(params, X, y, np.arange(8), 8, 0.5)
+    assert epoch_loss == pytest.approx(loss, rel=1e-12)
+    for name, got, want in zip(["W1", "b1", "W2", "b2"], params.arrays(), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive"),
+        ({"lr": -1.0}, "learning rate must be a positive"),
+        ({"lr": float("nan")}, "learning rate must be a positive"),
+        ({"activation": "tanh"}, "activation must be one of"),
+        ({"order": np.array([0, 9])}, "order holds indices outside"),
+    ],
+)
+def test_bad_epoch_arguments(kwargs, message):
+    params = init_params(3, 2, 2, seed=0)
+    args = {"order": np.arange(4), "batch_size": 2, "lr": 0.1, "activation": "relu"}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        numpy_backend.train_epoch(params, np.zeros((4, 3)), np.zeros(4, dtype=int), **args)
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "message"),
+    [
+        (np.zeros((4, 5)), np.zeros(4, dtype=int), "X has 5 features but the network expects 3"),
+        (np.zeros(3), np.zeros(1, dtype=int), "X must be 2-D"),
+        (np.full((4, 3), np.nan), np.zeros(4, dtype=int), "NaN or infinite"),
+        (np.zeros((4, 3)), np.zeros(3, dtype=int), "one label per row"),
+        (np.zeros((4, 3)), np.array([0, 1, 2, 0]), r"labels must be in 0\.\.1"),
+        (np.zeros((4, 3)), np.zeros(4), "integer class indices"),
+    ],
+)
+def test_bad_arrays(X, y, message):
+    params = init_params(3, 2, 2, seed=0)
+    with pytest.raises(ValueError, match=message):
+        numpy_backend.loss_and_grads(params, X, y)
+
+
+def test_unknown_backend_lists_choices():
+    with pytest.raises(ValueError, match="unknown backend 'torch'; choose one of numpy, numba"):
+        get_backend("torch")
