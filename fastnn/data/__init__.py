@@ -1,0 +1,19 @@
+"""Loading and preparing MNIST-style data: IDX files, Kaggle CSVs, downloads, splits."""
+
+from .datasets import DATASET_NAMES, Dataset, find_dataset_files, load_dataset
+from .idx import DataError, read_idx
+from .kaggle import read_kaggle_csv
+from .preprocess import scale, shuffle, train_dev_split
+
+__all__ = [
+    "DATASET_NAMES",
+    "DataError",
+    "Dataset",
+    "find_dataset_files",
+    "load_dataset",
+    "read_idx",
+    "read_kaggle_csv",
+    "scale",
+    "shuffle",
+    "train_dev_split",
+]

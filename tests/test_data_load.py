@@ -1,0 +1,377 @@
+"""Tests for load_dataset: real data, where it looks, verification, and downloads.
+
+Downloads go to a local HTTP server on 127.0.0.1 only; a guard fails any test
+that tries to open another address.
+"""
+
+import gzip
+import hashlib
+import http.server
+import re
+import shutil
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from functools import partial
+
+import numpy as np
+import pytest
+
+from fastnn.data import DataError, find_dataset_files, load_dataset
+from fastnn.data import datasets as ds
+
+FILES = [f"{stem}.gz" for stem in ds.FILE_STEMS]
+# The file the tests damage: a small one, read early (second), so failing tests fail fast.
+BAD = "train-labels-idx1-ubyte.gz"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """No real environment leaks in: no FASTNN_DATA_DIR, no user cache, no Debian copy."""
+    monkeypatch.delenv("FASTNN_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(ds, "TIMEOUT", 5.0)
+    real_urlopen = urllib.request.urlopen
+
+    def local_only(url, *args, **kwargs):
+        host = urllib.parse.urlsplit(url if isinstance(url, str) else url.full_url).hostname
+        assert host == "127.0.0.1", f"test tried to contact {url}"
+        return real_urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", local_only)
+
+
+@pytest.fixture(scope="module")
+def real(real_data_dir, tmp_path_factory):
+    """Both real datasets, each loaded once through FASTNN_DATA_DIR."""
+    # Module scope: set up before the autouse fixture, so isolate this load on its own.
+    nowhere = tmp_path_factory.mktemp("nowhere")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTNN_DATA_DIR", str(real_data_dir))
+        mp.setattr(ds, "DEBIAN_FASHION_MNIST_DIR", nowhere)
+        return {
+            name: load_dataset(name, download=False, cache_dir=nowhere) for name in ds.DATASET_NAMES
+        }
+
+
+def copy_files(source, target, files=FILES):
+    target.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        shutil.copyfile(source / name, target / name)
+    return target
+
+
+def corrupt_gzip_copy(source, target):
+    """Write a valid gzip of ``source``'s contents with one byte changed."""
+    data = bytearray(gzip.decompress(source.read_bytes()))
+    data[-1] ^= 1
+    target.write_bytes(gzip.compress(bytes(data)))
+
+
+def assert_matches(dataset, expected):
+    for got, want in zip(dataset, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+# --- the real datasets ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ds.DATASET_NAMES)
+def test_real_shapes_and_dtypes(real, name):
+    X_train, y_train, X_test, y_test = real[name]
+    assert X_train.shape == (60000, 784) and X_test.shape == (10000, 784)
+    assert y_train.shape == (60000,) and y_test.shape == (10000,)
+    assert X_train.dtype == X_test.dtype == np.uint8
+    assert y_train.dtype == y_test.dtype == np.int64
+    assert X_train.min() == 0 and X_train.max() == 255
+    assert set(np.unique(y_train)) == set(np.unique(y_test)) == set(range(10))
+
+
+def test_real_known_labels(real):
+    mnist, fashion = real["mnist"], real["fashion-mnist"]
+    assert mnist.y_train[:5].tolist() == [5, 0, 4, 1, 9]
+    assert mnist.y_test[:5].tolist() == [7, 2, 1, 0, 4]
+    assert np.bincount(mnist.y_train)[:3].tolist() == [5923, 6742, 5958]
+    assert fashion.y_train[:3].tolist() == [9, 0, 0]  # ankle boot, T-shirt, T-shirt
+    assert np.bincount(fashion.y_train).tolist() == [6000] * 10
+    assert int(mnist.X_train[0].sum()) == 27525
+
+
+def test_data_dir_with_subfolder(real, real_data_dir):
+    assert_matches(load_dataset("mnist", str(real_data_dir), download=False), real["mnist"])
+
+
+def test_uncompressed_files(real, real_data_dir, tmp_path):
+    # All but the big train images uncompressed: each file may be either.
+    copy_files(real_data_dir / "mnist", tmp_path, FILES[:1])
+    for name in FILES[1:]:
+        raw = gzip.decompress((real_data_dir / "mnist" / name).read_bytes())
+        (tmp_path / name.removesuffix(".gz")).write_bytes(raw)
+    assert_matches(load_dataset("mnist", tmp_path, download=False), real["mnist"])
+
+
+def test_where_it_looks(real_data_dir, monkeypatch, tmp_path):
+    def found_in(name="mnist", data_dir=None):
+        found = find_dataset_files(name, data_dir)
+        return found and {path.parent for path in found.values()}
+
+    assert found_in() is None
+    xdg_cache = copy_files(real_data_dir / "mnist", tmp_path / "xdg-cache" / "fastnn" / "mnist")
+    assert found_in() == {xdg_cache}
+    monkeypatch.setenv("FASTNN_DATA_DIR", str(real_data_dir))
+    assert found_in() == {real_data_dir / "mnist"}
+    assert found_in(data_dir=real_data_dir / "mnist") == {real_data_dir / "mnist"}
+    assert found_in(data_dir=tmp_path) == {real_data_dir / "mnist"}  # no files there: go on
+    assert found_in("fashion-mnist", real_data_dir) == {real_data_dir / "fashion-mnist"}
+
+
+def test_home_cache_without_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / ".cache" / "fastnn" / "mnist"))):
+        load_dataset("mnist", download=False)
+
+
+def test_debian_folder(real, real_data_dir, monkeypatch, tmp_path):
+    monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST_DIR", real_data_dir / "fashion-mnist")
+    fashion = load_dataset("fashion-mnist", download=False, cache_dir=tmp_path)
+    assert_matches(fashion, real["fashion-mnist"])
+    # The Debian folder is only for Fashion-MNIST.
+    with pytest.raises(DataError, match="download=False"):
+        load_dataset("mnist", download=False, cache_dir=tmp_path)
+
+
+# --- bad local data --------------------------------------------------------------------
+
+
+def test_bad_file_in_user_folder_is_an_error_and_kept(real_data_dir, tmp_path):
+    folder = copy_files(real_data_dir / "mnist", tmp_path / "data")
+    bad = folder / BAD
+    corrupt_gzip_copy(real_data_dir / "mnist" / bad.name, bad)
+    actual = hashlib.sha256(gzip.decompress(bad.read_bytes())).hexdigest()
+    expected = ds.SHA256["mnist"][bad.stem]
+    pattern = f"{re.escape(str(bad))}: SHA-256 .* is {actual}, but mnist {bad.stem} has {expected}"
+    with pytest.raises(DataError, match=pattern):
+        load_dataset("mnist", folder, download=False, cache_dir=tmp_path / "cache")
+    assert bad.exists()
+
+
+def test_other_dataset_in_folder_is_named(real_data_dir, tmp_path):
+    with pytest.raises(DataError, match="it is the mnist train-images-idx3-ubyte file"):
+        load_dataset("fashion-mnist", real_data_dir / "mnist", download=False, cache_dir=tmp_path)
+
+
+def test_partial_user_folder(real_data_dir, tmp_path):
+    copy_files(real_data_dir / "mnist", tmp_path, FILES[1::2])
+    pattern = "holds only part of mnist: train-images-idx3-ubyte, t10k-images-idx3-ubyte missing"
+    with pytest.raises(DataError, match=pattern):
+        load_dataset("mnist", tmp_path, download=False)
+
+
+def test_missing_data_dir(tmp_path):
+    with pytest.raises(
+        DataError, match=f"data_dir {re.escape(str(tmp_path / 'nope'))} is not a folder"
+    ):
+        load_dataset("mnist", tmp_path / "nope")
+
+
+def test_bad_env_var(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTNN_DATA_DIR", str(tmp_path / "nope"))
+    with pytest.raises(DataError, match="FASTNN_DATA_DIR=.*nope is not a folder"):
+        load_dataset("mnist")
+
+
+def test_unknown_name():
+    with pytest.raises(
+        DataError, match="unknown dataset 'kmnist'; valid names are 'mnist', 'fashion-mnist'"
+    ):
+        load_dataset("kmnist")
+
+
+def test_shape_and_count_checks(tmp_path):
+    arrays = {
+        "train-images-idx3-ubyte": np.zeros((3, 28, 28), np.uint8),
+        "train-labels-idx1-ubyte": np.zeros(3, np.uint8),
+        "t10k-images-idx3-ubyte": np.zeros((2, 28, 28), np.uint8),
+        "t10k-labels-idx1-ubyte": np.zeros(3, np.uint8),
+    }
+    with pytest.raises(
+        DataError, match=r"t10k files hold images of shape \(2, 28, 28\) and labels of shape \(3,\)"
+    ):
+        ds._assemble(arrays, tmp_path)
+    arrays["t10k-images-idx3-ubyte"] = np.zeros((3, 28, 27), np.uint8)
+    with pytest.raises(DataError, match=r"expected \(n, 28, 28\) and \(n,\)"):
+        ds._assemble(arrays, tmp_path)
+
+
+def test_no_local_copy_and_download_off(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", download=False, cache_dir=tmp_path)
+    message = str(info.value)
+    for needed in [
+        "downloading is off (download=False)",
+        "--data PATH",
+        "data_dir=PATH",
+        "FASTNN_DATA_DIR",
+    ]:
+        assert needed in message
+    assert f"cache folder {tmp_path / 'mnist'}" in message
+    assert "allow downloading (download=True)" in message
+    assert "dataset-fashion-mnist" not in message
+
+
+# --- downloads from a local server -----------------------------------------------------
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+
+@pytest.fixture(scope="module")
+def server(real_data_dir, tmp_path_factory):
+    """A local HTTP server with good/, corrupt/ and truncated/ copies of MNIST.
+
+    corrupt/ holds a valid gzip of wrong train labels, truncated/ the start of the
+    real file; their other files are good. Yields the server.
+    """
+    root = tmp_path_factory.mktemp("www")
+    good = copy_files(real_data_dir / "mnist", root / "good")
+    corrupt_gzip_copy(good / BAD, copy_files(good, root / "corrupt") / BAD)
+    (copy_files(good, root / "truncated") / BAD).write_bytes((good / BAD).read_bytes()[:2000])
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=root))
+    httpd.requests = []
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def url(server):
+    """URL of a folder on the local server; forgets earlier requests."""
+    server.requests.clear()
+    return lambda folder: f"http://127.0.0.1:{server.server_address[1]}/{folder}/"
+
+
+def closed_ports(count):
+    """URLs of localhost ports nothing listens on (bound to get free numbers, then closed)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    urls = [f"http://127.0.0.1:{s.getsockname()[1]}/" for s in sockets]
+    for s in sockets:
+        s.close()
+    return urls
+
+
+@pytest.fixture
+def closed_port_url():
+    return closed_ports(1)[0]
+
+
+def cache_listing(cache):
+    return sorted(p.name for p in (cache / "mnist").iterdir())
+
+
+def test_download_into_empty_cache(real, url, server, closed_port_url, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    dataset = load_dataset("mnist", mirrors=[url("good")], cache_dir=cache)
+    assert_matches(dataset, real["mnist"])
+    assert cache_listing(cache) == sorted(FILES)  # and no temporary files
+    assert "mnist train-images-idx3-ubyte.gz" in capsys.readouterr().err  # the progress bar
+    # Now it comes from the cache: no mirror is contacted.
+    assert_matches(load_dataset("mnist", mirrors=[closed_port_url], cache_dir=cache), real["mnist"])
+    assert len(server.requests) == 4
+
+
+def test_mirror_fallback(real, url, server, closed_port_url, tmp_path):
+    # Refused, 404, serving a bad train-labels file, good.
+    mirrors = [closed_port_url, url("missing"), url("corrupt"), url("good")]
+    dataset = load_dataset("mnist", mirrors=mirrors, cache_dir=tmp_path, progress=False)
+    assert_matches(dataset, real["mnist"])
+    assert cache_listing(tmp_path) == sorted(FILES)
+    # The mirror that worked is tried first for the next file, so the server saw: train
+    # images from missing/ (404), then corrupt/; train labels from corrupt/ (bad), then
+    # missing/ (404), then good/; the rest from good/.
+    folders = [r.split("/")[1] for r in server.requests]
+    assert folders == ["missing", "corrupt", "corrupt", "missing", "good", "good", "good"]
+
+
+@pytest.mark.parametrize(
+    ("folder", "problem"),
+    [
+        ("corrupt", "SHA-256 of the decompressed contents is [0-9a-f]{64}, but mnist train-labels"),
+        ("truncated", "corrupt gzip data"),
+    ],
+)
+def test_bad_file_on_server(url, tmp_path, folder, problem):
+    bad_url = url(folder) + BAD
+    with pytest.raises(DataError, match=f"Mirrors tried:\n  - {re.escape(bad_url)}: {problem}"):
+        load_dataset("mnist", mirrors=[url(folder)], cache_dir=tmp_path, progress=False)
+    # The good files stay in the cache; the bad one and the temporary file do not.
+    assert cache_listing(tmp_path) == [FILES[0]]
+
+
+@pytest.mark.parametrize("damage", ["wrong-contents", "not-gzip"])
+def test_bad_cached_file_is_replaced(real, real_data_dir, url, server, tmp_path, damage):
+    cache = copy_files(real_data_dir / "mnist", tmp_path / "mnist")
+    bad = cache / BAD
+    if damage == "not-gzip":
+        bad.write_bytes(b"<html>Rate limit exceeded</html>")
+    else:
+        corrupt_gzip_copy(real_data_dir / "mnist" / bad.name, bad)
+    dataset = load_dataset("mnist", mirrors=[url("good")], cache_dir=tmp_path, progress=False)
+    assert_matches(dataset, real["mnist"])
+    assert bad.read_bytes() == (real_data_dir / "mnist" / bad.name).read_bytes()
+    assert [r.rsplit("/", 1)[1] for r in server.requests] == [bad.name]
+
+
+def test_bad_cached_file_is_deleted_even_without_download(real_data_dir, tmp_path):
+    cache = copy_files(real_data_dir / "mnist", tmp_path / "mnist")
+    bad = cache / BAD
+    corrupt_gzip_copy(real_data_dir / "mnist" / bad.name, bad)
+    with pytest.raises(DataError, match="deleted a bad cached file: .*train-labels"):
+        load_dataset("mnist", download=False, cache_dir=tmp_path)
+    assert not bad.exists()
+
+
+def test_interrupted_download_leaves_nothing(url, monkeypatch, tmp_path):
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ds, "gunzip_if_compressed", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset("mnist", mirrors=[url("good")], cache_dir=tmp_path, progress=False)
+    assert cache_listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ds.DATASET_NAMES)
+def test_no_network_and_no_local_copy(tmp_path, name):
+    mirrors = closed_ports(2)
+    with pytest.raises(DataError) as info:
+        load_dataset(name, mirrors=mirrors, cache_dir=tmp_path, progress=False)
+    message = str(info.value)
+    assert "the download failed" in message
+    for mirror in mirrors:
+        assert re.search(f"{re.escape(mirror)}train-images-idx3-ubyte.gz: .*refused", message)
+    for option in [
+        "--data PATH",
+        "data_dir=PATH",
+        "FASTNN_DATA_DIR",
+        f"cache folder {tmp_path / name}",
+    ]:
+        assert option in message
+    assert ("install Debian's package dataset-fashion-mnist" in message) == (
+        name == "fashion-mnist"
+    )
+    assert not any((tmp_path / name).iterdir())
