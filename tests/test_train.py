@@ -1,0 +1,149 @@
+"""python -m fastnn.train: runs end to end on real MNIST, writes what it says, fails clearly."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastnn import train
+
+needs_mnist = pytest.mark.skipif(
+    not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
+)
+
+
+def run_main(args, capsys):
+    code = train.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@needs_mnist
+def test_short_run_writes_metrics_and_plots(tmp_path, capsys):
+    metrics = tmp_path / "out" / "metrics.json"
+    plots = tmp_path / "plots"
+    code, out, err = run_main(
+        ["--backend", "numpy", "--hidden", "16", "--epochs", "2", "--dev-size", "2000",
+         "--metrics", str(metrics), "--plots", str(plots)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "epoch    1/2 | loss" in out and "epoch    2/2 | loss" in out
+    assert "first epoch" in out and "later epochs median" in out
+    result = json.loads(metrics.read_text())
+    assert result["config"]["hidden"] == 16 and result["config"]["backend"] == "numpy"
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2]
+    assert result["epochs"][1]["loss"] < result["epochs"][0]["loss"]
+    assert 0.85 < result["test_accuracy"] <= 1 and 0.85 < result["dev_accuracy"] <= 1
+    for name in ("loss.png", "accuracy.png", "samples.png"):
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()], "temporary files left behind"
+
+
+@needs_mnist
+def test_full_batch_logs_every_nth_step(capsys):
+    code, out, _ = run_main(
+        ["--backend", "numpy", "--preset", "seeds", "--epochs", "20", "--log-every", "10"], capsys
+    )
+    assert code == 0
+    logged = [
+        line.split("|")[0].split()[1] for line in out.splitlines() if line.startswith("epoch")
+    ]
+    assert logged == ["1/20", "10/20", "20/20"]
+    assert "batch 59000" in out and "float64" in out and "uniform init" in out
+
+
+def test_presets_hold_the_tutorial_recipe():
+    args = train.resolve(train.build_parser().parse_args(["--preset", "seeds", "--lr", "0.5"]))
+    assert (args.hidden, args.init, args.dtype, args.batch_size) == (
+        10,
+        "uniform",
+        "float64",
+        "full",
+    )
+    assert (args.epochs, args.dev_size, args.lr) == (500, 1000, 0.5)  # a given flag wins
+
+
+def write_kaggle(path, n, with_labels, seed=0):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (n, 784))
+    table = pd.DataFrame(pixels, columns=[f"pixel{i}" for i in range(784)])
+    if with_labels:
+        table.insert(0, "label", rng.integers(0, 10, n))
+    table.to_csv(path, index=False)
+
+
+def test_kaggle_csv_trains_and_writes_submission(tmp_path, capsys):
+    write_kaggle(tmp_path / "train.csv", 300, with_labels=True)
+    write_kaggle(tmp_path / "test.csv", 25, with_labels=False, seed=1)
+    submission = tmp_path / "submission.csv"
+    code, out, err = run_main(
+        ["--backend", "numpy", "--data", str(tmp_path / "train.csv"), "--epochs", "2",
+         "--dev-size", "50", "--predict-csv", str(tmp_path / "test.csv"),
+         "--submission", str(submission)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    table = pd.read_csv(submission)
+    assert list(table.columns) == ["ImageId", "Label"]
+    assert table["ImageId"].tolist() == list(range(1, 26))
+    assert table["Label"].between(0, 9).all()
+    assert "test accuracy n/a" in out
+
+
+def test_test_csv_given_as_training_data_is_explained(tmp_path, capsys):
+    write_kaggle(tmp_path / "test.csv", 10, with_labels=False)
+    code, _, err = run_main(["--backend", "numpy", "--data", str(tmp_path / "test.csv")], capsys)
+    assert code == 1
+    assert "has no 'label' column" in err and "--predict-csv" in err
+
+
+def test_divergence_is_a_clear_error(tmp_path, capsys):
+    write_kaggle(tmp_path / "train.csv", 200, with_labels=True)
+    code, _, err = run_main(
+        ["--backend", "numpy", "--data", str(tmp_path / "train.csv"), "--dev-size", "0",
+         "--lr", "1e30", "--epochs", "3", "--init", "uniform"],
+        capsys,
+    )  # fmt: skip
+    assert code == 1
+    assert "training diverged in epoch 1" in err and "try a smaller one" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--batch-size", "0", "must be a positive whole number"),
+        ("--lr", "-0.1", "must be a positive number"),
+        ("--backend", "torch", "invalid choice: 'torch'"),
+        ("--activation", "tanh", "invalid choice: 'tanh'"),
+    ],
+)
+def test_bad_flags_are_usage_errors(flag, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([flag, value])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_too_large_dev_set_is_explained(tmp_path, capsys):
+    write_kaggle(tmp_path / "train.csv", 30, with_labels=True)
+    code, _, err = run_main(
+        ["--backend", "numpy", "--data", str(tmp_path / "train.csv"), "--dev-size", "30"], capsys
+    )
+    assert code == 1 and "dev" in err and "Traceback" not in err
+
+
+def test_runs_as_a_module(tmp_path):
+    write_kaggle(tmp_path / "train.csv", 100, with_labels=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnn.train", "--backend", "numpy", "--data",
+         str(tmp_path / "train.csv"), "--epochs", "1", "--dev-size", "20", "--hidden", "4"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "dev accuracy" in result.stdout
