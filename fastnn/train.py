@@ -34,7 +34,7 @@ PRESETS = {
         dtype="float32",
         dev_size=5000,
         log_every=1,
-    ),  # fmt: skip
+    ),
     "seeds": dict(
         hidden=10,
         activation="relu",
@@ -45,7 +45,7 @@ PRESETS = {
         dtype="float64",
         dev_size=1000,
         log_every=10,
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -72,19 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fastnn.train",
         description="Train the two-layer network (one hidden layer, softmax output).",
     )
-    p.add_argument("--preset", choices=PRESETS, default="default",
-                   help="starting values for every option below (default: %(default)s); "
-                   "'seeds' reproduces the from-scratch tutorials")  # fmt: skip
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="default",
+        help="starting values for every option below (default: %(default)s); "
+        "'seeds' reproduces the from-scratch tutorials",
+    )
     p.add_argument("--backend", choices=BACKENDS, default="numba")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    p.add_argument("--data", metavar="PATH",
-                   help="a folder of IDX files, or a Kaggle digit-recognizer train.csv")  # fmt: skip
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="a folder of IDX files, or a Kaggle digit-recognizer train.csv",
+    )
     p.add_argument("--no-download", action="store_true", help="never download the dataset")
     p.add_argument("--hidden", type=positive_int, help="hidden units")
     p.add_argument("--activation", choices=ACTIVATIONS)
     p.add_argument("--init", choices=INIT_SCHEMES)
-    p.add_argument("--epochs", type=positive_int,
-                   help="passes over the data (with a full batch, gradient steps)")  # fmt: skip
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="passes over the data (with a full batch, gradient steps)",
+    )
     p.add_argument("--batch-size", type=batch_size_arg, help="rows per step, or 'full'")
     p.add_argument("--lr", type=positive_float, help="learning rate")
     p.add_argument("--dtype", choices=DTYPES)
@@ -95,8 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", metavar="FILE", help="write config and per-epoch results as JSON")
     p.add_argument("--plots", metavar="DIR", help="write loss, accuracy and sample-digit PNGs")
     p.add_argument("--predict-csv", metavar="FILE", help="a Kaggle test.csv to predict")
-    p.add_argument("--submission", metavar="FILE", default="submission.csv",
-                   help="where --predict-csv writes ImageId,Label (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--submission",
+        metavar="FILE",
+        default="submission.csv",
+        help="where --predict-csv writes ImageId,Label (default: %(default)s)",
+    )
     return p
 
 
@@ -154,8 +168,15 @@ def run(args: argparse.Namespace) -> dict:
             )
             dev_acc = training.accuracy(backend, params, X_dev, y_dev, args.activation)
             dev_acc = None if np.isnan(dev_acc) else dev_acc
-            history.append(dict(epoch=epoch, loss=loss, train_accuracy=train_acc,
-                                dev_accuracy=dev_acc, seconds=seconds))  # fmt: skip
+            history.append(
+                dict(
+                    epoch=epoch,
+                    loss=loss,
+                    train_accuracy=train_acc,
+                    dev_accuracy=dev_acc,
+                    seconds=seconds,
+                )
+            )
             if epoch % args.log_every == 0 or epoch in (1, args.epochs):
                 tqdm.write(
                     f"epoch {epoch:4d}/{args.epochs} | loss {loss:.4f} | train acc "

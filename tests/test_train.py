@@ -27,10 +27,22 @@ def test_short_run_writes_metrics_and_plots(tmp_path, capsys):
     metrics = tmp_path / "out" / "metrics.json"
     plots = tmp_path / "plots"
     code, out, err = run_main(
-        ["--backend", "numpy", "--hidden", "16", "--epochs", "2", "--dev-size", "2000",
-         "--metrics", str(metrics), "--plots", str(plots)],
+        [
+            "--backend",
+            "numpy",
+            "--hidden",
+            "16",
+            "--epochs",
+            "2",
+            "--dev-size",
+            "2000",
+            "--metrics",
+            str(metrics),
+            "--plots",
+            str(plots),
+        ],
         capsys,
-    )  # fmt: skip
+    )
     assert code == 0, err
     assert "epoch    1/2 | loss" in out and "epoch    2/2 | loss" in out
     assert "first epoch" in out and "later epochs median" in out
@@ -82,11 +94,22 @@ def test_kaggle_csv_trains_and_writes_submission(tmp_path, capsys):
     write_kaggle(tmp_path / "test.csv", 25, with_labels=False, seed=1)
     submission = tmp_path / "submission.csv"
     code, out, err = run_main(
-        ["--backend", "numpy", "--data", str(tmp_path / "train.csv"), "--epochs", "2",
-         "--dev-size", "50", "--predict-csv", str(tmp_path / "test.csv"),
-         "--submission", str(submission)],
+        [
+            "--backend",
+            "numpy",
+            "--data",
+            str(tmp_path / "train.csv"),
+            "--epochs",
+            "2",
+            "--dev-size",
+            "50",
+            "--predict-csv",
+            str(tmp_path / "test.csv"),
+            "--submission",
+            str(submission),
+        ],
         capsys,
-    )  # fmt: skip
+    )
     assert code == 0, err
     table = pd.read_csv(submission)
     assert list(table.columns) == ["ImageId", "Label"]
@@ -105,10 +128,22 @@ def test_test_csv_given_as_training_data_is_explained(tmp_path, capsys):
 def test_divergence_is_a_clear_error(tmp_path, capsys):
     write_kaggle(tmp_path / "train.csv", 200, with_labels=True)
     code, _, err = run_main(
-        ["--backend", "numpy", "--data", str(tmp_path / "train.csv"), "--dev-size", "0",
-         "--lr", "1e30", "--epochs", "3", "--init", "uniform"],
+        [
+            "--backend",
+            "numpy",
+            "--data",
+            str(tmp_path / "train.csv"),
+            "--dev-size",
+            "0",
+            "--lr",
+            "1e30",
+            "--epochs",
+            "3",
+            "--init",
+            "uniform",
+        ],
         capsys,
-    )  # fmt: skip
+    )
     assert code == 1
     assert "training diverged in epoch 1" in err and "try a smaller one" in err
     assert "Traceback" not in err
@@ -141,9 +176,24 @@ def test_too_large_dev_set_is_explained(tmp_path, capsys):
 def test_runs_as_a_module(tmp_path):
     write_kaggle(tmp_path / "train.csv", 100, with_labels=True)
     result = subprocess.run(
-        [sys.executable, "-m", "fastnn.train", "--backend", "numpy", "--data",
-         str(tmp_path / "train.csv"), "--epochs", "1", "--dev-size", "20", "--hidden", "4"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fastnn.train",
+            "--backend",
+            "numpy",
+            "--data",
+            str(tmp_path / "train.csv"),
+            "--epochs",
+            "1",
+            "--dev-size",
+            "20",
+            "--hidden",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "dev accuracy" in result.stdout
