@@ -1,8 +1,8 @@
 """fastnn: the two-layer MNIST network, as a NumPy reference and as fused Numba kernels."""
 
-__version__ = "0.1.0"
+# Importing this loads neither Numba nor pandas: backends load on first use.
+from fastnn.estimator import MLPClassifier, load
 
-# After __version__: persist reads it. Nothing here imports Numba (backends load on first use).
-from fastnn.estimator import MLPClassifier, load  # noqa: E402
+__version__ = "0.1.0"
 
 __all__ = ["MLPClassifier", "__version__", "load"]

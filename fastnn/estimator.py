@@ -1,0 +1,450 @@
+"""MLPClassifier: the two-layer network as a scikit-learn style estimator, and `load`."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+
+from fastnn import persist, training
+from fastnn.backends import BACKENDS, get_backend
+from fastnn.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, Params, check_choice, init_params
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The model was used before `fit`; like scikit-learn's, both a ValueError and an
+    AttributeError."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require(ok: bool, name: str, wanted: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {wanted}; got {value!r}")
+
+
+def _shape_error(shape: tuple[int, ...]) -> ValueError:
+    if len(shape) == 1:
+        hint = "use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+    else:
+        hint = "flatten each sample into one row, e.g. X.reshape(len(X), -1)"
+    return ValueError(
+        f"X must be 2-D (n_samples, n_features); got shape {shape}. Reshape your data: {hint}"
+    )
+
+
+def _check_y(y: Any, n_samples: int) -> np.ndarray:
+    if y is None:
+        raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        column = y.ndim == 2 and y.shape[1] == 1
+        hint = ": for a single column pass y.ravel()" if column else ""
+        raise ValueError(f"y must be 1-D, one label per sample; got shape {y.shape}{hint}")
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {len(y)} labels; they must match")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinite labels; drop those samples first")
+    return y
+
+
+def _sorted_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(unique sorted labels, index of each label among them)."""
+    if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+        raise ValueError(
+            f"Unknown label type: continuous. {name} holds fractions such as "
+            f"{labels[labels != np.round(labels)][0]}: a classifier needs class labels "
+            "(whole numbers or strings), not a regression target"
+        )
+    try:
+        classes, index = np.unique(labels, return_inverse=True)
+    except TypeError as exc:  # e.g. strings mixed with numbers or None
+        raise ValueError(f"{name} mixes labels that cannot be sorted together ({exc})") from None
+    return classes, np.ascontiguousarray(index.reshape(-1), dtype=np.int64)
+
+
+class MLPClassifier:
+    """One hidden layer, softmax output, trained by mini-batch gradient descent.
+
+    Parameters follow scikit-learn's MLPClassifier where they exist there. fastnn's own:
+    `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier", "uniform") and `n_threads`.
+    uint8 X is taken as pixels 0..255 and scaled to [0, 1]; other numbers are used as they are.
+    `batch_size="auto"` means min(200, n_samples), as in scikit-learn. Without early stopping
+    training runs exactly `max_iter` epochs. An epoch whose loss is not finite raises
+    fastnn.training.TrainingDiverged and leaves the weights from before it.
+    """
+
+    _estimator_type = "classifier"  # how scikit-learn < 1.6 recognises a classifier
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | tuple[int, ...] = (128,),
+        *,
+        activation: str = "relu",
+        backend: str = "numba",
+        solver: str = "sgd",
+        batch_size: int | str = 128,
+        learning_rate_init: float = 0.1,
+        max_iter: int = 10,
+        shuffle: bool = True,
+        random_state: int | None = None,
+        dtype: str = "float32",
+        init: str = "he",
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        n_threads: int | None = None,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.backend = backend
+        self.solver = solver
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.dtype = dtype
+        self.init = init
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.verbose = verbose
+        self.n_threads = n_threads
+
+    # -- scikit-learn protocol ------------------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> MLPClassifier:
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator MLPClassifier. "
+                    f"Valid parameters are: {sorted(valid)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __sklearn_tags__(self):
+        # Only scikit-learn calls this, so importing it here adds no dependency.
+        from sklearn.utils import ClassifierTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags(),
+        )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "coefs_")
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if repr(value) != repr(defaults[name].default)
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _validate_params(self) -> int:
+        """Raise ValueError for any unusable hyperparameter; return the hidden layer's size."""
+        sizes = self.hidden_layer_sizes
+        if _is_int(sizes):
+            sizes = (sizes,)
+        _require(
+            isinstance(sizes, tuple | list | np.ndarray) and len(sizes) > 0,
+            "hidden_layer_sizes", "a positive whole number or a 1-tuple like (128,)", sizes,
+        )  # fmt: skip
+        if len(sizes) > 1:
+            raise ValueError(
+                f"fastnn has one hidden layer, but hidden_layer_sizes={self.hidden_layer_sizes!r} "
+                f"asks for {len(sizes)}; give a single size, e.g. ({sizes[0]},)"
+            )
+        _require(_is_int(sizes[0]) and sizes[0] >= 1, "the hidden layer size",
+                 "a positive whole number", sizes[0])  # fmt: skip
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("backend", self.backend, BACKENDS)
+        _require(self.solver == "sgd", "solver", "'sgd' (fastnn's only solver)", self.solver)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("init", self.init, INIT_SCHEMES)
+        batch = self.batch_size
+        _require(batch == "auto" if isinstance(batch, str) else _is_int(batch) and batch >= 1,
+                 "batch_size", "a positive whole number or 'auto'", batch)  # fmt: skip
+        lr = self.learning_rate_init
+        _require(_is_real(lr) and lr > 0, "learning_rate_init", "a positive number", lr)
+        for name in ("max_iter", "n_iter_no_change"):
+            value = getattr(self, name)
+            _require(_is_int(value) and value >= 1, name, "a positive whole number", value)
+        fraction = self.validation_fraction
+        _require(_is_real(fraction) and 0 < fraction < 1, "validation_fraction",
+                 "a number between 0 and 1 (exclusive)", fraction)  # fmt: skip
+        _require(_is_real(self.tol) and self.tol >= 0, "tol", "a number >= 0", self.tol)
+        seed = self.random_state
+        _require(seed is None or _is_int(seed) and seed >= 0, "random_state",
+                 "None or a whole number >= 0", seed)  # fmt: skip
+        threads = self.n_threads
+        _require(threads is None or _is_int(threads) and threads >= 1, "n_threads",
+                 "None or a positive whole number", threads)  # fmt: skip
+        return int(sizes[0])
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coefs_"):
+            raise NotFittedError(
+                "This MLPClassifier is not fitted yet: call fit (or partial_fit) first, "
+                "or load a saved model with fastnn.load."
+            )
+
+    def _check_X(self, X: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """X as a C-contiguous uint8 or float array, and its column names if it has str ones."""
+        if not reset:
+            self._check_fitted()
+        columns = getattr(X, "columns", None)  # a pandas DataFrame
+        names = None
+        if columns is not None and len(columns) and all(isinstance(c, str) for c in columns):
+            names = np.asarray(list(columns), dtype=object)
+        if type(X).__module__.startswith("scipy.sparse"):
+            raise ValueError("sparse X is not supported: pass a dense array, e.g. X.toarray()")
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise _shape_error(X.shape)
+        for axis, what in enumerate(("sample", "feature")):
+            if X.shape[axis] == 0:
+                raise ValueError(
+                    f"Found array with 0 {what}(s) (shape={X.shape}) while a minimum of 1 is "
+                    "required."
+                )
+        if not reset and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but MLPClassifier is expecting "
+                f"{self.n_features_in_} features as input (as many as in fit)"
+            )
+        fitted_names = None if reset else getattr(self, "feature_names_in_", None)
+        if names is not None and fitted_names is not None and list(names) != list(fitted_names):
+            raise ValueError(
+                "X's column names differ from those seen in fit; select them in that "
+                f"order: {list(fitted_names)}"
+            )
+        if X.dtype == np.uint8:
+            return np.ascontiguousarray(X), names
+        if X.dtype.kind == "c":
+            raise ValueError("Complex data not supported: X must hold real numbers")
+        if X.dtype.kind not in "biufO":
+            raise ValueError(f"X must hold numbers (uint8 pixels or floats); got dtype {X.dtype}")
+        dtype = self.dtype if reset else self.coefs_[0].dtype
+        try:
+            X = np.ascontiguousarray(X, dtype=dtype)
+        except (TypeError, ValueError) as exc:  # keeps numpy's type, as scikit-learn does
+            raise type(exc)(f"X must hold numbers (uint8 pixels or floats): {exc}") from None
+        bad = int(X.size - np.isfinite(X).sum())
+        if bad:
+            raise ValueError(f"X contains {bad} NaN or infinite values; remove or impute them")
+        return X, names
+
+    # -- training -------------------------------------------------------------------------------
+
+    def _params(self) -> Params:
+        """The weights as a Params; its arrays are coefs_ and intercepts_ themselves."""
+        return Params(self.coefs_[0], self.intercepts_[0], self.coefs_[1], self.intercepts_[1])
+
+    def _start(self, params: Params, classes: np.ndarray, names: np.ndarray | None) -> None:
+        """Take params as the weights and begin a fresh training record."""
+        self.coefs_ = [params.W1, params.W2]
+        self.intercepts_ = [params.b1, params.b2]
+        self.classes_ = classes
+        self.n_features_in_ = params.n_in
+        if names is None:
+            self.__dict__.pop("feature_names_in_", None)
+        else:
+            self.feature_names_in_ = names
+        self.loss_curve_: list[float] = []
+        self.n_iter_ = 0
+        self.validation_scores_: list[float] | None = None
+        self.best_validation_score_: float | None = None
+        self._shuffle_rng: np.random.Generator | None = None  # made by _train if still None
+
+    def _fresh(
+        self, hidden: int, n_features: int, classes: np.ndarray, names: np.ndarray | None
+    ) -> np.random.SeedSequence:
+        """Start from random weights; returns the seed of the validation split."""
+        init_seed, shuffle_seed, split_seed = self._seeds()
+        seed = int(init_seed.generate_state(1)[0])
+        params = init_params(n_features, hidden, len(classes), self.init, seed, self.dtype)
+        self._start(params, classes, names)
+        self._shuffle_rng = np.random.default_rng(shuffle_seed)
+        return split_seed
+
+    def _seeds(self) -> list[np.random.SeedSequence]:
+        """Independent seeds for the initial weights, the epoch orders and the split."""
+        return np.random.SeedSequence(self.random_state).spawn(3)
+
+    def fit(self, X: Any, y: Any) -> MLPClassifier:
+        """Train from fresh weights for up to `max_iter` epochs."""
+        hidden = self._validate_params()
+        X, names = self._check_X(X, reset=True)
+        classes, y_index = _sorted_labels(_check_y(y, len(X)), "y")
+        if len(classes) < 2:
+            raise ValueError(f"y has only one class {classes.tolist()}; a classifier needs two")
+        n_val = math.ceil(self.validation_fraction * len(X)) if self.early_stopping else 0
+        if n_val >= len(X):
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} of {len(X)} samples leaves "
+                "none to train on; use more samples or a smaller validation_fraction"
+            )
+        split_seed = self._fresh(hidden, X.shape[1], classes, names)
+        validation = None
+        if n_val:
+            order = np.random.default_rng(split_seed).permutation(len(X))
+            validation = X[order[:n_val]], y_index[order[:n_val]]
+            X, y_index = X[order[n_val:]], y_index[order[n_val:]]
+            self.validation_scores_ = []
+        self._train(X, y_index, self.max_iter, validation)
+        return self
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
+        """One epoch over X, y; the first call needs every label the model will see in
+        `classes`. Early stopping does not apply."""
+        hidden = self._validate_params()
+        first = not hasattr(self, "coefs_")
+        X, names = self._check_X(X, reset=first)
+        y = _check_y(y, len(X))
+        if first and classes is None:
+            raise ValueError(
+                "partial_fit needs classes on its first call: every label the model will ever "
+                "see, e.g. classes=np.unique(y_all)"
+            )
+        known = self.classes_ if not first else _sorted_labels(np.asarray(classes), "classes")[0]
+        if classes is not None and not first and not np.array_equal(np.unique(classes), known):
+            raise ValueError(f"classes differ from the earlier calls' {known.tolist()}")
+        if len(known) < 2:
+            raise ValueError(f"classes has {len(known)} label(s); a classifier needs two")
+        unknown = ~np.isin(y, known)
+        if unknown.any():
+            shown = list(dict.fromkeys(y[unknown].tolist()))[:5]
+            raise ValueError(
+                f"y holds labels not in classes: {shown}; classes are {known.tolist()}"
+            )
+        if first:
+            self._fresh(hidden, X.shape[1], known, names)
+        self._train(X, np.searchsorted(known, y).astype(np.int64), 1, None)
+        return self
+
+    def _train(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        epochs: int,
+        validation: tuple[np.ndarray, np.ndarray] | None,
+    ) -> None:
+        """Run epochs in place on coefs_/intercepts_, with early stopping on `validation`."""
+        backend = get_backend(self.backend)
+        params = self._params()
+        batch_size = min(200 if self.batch_size == "auto" else self.batch_size, len(X))
+        if self.shuffle and self._shuffle_rng is None:  # a loaded model's first training
+            self._shuffle_rng = np.random.default_rng(self._seeds()[1])
+        rng = self._shuffle_rng if self.shuffle else None
+        best, best_score, stale = None, -np.inf, 0
+        try:
+            with backend.threads(self.n_threads):
+                for _ in range(epochs):
+                    loss, _, seconds = training.guarded_epoch(
+                        backend, params, X, y, training.epoch_order(rng, len(X)), batch_size,
+                        self.learning_rate_init, self.activation, self.n_iter_ + 1,
+                    )  # fmt: skip
+                    self.n_iter_ += 1
+                    self.loss_curve_.append(loss)
+                    line = f"epoch {self.n_iter_}: loss {loss:.6f}, {1000 * seconds:.1f} ms"
+                    if validation is not None:
+                        score = training.accuracy(backend, params, *validation, self.activation)
+                        self.validation_scores_.append(score)
+                        line += f", validation accuracy {score:.4f}"
+                        # As scikit-learn: any gain keeps the weights, only a gain > tol resets
+                        # the patience.
+                        stale = stale + 1 if score <= best_score + self.tol else 0
+                        if score > best_score:
+                            best, best_score = params.copy(), score
+                            self.best_validation_score_ = score
+                    if self.verbose:
+                        print(line, flush=True)
+                    if stale >= self.n_iter_no_change:
+                        break
+        except training.TrainingDiverged as exc:
+            raise training.TrainingDiverged(
+                f"MLPClassifier: {exc} The learning rate is the parameter learning_rate_init."
+            ) from None
+        finally:
+            if best is not None:  # early stopping: end with the best weights seen
+                for param, kept in zip(params.arrays(), best.arrays(), strict=True):
+                    param[...] = kept
+
+    # -- prediction -----------------------------------------------------------------------------
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n_samples, n_classes), columns in `classes_` order."""
+        X, _ = self._check_X(X, reset=False)
+        backend = get_backend(self.backend)
+        with backend.threads(self.n_threads):
+            return training.predict_proba(backend, self._params(), X, self.activation)
+
+    def predict(self, X: Any) -> np.ndarray:
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy of predict(X) against y (weighted by sample_weight if given)."""
+        predicted = self.predict(X)
+        y = _check_y(y, len(predicted))
+        return float(np.average(predicted == y, weights=sample_weight))
+
+    def save(self, path: str | os.PathLike, scores: dict[str, float | None] | None = None) -> None:
+        """Write the fitted model to one .npz file (see fastnn.persist)."""
+        self._check_fitted()
+        known = {}
+        if self.best_validation_score_ is not None:
+            known["validation_accuracy"] = self.best_validation_score_
+        persist.save_model(
+            path, self._params(), activation=self.activation, classes=self.classes_,
+            config=self.get_params(), scores={**known, **(scores or {})},
+        )  # fmt: skip
+
+
+def load(path: str | os.PathLike) -> MLPClassifier:
+    """A fitted MLPClassifier from a file written by `save` or `persist.save_model`.
+
+    Entries of the saved config named like MLPClassifier parameters are restored; the
+    architecture (hidden size, activation, dtype) always comes from the file. loss_curve_ and
+    n_iter_ count only training done after loading.
+    """
+    saved = persist.read_model(path)
+    names = MLPClassifier._param_names()
+    params = {k: v for k, v in saved.config.items() if k in names}
+    hidden, sizes = saved.params.hidden, params.get("hidden_layer_sizes")
+    # JSON turned a tuple into a list; keep an int as it was given.
+    params["hidden_layer_sizes"] = sizes if type(sizes) is int and sizes == hidden else (hidden,)
+    params.update(activation=saved.activation, dtype=saved.params.dtype.name)
+    model = MLPClassifier(**params)
+    model._start(saved.params, saved.classes, None)
+    model.best_validation_score_ = saved.scores.get("validation_accuracy")
+    return model

@@ -1,0 +1,306 @@
+"""MLPClassifier: the scikit-learn contract, input checks, early stopping, divergence."""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastnn import MLPClassifier
+from fastnn.backends import get_backend
+from fastnn.estimator import NotFittedError
+from fastnn.training import TrainingDiverged
+
+
+def numba_or_skip() -> str:
+    try:
+        get_backend("numba")
+    except ValueError as exc:
+        pytest.skip(str(exc))
+    return "numba"
+
+
+def blobs(n=200, d=20, k=3, spread=2.0, seed=0):
+    """k Gaussian clusters in d dimensions; a small spread makes them overlap."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0.0, spread, (k, d))
+    y = rng.integers(0, k, n)
+    return centers[y] + rng.normal(size=(n, d)), y
+
+
+def small(**params) -> MLPClassifier:
+    """A fast model for synthetic data: the NumPy backend needs no compilation."""
+    defaults = dict(hidden_layer_sizes=16, backend="numpy", batch_size=32, max_iter=5)
+    return MLPClassifier(**{**defaults, "random_state": 0, **params})
+
+
+X, y = blobs()
+
+
+def test_init_only_stores_parameters():
+    model = MLPClassifier((7, 7, 7), activation="tanh", learning_rate_init=-1, backend="x")
+    assert vars(model) == model.get_params()
+    assert model.hidden_layer_sizes == (7, 7, 7) and model.learning_rate_init == -1
+
+
+def test_get_set_params_and_repr():
+    model = MLPClassifier()
+    assert model.set_params(max_iter=3, activation="leaky_relu") is model
+    assert model.get_params()["max_iter"] == 3
+    assert repr(model) == "MLPClassifier(activation='leaky_relu', max_iter=3)"
+    with pytest.raises(ValueError, match="Invalid parameter 'epochs' for estimator"):
+        model.set_params(epochs=3)
+
+
+def test_fit_returns_self_and_sets_attributes():
+    model = small()
+    assert model.fit(X, y) is model
+    assert [w.shape for w in model.coefs_] == [(20, 16), (16, 3)]
+    assert [b.shape for b in model.intercepts_] == [(16,), (3,)]
+    assert all(a.dtype == np.float32 for a in model.coefs_ + model.intercepts_)
+    assert model.classes_.tolist() == [0, 1, 2] and model.n_features_in_ == 20
+    assert model.n_iter_ == 5 and len(model.loss_curve_) == 5
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+    assert model.validation_scores_ is None and model.best_validation_score_ is None
+    assert not hasattr(model, "feature_names_in_")
+    np.testing.assert_allclose(model.predict_proba(X).sum(axis=1), 1, rtol=1e-5)
+    assert model.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize(
+    "labels", [np.array(["emu", "cat", "dog"]), np.array([1000, -5, 10]), np.array([2.0, 0.0, 1.0])]
+)
+def test_any_labels_and_proba_columns_in_classes_order(labels):
+    y_named = labels[y]
+    model = small().fit(X, y_named)
+    assert model.classes_.tolist() == sorted(labels.tolist())
+    assert model.classes_.dtype.kind == labels.dtype.kind
+    proba = model.predict_proba(X)
+    np.testing.assert_array_equal(model.predict(X), model.classes_[proba.argmax(axis=1)])
+    for column, label in enumerate(model.classes_):  # column j is the probability of classes_[j]
+        assert proba[y_named == label, column].mean() > 0.8
+    assert model.score(X, y_named) > 0.9
+
+
+def test_dataframe_input_and_feature_names():
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(20)])
+    model = small().fit(frame, pd.Series(y))
+    assert model.feature_names_in_.tolist() == list(frame.columns)
+    np.testing.assert_array_equal(model.predict(frame), model.predict(X))
+    with pytest.raises(ValueError, match="column names differ from those seen in fit"):
+        model.predict(frame[frame.columns[::-1]])
+    assert not hasattr(small().fit(frame.to_numpy(), y), "feature_names_in_")
+
+
+def test_uint8_is_scaled_like_pixels():
+    X8 = np.clip(X * 30 + 128, 0, 255).astype(np.uint8)
+    from_uint8 = small().fit(X8, y)
+    from_float = small().fit(X8.astype(np.float32) / np.float32(255), y)
+    for a, b in zip(from_uint8.coefs_, from_float.coefs_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(from_uint8.predict(X8), from_float.predict(X8 / 255))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"hidden_layer_sizes": (64, 32)}, "fastnn has one hidden layer.*asks for 2"),
+        ({"hidden_layer_sizes": ()}, "hidden_layer_sizes must be a positive whole number"),
+        ({"hidden_layer_sizes": 0}, "hidden layer size must be a positive whole number"),
+        ({"activation": "tanh"}, "activation must be one of relu, leaky_relu; got 'tanh'"),
+        ({"backend": "torch"}, "backend must be one of numpy, numba"),
+        ({"solver": "adam"}, "solver must be 'sgd'"),
+        ({"dtype": "float16"}, "dtype must be one of float32, float64"),
+        ({"init": "zeros"}, "init must be one of uniform, he, xavier"),
+        ({"batch_size": 0}, "batch_size must be a positive whole number or 'auto'"),
+        ({"batch_size": "full"}, "batch_size must be a positive whole number or 'auto'"),
+        ({"learning_rate_init": 0}, "learning_rate_init must be a positive number"),
+        ({"learning_rate_init": float("nan")}, "learning_rate_init must be a positive number"),
+        ({"max_iter": 0}, "max_iter must be a positive whole number"),
+        ({"max_iter": 2.5}, "max_iter must be a positive whole number"),
+        ({"validation_fraction": 1.0}, "validation_fraction must be a number between 0 and 1"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change must be a positive whole number"),
+        ({"tol": -1}, "tol must be a number >= 0"),
+        ({"random_state": "seed"}, "random_state must be None or a whole number"),
+        ({"n_threads": 0}, "n_threads must be None or a positive whole number"),
+    ],
+)
+def test_bad_hyperparameters_fail_in_fit(params, message):
+    model = small(**params)  # constructing never fails
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, y)
+    with pytest.raises(ValueError, match=message):
+        model.partial_fit(X, y, classes=[0, 1, 2])
+
+
+nan_X = X.copy()
+nan_X[3, 4] = np.nan
+
+
+@pytest.mark.parametrize(
+    ("X_bad", "y_bad", "message"),
+    [
+        (X[:, 0], y, r"X must be 2-D .*got shape \(200,\)\. Reshape .*X.reshape\(-1, 1\)"),
+        (X.reshape(200, 4, 5), y, r"X must be 2-D .*flatten each sample"),
+        (nan_X, y, "X contains 1 NaN or infinite values"),
+        (np.full((200, 20), np.inf), y, "X contains 4000 NaN or infinite values"),
+        (np.zeros((0, 20)), y[:0], r"0 sample\(s\) \(shape=\(0, 20\)\) while a minimum of 1"),
+        (np.zeros((200, 0)), y, r"0 feature\(s\) \(shape=\(200, 0\)\)"),
+        (X + 1j, y, "Complex data not supported"),
+        (X, y[:-1], "X has 200 samples but y has 199 labels"),
+        (X, y[:, None], r"y must be 1-D.*\(200, 1\).*y.ravel\(\)"),
+        (X, np.stack([y, y], axis=1), r"y must be 1-D.*\(200, 2\)"),
+        (X, np.zeros(200), r"y has only one class \[0.0\]"),
+        (X, None, "requires y to be passed, but the target y is None"),
+        (X, y + 0.5, "Unknown label type: continuous.*not a regression target"),
+        (X, np.where(y == 0, np.nan, y), "y contains NaN"),
+        (X, np.array([1, "a"] * 100, dtype=object), "y mixes labels"),
+        (np.full((200, 20), "a"), y, "X must hold numbers"),
+        (pd.DataFrame({"a": ["x"] * 200}), y, "X must hold numbers"),
+    ],
+)
+def test_bad_training_inputs(X_bad, y_bad, message):
+    with pytest.raises(ValueError, match=message):
+        small().fit(X_bad, y_bad)
+
+
+def test_bad_prediction_inputs():
+    with pytest.raises(NotFittedError, match="not fitted yet: call fit") as caught:
+        small().predict(X)
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, AttributeError)
+    model = small().fit(X, y)
+    with pytest.raises(ValueError, match="X has 19 features, but MLPClassifier is expecting 20"):
+        model.predict(X[:, :19])
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        model.predict_proba(X[0])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.predict(nan_X)
+
+
+def test_batch_size_auto_and_larger_than_data():
+    assert small(batch_size="auto").fit(X, y).score(X, y) > 0.9
+    assert small(batch_size=10_000, learning_rate_init=0.5).fit(X, y).n_iter_ == 5
+
+
+def test_score_weights():
+    model = small(max_iter=1).fit(X, y)
+    right = model.predict(X) == y
+    weights = np.random.default_rng(0).uniform(size=len(y))
+    assert model.score(X, y, sample_weight=weights) == pytest.approx(
+        weights[right].sum() / weights.sum()
+    )
+
+
+def test_partial_fit():
+    with pytest.raises(ValueError, match="partial_fit needs classes on its first call"):
+        small().partial_fit(X, y)
+    with pytest.raises(ValueError, match=r"y holds labels not in classes: \[2\]"):
+        small().partial_fit(X, y, classes=[0, 1])
+    model = small()
+    for epoch in range(1, 4):
+        assert model.partial_fit(X, y, classes=[0, 1, 2] if epoch == 1 else None) is model
+        assert model.n_iter_ == epoch and len(model.loss_curve_) == epoch
+    with pytest.raises(ValueError, match=r"classes differ from the earlier calls' \[0, 1, 2\]"):
+        model.partial_fit(X, y, classes=[0, 1, 2, 3])
+    # Three single epochs are the same training as fit with max_iter=3.
+    fitted = small(max_iter=3).fit(X, y)
+    for a, b in zip(
+        model.coefs_ + model.intercepts_, fitted.coefs_ + fitted.intercepts_, strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert fitted.partial_fit(X, y).n_iter_ == 4  # continues after fit, classes known
+
+
+def test_early_stopping_stops_after_patience_runs_out():
+    model = small(early_stopping=True, max_iter=50, n_iter_no_change=2, tol=1.0).fit(X, y)
+    # Epoch 1 sets the best; no later epoch can beat it by more than tol=1.
+    assert model.n_iter_ == 3 and len(model.validation_scores_) == 3
+    assert model.best_validation_score_ == model.validation_scores_[0]
+
+
+def test_early_stopping_keeps_the_best_weights():
+    # Overlapping classes and a large step make the validation score go up and down.
+    X_noisy, y_noisy = blobs(n=300, spread=0.4, seed=1)
+    params = dict(early_stopping=True, learning_rate_init=2.0, n_iter_no_change=100)
+    model = small(max_iter=15, **params).fit(X_noisy, y_noisy)
+    scores = model.validation_scores_
+    best_epoch = int(np.argmax(scores)) + 1
+    assert model.best_validation_score_ == max(scores)
+    assert best_epoch < model.n_iter_ == 15, "the test needs a score that peaks early"
+    # The same run cut off at the best epoch ends with the weights the long run kept.
+    short = small(max_iter=best_epoch, **params).fit(X_noisy, y_noisy)
+    assert short.validation_scores_ == scores[:best_epoch]
+    for kept, at_best in zip(
+        model.coefs_ + model.intercepts_, short.coefs_ + short.intercepts_, strict=True
+    ):
+        np.testing.assert_array_equal(kept, at_best)
+
+
+def test_early_stopping_needs_training_samples():
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        small(early_stopping=True, validation_fraction=0.9).fit(X[:5], y[:5])
+
+
+def test_divergence_keeps_the_last_good_weights():
+    model = small().partial_fit(X, y, classes=[0, 1, 2])
+    good = [a.copy() for a in model.coefs_ + model.intercepts_]
+    model.set_params(learning_rate_init=1e30)  # far too high: the weights overflow to inf
+    with pytest.raises(TrainingDiverged, match=r"diverged.*try a smaller one.*learning_rate_init"):
+        model.partial_fit(X, y)
+    for now, before in zip(model.coefs_ + model.intercepts_, good, strict=True):
+        np.testing.assert_array_equal(now, before)
+    assert model.n_iter_ == 1 and np.isfinite(model.predict_proba(X)).all()
+
+
+def test_verbose_prints_one_line_per_epoch(capsys):
+    small(verbose=True, early_stopping=True, max_iter=3).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    for epoch, line in enumerate(lines, 1):
+        pattern = rf"epoch {epoch}: loss \d+\.\d+, \d+\.\d ms, validation accuracy \d\.\d+"
+        assert re.fullmatch(pattern, line), line
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_same_random_state_same_model(backend):
+    if backend == "numba":
+        numba_or_skip()
+    X8 = np.clip(X * 30 + 128, 0, 255).astype(np.uint8)  # uint8, as the MNIST tests compile
+    runs = [small(backend=backend, random_state=seed, n_threads=2).fit(X8, y) for seed in (7, 7, 8)]
+    for a, b, c in zip(*(r.coefs_ + r.intercepts_ for r in runs), strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+    assert runs[0].loss_curve_ == runs[1].loss_curve_
+
+
+def test_scikit_learn_compatibility():
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.base import clone, is_classifier
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+
+    assert sklearn.__version__ and is_classifier(small())
+    fitted = small(max_iter=2).fit(X, y)
+    copy = clone(fitted)
+    assert copy.get_params() == fitted.get_params() and not hasattr(copy, "coefs_")
+    names = np.array(["a", "b", "c"])[y]
+    scores = cross_val_score(small(), X, names, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.8
+    grid = GridSearchCV(small(), {"hidden_layer_sizes": [(4,), (16,)], "max_iter": [1, 5]}, cv=3)
+    grid.fit(X, names)
+    assert set(grid.best_params_) == {"hidden_layer_sizes", "max_iter"}
+    assert grid.best_estimator_.score(X, names) > 0.9
+
+
+def test_scikit_learn_estimator_checks():
+    pytest.importorskip("sklearn", minversion="1.6")  # check_estimator(on_fail=None)
+    from sklearn.utils.estimator_checks import check_estimator
+
+    # Deliberate: fastnn's own NotFittedError (scikit-learn is not a dependency), and a 2-D y is
+    # an error here rather than a warning.
+    deliberate = {"check_estimators_unfitted", "check_supervised_y_2d"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "does not inherit from BaseEstimator"
+        results = check_estimator(small(hidden_layer_sizes=8), on_fail=None)
+    failed = {r["check_name"]: r["exception"] for r in results if r["status"] == "failed"}
+    assert set(failed) <= deliberate, failed
