@@ -19,6 +19,7 @@ from fastnn.atomic import atomic_path, write_text
 from fastnn.backends import BACKENDS, get_backend
 from fastnn.data import DataError, load_dataset, read_kaggle_csv, train_dev_split
 from fastnn.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, init_params
+from fastnn.persist import save_model
 
 N_CLASSES = 10
 
@@ -30,7 +31,7 @@ PRESETS = {
         init="he",
         epochs=10,
         batch_size=128,
-        lr=0.1,
+        lr=0.2,
         dtype="float32",
         dev_size=5000,
         log_every=1,
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=positive_int, help="print every Nth epoch")
     p.add_argument("--metrics", metavar="FILE", help="write config and per-epoch results as JSON")
     p.add_argument("--plots", metavar="DIR", help="write loss, accuracy and sample-digit PNGs")
+    p.add_argument("--save", metavar="FILE", help="write the trained model (.npz)")
     p.add_argument("--predict-csv", metavar="FILE", help="a Kaggle test.csv to predict")
     p.add_argument(
         "--submission",
@@ -211,7 +213,20 @@ def run(args: argparse.Namespace) -> dict:
             labels = training.predict_proba(backend, params, X_new, args.activation).argmax(axis=1)
             write_submission(args.submission, labels)
             print(f"wrote {len(labels)} predictions to {args.submission}")
-    config = {k: v for k, v in vars(args).items() if k not in ("metrics", "plots")}
+    config = {k: v for k, v in vars(args).items() if k not in ("metrics", "plots", "save")}
+    if args.save:
+        # The batch size actually used, so that a loaded model can go on training as it was.
+        saved_config = dict(config, batch_size=batch_size)
+        scores = {"dev_accuracy": summary["dev_accuracy"], "test_accuracy": test_acc}
+        save_model(
+            args.save,
+            params,
+            activation=args.activation,
+            classes=np.arange(N_CLASSES),
+            config=saved_config,
+            scores=scores,
+        )
+        print(f"saved the model to {args.save}")
     return dict(fastnn_version=fastnn.__version__, config=config, epochs=history, **summary)
 
 

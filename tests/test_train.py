@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import fastnn
 from fastnn import train
 
 needs_mnist = pytest.mark.skipif(
@@ -197,3 +198,35 @@ def test_runs_as_a_module(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "dev accuracy" in result.stdout
+
+
+def test_saved_model_loads_and_predicts_alike_on_both_backends(tmp_path, capsys):
+    write_kaggle(tmp_path / "train.csv", 200, with_labels=True)
+    model_path = tmp_path / "model.npz"
+    code, out, err = run_main(
+        [
+            "--backend",
+            "numpy",
+            "--data",
+            str(tmp_path / "train.csv"),
+            "--epochs",
+            "2",
+            "--dev-size",
+            "40",
+            "--hidden",
+            "12",
+            "--save",
+            str(model_path),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert f"saved the model to {model_path}" in out
+    model = fastnn.load(model_path)
+    assert model.n_features_in_ == 784 and list(model.classes_) == list(range(10))
+    assert model.coefs_[0].shape == (784, 12)
+    X = np.random.default_rng(5).integers(0, 256, (50, 784), dtype=np.uint8)
+    by_numpy = model.set_params(backend="numpy").predict_proba(X)
+    by_numba = model.set_params(backend="numba").predict_proba(X)
+    np.testing.assert_allclose(by_numba, by_numpy, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(by_numba.argmax(1), by_numpy.argmax(1))
