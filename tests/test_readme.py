@@ -1,0 +1,69 @@
+"""The README's examples run as written: every Python block, and the prediction commands."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+
+
+def blocks(language: str, section: str | None = None) -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    if section is not None:
+        text = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return [code for lang, code in BLOCK.findall(text) if lang == language]
+
+
+needs_data = pytest.mark.skipif(
+    not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
+)
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (
+        f"{shlex.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    )
+    return result
+
+
+def test_readme_has_the_examples_this_file_runs():
+    assert len(blocks("python", "The library")) == 2
+    assert len(blocks("bash", "Predicting digits")) == 1
+
+
+@needs_data
+@pytest.mark.parametrize("index", [0, 1])
+def test_library_example_runs(index, tmp_path):
+    code = blocks("python", "The library")[index]
+    result = run([sys.executable, "-c", code], tmp_path)
+    if index == 0:
+        accuracy = float(result.stdout.split("test accuracy")[1])
+        assert accuracy > 0.96
+        assert (tmp_path / "mnist-model.npz").exists()
+
+
+@needs_data
+def test_prediction_commands_run(tmp_path):
+    from fastnn.data import load_dataset
+
+    _, _, X_test, _ = load_dataset("mnist", download=False)
+    digit = X_test[0].reshape(28, 28)
+    big = np.kron(255 - digit, np.ones((8, 8), dtype=np.uint8))  # dark on light, 224 px
+    Image.fromarray(big).save(tmp_path / "my-digit.png")
+    Image.fromarray(np.stack([big, big, big // 2], axis=2)).save(tmp_path / "another.jpg")
+    columns = [f"pixel{i}" for i in range(784)]
+    pd.DataFrame(X_test[:20], columns=columns).to_csv(tmp_path / "test.csv", index=False)
+    for line in blocks("bash", "Predicting digits")[0].splitlines():
+        command = shlex.split(line.split("#")[0])
+        run([sys.executable if command[0] == "python" else command[0], *command[1:]], tmp_path)
+    assert len(pd.read_csv(tmp_path / "submission.csv")) == 20
