@@ -1,0 +1,287 @@
+"""python -m fastnn.bench: the backends side by side in one process, on every workload.
+
+For each workload numpy and numba take turns (numpy, numba, numpy, numba, ...) after one
+untimed warm-up round, and the medians are compared. Then, optionally, the same MNIST epoch
+in other libraries, and the start-up time of a fresh train process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+import fastnn
+from fastnn.atomic import write_text
+from fastnn.backends import Backend, get_backend
+from fastnn.bench import report
+from fastnn.bench.peers import run_peers
+from fastnn.bench.startup import measure_startup
+from fastnn.bench.timing import (
+    MATMUL_SIZE,
+    MATMUL_TRIES,
+    blas_threads,
+    matmul_gflops,
+    measure,
+    others_cpu,
+    speedup,
+)
+from fastnn.bench.workloads import (
+    FLOP_FORMULA,
+    INPUT_FORMS,
+    LEARNING_RATE,
+    PEER_WORKLOAD,
+    WORKLOAD_NAMES,
+    Workload,
+    backend_contender,
+    prepare,
+    workload,
+)
+from fastnn.data import DataError, load_dataset
+from fastnn.train import positive_int
+
+DEFAULT_REPEATS = 5
+DEFAULT_FULL_BATCH_ITERS = 5
+QUICK_ROWS = 6000  # a tenth of an epoch: enough to exercise every path in seconds
+
+Data = dict[str, tuple[np.ndarray, np.ndarray]]  # dataset name -> (X_train, y_train)
+Log = Callable[[str], None]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fastnn.bench",
+        description="Time one training epoch of the numpy and numba backends side by side.",
+    )
+    p.add_argument(
+        "--workloads",
+        nargs="+",
+        choices=WORKLOAD_NAMES,
+        default=list(WORKLOAD_NAMES),
+        metavar="NAME",
+        help=f"any of {', '.join(WORKLOAD_NAMES)} (default: all)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        help=f"timed runs per backend and workload (default {DEFAULT_REPEATS})",
+    )
+    p.add_argument(
+        "--full-batch-iters",
+        type=positive_int,
+        help=f"full-batch steps per timed run (default {DEFAULT_FULL_BATCH_ITERS})",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="threads for numba, BLAS and the peers (default: all cores, %(default)s)",
+    )
+    p.add_argument("--rows", type=positive_int, help="use only the first N training rows")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="folder with mnist/ and fashion-mnist/ (default: where load_dataset looks, "
+        "e.g. $FASTNN_DATA_DIR)",
+    )
+    p.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        help="also time PyTorch, JAX and scikit-learn where installed (default: on)",
+    )
+    p.add_argument(
+        "--startup",
+        action=argparse.BooleanOptionalAction,
+        help="also time a second, cached `python -m fastnn.train` (default: on)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: 1 repeat, 1 full-batch step, {QUICK_ROWS} rows, "
+        "no peers or startup unless asked for",
+    )
+    p.add_argument("--json", default="bench.json", metavar="FILE", help="default: %(default)s")
+    p.add_argument("--png", default="bench.png", metavar="FILE", help="default: %(default)s")
+    p.add_argument("--markdown", metavar="FILE", help="also write the printed report here")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options left unset from --quick or the full defaults."""
+    quick = args.quick
+    for key, full, short in (
+        ("repeats", DEFAULT_REPEATS, 1),
+        ("full_batch_iters", DEFAULT_FULL_BATCH_ITERS, 1),
+        ("rows", None, QUICK_ROWS),
+        ("peers", True, False),
+        ("startup", True, False),
+    ):
+        if getattr(args, key) is None:
+            setattr(args, key, short if quick else full)
+    return args
+
+
+def machine() -> dict:
+    """The machine as the report names it."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: keep platform's guess
+    return dict(
+        cpu=cpu,
+        cores=os.cpu_count(),
+        python=platform.python_version(),
+        numpy=np.__version__,
+        numba=importlib.metadata.version("numba"),
+    )
+
+
+def run_workloads(
+    workloads: Sequence[Workload],
+    data: Data,
+    backends: Sequence[Backend],
+    args: argparse.Namespace,
+    peak: dict[str, float],
+    log: Log,
+) -> list[dict]:
+    entries = []
+    for w in workloads:
+        p = prepare(w, *data[w.dataset], rows=args.rows, full_batch_iters=args.full_batch_iters)
+        contenders = [backend_contender(b, p) for b in backends]
+        log(f"{w.name}: {len(p.order):,} rows, {args.repeats} repeats ...")
+        with others_cpu() as others:
+            results = measure(contenders, args.repeats, p.flops_per_sample, peak[w.dtype])
+        medians = {name: r["median_epoch_s"] for name, r in results.items()}
+        log("  " + ", ".join(f"{name} {s:.3g} s" for name, s in medians.items()))
+        entries.append(
+            dict(
+                name=w.name,
+                label=w.label(),
+                dataset=w.dataset,
+                hidden=w.hidden,
+                batch_size=p.batch_size,
+                full_batch=w.full_batch,
+                dtype=w.dtype,
+                init=w.init,
+                rows=len(p.order),
+                epochs_per_run=p.iterations,
+                flops_per_sample=p.flops_per_sample,
+                results=results,
+                numpy_over_numba=speedup(medians.get("numpy"), medians.get("numba")),
+                others_cores=others["cores"],
+            )
+        )
+    return entries
+
+
+def collect(
+    args: argparse.Namespace,
+    data: Data,
+    backends: Sequence[Backend],
+    numba_unavailable: str | None,
+    log: Log,
+    matmul_size: int = MATMUL_SIZE,
+) -> dict:
+    """Run everything the options ask for; the JSON-ready result, its markdown included."""
+    numba = next((b for b in backends if b.name == "numba"), None)
+    with contextlib.ExitStack() as stack:
+        blas_limited = stack.enter_context(blas_threads(args.threads))
+        for b in backends:
+            stack.enter_context(b.threads(args.threads))
+        peak = {dtype: matmul_gflops(dtype, matmul_size) for dtype in ("float32", "float64")}
+        log(f"matmul peak: {', '.join(f'{d} {g:.1f} GFLOP/s' for d, g in peak.items())}")
+        workloads = [workload(name) for name in args.workloads]
+        entries = run_workloads(workloads, data, backends, args, peak, log)
+        peers = None
+        if args.peers:
+            w = workload(PEER_WORKLOAD)
+            p = prepare(w, *data[w.dataset], rows=args.rows)
+            peers = run_peers(p, numba, args.threads, args.repeats, peak[w.dtype], log)
+    if not args.startup:
+        startup = None
+    elif numba is None:
+        startup = dict(skipped="the numba backend is not available")
+    else:
+        log("startup: two `python -m fastnn.train` processes ...")
+        startup = measure_startup(args.threads, args.data)
+    result = dict(
+        fastnn_version=fastnn.__version__,
+        date=datetime.date.today().isoformat(),
+        command=args.command,
+        machine=machine(),
+        settings=dict(
+            repeats=args.repeats,
+            warmup_rounds=1,
+            threads=args.threads,
+            blas_threads_limited=blas_limited,
+            full_batch_iters=args.full_batch_iters,
+            rows=args.rows,
+            learning_rate=LEARNING_RATE,
+            matmul_size=matmul_size,
+            matmul_tries=MATMUL_TRIES,
+        ),
+        inputs={b.name: INPUT_FORMS[b.name] for b in backends},
+        numba_available=numba is not None,
+        numba_unavailable=numba_unavailable,
+        flop_formula=FLOP_FORMULA,
+        matmul_peak_gflops=peak,
+        workloads=entries,
+        peers=peers,
+        startup=startup,
+    )
+    result["markdown"] = report.markdown(result)
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else argv
+    args = resolve(build_parser().parse_args(argv))
+    args.command = shlex.join(["python", "-m", "fastnn.bench", *argv])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    needed = {workload(name).dataset for name in args.workloads}
+    data = {}
+    try:
+        for name in sorted(needed | ({"mnist"} if args.peers else set())):
+            ds = load_dataset(name, data_dir=args.data, download=False)
+            data[name] = (ds.X_train, ds.y_train)
+    except DataError as exc:
+        print(f"fastnn.bench: error: {exc}", file=sys.stderr)
+        return 1
+    backends = [get_backend("numpy")]
+    numba_unavailable = None
+    try:
+        backends.append(get_backend("numba"))
+    except ValueError as exc:  # the numba backend is not there yet: time numpy alone
+        numba_unavailable = str(exc)
+        log(f"numba: {exc}; timing numpy alone")
+    result = collect(args, data, backends, numba_unavailable, log)
+    print(result["markdown"])
+    report.write_json(args.json, result)
+    report.write_png(args.png, result)
+    written = [args.json, args.png]
+    if args.markdown:
+        write_text(args.markdown, result["markdown"])
+        written.append(args.markdown)
+    log(f"wrote {', '.join(written)}")
+    return 0

@@ -1,0 +1,83 @@
+"""The cost of starting over: wall time of a fresh `python -m fastnn.train --epochs 1` process
+once Numba's cache is warm, less the time its data loading takes.
+
+The train command runs twice in subprocesses: the first may compile and fill the cache, the
+second is the one reported. Data loading is timed on its own in another subprocess, so what
+is left is interpreter start, imports, loading compiled kernels, the epoch and evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Prints the seconds that load_dataset alone takes, inside a fresh interpreter.
+LOAD_SNIPPET = (
+    "import time; from fastnn.data import load_dataset; t = time.perf_counter(); "
+    "load_dataset('mnist', data_dir={data_dir!r}, download=False); "
+    "print(time.perf_counter() - t)"
+)
+LOAD_RUNS = 3
+TIMEOUT_S = 600
+
+
+def train_options(threads: int | None, data_dir: str | None) -> list[str]:
+    options = ["--backend", "numba", "--epochs", "1", "--dev-size", "0", "--no-download"]
+    options += [] if threads is None else ["--threads", str(threads)]
+    return options + ([] if data_dir is None else ["--data", data_dir])
+
+
+def _timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+    return time.perf_counter() - start, done
+
+
+def _check(what: str, done: subprocess.CompletedProcess) -> None:
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"{what} exited with {done.returncode}: " + " | ".join(tail))
+
+
+def measure_startup(threads: int | None = None, data_dir: str | None = None) -> dict:
+    """Times of two train runs and of data loading, JSON-ready; a failed or hung run is
+    reported in the result, not raised."""
+    options = train_options(threads, data_dir)
+    shown = "python -m fastnn.train " + " ".join(options)
+    try:
+        return dict(command=shown, **_measure(options, data_dir))
+    except subprocess.TimeoutExpired as exc:
+        return dict(command=shown, error=f"a subprocess timed out after {exc.timeout:g} s")
+    except RuntimeError as exc:
+        return dict(command=shown, error=str(exc))
+
+
+def _measure(options: list[str], data_dir: str | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = Path(tmp) / "metrics.json"
+        cmd = [sys.executable, "-m", "fastnn.train", *options, "--metrics", str(metrics)]
+        walls = []
+        for _ in range(2):
+            wall, done = _timed(cmd)
+            _check("the train command", done)
+            walls.append(wall)
+        second = json.loads(metrics.read_text())
+    loads = []
+    for _ in range(LOAD_RUNS):
+        _, done = _timed([sys.executable, "-c", LOAD_SNIPPET.format(data_dir=data_dir)])
+        _check("loading the data", done)
+        loads.append(float(done.stdout.strip().splitlines()[-1]))
+    data_load = min(loads)  # the second train run also found the files in the page cache
+    return dict(
+        first_wall_s=walls[0],
+        second_wall_s=walls[1],
+        second_in_process_s=second.get("wall_seconds"),
+        second_epoch_s=second.get("first_epoch_seconds"),
+        data_load_s=data_load,
+        second_beyond_data_s=walls[1] - data_load,
+        target_s=3.0,
+    )
