@@ -1,0 +1,76 @@
+"""The forward pass of one sample (one row of X), as small serial helpers.
+
+Each helper writes only its own sample's outputs, so the parallel pass over samples
+(`backward.sample_pass`) can run them on any thread. Their sums run in a fixed order (features,
+then hidden units, ascending), which does not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from fastnn.kernels.config import SERIAL
+from fastnn.kernels.sparse import load_x
+
+
+@njit(**SERIAL)
+def hidden_row(W1, b1, X, r, table, idx, start, end, z):
+    """z = X[r] @ W1 + b1, summing only over the features listed in idx[start:end]."""
+    H = z.shape[0]
+    for j in range(H):
+        z[j] = 0
+    for e in range(start, end):
+        k = idx[e]
+        x = load_x(X, r, k, table)
+        for j in range(H):  # contiguous in W1 and z: vectorised
+            z[j] += x * W1[k, j]
+    for j in range(H):
+        z[j] += b1[j]  # after the sum, as X @ W1 + b1 does
+
+
+@njit(**SERIAL)
+def activate_row(z, a, slope, leaky):
+    """a = relu(z), or leaky relu with `slope` for z <= 0."""
+    zero = z.dtype.type(0)
+    if leaky:
+        for j in range(z.shape[0]):
+            a[j] = z[j] if z[j] > zero else z[j] * slope
+    else:
+        for j in range(z.shape[0]):
+            a[j] = z[j] if z[j] > zero else zero
+
+
+@njit(**SERIAL)
+def logits_row(a, W2, b2, z2):
+    """z2 = a @ W2 + b2."""
+    n_out = z2.shape[0]
+    for o in range(n_out):
+        z2[o] = 0
+    for j in range(a.shape[0]):
+        v = a[j]
+        for o in range(n_out):
+            z2[o] += v * W2[j, o]
+    for o in range(n_out):
+        z2[o] += b2[o]
+
+
+@njit(**SERIAL)
+def softmax_row(z2, p):
+    """p = softmax(z2), shifted by the max so exp cannot overflow; p may be z2 itself.
+    Returns log(sum(exp(z2 - max))), the max, and the first index holding it."""
+    n_out = z2.shape[0]
+    top = z2[0]
+    arg = 0
+    for o in range(1, n_out):
+        if z2[o] > top:
+            top = z2[o]
+            arg = o
+    total = z2.dtype.type(0)
+    for o in range(n_out):
+        e = np.exp(z2[o] - top)
+        p[o] = e
+        total += e
+    for o in range(n_out):
+        p[o] = p[o] / total
+    return np.log(total), top, arg

@@ -1,0 +1,96 @@
+"""The input side: reading X as the parameters' dtype, and listing each sample's non-zero
+features.
+
+MNIST rows are about 81% zeros, and a zero input adds nothing to X @ W1 nor to X.T @ dZ1, so the
+kernels list, per sample of a chunk, its non-zero features in ascending order and touch W1 only
+there. Sample i of a chunk owns the n_in + 1 index slots from i * (n_in + 1) (see `scan_row`
+for the spare one). The features are grouped in blocks of BLOCK: block b is features
+b * BLOCK .. (b + 1) * BLOCK - 1, and bounds[b, i] .. bounds[b + 1, i] - 1 are the slots of
+sample i's features in block b, so that the job of `backward.gradient_pass` that owns block b
+finds its entries of every sample without searching.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+from fastnn.kernels.config import SERIAL
+
+BLOCK = 16  # input features per block: the rows of W1 that one job of the update pass owns
+
+
+def load_x(X, r, k, table):
+    """X[r, k] in the parameters' dtype: uint8 pixels through `table`, floats as they are."""
+    raise NotImplementedError  # called only from jitted code, which compiles the overload
+
+
+@overload(load_x, jit_options=SERIAL)
+def _load_x(X, r, k, table):
+    if X.dtype == types.uint8:
+        return lambda X, r, k, table: table[X[r, k]]
+    return lambda X, r, k, table: X[r, k]
+
+
+@njit(**SERIAL)
+def pixel_table(like):
+    """v / 255 in the dtype of `like` for every byte v: the reference's division, done once."""
+    dtype = like.dtype
+    table = np.empty(256, dtype)  # (256,)
+    for v in range(256):
+        table[v] = dtype.type(v) / dtype.type(255)
+    return table
+
+
+@intrinsic
+def _prefetch(typingctx, X, r, k):
+    """Asks the CPU to start loading the cache line of X[r, k] (llvm.prefetch: read, keep)."""
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        address = cgutils.get_item_pointer(context, builder, array_type, array, args[1:])
+        byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        prefetch = builder.module.declare_intrinsic(  # mangled to suit llvmlite's pointers
+            "llvm.prefetch",
+            [byte_pointer],
+            ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+        )
+        builder.call(prefetch, [builder.bitcast(address, byte_pointer), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(X, r, k), codegen
+
+
+@njit(**SERIAL)
+def prefetch_row(X, r):
+    """Starts loading row r of X into cache. Samples come in shuffled order, so the hardware
+    cannot guess the next row and each of its cache lines would cost a trip to memory."""
+    for k in range(0, X.shape[1], max(1, 64 // X.itemsize)):
+        _prefetch(X, r, k)
+
+
+@njit(**SERIAL)
+def scan_row(X, r, idx, i, bounds):
+    """Lists the non-zero features of row r of X, ascending, in the slots of sample i of idx
+    and fills column i of bounds (n_blocks + 1, chunk). Within a block that has a non-zero,
+    every feature is written and the cursor moves past non-zeros only: one spare slot, and no
+    unpredictable branch per pixel. Blocks of zeros (the image borders) are skipped whole."""
+    n_in = X.shape[1]
+    zero = X.dtype.type(0)
+    c = i * (n_in + 1)
+    for b in range(bounds.shape[0] - 1):
+        bounds[b, i] = c
+        first = b * BLOCK
+        last = min(first + BLOCK, n_in)
+        any_nonzero = False
+        for k in range(first, last):
+            any_nonzero |= X[r, k] != zero
+        if any_nonzero:
+            for k in range(first, last):
+                idx[c] = k
+                c += X[r, k] != zero
+    bounds[bounds.shape[0] - 1, i] = c

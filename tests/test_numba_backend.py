@@ -1,0 +1,336 @@
+"""The Numba backend's own promises: determinism whatever the thread count, float32 kept as
+float32, the threads() context, compiled code cached across processes (and no crash where the
+cache cannot be written), and two Python threads training at once without aborting."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.backends import get_backend
+from fastnn.kernels import config, epoch
+from fastnn.model import init_params
+
+backend = get_backend("numba")
+PACKAGE = Path(fastnn.__file__).parent
+MAX_THREADS = numba.config.NUMBA_NUM_THREADS
+
+
+def mnist_like(n=300, n_in=784, hidden=32, n_out=10, dtype="float32", seed=0):
+    """Sparse uint8 'images' (~80% zeros), labels and a fresh network."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(1, 256, (n, n_in)).astype(np.uint8)
+    X[rng.random(X.shape) < 0.8] = 0
+    y = rng.integers(0, n_out, n)
+    return init_params(n_in, hidden, n_out, seed=seed, dtype=dtype), X, y
+
+
+def train(params, X, y, epochs=2, batch=32, activation="relu"):
+    """A few epochs from params (changed in place); their (loss, accuracy)."""
+    rng = np.random.default_rng(1)
+    return [
+        backend.train_epoch(params, X, y, rng.permutation(len(X)), batch, 0.1, activation)
+        for _ in range(epochs)
+    ]
+
+
+def assert_same_bits(a, b, name):
+    assert a.dtype == b.dtype and a.shape == b.shape, name
+    assert a.tobytes() == b.tobytes(), f"{name}: not bit-identical"
+
+
+# --- threads ----------------------------------------------------------------------------------
+
+
+def test_threads_sets_and_restores_the_count():
+    before = numba.get_num_threads()
+    with backend.threads(1):
+        assert numba.get_num_threads() == 1
+        with backend.threads(MAX_THREADS):
+            assert numba.get_num_threads() == MAX_THREADS
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with backend.threads(None):
+        assert numba.get_num_threads() == before
+
+
+def test_threads_restores_the_count_after_an_error():
+    before = numba.get_num_threads()
+    with pytest.raises(RuntimeError), backend.threads(1):
+        raise RuntimeError
+    assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n", [0, -1, MAX_THREADS + 1, 1.5, "2", True])
+def test_threads_rejects_counts_numba_cannot_run(n):
+    with pytest.raises(ValueError, match=f"threads must be a whole number from 1 to {MAX_THREADS}"):
+        with backend.threads(n):
+            pass
+
+
+# --- determinism ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(MAX_THREADS < 2, reason="needs at least 2 Numba threads")
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("batch", [32, 300])  # mini-batch; full batch over two chunks
+def test_same_bits_with_one_and_two_threads(activation, batch):
+    results = {}
+    for n in (1, 2):
+        params, X, y = mnist_like()
+        with backend.threads(n):
+            history = train(params, X, y, batch=batch, activation=activation)
+            fwd = backend.forward(params, X, activation)
+            loss, grads = backend.loss_and_grads(params, X, y, activation)
+        results[n] = (history, params, fwd, loss, grads)
+    (h1, p1, f1, l1, g1), (h2, p2, f2, l2, g2) = results[1], results[2]
+    assert h1 == h2 and l1 == l2  # Python floats: exact
+    for name, a, b in zip(["W1", "b1", "W2", "b2"], p1.arrays(), p2.arrays(), strict=True):
+        assert_same_bits(a, b, name)
+    for name, a, b in zip(f1._fields + g1._fields, f1 + g1, f2 + g2, strict=True):
+        assert_same_bits(a, b, name)
+
+
+def test_same_bits_run_after_run():
+    runs = []
+    for _ in range(2):
+        params, X, y = mnist_like(dtype="float64")
+        runs.append((train(params, X, y, batch=7), params))
+    (h1, p1), (h2, p2) = runs
+    assert h1 == h2
+    for name, a, b in zip(["W1", "b1", "W2", "b2"], p1.arrays(), p2.arrays(), strict=True):
+        assert_same_bits(a, b, name)
+
+
+# --- dtypes and inputs ------------------------------------------------------------------------
+
+
+def test_float32_stays_float32():
+    params, X, y = mnist_like(n=40)
+    assert all(a.dtype == np.float32 for a in backend.forward(params, X))
+    loss, grads = backend.loss_and_grads(params, X, y)
+    assert isinstance(loss, float) and all(g.dtype == np.float32 for g in grads)
+    train(params, X, y, epochs=1)
+    assert all(a.dtype == np.float32 for a in params.arrays())
+
+
+def test_float32_is_computed_in_float32():
+    """A float32 kernel that promoted to float64 inside (a Python float literal is enough)
+    would give the float64 results rounded once at the end; real float32 arithmetic rounds at
+    every step and so differs from them somewhere."""
+    params32, X, y = mnist_like(n=64)
+    params64 = init_params(784, 32, 10, seed=0, dtype="float64")
+    for a64, a32 in zip(params64.arrays(), params32.arrays(), strict=True):
+        a64[...] = a32  # the same numbers, exactly
+    fwd32, fwd64 = backend.forward(params32, X), backend.forward(params64, X)
+    for name, a32, a64 in zip(fwd32._fields, fwd32, fwd64, strict=True):
+        assert not np.array_equal(a32, a64.astype(np.float32)), f"{name} computed in float64"
+    _, g32 = backend.loss_and_grads(params32, X, y)
+    _, g64 = backend.loss_and_grads(params64, X, y)
+    for name, a32, a64 in zip(g32._fields, g32, g64, strict=True):
+        assert not np.array_equal(a32, a64.astype(np.float32)), f"{name} computed in float64"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_uint8_is_scaled_in_the_kernel_like_the_reference(dtype):
+    params, X, _ = mnist_like(n=20, dtype=dtype)
+    scaled = X.astype(dtype) / np.asarray(255, dtype)  # the reference's scaling
+    from_uint8, from_float = backend.forward(params, X), backend.forward(params, scaled)
+    for name, a, b in zip(from_uint8._fields, from_uint8, from_float, strict=True):
+        assert_same_bits(a, b, name)
+
+
+def test_read_only_inputs_are_accepted():
+    params, X, y = mnist_like(n=20)
+    X.flags.writeable = False
+    y.flags.writeable = False
+    backend.train_epoch(params, X, y, np.arange(20), 5, 0.1)
+    assert np.isfinite(backend.loss_and_grads(params, X, y)[0])
+
+
+def test_empty_input_gives_empty_outputs():
+    params, X, _ = mnist_like(n=0)
+    fwd = backend.forward(params, X)
+    assert fwd.Z1.shape == (0, 32) and fwd.P.shape == (0, 10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive"),
+        ({"lr": float("nan")}, "learning rate must be a positive"),
+        ({"activation": "tanh"}, "activation must be one of"),
+        ({"order": np.array([0, 9])}, "order holds indices outside"),
+        ({"y": np.array([0, 1, 2, 0])}, r"labels must be in 0\.\.1"),
+        ({"X": np.zeros((4, 5))}, "X has 5 features but the network expects 3"),
+        ({"X": np.full((4, 3), np.inf)}, "NaN or infinite"),
+    ],
+)
+def test_bad_arguments_are_refused_like_the_reference(kwargs, message):
+    params = init_params(3, 2, 2, seed=0)
+    args = {"X": np.zeros((4, 3)), "y": np.zeros(4, dtype=int), "order": np.arange(4)}
+    args |= {"batch_size": 2, "lr": 0.1, "activation": "relu"} | kwargs
+    with pytest.raises(ValueError, match=message):
+        backend.train_epoch(params, **args)
+
+
+def kernel_sources_digest() -> str:
+    """sha256 of the kernel modules that `run` compiles in, all but epoch.py itself."""
+    digest = hashlib.sha256()
+    for path in sorted((PACKAGE / "kernels").glob("*.py")):
+        if path.name != "epoch.py":
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_kernel_sources_digest_is_current():
+    """Numba would otherwise load a stale cached `run` after an edit to another kernel file."""
+    assert epoch.KERNEL_SOURCES_DIGEST == kernel_sources_digest(), (
+        "a kernel module changed: set KERNEL_SOURCES_DIGEST in fastnn/kernels/epoch.py to "
+        f'"{kernel_sources_digest()}" so that cached compiled code is not reused'
+    )
+
+
+# --- processes: cache, read-only package, concurrent threads ----------------------------------
+
+
+def run_python(code: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Runs code in a fresh interpreter; its exit code, stdout and stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+TINY_TRAINING = """
+    import numpy as np
+    import fastnn
+    from fastnn.backends import get_backend
+    from fastnn.kernels.epoch import run
+    from fastnn.model import init_params
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (50, 784)).astype(np.uint8)
+    params = init_params(784, 32, 10, seed=0, dtype="float32")
+    loss, acc = get_backend("numba").train_epoch(params, X, rng.integers(0, 10, 50),
+                                                 np.arange(50), 10, 0.1)
+    assert np.isfinite(loss)
+    print(fastnn.__file__)
+    print(sum(run.stats.cache_hits.values()), sum(run.stats.cache_misses.values()))
+"""
+
+
+def test_a_second_process_loads_the_compiled_code_from_the_cache():
+    assert config.CACHE
+    code, out, err = run_python(TINY_TRAINING)  # compiles, unless an earlier run did
+    assert code == 0, err
+    code, out, err = run_python(TINY_TRAINING)
+    assert code == 0, err
+    hits, misses = map(int, out.split()[-2:])
+    assert (hits, misses) == (1, 0), "the second process compiled again"
+
+
+def read_only_copy(root: Path) -> Path:
+    """The package copied under root, its kernels' __pycache__ impossible to create: a file
+    takes its name (chmod alone does not stop root) and the folders are read-only."""
+    copy = root / "pkg" / "fastnn"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "kernels" / "__pycache__").write_text("not a folder")
+    for folder in [copy, *[p for p in copy.rglob("*") if p.is_dir()]]:
+        folder.chmod(0o555)
+    return copy
+
+
+def test_an_unwritable_package_folder_falls_back_without_a_traceback(tmp_path):
+    copy = read_only_copy(tmp_path)
+    user_cache = tmp_path / "user-cache"  # where Numba falls back to, as ~/.cache would be
+    env = {"PYTHONPATH": str(copy.parent), "NUMBA_CACHE_DIR": "", "XDG_CACHE_HOME": str(user_cache)}
+    try:
+        code, out, err = run_python(TINY_TRAINING, env=env, cwd=tmp_path)
+    finally:
+        for folder in [copy, *[p for p in copy.rglob("*") if p.is_dir()]]:
+            folder.chmod(0o755)
+    assert code == 0, err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert out.splitlines()[0].startswith(str(copy)), "ran the installed package, not the copy"
+    assert list(user_cache.rglob("*.nbi")), "nothing cached in the user's cache folder"
+
+
+def test_no_writable_cache_folder_at_all_turns_caching_off(monkeypatch):
+    """Numba refuses cache=True at decoration time when it finds nowhere to write; the kernels
+    are then compiled without a cache instead of failing to import."""
+
+    def nowhere(**options):
+        raise RuntimeError("cannot cache function 'probe': no locator available for file")
+
+    monkeypatch.setattr(numba, "njit", nowhere)
+    assert config._can_cache() is False
+
+
+CONCURRENT_TRAINING = """
+    import threading
+    import numba
+    import numpy as np
+    from fastnn.backends import get_backend
+    from fastnn.model import init_params
+    backend = get_backend("numba")
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (400, 784)).astype(np.uint8)
+    X[rng.random(X.shape) < 0.8] = 0
+    y = rng.integers(0, 10, 400)
+
+    def train(seed, out):
+        params = init_params(784, 32, 10, seed=seed, dtype="float32")
+        order = np.random.default_rng(seed).permutation(400)
+        for _ in range(6):
+            out.append(backend.train_epoch(params, X, y, order, 16, 0.1))
+        out.append(params.W1.tobytes() + params.W2.tobytes())
+
+    serial = [[], []]
+    for seed in (0, 1):
+        train(seed, serial[seed])
+    both = [[], []]
+    threads = [threading.Thread(target=train, args=(s, both[s])) for s in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert both == serial, "concurrent results differ from serial ones"
+    print(numba.threading_layer())
+"""
+
+
+@pytest.mark.parametrize("layer", ["default", "workqueue"])
+def test_two_python_threads_train_at_once(layer):
+    """In a subprocess, so that an abort shows as a failed exit code. workqueue would abort on
+    concurrent launches: the backend must serialise them there."""
+    env = {} if layer == "default" else {"NUMBA_THREADING_LAYER": layer}
+    code, out, err = run_python(CONCURRENT_TRAINING, env=env)
+    assert code == 0, f"exit code {code}: {err}"
+    used = out.split()[-1]
+    assert used == (layer if layer != "default" else config.THREADING_LAYER)
+    if layer == "default":
+        assert used in config.THREAD_SAFE_LAYERS
+
+
+def test_threading_layer_is_thread_safe_or_guarded():
+    assert config.THREADING_LAYER == numba.threading_layer()
+    guard = config.launch_guard()
+    if config.THREADING_LAYER in config.THREAD_SAFE_LAYERS:
+        assert not hasattr(guard, "acquire")
+    else:
+        assert hasattr(guard, "acquire")
