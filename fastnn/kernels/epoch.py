@@ -21,7 +21,7 @@ from fastnn.kernels.sparse import BLOCK, pixel_table
 # kernel it calls: an edit to another kernel module (or to the options in config.py) would
 # leave a stale compiled `run` in use. This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "b9e5bf1ff89ec3f0c6d33f1750ebcc50b7b1535c9c5847a2421e3871b62bf7ae"
+KERNEL_SOURCES_DIGEST = "d67dce67ae9e9e654c867c3bf4486f9fea773299fdce8c91346d09588156cba3"
 
 FORWARD, GRADIENTS, TRAIN = 0, 1, 2  # what `run` does
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
