@@ -16,12 +16,15 @@ from fastnn.kernels.sparse import load_x
 
 @njit(**SERIAL)
 def hidden_row(W1, b1, X, r, table, idx, start, end, z):
-    """z = X[r] @ W1 + b1, summing only over the features listed in idx[start:end]."""
+    """z = X[r] @ W1 + b1, summing only over the features listed in idx[start:end]. Four
+    features a pass, added one after another as written: z is loaded and stored once per four
+    rows of W1 rather than once per row, and every z[j] gets the same sums in the same order
+    (so the same bits) as one feature a pass."""
     H = z.shape[0]
     for j in range(H):
         z[j] = 0
     e = start
-    while e + 4 <= end:  # four features a pass: z is loaded and stored once for the four
+    while e + 4 <= end:
         k0, k1, k2, k3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
         x0, x1 = load_x(X, r, k0, table), load_x(X, r, k1, table)
         x2, x3 = load_x(X, r, k2, table), load_x(X, r, k3, table)
@@ -31,8 +34,8 @@ def hidden_row(W1, b1, X, r, table, idx, start, end, z):
             s = s + x2 * W1[k2, j]
             z[j] = s + x3 * W1[k3, j]
         e += 4
-    for e in range(e, end):
-        k = idx[e]
+    for rest in range(e, end):
+        k = idx[rest]
         x = load_x(X, r, k, table)
         for j in range(H):
             z[j] += x * W1[k, j]
