@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.atomic import write_text
 from fastnn.backends import BACKENDS, get_backend
 from fastnn.estimator import MLPClassifier, load
 from fastnn.images import ImageError, load_digit
@@ -89,15 +88,14 @@ def predict_images(model: MLPClassifier, paths: list[str]) -> list[dict[str, Any
 def predict_csv(model: MLPClassifier, path: str, output: str) -> dict[str, Any]:
     """Predict every row of a Kaggle test.csv and write the submission to `output`."""
     # Imported here: only a CSV input needs pandas.
-    from fastnn.data import DataError, read_kaggle_csv
+    from fastnn.data import DataError, read_kaggle_csv, write_kaggle_submission
 
     try:
         X, _ = read_kaggle_csv(path)
         labels = model.predict(X)
     except (DataError, ValueError) as exc:
         return _error(path, exc)
-    lines = ["ImageId,Label", *(f"{i},{_plain(label)}" for i, label in enumerate(labels, 1))]
-    write_text(output, "\n".join(lines) + "\n")
+    write_kaggle_submission(output, labels)
     return {"file": path, "submission": output, "rows": len(labels)}
 
 

@@ -10,14 +10,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 import fastnn
 from fastnn import plots, training
-from fastnn.atomic import atomic_path, write_text
+from fastnn.atomic import write_text
 from fastnn.backends import BACKENDS, get_backend
-from fastnn.data import DataError, load_dataset, read_kaggle_csv, train_dev_split
+from fastnn.data import (
+    DataError,
+    load_dataset,
+    read_kaggle_csv,
+    train_dev_split,
+    write_kaggle_submission,
+)
 from fastnn.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, init_params
 from fastnn.persist import save_model
 
@@ -138,12 +143,6 @@ def load_data(args: argparse.Namespace):
     return load_dataset(args.dataset, data_dir=path, download=not args.no_download)
 
 
-def write_submission(path: str, labels: np.ndarray) -> None:
-    table = pd.DataFrame({"ImageId": np.arange(1, len(labels) + 1), "Label": labels})
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-
-
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
@@ -211,7 +210,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.predict_csv:
             X_new, _ = read_kaggle_csv(args.predict_csv)
             labels = training.predict_proba(backend, params, X_new, args.activation).argmax(axis=1)
-            write_submission(args.submission, labels)
+            write_kaggle_submission(args.submission, labels)
             print(f"wrote {len(labels)} predictions to {args.submission}")
     config = {k: v for k, v in vars(args).items() if k not in ("metrics", "plots", "save")}
     if args.save:

@@ -2,7 +2,7 @@
 
 from .datasets import DATASET_NAMES, Dataset, find_dataset_files, load_dataset
 from .idx import DataError, read_idx
-from .kaggle import read_kaggle_csv
+from .kaggle import read_kaggle_csv, write_kaggle_submission
 from .preprocess import scale, shuffle, train_dev_split
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "load_dataset",
     "read_idx",
     "read_kaggle_csv",
+    "write_kaggle_submission",
     "scale",
     "shuffle",
     "train_dev_split",

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastnn.atomic import write_text
+
 from .idx import DataError
 
-__all__ = ["PIXEL_COLUMNS", "read_kaggle_csv"]
+__all__ = ["PIXEL_COLUMNS", "read_kaggle_csv", "write_kaggle_submission"]
 
 PIXEL_COLUMNS: tuple[str, ...] = tuple(f"pixel{i}" for i in range(784))
 
@@ -123,3 +125,9 @@ def _describe(value: object, high: int) -> str:
     if number != np.floor(number):
         return f"{value} is not a whole number (expected an integer 0..{high})"
     return f"{value} is outside 0..{high}"
+
+
+def write_kaggle_submission(path: str | os.PathLike[str], labels: np.ndarray) -> None:
+    """Write `ImageId,Label` rows (ImageId from 1), as Kaggle expects, atomically."""
+    rows = (f"{i},{label}" for i, label in enumerate(np.asarray(labels).tolist(), 1))
+    write_text(path, "\n".join(["ImageId,Label", *rows]) + "\n")
