@@ -62,6 +62,12 @@ class Params:
             raise ValueError(f"Params: all four arrays must be one of {DTYPES}")
 
 
+def scale_pixels(X: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """Pixels 0..255 to [0, 1] as X / 255 in dtype: the one definition of pixel scaling,
+    which the Numba kernels reproduce bit for bit."""
+    return X.astype(dtype) / np.asarray(255, dtype)
+
+
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")

@@ -15,14 +15,12 @@ from fastnn.backends.base import (
     check_y,
     unchanged_threads,
 )
-from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
+from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice, scale_pixels
 
 
 def to_float(X: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """uint8 pixels to [0, 1] as X / 255 in dtype; floats pass through."""
-    if X.dtype == np.uint8:
-        return X.astype(dtype) / np.asarray(255, dtype)
-    return X
+    return scale_pixels(X, dtype) if X.dtype == np.uint8 else X
 
 
 def activate(Z: np.ndarray, activation: str) -> np.ndarray:

@@ -7,6 +7,8 @@ import operator
 import numpy as np
 from numpy.typing import DTypeLike
 
+from fastnn.model import scale_pixels
+
 from .idx import DataError
 
 __all__ = ["scale", "shuffle", "train_dev_split"]
@@ -38,7 +40,7 @@ def scale(X: np.ndarray, dtype: DTypeLike = "float32") -> np.ndarray:
                 f"scale: pixel values must be in 0..255, but this {X.dtype} array holds values "
                 f"from {low} to {high}. Pass raw 8-bit pixels (as load_dataset returns them)."
             )
-    return X.astype(dtype) / np.asarray(255, dtype)
+    return scale_pixels(X, dtype)
 
 
 def shuffle(X: np.ndarray, y: np.ndarray, seed: Seed) -> tuple[np.ndarray, np.ndarray]:
