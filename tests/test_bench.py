@@ -74,6 +74,7 @@ def test_contenders_take_turns_and_warmup_is_not_recorded() -> None:
         repeats=2,
         warmup_rounds=1,
         clock=lambda: float(next(ticks)),
+        settle_s=0.0,
     )
     assert log == ["setup a", "run a", "setup b", "run b"] * 3
     assert times == {"a": [1.0, 1.0], "b": [1.0, 1.0]}

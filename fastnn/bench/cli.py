@@ -29,6 +29,7 @@ from fastnn.bench.startup import measure_startup
 from fastnn.bench.timing import (
     MATMUL_SIZE,
     MATMUL_TRIES,
+    SETTLE_S,
     blas_threads,
     matmul_gflops,
     measure,
@@ -225,6 +226,7 @@ def collect(
         settings=dict(
             repeats=args.repeats,
             warmup_rounds=1,
+            settle_s=SETTLE_S,
             threads=args.threads,
             blas_threads_limited=blas_limited,
             full_batch_iters=args.full_batch_iters,

@@ -137,7 +137,8 @@ def markdown(result: dict) -> str:
         "",
         f"`{result['command']}`: median of {s['repeats']} timed run(s) per cell, the "
         f"contenders taking turns, after {s['warmup_rounds']} untimed warm-up round (JIT "
-        "compilation excluded).",
+        f"compilation excluded); each run starts after {s['settle_s']} s of quiet, so that "
+        "none pays for threads the previous one left spinning.",
         "",
         workload_table(result),
         "",

@@ -16,6 +16,11 @@ from fastnn.bench.workloads import Contender
 
 MATMUL_SIZE = 2048
 MATMUL_TRIES = 5
+# OpenBLAS's worker threads spin for about 0.1 s after numpy's last matmul before they sleep,
+# holding a core the next contender needs. Measured here (MNIST, hidden 10, 2 threads): numba's
+# epoch 0.115 s alone, 0.176 s when it starts right after numpy's, 0.149 s after a 0.05 s
+# pause, 0.115 s after 0.1 s. So every timed run starts after SETTLE_S of quiet.
+SETTLE_S = 0.25
 
 
 def time_alternating(
@@ -24,12 +29,15 @@ def time_alternating(
     warmup_rounds: int = 1,
     clock: Callable[[], float] = time.perf_counter,
     on_round: Callable[[int], None] | None = None,
+    settle_s: float = SETTLE_S,
 ) -> dict[str, list[float]]:
     """Seconds of each contender's timed run, `repeats` per contender.
 
     Contenders take turns within every round (a, b, a, b, ...), so a noisy neighbour on a
     shared machine slows all of them alike rather than one. The warm-up rounds run everything
-    once untimed: JIT compilation, caches and page faults stay out of the statistics.
+    once untimed: JIT compilation, caches and page faults stay out of the statistics. Each run
+    starts `settle_s` after the previous one ended, so that no contender pays for the threads
+    its predecessor left spinning (see SETTLE_S).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1; got {repeats}")
@@ -37,6 +45,7 @@ def time_alternating(
     for round_ in range(warmup_rounds + repeats):
         for c in contenders:
             state = c.setup()
+            time.sleep(settle_s)
             # As timeit does: a full collection of the whole heap (large once torch or jax is
             # loaded) would land on whichever run happens to cross the threshold.
             gc_was_enabled = gc.isenabled()
