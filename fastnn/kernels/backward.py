@@ -31,10 +31,20 @@ def hidden_grad_row(dz2, W2T, a, slope, leaky, d):
     negative = slope if leaky else zero
     for j in range(H):
         d[j] = 0
-    for o in range(dz2.shape[0]):
-        g = dz2[o]
+    n_out = dz2.shape[0]
+    o = 0
+    while o + 4 <= n_out:  # four outputs a pass, as logits_row takes four hidden units
+        g0, g1, g2, g3 = dz2[o], dz2[o + 1], dz2[o + 2], dz2[o + 3]
         for j in range(H):  # W2T rows are contiguous over hidden units: vectorised
-            d[j] += g * W2T[o, j]
+            t = d[j] + g0 * W2T[o, j]
+            t = t + g1 * W2T[o + 1, j]
+            t = t + g2 * W2T[o + 2, j]
+            d[j] = t + g3 * W2T[o + 3, j]
+        o += 4
+    for rest in range(o, n_out):
+        g = dz2[rest]
+        for j in range(H):
+            d[j] += g * W2T[rest, j]
     for j in range(H):
         if not a[j] > zero:
             d[j] = d[j] * negative
@@ -93,11 +103,22 @@ def add_block_terms(b, X, rows, table, idx, bounds, D, acc):
 
 @njit(**SERIAL)
 def add_column_terms(o, A, G, acc):
-    """acc += G[i, o] * A[i], samples i in order: column o of dW2 = A1.T @ dZ2."""
-    for i in range(A.shape[0]):
-        g = G[i, o]
-        for j in range(A.shape[1]):
-            acc[j] += g * A[i, j]
+    """acc += G[i, o] * A[i], samples i in order: column o of dW2 = A1.T @ dZ2. Four
+    samples a pass, added one after another as written."""
+    n, H = A.shape
+    i = 0
+    while i + 4 <= n:
+        g0, g1, g2, g3 = G[i, o], G[i + 1, o], G[i + 2, o], G[i + 3, o]
+        for j in range(H):
+            t = acc[j] + g0 * A[i, j]
+            t = t + g1 * A[i + 1, j]
+            t = t + g2 * A[i + 2, j]
+            acc[j] = t + g3 * A[i + 3, j]
+        i += 4
+    for rest in range(i, n):
+        g = G[rest, o]
+        for j in range(H):
+            acc[j] += g * A[rest, j]
 
 
 @njit(**SERIAL)

@@ -57,14 +57,24 @@ def activate_row(z, a, slope, leaky):
 
 @njit(**SERIAL)
 def logits_row(a, W2, b2, z2):
-    """z2 = a @ W2 + b2."""
-    n_out = z2.shape[0]
+    """z2 = a @ W2 + b2, four hidden units a pass, added one after another as written (the
+    same bits as one a pass, with a quarter of the loads and stores of z2)."""
+    H, n_out = W2.shape
     for o in range(n_out):
         z2[o] = 0
-    for j in range(a.shape[0]):
-        v = a[j]
+    j = 0
+    while j + 4 <= H:
+        a0, a1, a2, a3 = a[j], a[j + 1], a[j + 2], a[j + 3]
         for o in range(n_out):
-            z2[o] += v * W2[j, o]
+            t = z2[o] + a0 * W2[j, o]
+            t = t + a1 * W2[j + 1, o]
+            t = t + a2 * W2[j + 2, o]
+            z2[o] = t + a3 * W2[j + 3, o]
+        j += 4
+    for rest in range(j, H):
+        v = a[rest]
+        for o in range(n_out):
+            z2[o] += v * W2[rest, o]
     for o in range(n_out):
         z2[o] += b2[o]
 
