@@ -1,0 +1,202 @@
+"""python -m fastnn.bench.profile: where a Numba epoch's time goes, stage by stage.
+
+A serial copy of one training epoch's work (`epoch.run` without the parallel passes and the
+update) calls the same kernel helpers over the training set in chunks, and is timed with its
+stages switched on one after another: each stage's time is what it added to the ones before.
+One thread, so the stages add up to the work the two parallel passes share out; the real
+single-thread epoch is timed beside it. Per non-zero pixel figures show the cost of the sparse
+loops, which touch W1 and dW1 once for each non-zero pixel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numba
+import numpy as np
+from numba import njit
+
+from fastnn.backends.numba_backend import NumbaBackend
+from fastnn.bench.workloads import N_CLASSES
+from fastnn.data import DataError, load_dataset
+from fastnn.kernels.backward import (
+    add_block_terms,
+    add_column_terms,
+    add_rows,
+    hidden_grad_row,
+)
+from fastnn.kernels.config import SERIAL
+from fastnn.kernels.epoch import CHUNK
+from fastnn.kernels.forward import activate_row, hidden_row, logits_row, softmax_row
+from fastnn.kernels.sparse import BLOCK, pixel_table, prefetch_row, scan_row
+from fastnn.model import DTYPES, LEAKY_SLOPE, check_choice, init_params
+from fastnn.train import positive_int
+
+STAGES = (
+    "list non-zero pixels (scan_row, prefetch)",
+    "Z1 = X W1 + b1 over non-zeros (hidden_row)",
+    "A1, Z2, softmax, loss (activate, logits, softmax)",
+    "dZ2, dZ1 (hidden_grad_row)",
+    "dW1 += X.T dZ1 over non-zeros (add_block_terms)",
+    "dW2, db1, db2 (add_column_terms, add_rows)",
+)
+
+
+@njit(**SERIAL)
+def _epoch_stages(X, y, order, W1, b1, W2, b2, chunk, stages):
+    """The epoch's per-sample and per-chunk kernels, stages 1..`stages` of STAGES, serially.
+    Returns the number of non-zero pixels seen and a checksum that keeps the work alive."""
+    n_in, H = W1.shape
+    n_out = W2.shape[1]
+    dtype = W1.dtype
+    idx = np.empty(chunk * (n_in + 1), np.int32)
+    bounds = np.empty(((n_in + BLOCK - 1) // BLOCK + 1, chunk), np.int32)
+    D = np.zeros((chunk, H), dtype)  # (chunk, H) Z1, then dZ1
+    A = np.zeros((chunk, H), dtype)  # (chunk, H)
+    G = np.zeros((chunk, n_out), dtype)  # (chunk, n_out) Z2, then dZ2
+    dW1 = np.zeros((n_in, H), dtype)
+    dW2T = np.zeros((n_out, H), dtype)
+    db1 = np.zeros(H, dtype)
+    db2 = np.zeros(n_out, dtype)
+    W2T = np.ascontiguousarray(W2.T)
+    table = pixel_table(W1)
+    slope = dtype.type(LEAKY_SLOPE)
+    nonzeros = 0
+    checksum = 0.0
+    for start in range(0, order.shape[0], chunk):
+        rows = order[start : start + chunk]
+        m = rows.shape[0]
+        for i in range(m):
+            r = rows[i]
+            if i + 1 < m:
+                prefetch_row(X, rows[i + 1])
+            scan_row(X, r, idx, i, bounds)
+            first, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
+            nonzeros += end - first
+            if stages >= 2:
+                hidden_row(W1, b1, X, r, table, idx, first, end, D[i])
+            if stages >= 3:
+                activate_row(D[i], A[i], slope, False)
+                logits_row(A[i], W2, b2, G[i])
+                log_sum, top, _ = softmax_row(G[i], G[i])
+                checksum += log_sum + top
+            if stages >= 4:
+                G[i, y[r]] -= 1
+                hidden_grad_row(G[i], W2T, A[i], slope, False, D[i])
+        if stages >= 5:
+            for b in range(bounds.shape[0] - 1):
+                add_block_terms(b, X, rows, table, idx, bounds, D[:m], dW1)
+        if stages >= 6:
+            for o in range(n_out):
+                add_column_terms(o, A[:m], G[:m], dW2T[o])
+            add_rows(D[:m], db1)
+            add_rows(G[:m], db2)
+        checksum += D[0, 0] + dW1[n_in // 2, 0] + dW2T[0, 0]
+    return nonzeros, checksum
+
+
+def _median_s(run, repeats: int) -> float:
+    run()  # compiles, and warms the caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def profile(
+    X: np.ndarray, y: np.ndarray, hidden: int, dtype: str, batch_size: int, repeats: int
+) -> dict:
+    """Seconds each stage adds to a single-thread epoch (medians), the non-zero pixel count,
+    and the real single-thread epoch (`NumbaBackend.train_epoch`) for comparison."""
+    X = np.ascontiguousarray(X)
+    y = np.ascontiguousarray(y, dtype=np.int64)
+    order = np.random.default_rng(0).permutation(len(X))
+    params = init_params(X.shape[1], hidden, N_CLASSES, "he", 0, dtype)
+    chunk = min(CHUNK, batch_size, len(X))
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        cumulative = []
+        nonzeros = 0
+        for stages in range(1, len(STAGES) + 1):
+
+            def run(stages: int = stages) -> None:
+                nonlocal nonzeros
+                nonzeros, _ = _epoch_stages(X, y, order, *params.arrays(), chunk, stages)
+
+            cumulative.append(_median_s(run, repeats))
+        backend = NumbaBackend()
+
+        def epoch() -> None:
+            backend.train_epoch(params.copy(), X, y, order, batch_size, 0.01, "relu")
+
+        epoch_s = _median_s(epoch, repeats)
+    finally:
+        numba.set_num_threads(previous)
+    added = [cumulative[0]] + [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]
+    return dict(stage_s=added, nonzeros=nonzeros, epoch_s=epoch_s, rows=len(X))
+
+
+def render(result: dict, title: str) -> str:
+    total = sum(result["stage_s"])
+    per_nonzero = 1e9 / max(result["nonzeros"], 1)
+    lines = [
+        title,
+        "",
+        "| stage | s per epoch | share | ns per non-zero pixel |",
+        "|:---|---:|---:|---:|",
+    ]
+    for name, s in zip(STAGES, result["stage_s"], strict=True):
+        share = 100 * s / total if total > 0 else 0.0
+        lines.append(f"| {name} | {s:.4f} | {share:.0f}% | {s * per_nonzero:.2f} |")
+    lines += [
+        f"| sum of the stages | {total:.4f} | 100% | {total * per_nonzero:.2f} |",
+        "",
+        f"{result['rows']:,} rows, {result['nonzeros']:,} non-zero pixels "
+        f"({result['nonzeros'] / max(result['rows'], 1):.0f} a row). The real epoch on one "
+        f"thread (train_epoch, with the update): {result['epoch_s']:.4f} s. Each stage's time is "
+        "what it added to the stages above it (medians); small negative values are noise.",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastnn.bench.profile",
+        description="Time the stages of a single-thread Numba training epoch.",
+    )
+    parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
+    parser.add_argument("--hidden", type=positive_int, default=128)
+    parser.add_argument("--dtype", default="float32", help="float32 or float64")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--rows", type=positive_int, help="use only the first N training rows")
+    parser.add_argument("--data", help="folder with mnist/ and fashion-mnist/")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        check_choice("dtype", args.dtype, DTYPES)
+        ds = load_dataset(args.dataset, data_dir=args.data, download=False)
+    except (ValueError, DataError) as exc:
+        print(f"fastnn.bench.profile: error: {exc}", file=sys.stderr)
+        return 1
+    X, y = ds.X_train[: args.rows], ds.y_train[: args.rows]
+    result = profile(X, y, args.hidden, args.dtype, args.batch_size, args.repeats)
+    title = (
+        f"{args.dataset}, hidden {args.hidden}, batch {args.batch_size}, {args.dtype}, "
+        f"one thread, medians of {args.repeats}"
+    )
+    print(render(result, title))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
