@@ -18,7 +18,7 @@ import pytest
 
 import fastnn
 from fastnn.backends import get_backend
-from fastnn.kernels import config, epoch
+from fastnn.kernels import config, epoch, sparse
 from fastnn.model import init_params
 
 backend = get_backend("numba")
@@ -148,6 +148,24 @@ def test_uint8_is_scaled_in_the_kernel_like_the_reference(dtype):
     from_uint8, from_float = backend.forward(params, X), backend.forward(params, scaled)
     for name, a, b in zip(from_uint8._fields, from_uint8, from_float, strict=True):
         assert_same_bits(a, b, name)
+
+
+def test_vector_scan_lists_the_same_features_as_the_plain_scan():
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 256, (50, 64), dtype=np.uint8)
+    X[rng.random(X.shape) < 0.6] = 0
+    X[3] = 0  # a row of zeros
+    X[4] = 255  # and one without a zero
+    X[:, :16] = 0  # a whole block of zeros in every row
+    for r in range(len(X)):
+        lists = []
+        for scan in (sparse.scan_row_words, sparse.scan_row_any):
+            idx = np.zeros(X.shape[1] + 1, np.int32)
+            bounds = np.zeros((X.shape[1] // sparse.BLOCK + 1, 1), np.int32)
+            scan(X, np.int32(r), idx, 0, bounds)  # any integer type for the row
+            lists.append((idx[: bounds[-1, 0]].tolist(), bounds[:, 0].tolist()))
+        assert lists[0] == lists[1], f"row {r}"
+        assert lists[0][0] == np.flatnonzero(X[r]).tolist(), f"row {r}"
 
 
 def test_read_only_inputs_are_accepted():
