@@ -21,7 +21,7 @@ from fastnn.kernels.sparse import BLOCK, pixel_table
 # kernel it calls: an edit to another kernel module (or to the options in config.py) would
 # leave a stale compiled `run` in use. This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "29c2c9f3467c3b110d9869f98f33302595991132653918e4c4a3783dbffc6153"
+KERNEL_SOURCES_DIGEST = "674c600e9a91b2c0b80c6ecdf53b9fc21391a89bd74f8ed42e73b1c1f8e77961"
 
 FORWARD, GRADIENTS, TRAIN = 0, 1, 2  # what `run` does
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
