@@ -1,6 +1,9 @@
 """Tests for the Kaggle digit-recognizer CSV reader."""
 
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -158,3 +161,18 @@ def test_binary_file(tmp_path):
     path.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe\x00\x80")
     with pytest.raises(DataError, match="not a text CSV file"):
         read_kaggle_csv(path)
+
+
+def test_pandas_is_imported_only_to_read_a_csv(tmp_path):
+    path = write_csv(tmp_path / "train.csv", ["label", *PIXELS], [[3, *image_row(3)]])
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import fastnn.data, fastnn.train
+        assert "pandas" not in sys.modules, "imported with fastnn.data"
+        fastnn.data.read_kaggle_csv({str(path)!r})
+        assert "pandas" in sys.modules
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

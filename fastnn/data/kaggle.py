@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from fastnn.atomic import write_text
 
 from .idx import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported only where a CSV is read: importing it takes about 0.2 s, which every
+# `python -m fastnn.train` on IDX files would otherwise pay for nothing.
 
 __all__ = ["PIXEL_COLUMNS", "read_kaggle_csv", "write_kaggle_submission"]
 
@@ -47,6 +53,8 @@ def read_kaggle_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         # Blank lines are kept (as empty rows) so row numbers map to file lines.
         return pd.read_csv(path, skip_blank_lines=False)
@@ -84,6 +92,8 @@ def _check_header(path: Path, columns: list[str], expected: list[str]) -> None:
 
 def _check_values(path: Path, frame: pd.DataFrame, has_label: bool) -> None:
     """Raise a DataError for the first (top-most, then left-most) bad cell, if any."""
+    import pandas as pd
+
     high = np.full(frame.shape[1], 255)  # pixels are bytes
     if has_label:
         high[0] = 9  # labels are digits
@@ -114,6 +124,8 @@ def _check_values(path: Path, frame: pd.DataFrame, has_label: bool) -> None:
 
 def _describe(value: object, high: int) -> str:
     """Say what is wrong with a cell that _check_values found bad."""
+    import pandas as pd
+
     if pd.isna(value):
         return "empty cell (or NaN)"
     if isinstance(value, (bool, np.bool_)):
