@@ -4,73 +4,19 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 import os
 from typing import Any
 
 import numpy as np
 
-from fastnn import persist, training
-from fastnn.backends import BACKENDS, get_backend
-from fastnn.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, Params, check_choice, init_params
+from fastnn import checks, persist, training
+from fastnn.backends import get_backend
+from fastnn.model import Params, init_params
 
 
 class NotFittedError(ValueError, AttributeError):
     """The model was used before `fit`; like scikit-learn's, both a ValueError and an
     AttributeError."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require(ok: bool, name: str, wanted: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {wanted}; got {value!r}")
-
-
-def _shape_error(shape: tuple[int, ...]) -> ValueError:
-    if len(shape) == 1:
-        hint = "use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
-    else:
-        hint = "flatten each sample into one row, e.g. X.reshape(len(X), -1)"
-    return ValueError(
-        f"X must be 2-D (n_samples, n_features); got shape {shape}. Reshape your data: {hint}"
-    )
-
-
-def _check_y(y: Any, n_samples: int) -> np.ndarray:
-    if y is None:
-        raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        column = y.ndim == 2 and y.shape[1] == 1
-        hint = ": for a single column pass y.ravel()" if column else ""
-        raise ValueError(f"y must be 1-D, one label per sample; got shape {y.shape}{hint}")
-    if len(y) != n_samples:
-        raise ValueError(f"X has {n_samples} samples but y has {len(y)} labels; they must match")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise ValueError("y contains NaN or infinite labels; drop those samples first")
-    return y
-
-
-def _sorted_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(unique sorted labels, index of each label among them)."""
-    if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
-        raise ValueError(
-            f"Unknown label type: continuous. {name} holds fractions such as "
-            f"{labels[labels != np.round(labels)][0]}: a classifier needs class labels "
-            "(whole numbers or strings), not a regression target"
-        )
-    try:
-        classes, index = np.unique(labels, return_inverse=True)
-    except TypeError as exc:  # e.g. strings mixed with numbers or None
-        raise ValueError(f"{name} mixes labels that cannot be sorted together ({exc})") from None
-    return classes, np.ascontiguousarray(index.reshape(-1), dtype=np.int64)
 
 
 class MLPClassifier:
@@ -169,47 +115,6 @@ class MLPClassifier:
 
     # -- checks ---------------------------------------------------------------------------------
 
-    def _validate_params(self) -> int:
-        """Raise ValueError for any unusable hyperparameter; return the hidden layer's size."""
-        sizes = self.hidden_layer_sizes
-        if _is_int(sizes):
-            sizes = (sizes,)
-        _require(
-            isinstance(sizes, tuple | list | np.ndarray) and len(sizes) > 0,
-            "hidden_layer_sizes", "a positive whole number or a 1-tuple like (128,)", sizes,
-        )  # fmt: skip
-        if len(sizes) > 1:
-            raise ValueError(
-                f"fastnn has one hidden layer, but hidden_layer_sizes={self.hidden_layer_sizes!r} "
-                f"asks for {len(sizes)}; give a single size, e.g. ({sizes[0]},)"
-            )
-        _require(_is_int(sizes[0]) and sizes[0] >= 1, "the hidden layer size",
-                 "a positive whole number", sizes[0])  # fmt: skip
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_choice("backend", self.backend, BACKENDS)
-        _require(self.solver == "sgd", "solver", "'sgd' (fastnn's only solver)", self.solver)
-        check_choice("dtype", self.dtype, DTYPES)
-        check_choice("init", self.init, INIT_SCHEMES)
-        batch = self.batch_size
-        _require(batch == "auto" if isinstance(batch, str) else _is_int(batch) and batch >= 1,
-                 "batch_size", "a positive whole number or 'auto'", batch)  # fmt: skip
-        lr = self.learning_rate_init
-        _require(_is_real(lr) and lr > 0, "learning_rate_init", "a positive number", lr)
-        for name in ("max_iter", "n_iter_no_change"):
-            value = getattr(self, name)
-            _require(_is_int(value) and value >= 1, name, "a positive whole number", value)
-        fraction = self.validation_fraction
-        _require(_is_real(fraction) and 0 < fraction < 1, "validation_fraction",
-                 "a number between 0 and 1 (exclusive)", fraction)  # fmt: skip
-        _require(_is_real(self.tol) and self.tol >= 0, "tol", "a number >= 0", self.tol)
-        seed = self.random_state
-        _require(seed is None or _is_int(seed) and seed >= 0, "random_state",
-                 "None or a whole number >= 0", seed)  # fmt: skip
-        threads = self.n_threads
-        _require(threads is None or _is_int(threads) and threads >= 1, "n_threads",
-                 "None or a positive whole number", threads)  # fmt: skip
-        return int(sizes[0])
-
     def _check_fitted(self) -> None:
         if not hasattr(self, "coefs_"):
             raise NotFittedError(
@@ -218,50 +123,12 @@ class MLPClassifier:
             )
 
     def _check_X(self, X: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """X as a C-contiguous uint8 or float array, and its column names if it has str ones."""
-        if not reset:
-            self._check_fitted()
-        columns = getattr(X, "columns", None)  # a pandas DataFrame
-        names = None
-        if columns is not None and len(columns) and all(isinstance(c, str) for c in columns):
-            names = np.asarray(list(columns), dtype=object)
-        if type(X).__module__.startswith("scipy.sparse"):
-            raise ValueError("sparse X is not supported: pass a dense array, e.g. X.toarray()")
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise _shape_error(X.shape)
-        for axis, what in enumerate(("sample", "feature")):
-            if X.shape[axis] == 0:
-                raise ValueError(
-                    f"Found array with 0 {what}(s) (shape={X.shape}) while a minimum of 1 is "
-                    "required."
-                )
-        if not reset and X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but MLPClassifier is expecting "
-                f"{self.n_features_in_} features as input (as many as in fit)"
-            )
-        fitted_names = None if reset else getattr(self, "feature_names_in_", None)
-        if names is not None and fitted_names is not None and list(names) != list(fitted_names):
-            raise ValueError(
-                "X's column names differ from those seen in fit; select them in that "
-                f"order: {list(fitted_names)}"
-            )
-        if X.dtype == np.uint8:
-            return np.ascontiguousarray(X), names
-        if X.dtype.kind == "c":
-            raise ValueError("Complex data not supported: X must hold real numbers")
-        if X.dtype.kind not in "biufO":
-            raise ValueError(f"X must hold numbers (uint8 pixels or floats); got dtype {X.dtype}")
-        dtype = self.dtype if reset else self.coefs_[0].dtype
-        try:
-            X = np.ascontiguousarray(X, dtype=dtype)
-        except (TypeError, ValueError) as exc:  # keeps numpy's type, as scikit-learn does
-            raise type(exc)(f"X must hold numbers (uint8 pixels or floats): {exc}") from None
-        bad = int(X.size - np.isfinite(X).sum())
-        if bad:
-            raise ValueError(f"X contains {bad} NaN or infinite values; remove or impute them")
-        return X, names
+        """X checked for fit (reset) or for the fitted model, and its str column names if any."""
+        if reset:
+            return checks.features(X, self.dtype, None, None)
+        self._check_fitted()
+        names = getattr(self, "feature_names_in_", None)
+        return checks.features(X, self.coefs_[0].dtype, self.n_features_in_, names)
 
     # -- training -------------------------------------------------------------------------------
 
@@ -302,9 +169,9 @@ class MLPClassifier:
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Train from fresh weights for up to `max_iter` epochs."""
-        hidden = self._validate_params()
+        hidden = checks.hidden_size(self)
         X, names = self._check_X(X, reset=True)
-        classes, y_index = _sorted_labels(_check_y(y, len(X)), "y")
+        classes, y_index = checks.sorted_labels(checks.labels(y, len(X)), "y")
         if len(classes) < 2:
             raise ValueError(f"y has only one class {classes.tolist()}; a classifier needs two")
         n_val = math.ceil(self.validation_fraction * len(X)) if self.early_stopping else 0
@@ -326,16 +193,18 @@ class MLPClassifier:
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
         """One epoch over X, y; the first call needs every label the model will see in
         `classes`. Early stopping does not apply."""
-        hidden = self._validate_params()
+        hidden = checks.hidden_size(self)
         first = not hasattr(self, "coefs_")
         X, names = self._check_X(X, reset=first)
-        y = _check_y(y, len(X))
+        y = checks.labels(y, len(X))
         if first and classes is None:
             raise ValueError(
                 "partial_fit needs classes on its first call: every label the model will ever "
                 "see, e.g. classes=np.unique(y_all)"
             )
-        known = self.classes_ if not first else _sorted_labels(np.asarray(classes), "classes")[0]
+        known = (
+            self.classes_ if not first else checks.sorted_labels(np.asarray(classes), "classes")[0]
+        )
         if classes is not None and not first and not np.array_equal(np.unique(classes), known):
             raise ValueError(f"classes differ from the earlier calls' {known.tolist()}")
         if len(known) < 2:
@@ -415,7 +284,7 @@ class MLPClassifier:
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Accuracy of predict(X) against y (weighted by sample_weight if given)."""
         predicted = self.predict(X)
-        y = _check_y(y, len(predicted))
+        y = checks.labels(y, len(predicted))
         return float(np.average(predicted == y, weights=sample_weight))
 
     def save(self, path: str | os.PathLike, scores: dict[str, float | None] | None = None) -> None:

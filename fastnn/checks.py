@@ -1,0 +1,154 @@
+"""What MLPClassifier accepts: its hyperparameters, X and y, refused with scikit-learn's
+messages (users of that API search for them) and a word on what to do."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from fastnn.backends import BACKENDS
+from fastnn.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, check_choice
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require(ok: bool, name: str, wanted: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {wanted}; got {value!r}")
+
+
+def _shape_error(shape: tuple[int, ...]) -> ValueError:
+    if len(shape) == 1:
+        hint = "use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+    else:
+        hint = "flatten each sample into one row, e.g. X.reshape(len(X), -1)"
+    return ValueError(
+        f"X must be 2-D (n_samples, n_features); got shape {shape}. Reshape your data: {hint}"
+    )
+
+
+def labels(y: Any, n_samples: int) -> np.ndarray:
+    if y is None:
+        raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        column = y.ndim == 2 and y.shape[1] == 1
+        hint = ": for a single column pass y.ravel()" if column else ""
+        raise ValueError(f"y must be 1-D, one label per sample; got shape {y.shape}{hint}")
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {len(y)} labels; they must match")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinite labels; drop those samples first")
+    return y
+
+
+def sorted_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(unique sorted labels, index of each label among them)."""
+    if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+        raise ValueError(
+            f"Unknown label type: continuous. {name} holds fractions such as "
+            f"{labels[labels != np.round(labels)][0]}: a classifier needs class labels "
+            "(whole numbers or strings), not a regression target"
+        )
+    try:
+        classes, index = np.unique(labels, return_inverse=True)
+    except TypeError as exc:  # e.g. strings mixed with numbers or None
+        raise ValueError(f"{name} mixes labels that cannot be sorted together ({exc})") from None
+    return classes, np.ascontiguousarray(index.reshape(-1), dtype=np.int64)
+
+
+def hidden_size(est: Any) -> int:
+    """Raise ValueError for any unusable hyperparameter of the MLPClassifier `est`; return
+    its hidden layer's size."""
+    sizes = est.hidden_layer_sizes
+    if _is_int(sizes):
+        sizes = (sizes,)
+    _require(
+        isinstance(sizes, tuple | list | np.ndarray) and len(sizes) > 0,
+        "hidden_layer_sizes", "a positive whole number or a 1-tuple like (128,)", sizes,
+    )  # fmt: skip
+    if len(sizes) > 1:
+        raise ValueError(
+            f"fastnn has one hidden layer, but hidden_layer_sizes={est.hidden_layer_sizes!r} "
+            f"asks for {len(sizes)}; give a single size, e.g. ({sizes[0]},)"
+        )
+    _require(_is_int(sizes[0]) and sizes[0] >= 1, "the hidden layer size",
+             "a positive whole number", sizes[0])  # fmt: skip
+    check_choice("activation", est.activation, ACTIVATIONS)
+    check_choice("backend", est.backend, BACKENDS)
+    _require(est.solver == "sgd", "solver", "'sgd' (fastnn's only solver)", est.solver)
+    check_choice("dtype", est.dtype, DTYPES)
+    check_choice("init", est.init, INIT_SCHEMES)
+    batch = est.batch_size
+    _require(batch == "auto" if isinstance(batch, str) else _is_int(batch) and batch >= 1,
+             "batch_size", "a positive whole number or 'auto'", batch)  # fmt: skip
+    lr = est.learning_rate_init
+    _require(_is_real(lr) and lr > 0, "learning_rate_init", "a positive number", lr)
+    for name in ("max_iter", "n_iter_no_change"):
+        value = getattr(est, name)
+        _require(_is_int(value) and value >= 1, name, "a positive whole number", value)
+    fraction = est.validation_fraction
+    _require(_is_real(fraction) and 0 < fraction < 1, "validation_fraction",
+             "a number between 0 and 1 (exclusive)", fraction)  # fmt: skip
+    _require(_is_real(est.tol) and est.tol >= 0, "tol", "a number >= 0", est.tol)
+    seed = est.random_state
+    _require(seed is None or _is_int(seed) and seed >= 0, "random_state",
+             "None or a whole number >= 0", seed)  # fmt: skip
+    threads = est.n_threads
+    _require(threads is None or _is_int(threads) and threads >= 1, "n_threads",
+             "None or a positive whole number", threads)  # fmt: skip
+    return int(sizes[0])
+
+
+def features(
+    X: Any, dtype: str | np.dtype, n_features: int | None, fitted_names: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """X as a C-contiguous uint8 or `dtype` array, and its column names if it has str ones.
+    n_features and fitted_names: what fit saw (None when checking X for fit itself)."""
+    columns = getattr(X, "columns", None)  # a pandas DataFrame
+    names = None
+    if columns is not None and len(columns) and all(isinstance(c, str) for c in columns):
+        names = np.asarray(list(columns), dtype=object)
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise ValueError("sparse X is not supported: pass a dense array, e.g. X.toarray()")
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise _shape_error(X.shape)
+    for axis, what in enumerate(("sample", "feature")):
+        if X.shape[axis] == 0:
+            raise ValueError(
+                f"Found array with 0 {what}(s) (shape={X.shape}) while a minimum of 1 is required."
+            )
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but MLPClassifier is expecting "
+            f"{n_features} features as input (as many as in fit)"
+        )
+    if names is not None and fitted_names is not None and list(names) != list(fitted_names):
+        raise ValueError(
+            "X's column names differ from those seen in fit; select them in that "
+            f"order: {list(fitted_names)}"
+        )
+    if X.dtype == np.uint8:
+        return np.ascontiguousarray(X), names
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported: X must hold real numbers")
+    if X.dtype.kind not in "biufO":
+        raise ValueError(f"X must hold numbers (uint8 pixels or floats); got dtype {X.dtype}")
+    try:
+        X = np.ascontiguousarray(X, dtype=dtype)
+    except (TypeError, ValueError) as exc:  # keeps numpy's type, as scikit-learn does
+        raise type(exc)(f"X must hold numbers (uint8 pixels or floats): {exc}") from None
+    bad = int(X.size - np.isfinite(X).sum())
+    if bad:
+        raise ValueError(f"X contains {bad} NaN or infinite values; remove or impute them")
+    return X, names
