@@ -159,7 +159,7 @@ def test_vector_scan_lists_the_same_features_as_the_plain_scan():
     X[:, :16] = 0  # a whole block of zeros in every row
     for r in range(len(X)):
         lists = []
-        for scan in (sparse.scan_row_words, sparse.scan_row_any):
+        for scan in (sparse.scan_row_vector, sparse.scan_row_any):
             idx = np.zeros(X.shape[1] + 1, np.int32)
             bounds = np.zeros((X.shape[1] // sparse.BLOCK + 1, 1), np.int32)
             scan(X, np.int32(r), idx, 0, bounds)  # any integer type for the row

@@ -96,7 +96,7 @@ def _scan_row(X, r, idx, i, bounds):
 
         def impl(X, r, idx, i, bounds):
             if X.shape[1] % BLOCK == 0:
-                scan_row_words(X, r, idx, i, bounds)
+                scan_row_vector(X, r, idx, i, bounds)
             else:
                 scan_row_any(X, r, idx, i, bounds)
 
@@ -129,7 +129,7 @@ def scan_row_any(X, r, idx, i, bounds):
 @intrinsic
 def _nonzero_bits(typingctx, X, r, k):
     """Bit q set where X[r, k + q] != 0, q < BLOCK, for uint8 X in C order: one vector load,
-    one compare and a move of the compare's sign bits (pcmpeqb, pmovmskb on x86)."""
+    one compare and a move of the compare's sign bits (pcmpeqb, pmovmskb on x86). BLOCK <= 64."""
 
     def codegen(context, builder, signature, args):
         address = _item_address(context, builder, signature, args)
@@ -143,7 +143,7 @@ def _nonzero_bits(typingctx, X, r, k):
 
 
 @njit(**SERIAL)
-def scan_row_words(X, r, idx, i, bounds):
+def scan_row_vector(X, r, idx, i, bounds):
     """scan_row for uint8 pixels in C order, n_in a multiple of BLOCK: a bit mask of each
     block's non-zeros from one vector compare, then only those written, lowest bit first
     (ascending). On MNIST's 60,000 rows in order: 0.030 s, scan_row_any 0.046 s."""
