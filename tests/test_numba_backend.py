@@ -18,7 +18,7 @@ import pytest
 
 import fastnn
 from fastnn.backends import get_backend
-from fastnn.kernels import config, epoch, sparse
+from fastnn.kernels import config, epoch, sparse, vector
 from fastnn.model import init_params
 
 backend = get_backend("numba")
@@ -166,6 +166,33 @@ def test_vector_scan_lists_the_same_features_as_the_plain_scan():
             lists.append((idx[: bounds[-1, 0]].tolist(), bounds[:, 0].tolist()))
         assert lists[0] == lists[1], f"row {r}"
         assert lists[0][0] == np.flatnonzero(X[r]).tolist(), f"row {r}"
+
+
+@numba.njit
+def add_terms(Y, i, M, rows, coefs):
+    vector.add_scaled_rows(Y, i, M, rows, coefs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width", [1, 3, 4, 7, 8, 9, 17, 33])
+def test_add_scaled_rows_adds_the_terms_in_order(dtype, width):
+    rng = np.random.default_rng(width)
+    Y = rng.standard_normal((3, width)).astype(dtype)
+    M = rng.standard_normal((6, width)).astype(dtype)
+    coefs = tuple(rng.standard_normal(4).astype(dtype))
+    expected = Y.copy()
+    for r, c in zip((5, 0, 2, 2), coefs, strict=True):
+        expected[1] = expected[1] + c * M[r]  # one term after another, as the kernels need
+    add_terms(Y, np.int32(1), M, (np.int32(5), 0, 2, 2), coefs)
+    assert_same_bits(Y, expected, f"Y, {width} wide")
+    add_terms(Y, 2, M, (3,), (coefs[0],))
+    assert_same_bits(Y[2], expected[2] + coefs[0] * M[3], "Y, one term")
+
+
+def test_add_scaled_rows_refuses_rows_that_are_not_contiguous():
+    M = np.zeros((4, 6))
+    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
+        add_terms(M[:, ::2].copy(order="F"), 0, M, (1,), (1.0,))
 
 
 def test_read_only_inputs_are_accepted():

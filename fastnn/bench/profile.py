@@ -77,21 +77,21 @@ def _epoch_stages(X, y, order, W1, b1, W2, b2, chunk, stages):
             first, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
             nonzeros += end - first
             if stages >= 2:
-                hidden_row(W1, b1, X, r, table, idx, first, end, D[i])
+                hidden_row(W1, b1, X, r, table, idx, first, end, D, i)
             if stages >= 3:
                 activate_row(D[i], A[i], slope, False)
-                logits_row(A[i], W2, b2, G[i])
+                logits_row(A, i, W2, b2, G)
                 log_sum, top, _ = softmax_row(G[i], G[i])
                 checksum += log_sum + top
             if stages >= 4:
                 G[i, y[r]] -= 1
-                hidden_grad_row(G[i], W2T, A[i], slope, False, D[i])
+                hidden_grad_row(G, i, W2T, A, slope, False, D)
         if stages >= 5:
             for b in range(bounds.shape[0] - 1):
                 add_block_terms(b, X, rows, table, idx, bounds, D[:m], dW1)
         if stages >= 6:
             for o in range(n_out):
-                add_column_terms(o, A[:m], G[:m], dW2T[o])
+                add_column_terms(o, A[:m], G[:m], dW2T)
             add_rows(D[:m], db1)
             add_rows(G[:m], db2)
         checksum += D[0, 0] + dW1[n_in // 2, 0] + dW2T[0, 0]

@@ -20,34 +20,23 @@ from numba import njit, prange
 from fastnn.kernels.config import PARALLEL, SERIAL
 from fastnn.kernels.forward import activate_row, hidden_row, logits_row, softmax_row
 from fastnn.kernels.sparse import BLOCK, load_x, prefetch_row, scan_row
+from fastnn.kernels.vector import add_scaled_rows, add_vec_mat
 
 
 @njit(**SERIAL)
-def hidden_grad_row(dz2, W2T, a, slope, leaky, d):
-    """d = (dz2 @ W2.T) * activation'(z1), telling z1 > 0 from a > 0 (the same test: the
-    activation keeps the sign); the slope at 0 is the negative side's, as in the reference."""
-    H = d.shape[0]
-    zero = d.dtype.type(0)
+def hidden_grad_row(G, i, W2T, A, slope, leaky, D):
+    """D[i] = (G[i] @ W2.T) * activation'(z1), telling z1 > 0 from A[i] > 0 (the same test:
+    the activation keeps the sign); the slope at 0 is the negative side's, as in the
+    reference."""
+    H = D.shape[1]
+    zero = D.dtype.type(0)
     negative = slope if leaky else zero
     for j in range(H):
-        d[j] = 0
-    n_out = dz2.shape[0]
-    o = 0
-    while o + 4 <= n_out:  # four outputs a pass, as logits_row takes four hidden units
-        g0, g1, g2, g3 = dz2[o], dz2[o + 1], dz2[o + 2], dz2[o + 3]
-        for j in range(H):  # W2T rows are contiguous over hidden units: vectorised
-            t = d[j] + g0 * W2T[o, j]
-            t = t + g1 * W2T[o + 1, j]
-            t = t + g2 * W2T[o + 2, j]
-            d[j] = t + g3 * W2T[o + 3, j]
-        o += 4
-    for rest in range(o, n_out):
-        g = dz2[rest]
-        for j in range(H):
-            d[j] += g * W2T[rest, j]
+        D[i, j] = 0
+    add_vec_mat(D, i, G[i], W2T)
     for j in range(H):
-        if not a[j] > zero:
-            d[j] = d[j] * negative
+        if not A[i, j] > zero:
+            D[i, j] = D[i, j] * negative
 
 
 @njit(**PARALLEL)
@@ -67,9 +56,9 @@ def sample_pass(work, X, y, table, slope, leaky, chunk, batch_size, losses, hits
             prefetch_row(X, rows[i + 1])  # arrives while this sample is worked on
         scan_row(X, r, idx, i, bounds)
         start, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
-        hidden_row(W1, b1, X, r, table, idx, start, end, D[i])
+        hidden_row(W1, b1, X, r, table, idx, start, end, D, i)
         activate_row(D[i], A[i], slope, leaky)
-        logits_row(A[i], W2, b2, G[i])
+        logits_row(A, i, W2, b2, G)
         if not backprop:
             softmax_row(G[i], P[i])
         else:
@@ -81,44 +70,27 @@ def sample_pass(work, X, y, table, slope, leaky, chunk, batch_size, losses, hits
             G[i, label] -= one
             for o in range(G.shape[1]):
                 G[i, o] = G[i, o] / size  # the gradient of the mean loss
-            hidden_grad_row(G[i], W2T, A[i], slope, leaky, D[i])
+            hidden_grad_row(G, i, W2T, A, slope, leaky, D)
 
 
 @njit(**SERIAL)
 def add_block_terms(b, X, rows, table, idx, bounds, D, acc):
     """acc[k] += X[rows[i], k] * D[i] for the features k of block b, samples i in order.
     Returns whether any sample has a non-zero feature in the block."""
-    H = D.shape[1]
     touched = False
     for i in range(rows.shape[0]):
         r = rows[i]
         for e in range(bounds[b, i], bounds[b + 1, i]):
             touched = True
             k = idx[e]
-            x = load_x(X, r, k, table)
-            for j in range(H):  # contiguous in acc and D: vectorised
-                acc[k, j] += x * D[i, j]
+            add_scaled_rows(acc, k, D, (i,), (load_x(X, r, k, table),))
     return touched
 
 
 @njit(**SERIAL)
-def add_column_terms(o, A, G, acc):
-    """acc += G[i, o] * A[i], samples i in order: column o of dW2 = A1.T @ dZ2. Four
-    samples a pass, added one after another as written."""
-    n, H = A.shape
-    i = 0
-    while i + 4 <= n:
-        g0, g1, g2, g3 = G[i, o], G[i + 1, o], G[i + 2, o], G[i + 3, o]
-        for j in range(H):
-            t = acc[j] + g0 * A[i, j]
-            t = t + g1 * A[i + 1, j]
-            t = t + g2 * A[i + 2, j]
-            acc[j] = t + g3 * A[i + 3, j]
-        i += 4
-    for rest in range(i, n):
-        g = G[rest, o]
-        for j in range(H):
-            acc[j] += g * A[rest, j]
+def add_column_terms(o, A, G, dW2T):
+    """dW2T[o] += G[:, o] @ A, samples in order: column o of dW2 = A1.T @ dZ2."""
+    add_vec_mat(dW2T, o, G[:, o], A)
 
 
 @njit(**SERIAL)
@@ -187,7 +159,7 @@ def gradient_pass(work, X, table, chunk, lr, update, last, sums, touched, grads)
                 touched[b] = False
         elif job < n_blocks + n_out:
             o = job - n_blocks
-            add_column_terms(o, A, G, dW2T[o])
+            add_column_terms(o, A, G, dW2T)
             if last:
                 apply(W2T[o], dW2T[o], lr, grads[2][o], update)
                 if update:

@@ -2,12 +2,8 @@
 
 Each helper writes only its own sample's outputs, so the parallel pass over samples
 (`backward.sample_pass`) can run them on any thread. Their sums run in a fixed order (features,
-then hidden units, ascending), which does not depend on the number of threads.
-
-hidden_row, logits_row, `backward.hidden_grad_row` and `backward.add_column_terms` each write out
-the same loop (y += c0 * M[r0] + ... + c3 * M[r3], four rows a pass). One shared helper for them
-gave the same bits but made an MNIST epoch 7-8% slower (hidden 10 and 128, 2 threads, A/B in one
-process), so the loop is written out in each.
+then hidden units, ascending), which does not depend on the number of threads. Their inner
+loops are `vector.add_scaled_rows`.
 """
 
 from __future__ import annotations
@@ -17,35 +13,28 @@ from numba import njit
 
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.sparse import load_x
+from fastnn.kernels.vector import add_scaled_rows, add_vec_mat
 
 
 @njit(**SERIAL)
-def hidden_row(W1, b1, X, r, table, idx, start, end, z):
-    """z = X[r] @ W1 + b1, summing only over the features listed in idx[start:end]. Four
-    features a pass, added one after another as written: z is loaded and stored once per four
-    rows of W1 rather than once per row, and every z[j] gets the same sums in the same order
-    (so the same bits) as one feature a pass."""
-    H = z.shape[0]
+def hidden_row(W1, b1, X, r, table, idx, start, end, Z, i):
+    """Z[i] = X[r] @ W1 + b1, summing only over the features listed in idx[start:end], in that
+    order, four a pass."""
+    H = Z.shape[1]
     for j in range(H):
-        z[j] = 0
+        Z[i, j] = 0
     e = start
     while e + 4 <= end:
         k0, k1, k2, k3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
         x0, x1 = load_x(X, r, k0, table), load_x(X, r, k1, table)
         x2, x3 = load_x(X, r, k2, table), load_x(X, r, k3, table)
-        for j in range(H):  # contiguous in W1 and z: vectorised; the adds in feature order
-            s = z[j] + x0 * W1[k0, j]
-            s = s + x1 * W1[k1, j]
-            s = s + x2 * W1[k2, j]
-            z[j] = s + x3 * W1[k3, j]
+        add_scaled_rows(Z, i, W1, (k0, k1, k2, k3), (x0, x1, x2, x3))
         e += 4
     for rest in range(e, end):
         k = idx[rest]
-        x = load_x(X, r, k, table)
-        for j in range(H):
-            z[j] += x * W1[k, j]
+        add_scaled_rows(Z, i, W1, (k,), (load_x(X, r, k, table),))
     for j in range(H):
-        z[j] += b1[j]  # after the sum, as X @ W1 + b1 does
+        Z[i, j] += b1[j]  # after the sum, as X @ W1 + b1 does
 
 
 @njit(**SERIAL)
@@ -61,27 +50,13 @@ def activate_row(z, a, slope, leaky):
 
 
 @njit(**SERIAL)
-def logits_row(a, W2, b2, z2):
-    """z2 = a @ W2 + b2, four hidden units a pass, added one after another as written (the
-    same bits as one a pass, with a quarter of the loads and stores of z2)."""
-    H, n_out = W2.shape
-    for o in range(n_out):
-        z2[o] = 0
-    j = 0
-    while j + 4 <= H:
-        a0, a1, a2, a3 = a[j], a[j + 1], a[j + 2], a[j + 3]
-        for o in range(n_out):
-            t = z2[o] + a0 * W2[j, o]
-            t = t + a1 * W2[j + 1, o]
-            t = t + a2 * W2[j + 2, o]
-            z2[o] = t + a3 * W2[j + 3, o]
-        j += 4
-    for rest in range(j, H):
-        v = a[rest]
-        for o in range(n_out):
-            z2[o] += v * W2[rest, o]
-    for o in range(n_out):
-        z2[o] += b2[o]
+def logits_row(A, i, W2, b2, G):
+    """G[i] = A[i] @ W2 + b2."""
+    for o in range(G.shape[1]):
+        G[i, o] = 0
+    add_vec_mat(G, i, A[i], W2)
+    for o in range(G.shape[1]):
+        G[i, o] += b2[o]
 
 
 @njit(**SERIAL)
