@@ -21,7 +21,7 @@ from fastnn.kernels.sparse import BLOCK, pixel_table
 # kernel it calls: an edit to another kernel module (or to the options in config.py) would
 # leave a stale compiled `run` in use. This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "4c90c2d5a48afd366c465a3da35c1df2fdcf182b4e0accd46eeb2f0c94766a39"
+KERNEL_SOURCES_DIGEST = "881aed68a7f09335bcb5407f8de11752de867d93b0e79d3f4a9631893351d3c3"
 
 FORWARD, GRADIENTS, TRAIN = 0, 1, 2  # what `run` does
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
