@@ -30,6 +30,39 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def check_writable(
+    path: str | os.PathLike, option: str, *, folder: bool = False, replace: bool = True
+) -> None:
+    """Raise ValueError, naming the `option` that gave `path`, if atomic writes to it (as a
+    file, or with `folder` as a folder of files) would fail for a reason that shows now: it is
+    a folder (a file), a parent is a file, or the nearest existing folder refuses a new file.
+    `replace=False` also refuses an existing file. A full disk shows only when writing."""
+    target = Path(path)
+
+    def refuse(problem: str) -> ValueError:
+        return ValueError(f"{option} {path}: {problem}")
+
+    if folder and target.exists() and not target.is_dir():
+        raise refuse("is a file, not a folder; give a folder for the files")
+    if not folder and target.is_dir():
+        raise refuse("is a folder; give a file name")
+    if not replace and target.exists():
+        raise refuse(f"exists already; to replace it, say so: {option} {path}")
+    existing = target if folder else target.parent
+    while not existing.exists():  # ends at "." or "/", which exist
+        existing = existing.parent
+    if not existing.is_dir():
+        raise refuse(f"{existing} is a file, so no folder can be made inside it")
+    try:  # the one sure test of permissions, read-only mounts and the like: make a file
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".fastnn-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise refuse(
+            f"cannot write in {existing} ({exc.strerror or exc}); choose a folder you can write to"
+        ) from None
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 
 from fastnn.backends import BACKENDS
-from fastnn.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, check_choice
+from fastnn.model import ACTIVATIONS, INIT_SCHEMES, check_choice, check_dtype, pixels_or_floats
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -70,7 +71,7 @@ def hidden_size(est: Any) -> int:
     """Raise ValueError for any unusable hyperparameter of the MLPClassifier `est`; return
     its hidden layer's size."""
     sizes = est.hidden_layer_sizes
-    if _is_int(sizes):
+    if is_int(sizes):
         sizes = (sizes,)
     _require(
         isinstance(sizes, tuple | list | np.ndarray) and len(sizes) > 0,
@@ -81,31 +82,34 @@ def hidden_size(est: Any) -> int:
             f"fastnn has one hidden layer, but hidden_layer_sizes={est.hidden_layer_sizes!r} "
             f"asks for {len(sizes)}; give a single size, e.g. ({sizes[0]},)"
         )
-    _require(_is_int(sizes[0]) and sizes[0] >= 1, "the hidden layer size",
+    _require(is_int(sizes[0]) and sizes[0] >= 1, "the hidden layer size",
              "a positive whole number", sizes[0])  # fmt: skip
     check_choice("activation", est.activation, ACTIVATIONS)
     check_choice("backend", est.backend, BACKENDS)
     _require(est.solver == "sgd", "solver", "'sgd' (fastnn's only solver)", est.solver)
-    check_choice("dtype", est.dtype, DTYPES)
+    check_dtype(est.dtype)
     check_choice("init", est.init, INIT_SCHEMES)
     batch = est.batch_size
-    _require(batch == "auto" if isinstance(batch, str) else _is_int(batch) and batch >= 1,
+    _require(batch == "auto" if isinstance(batch, str) else is_int(batch) and batch >= 1,
              "batch_size", "a positive whole number or 'auto'", batch)  # fmt: skip
     lr = est.learning_rate_init
     _require(_is_real(lr) and lr > 0, "learning_rate_init", "a positive number", lr)
     for name in ("max_iter", "n_iter_no_change"):
         value = getattr(est, name)
-        _require(_is_int(value) and value >= 1, name, "a positive whole number", value)
+        _require(is_int(value) and value >= 1, name, "a positive whole number", value)
     fraction = est.validation_fraction
     _require(_is_real(fraction) and 0 < fraction < 1, "validation_fraction",
              "a number between 0 and 1 (exclusive)", fraction)  # fmt: skip
     _require(_is_real(est.tol) and est.tol >= 0, "tol", "a number >= 0", est.tol)
     seed = est.random_state
-    _require(seed is None or _is_int(seed) and seed >= 0, "random_state",
+    _require(seed is None or is_int(seed) and seed >= 0, "random_state",
              "None or a whole number >= 0", seed)  # fmt: skip
     threads = est.n_threads
-    _require(threads is None or _is_int(threads) and threads >= 1, "n_threads",
+    _require(threads is None or is_int(threads) and threads >= 1, "n_threads",
              "None or a positive whole number", threads)  # fmt: skip
+    for name in ("shuffle", "early_stopping", "verbose"):
+        value = getattr(est, name)
+        _require(isinstance(value, bool | np.bool_), name, "True or False", value)
     return int(sizes[0])
 
 
@@ -138,12 +142,14 @@ def features(
             "X's column names differ from those seen in fit; select them in that "
             f"order: {list(fitted_names)}"
         )
-    if X.dtype == np.uint8:
-        return np.ascontiguousarray(X), names
     if X.dtype.kind == "c":
         raise ValueError("Complex data not supported: X must hold real numbers")
     if X.dtype.kind not in "biufO":
         raise ValueError(f"X must hold numbers (uint8 pixels or floats); got dtype {X.dtype}")
+    if X.dtype.kind in "iu":
+        X = pixels_or_floats(X, dtype)
+        if X.dtype == np.uint8:
+            return X, names
     try:
         X = np.ascontiguousarray(X, dtype=dtype)
     except (TypeError, ValueError) as exc:  # keeps numpy's type, as scikit-learn does
@@ -151,4 +157,19 @@ def features(
     bad = int(X.size - np.isfinite(X).sum())
     if bad:
         raise ValueError(f"X contains {bad} NaN or infinite values; remove or impute them")
+    _warn_if_unscaled_pixels(X)
     return X, names
+
+
+def _warn_if_unscaled_pixels(X: np.ndarray) -> None:
+    """Floats that are whole numbers in 0..255, some above 1, are most likely pixels that lost
+    their uint8 type (e.g. through pandas): used unscaled they train to chance."""
+    high = X.max()
+    if 1 < high <= 255 and X.min() >= 0 and np.array_equal(X, np.round(X)):
+        warnings.warn(
+            f"X holds floats that look like pixels (whole numbers from 0 to {high:g}): they are "
+            "used as they are, unscaled, which trains poorly. If they are pixels, pass them "
+            "as integers (X.astype(np.uint8)) to have them scaled to [0, 1], or divide by 255.",
+            UserWarning,
+            stacklevel=4,
+        )

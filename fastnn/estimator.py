@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,13 @@ class MLPClassifier:
 
     Parameters follow scikit-learn's MLPClassifier where they exist there. fastnn's own:
     `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier", "uniform") and `n_threads`.
-    uint8 X is taken as pixels 0..255 and scaled to [0, 1]; other numbers are used as they are.
+    Pixels (uint8, or integers of any type all within 0..255) are scaled to [0, 1]; other
+    numbers are used as they are (with a warning if they are floats that look like pixels).
     `batch_size="auto"` means min(200, n_samples), as in scikit-learn. Without early stopping
-    training runs exactly `max_iter` epochs. An epoch whose loss is not finite raises
-    fastnn.training.TrainingDiverged and leaves the weights from before it.
+    training runs exactly `max_iter` epochs. An epoch after which the loss is not finite or has
+    blown up, or the network gives one output for every input, raises
+    fastnn.training.TrainingDiverged and leaves the weights from before it. Ctrl-C stops
+    training after the current epoch, keeping its weights (a warning says so).
     """
 
     _estimator_type = "classifier"  # how scikit-learn < 1.6 recognises a classifier
@@ -227,46 +231,70 @@ class MLPClassifier:
         epochs: int,
         validation: tuple[np.ndarray, np.ndarray] | None,
     ) -> None:
-        """Run epochs in place on coefs_/intercepts_, with early stopping on `validation`."""
+        """Run epochs in place on coefs_/intercepts_, with early stopping on `validation`.
+
+        Ctrl-C ends training after the current epoch and keeps its weights, with a warning, as
+        scikit-learn does; a run that diverges raises TrainingDiverged with the weights from
+        before the epoch that did it.
+        """
         backend = get_backend(self.backend)
+        self._make_weights_writable()
         params = self._params()
         batch_size = min(200 if self.batch_size == "auto" else self.batch_size, len(X))
         if self.shuffle and self._shuffle_rng is None:  # a loaded model's first training
             self._shuffle_rng = np.random.default_rng(self._seeds()[1])
-        rng = self._shuffle_rng if self.shuffle else None
-        best, best_score, stale = None, -np.inf, 0
+        best: Params | None = None
+        best_score, stale = -np.inf, 0
+
+        def after_epoch(result: training.EpochResult) -> bool:
+            nonlocal best, best_score, stale
+            self.n_iter_ = result.epoch
+            self.loss_curve_.append(result.loss)
+            line = f"epoch {result.epoch}: loss {result.loss:.6f}, {1000 * result.seconds:.1f} ms"
+            if validation is not None:
+                score = training.accuracy(backend, params, *validation, self.activation)
+                self.validation_scores_.append(score)
+                line += f", validation accuracy {score:.4f}"
+                # As scikit-learn: any gain keeps the weights, only a gain > tol resets the
+                # patience.
+                stale = stale + 1 if score <= best_score + self.tol else 0
+                if score > best_score:
+                    best, best_score = params.copy(), score
+                    self.best_validation_score_ = score
+            if self.verbose:
+                print(line, flush=True)
+            return stale >= self.n_iter_no_change
+
         try:
-            with backend.threads(self.n_threads):
-                for _ in range(epochs):
-                    loss, _, seconds = training.guarded_epoch(
-                        backend, params, X, y, training.epoch_order(rng, len(X)), batch_size,
-                        self.learning_rate_init, self.activation, self.n_iter_ + 1,
-                    )  # fmt: skip
-                    self.n_iter_ += 1
-                    self.loss_curve_.append(loss)
-                    line = f"epoch {self.n_iter_}: loss {loss:.6f}, {1000 * seconds:.1f} ms"
-                    if validation is not None:
-                        score = training.accuracy(backend, params, *validation, self.activation)
-                        self.validation_scores_.append(score)
-                        line += f", validation accuracy {score:.4f}"
-                        # As scikit-learn: any gain keeps the weights, only a gain > tol resets
-                        # the patience.
-                        stale = stale + 1 if score <= best_score + self.tol else 0
-                        if score > best_score:
-                            best, best_score = params.copy(), score
-                            self.best_validation_score_ = score
-                    if self.verbose:
-                        print(line, flush=True)
-                    if stale >= self.n_iter_no_change:
-                        break
-        except training.TrainingDiverged as exc:
-            raise training.TrainingDiverged(
-                f"MLPClassifier: {exc} The learning rate is the parameter learning_rate_init."
-            ) from None
+            outcome = training.run_epochs(
+                backend, params, X, y, epochs=epochs, first_epoch=self.n_iter_ + 1,
+                batch_size=batch_size, lr=self.learning_rate_init, activation=self.activation,
+                rng=self._shuffle_rng if self.shuffle else None, n_threads=self.n_threads,
+                after_epoch=after_epoch, say=print if self.verbose else None,
+            )  # fmt: skip
         finally:
             if best is not None:  # early stopping: end with the best weights seen
                 for param, kept in zip(params.arrays(), best.arrays(), strict=True):
                     param[...] = kept
+        if outcome.diverged:
+            raise training.TrainingDiverged(
+                f"MLPClassifier: {outcome.diverged} The learning rate is the parameter "
+                "learning_rate_init."
+            )
+        if outcome.interrupted:
+            warnings.warn(
+                f"Training interrupted by user (Ctrl-C) after epoch {self.n_iter_}: the model "
+                "keeps the weights it had then.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _make_weights_writable(self) -> None:
+        """Training updates the weights in place: a model whose weights are read-only (e.g.
+        memory-mapped by joblib.load(..., mmap_mode="r")) continues from copies."""
+        if not all(a.flags.writeable for a in self.coefs_ + self.intercepts_):
+            self.coefs_ = [np.array(a) for a in self.coefs_]
+            self.intercepts_ = [np.array(a) for a in self.intercepts_]
 
     # -- prediction -----------------------------------------------------------------------------
 
@@ -313,7 +341,23 @@ def load(path: str | os.PathLike) -> MLPClassifier:
     # JSON turned a tuple into a list; keep an int as it was given.
     params["hidden_layer_sizes"] = sizes if type(sizes) is int and sizes == hidden else (hidden,)
     params.update(activation=saved.activation, dtype=saved.params.dtype.name)
+    threads = params.get("n_threads")
+    if checks.is_int(threads) and threads > (os.cpu_count() or 1):
+        # A preference of the machine that trained it, not part of the model.
+        warnings.warn(
+            f"{path}: the model was saved with n_threads={threads}, more than this machine's "
+            f"{os.cpu_count()} CPUs; n_threads is reset to None (Numba's default)",
+            UserWarning,
+            stacklevel=2,
+        )
+        params["n_threads"] = None
     model = MLPClassifier(**params)
+    try:
+        checks.hidden_size(model)  # the one validation of every hyperparameter
+    except ValueError as exc:
+        raise persist.ModelFileError(
+            f"{path}: the saved configuration is not usable: {exc}"
+        ) from None
     model._start(saved.params, saved.classes, None)
     model.best_validation_score_ = saved.scores.get("validation_accuracy")
     return model

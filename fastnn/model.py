@@ -74,13 +74,42 @@ def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def check_dtype(value: str | type | np.dtype, name: str = "dtype") -> str:
+    """The name ("float32" or "float64") of a dtype given any way NumPy accepts one:
+    "float64", "f8", "double", np.float64, np.dtype("float64")."""
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or value is None or dtype.name not in DTYPES:
+        raise ValueError(
+            f"{name} must be one of {', '.join(DTYPES)} (by name or as a NumPy type, e.g. "
+            f"np.float64); got {value!r}"
+        )
+    return dtype.name
+
+
+def pixels_or_floats(X: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """X as the network takes it: uint8 pixels 0..255 (scaled to [0, 1] when used), or
+    C-contiguous floats of `dtype`, used as they are.
+
+    Integers of any other type whose values all lie in 0..255 are pixels too (pandas reads a
+    CSV of pixels as int64): they become uint8. Other integers are numbers, used as floats.
+    """
+    if X.dtype.kind in "iu" and X.dtype != np.uint8 and X.size and X.min() >= 0 and X.max() <= 255:
+        X = X.astype(np.uint8)
+    if X.dtype == np.uint8:
+        return np.ascontiguousarray(X)
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
 def init_params(
     n_in: int,
     hidden: int,
     n_out: int = 10,
     scheme: str = "he",
     seed: int | None = 0,
-    dtype: str = "float32",
+    dtype: str | type | np.dtype = "float32",
 ) -> Params:
     """Random weights and biases.
 
@@ -89,7 +118,7 @@ def init_params(
     he and xavier start the biases at zero.
     """
     check_choice("init scheme", scheme, INIT_SCHEMES)
-    check_choice("dtype", dtype, DTYPES)
+    dtype = check_dtype(dtype)
     for label, size in (("n_in", n_in), ("hidden", hidden), ("n_out", n_out)):
         if int(size) != size or size < 1:
             raise ValueError(f"{label} must be a positive whole number; got {size!r}")

@@ -6,8 +6,10 @@ input is read as a Kaggle digit-recognizer test.csv and its predictions are writ
 as ImageId,Label rows.
 
 Exit status: 0 when every input was predicted; 1 when the model cannot be used (bad file,
-backend unavailable); 2 for wrong arguments; 3 when some inputs failed (each one is reported,
-on stderr or as an {"file", "error"} entry with --json, and the others are still predicted).
+backend unavailable); 2 for wrong arguments (including an --output that cannot be written, or
+an existing submission.csv that --output does not name); 3 when some inputs failed (each one is
+reported, on stderr or as an {"file", "error"} entry with --json, and the others are still
+predicted).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fastnn.atomic import check_writable
 from fastnn.backends import BACKENDS, get_backend
 from fastnn.estimator import MLPClassifier, load
 from fastnn.images import ImageError, load_digit
@@ -27,6 +30,7 @@ from fastnn.persist import ModelFileError
 
 EXIT_MODEL, EXIT_INPUTS = 1, 3
 TOP_K = 3
+DEFAULT_OUTPUT = "submission.csv"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="backend for the forward pass (default: %(default)s, which needs no "
                    "compilation)")  # fmt: skip
-    p.add_argument("--output", default="submission.csv",
-                   help="where a .csv input's predictions go (default: %(default)s)")  # fmt: skip
+    p.add_argument("--output",
+                   help=f"where a .csv input's predictions go (default: {DEFAULT_OUTPUT}, which "
+                   "is not overwritten unless named here)")  # fmt: skip
     return p
 
 
@@ -54,7 +59,7 @@ def _plain(label: Any) -> Any:
     return label.item() if isinstance(label, np.generic) else label
 
 
-def _error(path: str, exc: Exception) -> dict[str, str]:
+def _error(path: str, exc: Exception | str) -> dict[str, str]:
     message = str(exc)
     return {"file": path, "error": message if path in message else f"{path}: {message}"}
 
@@ -95,7 +100,10 @@ def predict_csv(model: MLPClassifier, path: str, output: str) -> dict[str, Any]:
         labels = model.predict(X)
     except (DataError, ValueError) as exc:
         return _error(path, exc)
-    write_kaggle_submission(output, labels)
+    try:
+        write_kaggle_submission(output, labels)
+    except OSError as exc:  # e.g. the disk filled up: the checks before could not tell
+        return _error(path, f"could not write the predictions to {output}: {exc.strerror or exc}")
     return {"file": path, "submission": output, "rows": len(labels)}
 
 
@@ -115,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     csvs = [path for path in args.inputs if Path(path).suffix.lower() == ".csv"]
     if len(csvs) > 1:
         parser.error("give at most one .csv input per run (--output names one submission file)")
+    output = args.output or DEFAULT_OUTPUT
+    if csvs:
+        try:
+            check_writable(output, "--output", replace=args.output is not None)
+        except ValueError as exc:
+            parser.error(str(exc))
     try:
         model = load(args.model)
         get_backend(args.backend)  # fail now, not once per input, if it is unavailable
@@ -125,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     images = [path for path in args.inputs if path not in csvs]
     by_path = dict(zip(images, predict_images(model, images), strict=True)) if images else {}
     if csvs:
-        by_path[csvs[0]] = predict_csv(model, csvs[0], args.output)
+        by_path[csvs[0]] = predict_csv(model, csvs[0], output)
     results = [by_path[path] for path in args.inputs]
     if args.json:
         print(json.dumps(results, indent=2))

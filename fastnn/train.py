@@ -7,15 +7,17 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 import fastnn
-from fastnn import plots, training
-from fastnn.atomic import write_text
-from fastnn.backends import BACKENDS, get_backend
+from fastnn import interrupt, training
+from fastnn.atomic import check_writable, write_text
+from fastnn.backends import BACKENDS, Backend, get_backend
 from fastnn.data import (
     DataError,
     load_dataset,
@@ -23,10 +25,12 @@ from fastnn.data import (
     train_dev_split,
     write_kaggle_submission,
 )
-from fastnn.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, init_params
+from fastnn.model import ACTIVATIONS, INIT_SCHEMES, Params, check_dtype, init_params
 from fastnn.persist import save_model
 
 N_CLASSES = 10
+DEFAULT_SUBMISSION = "submission.csv"
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130  # 130: 128 + SIGINT, what shells report for Ctrl-C
 
 # `seeds` is the tutorials' run exactly; `default` is a modern recipe that reaches 97%+ on MNIST.
 PRESETS = {
@@ -73,6 +77,13 @@ def batch_size_arg(text: str) -> int | str:
     return "full" if text == "full" else positive_int(text)
 
 
+def dtype_arg(text: str) -> str:
+    try:
+        return check_dtype(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be float32 or float64, not {text}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fastnn.train",
@@ -103,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=batch_size_arg, help="rows per step, or 'full'")
     p.add_argument("--lr", type=positive_float, help="learning rate")
-    p.add_argument("--dtype", choices=DTYPES)
+    p.add_argument("--dtype", type=dtype_arg, help="float32 or float64 (or f4, f8, double)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dev-size", type=int, help="training rows held out as the dev set")
     p.add_argument("--threads", type=positive_int, help="threads for the numba backend")
@@ -115,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--submission",
         metavar="FILE",
-        default="submission.csv",
-        help="where --predict-csv writes ImageId,Label (default: %(default)s)",
+        help=f"where --predict-csv writes ImageId,Label (default: {DEFAULT_SUBMISSION}, "
+        "which is not overwritten unless named here)",
     )
     return p
 
@@ -127,6 +138,19 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any training, output paths that cannot be written."""
+    for option, path in (("--save", args.save), ("--metrics", args.metrics)):
+        if path:
+            check_writable(path, option)
+    if args.plots:
+        check_writable(args.plots, "--plots", folder=True)
+    if args.predict_csv:
+        explicit = args.submission is not None
+        args.submission = args.submission or DEFAULT_SUBMISSION
+        check_writable(args.submission, "--submission", replace=explicit)
 
 
 def load_data(args: argparse.Namespace):
@@ -147,101 +171,197 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def run(args: argparse.Namespace) -> dict:
+def error(message: str) -> None:
+    tqdm.write(f"fastnn.train: error: {message}", file=sys.stderr)
+
+
+@dataclass
+class Run:
+    """One run of the command: its options, data and network."""
+
+    args: argparse.Namespace
+    backend: Backend
+    params: Params
+    X: np.ndarray  # training rows
+    y: np.ndarray
+    X_dev: np.ndarray
+    y_dev: np.ndarray
+    X_test: np.ndarray | None  # None for a Kaggle train.csv
+    y_test: np.ndarray | None
+    X_new: np.ndarray | None  # the rows of --predict-csv
+    batch_size: int
+
+
+def run(args: argparse.Namespace, started: float) -> int:
+    """Train, then write every output asked for, even after Ctrl-C or divergence (marked as
+    such); returns the exit status."""
     backend = get_backend(args.backend)
     X_all, y_all, X_test, y_test = load_data(args)
+    X_new = read_kaggle_csv(args.predict_csv)[0] if args.predict_csv else None
     X, y, X_dev, y_dev = train_dev_split(X_all, y_all, args.dev_size, seed=args.seed)
     batch_size = len(X) if args.batch_size == "full" else args.batch_size
     params = init_params(X.shape[1], args.hidden, N_CLASSES, args.init, args.seed, args.dtype)
-    # A full batch has nothing to shuffle: every epoch is one step over the same rows.
-    order_rng = None if batch_size >= len(X) else np.random.default_rng(args.seed + 1)
-    print(
-        f"fastnn {fastnn.__version__} | backend {backend.name} | {len(X)} train, {len(X_dev)} dev"
-        f"{'' if X_test is None else f', {len(X_test)} test'} rows | hidden {args.hidden} "
-        f"{args.activation} | {args.init} init | {args.dtype} | batch {batch_size} | lr {args.lr:g}"
-    )
-    history = []
-    with backend.threads(args.threads):
-        for epoch in tqdm(range(1, args.epochs + 1), desc="training", unit="epoch", disable=None):
-            order = training.epoch_order(order_rng, len(X))
-            loss, train_acc, seconds = training.guarded_epoch(
-                backend, params, X, y, order, batch_size, args.lr, args.activation, epoch
-            )
-            dev_acc = training.accuracy(backend, params, X_dev, y_dev, args.activation)
-            dev_acc = None if np.isnan(dev_acc) else dev_acc
-            history.append(
-                dict(
-                    epoch=epoch,
-                    loss=loss,
-                    train_accuracy=train_acc,
-                    dev_accuracy=dev_acc,
-                    seconds=seconds,
-                )
-            )
-            if epoch % args.log_every == 0 or epoch in (1, args.epochs):
-                tqdm.write(
-                    f"epoch {epoch:4d}/{args.epochs} | loss {loss:.4f} | train acc "
-                    f"{percent(train_acc)} | dev acc {percent(dev_acc)} | {1000 * seconds:8.1f} ms"
-                )
-        test_acc = None
-        if X_test is not None:
-            test_acc = training.accuracy(backend, params, X_test, y_test, args.activation)
-        later = [h["seconds"] for h in history[1:]]
-        summary = dict(
-            first_epoch_seconds=history[0]["seconds"],
-            median_epoch_seconds=statistics.median(later) if later else None,
-            dev_accuracy=history[-1]["dev_accuracy"],
-            test_accuracy=test_acc,
-        )
-        compiled = " (includes JIT compilation)" if backend.name == "numba" else ""
-        print(f"first epoch {1000 * summary['first_epoch_seconds']:.1f} ms{compiled}", end="")
-        if later:
-            print(f"; later epochs median {1000 * summary['median_epoch_seconds']:.1f} ms", end="")
+    r = Run(args, backend, params, X, y, X_dev, y_dev, X_test, y_test, X_new, batch_size)
+    # From here on a Ctrl-C ends training at an epoch boundary and the outputs are still
+    # written; a second one quits at once.
+    with interrupt.stop_requests(training.STOP_NOTICE), backend.threads(args.threads):
         print(
-            f"\ndev accuracy {percent(summary['dev_accuracy'])} | test accuracy {percent(test_acc)}"
+            f"fastnn {fastnn.__version__} | backend {backend.name} | {len(X)} train, "
+            f"{len(X_dev)} dev{'' if X_test is None else f', {len(X_test)} test'} rows | hidden "
+            f"{args.hidden} {args.activation} | {args.init} init | {args.dtype} | batch "
+            f"{batch_size} | lr {args.lr:g}"
         )
-        if args.plots:
-            X_show, y_show = (X_dev, y_dev) if X_test is None else (X_test, y_test)
-            shown = X_show[:16]
-            predicted = training.predict_proba(backend, params, shown, args.activation).argmax(1)
-            plots.plot_curves(history, args.plots)
-            plots.plot_samples(shown, predicted, y_show[:16], args.plots)
-            print(f"wrote loss.png, accuracy.png and samples.png to {args.plots}")
-        if args.predict_csv:
-            X_new, _ = read_kaggle_csv(args.predict_csv)
-            labels = training.predict_proba(backend, params, X_new, args.activation).argmax(axis=1)
-            write_kaggle_submission(args.submission, labels)
-            print(f"wrote {len(labels)} predictions to {args.submission}")
+        history, outcome = train_epochs(r)
+        if outcome.diverged:
+            error(outcome.diverged)
+        status = (
+            "diverged" if outcome.diverged else "interrupted" if outcome.interrupted else "finished"
+        )
+        if status != "finished":
+            print(f"training {status} after {outcome.epochs_run} of {args.epochs} epochs; "
+                  f"the outputs hold the weights after epoch {outcome.epochs_run}")  # fmt: skip
+        stopped = {"status": status, "epochs_completed": outcome.epochs_run}
+        summary = summarise(r, history, outcome)
+        failed = write_outputs(planned_outputs(r, history, stopped, summary, started))
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR if outcome.diverged or failed else 0
+
+
+def train_epochs(r: Run) -> tuple[list[dict], training.Outcome]:
+    """Train r.params in place; the per-epoch record, and how training ended."""
+    args = r.args
+    history: list[dict] = []
+    # A full batch has nothing to shuffle: every epoch is one step over the same rows.
+    order_rng = None if r.batch_size >= len(r.X) else np.random.default_rng(args.seed + 1)
+    bar = tqdm(total=args.epochs, desc="training", unit="epoch", disable=None)
+
+    def after_epoch(result: training.EpochResult) -> bool:
+        dev_acc = training.accuracy(r.backend, r.params, r.X_dev, r.y_dev, args.activation)
+        dev_acc = None if np.isnan(dev_acc) else dev_acc
+        history.append(dict(result._asdict(), dev_accuracy=dev_acc))
+        bar.update()
+        if result.epoch % args.log_every == 0 or result.epoch in (1, args.epochs):
+            tqdm.write(
+                f"epoch {result.epoch:4d}/{args.epochs} | loss {result.loss:.4f} | train acc "
+                f"{percent(result.train_accuracy)} | dev acc {percent(dev_acc)} | "
+                f"{1000 * result.seconds:8.1f} ms"
+            )
+        return False
+
+    try:
+        outcome = training.run_epochs(
+            r.backend, r.params, r.X, r.y, epochs=args.epochs, first_epoch=1,
+            batch_size=r.batch_size, lr=args.lr, activation=args.activation, rng=order_rng,
+            n_threads=None, after_epoch=after_epoch, say=tqdm.write,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    return history, outcome
+
+
+def summarise(r: Run, history: list[dict], outcome: training.Outcome) -> dict:
+    """Timings and final accuracies; printed, and returned for the metrics."""
+    test_acc = None
+    if r.X_test is not None:
+        test_acc = training.accuracy(r.backend, r.params, r.X_test, r.y_test, r.args.activation)
+    later = [h["seconds"] for h in history[1:]]
+    summary = dict(
+        first_epoch_seconds=history[0]["seconds"] if history else None,
+        median_epoch_seconds=statistics.median(later) if later else None,
+        compile_seconds=outcome.compile_seconds,
+        dev_accuracy=history[-1]["dev_accuracy"] if history else None,
+        test_accuracy=test_acc,
+    )
+    print_summary(summary)
+    return summary
+
+
+def planned_outputs(
+    r: Run, history: list[dict], stopped: dict, summary: dict, started: float
+) -> list[tuple[str, str, Callable[[], None]]]:
+    """(what, where, how) for each output asked for; the metrics last, to time everything."""
+    args = r.args
     config = {k: v for k, v in vars(args).items() if k not in ("metrics", "plots", "save")}
+    writes = []
     if args.save:
         # The batch size actually used, so that a loaded model can go on training as it was.
-        saved_config = dict(config, batch_size=batch_size)
-        scores = {"dev_accuracy": summary["dev_accuracy"], "test_accuracy": test_acc}
-        save_model(
-            args.save,
-            params,
-            activation=args.activation,
-            classes=np.arange(N_CLASSES),
-            config=saved_config,
-            scores=scores,
-        )
-        print(f"saved the model to {args.save}")
-    return dict(fastnn_version=fastnn.__version__, config=config, epochs=history, **summary)
+        saved_config = dict(config, batch_size=r.batch_size, **stopped)
+        scores = {k: summary[k] for k in ("dev_accuracy", "test_accuracy")}
+        writes.append(("the model", args.save, lambda: save_model(
+            args.save, r.params, activation=args.activation, classes=np.arange(N_CLASSES),
+            config=saved_config, scores=scores,
+        )))  # fmt: skip
+    if args.plots:
+        X_show, y_show = (r.X_dev, r.y_dev) if r.X_test is None else (r.X_test, r.y_test)
+
+        def write_plots() -> None:
+            from fastnn import plots  # matplotlib takes a while to import: only when asked
+
+            shown = X_show[:16]
+            predicted = training.predict_proba(r.backend, r.params, shown, args.activation)
+            plots.plot_curves(history, args.plots)
+            plots.plot_samples(shown, predicted.argmax(1), y_show[:16], args.plots)
+
+        writes.append(("loss.png, accuracy.png and samples.png", args.plots, write_plots))
+    if r.X_new is not None:
+        proba = training.predict_proba(r.backend, r.params, r.X_new, args.activation)
+        labels = proba.argmax(axis=1)
+        writes.append((f"{len(labels)} predictions", args.submission,
+                       lambda: write_kaggle_submission(args.submission, labels)))  # fmt: skip
+    if args.metrics:
+
+        def write_metrics() -> None:
+            metrics = dict(fastnn_version=fastnn.__version__, config=config, **stopped,
+                           epochs=history, **summary)  # fmt: skip
+            metrics["wall_seconds"] = time.perf_counter() - started
+            write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
+
+        writes.append(("metrics", args.metrics, write_metrics))
+    return writes
+
+
+def print_summary(summary: dict) -> None:
+    if summary["first_epoch_seconds"] is not None:
+        line = f"first epoch {1000 * summary['first_epoch_seconds']:.1f} ms"
+        if summary["median_epoch_seconds"] is not None:
+            line += f"; later epochs median {1000 * summary['median_epoch_seconds']:.1f} ms"
+        if summary["compile_seconds"] is not None:
+            line += f"; compiling the kernels took {summary['compile_seconds']:.1f} s before that"
+        print(line)
+    print(
+        f"dev accuracy {percent(summary['dev_accuracy'])} | "
+        f"test accuracy {percent(summary['test_accuracy'])}"
+    )
+
+
+def write_outputs(writes: list[tuple[str, str, Callable[[], None]]]) -> bool:
+    """Write each output; one that fails is one line and the others are still written.
+    Returns whether any failed."""
+    failed = False
+    for what, path, write in writes:
+        try:
+            write()
+        except OSError as exc:
+            failed = True
+            error(f"could not write {what} to {path}: {exc.strerror or exc}")
+        else:
+            print(f"wrote {what} to {path}")
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
     args = resolve(build_parser().parse_args(argv))
     started = time.perf_counter()
     try:
-        metrics = run(args)
-    except (DataError, training.TrainingDiverged, ValueError) as exc:
-        print(f"fastnn.train: error: {exc}", file=sys.stderr)
-        return 1
-    metrics["wall_seconds"] = time.perf_counter() - started
-    if args.metrics:
-        write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
-        print(f"wrote metrics to {args.metrics}")
-    return 0
+        check_outputs(args)
+        return run(args, started)
+    except (DataError, ValueError) as exc:
+        error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # before training began: nothing to keep
+        error("interrupted before training began; nothing was written")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ def test_uint8_is_scaled_like_pixels():
         ({"tol": -1}, "tol must be a number >= 0"),
         ({"random_state": "seed"}, "random_state must be None or a whole number"),
         ({"n_threads": 0}, "n_threads must be None or a positive whole number"),
+        ({"shuffle": "yes"}, "shuffle must be True or False"),
     ],
 )
 def test_bad_hyperparameters_fail_in_fit(params, message):
@@ -304,3 +305,113 @@ def test_scikit_learn_estimator_checks():
         results = check_estimator(small(hidden_layer_sizes=8), on_fail=None)
     failed = {r["check_name"]: r["exception"] for r in results if r["status"] == "failed"}
     assert set(failed) <= deliberate, failed
+
+
+# --- inputs a new user meets -------------------------------------------------------------------
+
+
+def pixel_table(n=200, seed=0):
+    """MNIST-like rows as pandas reads a CSV of pixels: int64 columns in 0..255."""
+    rng = np.random.default_rng(seed)
+    X8 = rng.integers(0, 256, (n, 784), dtype=np.uint8)
+    labels = (X8[:, :392].mean(axis=1) > X8[:, 392:].mean(axis=1)).astype(int)
+    return X8, pd.DataFrame(X8.astype(np.int64), columns=[f"pixel{i}" for i in range(784)]), labels
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_integer_pixels_of_any_type_are_scaled_like_uint8(backend):
+    X8, table, labels = pixel_table()
+    as_uint8 = small(backend=backend).fit(X8, labels)
+    as_int64 = small(backend=backend).fit(table, labels)  # pd.read_csv gives int64
+    for a, b in zip(as_uint8.coefs_, as_int64.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(as_uint8.predict_proba(X8), as_int64.predict_proba(table))
+    np.testing.assert_array_equal(
+        as_uint8.predict_proba(X8), as_uint8.predict_proba(X8.astype(np.uint16))
+    )
+
+
+def test_integers_beyond_pixels_are_numbers_and_floats_that_look_like_pixels_warn():
+    X8, table, labels = pixel_table()
+    counts = X8.astype(np.int64) * 4  # 0..1020: not pixels
+    slow = dict(learning_rate_init=1e-6)  # unscaled inputs this large blow up at 0.1
+    np.testing.assert_array_equal(
+        small(**slow).fit(counts, labels).coefs_[0],
+        small(**slow).fit(counts.astype(float), labels).coefs_[0],
+    )
+    with pytest.warns(UserWarning, match=r"look like pixels.*X.astype\(np.uint8\)"):
+        small(**slow).fit(table.astype(float), labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small().fit(X8 / 255, labels)  # scaled floats: nothing to say
+        small().fit(X, y)  # ordinary features
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.dtype("float64"), "f8", "double", "float64"])
+def test_a_dtype_given_the_numpy_way(dtype):
+    model = small(dtype=dtype).fit(X, y)
+    assert model.coefs_[0].dtype == np.float64 and model.get_params()["dtype"] is dtype
+    from fastnn.model import init_params
+
+    assert init_params(5, 3, 2, dtype=dtype).W1.dtype == np.float64
+    assert init_params(5, 3, 2, dtype=np.float32).W1.dtype == np.float32
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_read_only_weights_predict_and_train_from_copies(backend, tmp_path):
+    fitted = small(backend=backend).fit(X, y)
+    expected = fitted.predict_proba(X)
+    for i, array in enumerate(fitted.coefs_ + fitted.intercepts_):  # as joblib's mmap_mode="r"
+        np.save(tmp_path / f"{i}.npy", array)
+    mapped = [np.load(tmp_path / f"{i}.npy", mmap_mode="r") for i in range(4)]
+    fitted.coefs_, fitted.intercepts_ = mapped[:2], mapped[2:]
+    assert not fitted.coefs_[0].flags.writeable
+    np.testing.assert_array_equal(fitted.predict_proba(X), expected)
+    fitted.partial_fit(X, y)  # continues from writable copies; the files are untouched
+    assert fitted.coefs_[0].flags.writeable
+    np.testing.assert_array_equal(np.load(tmp_path / "0.npy"), mapped[0])
+
+    engine = get_backend(backend)
+    frozen = fitted._params()
+    for array in frozen.arrays():
+        array.flags.writeable = False
+    with pytest.raises(ValueError, match="W1, b1, W2, b2 are read-only.*writable copy"):
+        engine.train_epoch(frozen, X, np.asarray(y), np.arange(len(X)), 32, 0.1)
+
+
+# --- models loaded from files ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("backend", "evil", "backend must be one of numpy, numba; got 'evil'"),
+        ("n_threads", -3, "n_threads must be None or a positive whole number"),
+        ("n_threads", "8", "n_threads must be None or a positive whole number"),
+        ("learning_rate_init", -1, "learning_rate_init must be a positive number"),
+        ("shuffle", "no", "shuffle must be True or False"),
+    ],
+)
+def test_a_saved_configuration_is_checked_at_load(field, value, message, tmp_path):
+    from fastnn import load
+    from fastnn.persist import ModelFileError, save_model
+
+    fitted = small().fit(X, y)
+    path = tmp_path / "model.npz"
+    save_model(path, fitted._params(), activation="relu", classes=fitted.classes_,
+               config={**fitted.get_params(), field: value})  # fmt: skip
+    with pytest.raises(ModelFileError, match=f"{path}: the saved configuration.*{message}"):
+        load(path)
+
+
+def test_a_thread_count_from_a_bigger_machine_loads_and_predicts(tmp_path):
+    from fastnn import load
+
+    fitted = small(n_threads=1).fit(X, y)
+    fitted.n_threads = 10**6
+    fitted.save(tmp_path / "model.npz")
+    with pytest.warns(UserWarning, match="n_threads=1000000, more than this machine"):
+        loaded = load(tmp_path / "model.npz")
+    assert loaded.n_threads is None
+    loaded.set_params(backend=numba_or_skip())
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))

@@ -221,7 +221,7 @@ def test_saved_model_loads_and_predicts_alike_on_both_backends(tmp_path, capsys)
         capsys,
     )
     assert code == 0, err
-    assert f"saved the model to {model_path}" in out
+    assert f"wrote the model to {model_path}" in out
     model = fastnn.load(model_path)
     assert model.n_features_in_ == 784 and list(model.classes_) == list(range(10))
     assert model.coefs_[0].shape == (784, 12)

@@ -1,19 +1,20 @@
 """What every backend provides, and the argument checks they share.
 
 A backend is stateless: parameters live in a `Params` and are updated in place by `train_epoch`.
-Inputs X are uint8 pixels 0..255 (scaled to [0, 1] as X / 255 in the parameters' dtype) or
-floats used as they are. Labels y are integers 0..n_out-1.
+Inputs X are pixels 0..255 (uint8, or other integers all within that range; scaled to [0, 1] as
+X / 255 in the parameters' dtype) or numbers used as they are. Labels y are integers
+0..n_out-1.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from fastnn.model import ACTIVATIONS, Params, check_choice
+from fastnn.model import ACTIVATIONS, Params, check_choice, pixels_or_floats
 
 
 class Forward(NamedTuple):
@@ -66,10 +67,30 @@ class Backend(Protocol):
         """Run the block with n threads (None: leave as is), restoring the count afterwards."""
         ...
 
+    def compilation(
+        self, say: Callable[[str], None] | None
+    ) -> contextlib.AbstractContextManager[Compilation]:
+        """Watch the block for compiling: tell `say` when it starts, record it in the
+        Compilation yielded."""
+        ...
+
+
+class Compilation:
+    """How long kernels were compiled (rather than loaded from the cache) during a block:
+    None if they were not."""
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+
 
 @contextlib.contextmanager
 def unchanged_threads(n: int | None) -> Iterator[None]:
     yield
+
+
+@contextlib.contextmanager
+def nothing_compiled(say: Callable[[str], None] | None) -> Iterator[Compilation]:
+    yield Compilation()
 
 
 def check_X(params: Params, X: np.ndarray) -> np.ndarray:
@@ -79,14 +100,24 @@ def check_X(params: Params, X: np.ndarray) -> np.ndarray:
         raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
     if X.shape[1] != params.n_in:
         raise ValueError(f"X has {X.shape[1]} features but the network expects {params.n_in}")
-    if X.dtype == np.uint8:
-        return np.ascontiguousarray(X)
     if X.dtype.kind not in "fiu":
         raise ValueError(f"X must be uint8 pixels or floats; got dtype {X.dtype}")
-    X = np.ascontiguousarray(X, dtype=params.dtype)
-    if not np.isfinite(X).all():
+    X = pixels_or_floats(X, params.dtype)
+    if X.dtype != np.uint8 and not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinite values")
     return X
+
+
+def _check_writable(params: Params) -> None:
+    """Training updates the weights in place, so they must be writable."""
+    names = ("W1", "b1", "W2", "b2")
+    locked = [name for name, a in zip(names, params.arrays(), strict=True) if not a.flags.writeable]
+    if locked:
+        raise ValueError(
+            f"the weights {', '.join(locked)} are read-only (memory-mapped or from a read-only "
+            "buffer), and training updates them in place: train a writable copy, e.g. "
+            "Params(*(a.copy() for a in params.arrays()))"
+        )
 
 
 def check_y(params: Params, X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -101,8 +132,9 @@ def check_y(params: Params, X: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def check_epoch_args(
-    X: np.ndarray, order: np.ndarray, batch_size: int, lr: float, activation: str
+    params: Params, X: np.ndarray, order: np.ndarray, batch_size: int, lr: float, activation: str
 ) -> np.ndarray:
+    _check_writable(params)
     check_choice("activation", activation, ACTIVATIONS)
     order = np.asarray(order)
     if order.ndim != 1 or order.dtype.kind not in "iu" or order.size == 0:

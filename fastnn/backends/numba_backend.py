@@ -8,15 +8,41 @@ the number of threads.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 
 import numba
 import numpy as np
+from numba.core import event
 
-from fastnn.backends.base import Forward, Grads, check_epoch_args, check_X, check_y
-from fastnn.kernels.config import launch_guard
+from fastnn.backends.base import Compilation, Forward, Grads, check_epoch_args, check_X, check_y
+from fastnn.interrupt import deferred_keyboard_interrupt
+from fastnn.kernels.config import THREADING_LAYER, launch_guard
 from fastnn.kernels.epoch import FORWARD, GRADIENTS, TRAIN, run
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
+
+COMPILE_NOTICE = (
+    "compiling the Numba kernels once, about 20 s (later runs load them from the cache)"
+)
+
+# Importing fastnn.kernels.config started the threading layer in this process.
+_LAYER_PID = os.getpid()
+
+
+def forked_from_openmp() -> bool:
+    """Whether this process is a fork of one that started GNU OpenMP threads: GNU OpenMP
+    cannot run in such a child (Numba would end it with SIGTERM at the first parallel launch,
+    and a multiprocessing Pool waiting for it would hang)."""
+    if THREADING_LAYER != "omp" or os.getpid() == _LAYER_PID:
+        return False
+    from numba.np.ufunc import omppool
+
+    return omppool.openmp_vendor == "GNU"
+
+
+class ForkedProcessError(RuntimeError):
+    """The Numba kernels cannot run in this forked process."""
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -41,13 +67,25 @@ def _run(
     activation: str,
     grads: tuple[np.ndarray, ...],
 ) -> tuple:
+    if forked_from_openmp():
+        raise ForkedProcessError(
+            "the Numba kernels cannot run in this process: it was forked from one that had "
+            "started GNU OpenMP threads, which do not survive a fork. Start worker processes "
+            "with multiprocessing's 'spawn' or 'forkserver' method, or take the backend anew "
+            "with fastnn.backends.get_backend('numba'), which gives the numpy one here."
+        )
     params.validate()  # one dtype for all four: no mixed specialisation compiled
     dtype = params.dtype.type
+    arrays = params.arrays()
+    if mode != TRAIN and not all(a.flags.writeable for a in arrays):
+        # The kernel is compiled for writable weights (TRAIN updates them): a read-only model,
+        # e.g. memory-mapped, predicts from a copy rather than compiling a second kernel.
+        arrays = tuple(np.array(a) for a in arrays)
     # Constants go in as the parameters' dtype: no float64 creeps into float32 kernels.
-    with launch_guard():
+    with launch_guard(), deferred_keyboard_interrupt():
         return run(
             mode,
-            params.arrays(),
+            arrays,
             _read_only(X),
             _read_only(y),
             _read_only(order),
@@ -117,7 +155,7 @@ class NumbaBackend:
     ) -> tuple[float, float]:
         X = check_X(params, X)
         y = check_y(params, X, y)
-        order = check_epoch_args(X, order, batch_size, lr, activation)
+        order = check_epoch_args(params, X, order, batch_size, lr, activation)
         loss_sum, hits, *_ = _run(
             TRAIN, params, X, y, order, batch_size, lr, activation, _no_grads(params)
         )
@@ -145,3 +183,29 @@ class NumbaBackend:
             yield
         finally:
             numba.set_num_threads(previous)
+
+    @contextlib.contextmanager
+    def compilation(self, say: Callable[[str], None] | None) -> Iterator[Compilation]:
+        """Numba's compile events for the kernels' entry point during the block: a cache miss
+        that compiles, not a cache load."""
+        record = Compilation()
+        with event.install_listener("numba:compile", _CompileListener(record, say)):
+            yield record
+
+
+class _CompileListener(event.Listener):
+    """Times the compiling of `run` (which compiles every kernel it calls)."""
+
+    def __init__(self, record: Compilation, say: Callable[[str], None] | None) -> None:
+        self.record, self.say = record, say
+        self.started = 0.0
+
+    def on_start(self, ev: event.Event) -> None:
+        if ev.data["dispatcher"] is run:
+            self.started = time.perf_counter()
+            if self.say is not None:
+                self.say(COMPILE_NOTICE)
+
+    def on_end(self, ev: event.Event) -> None:
+        if ev.data["dispatcher"] is run:
+            self.record.seconds = (self.record.seconds or 0.0) + time.perf_counter() - self.started

@@ -13,6 +13,7 @@ from fastnn.backends.base import (
     check_epoch_args,
     check_X,
     check_y,
+    nothing_compiled,
     unchanged_threads,
 )
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice, scale_pixels
@@ -98,7 +99,7 @@ class NumpyBackend:
     ) -> tuple[float, float]:
         X = check_X(params, X)
         y = check_y(params, X, y)
-        order = check_epoch_args(X, order, batch_size, lr, activation)
+        order = check_epoch_args(params, X, order, batch_size, lr, activation)
         lr = params.dtype.type(lr)
         loss_sum = 0.0
         correct = 0
@@ -119,3 +120,6 @@ class NumpyBackend:
     def threads(self, n: int | None):
         # NumPy's BLAS threads are set by its own environment variables, before import.
         return unchanged_threads(n)
+
+    def compilation(self, say):
+        return nothing_compiled(say)

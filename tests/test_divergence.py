@@ -1,0 +1,99 @@
+"""Runaway training (a blow-up, a loss that is not a number, or a collapse to one output) is
+caught after the epoch that did it, the same way in both backends and both front ends, and the
+weights from before that epoch are kept."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import train, training
+from fastnn.backends import get_backend
+from fastnn.data import load_dataset
+from fastnn.model import init_params
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
+)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    X, y, _, _ = load_dataset("mnist", download=False)
+    return X[:3000], y[:3000]
+
+
+def model(backend, lr, **kwargs):
+    return fastnn.MLPClassifier(
+        hidden_layer_sizes=32, learning_rate_init=lr, max_iter=3, random_state=0,
+        backend=backend, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize(
+    "lr, what",
+    [
+        (1e7, "diverged in epoch 1"),
+        (1e6, "diverged in epoch 1"),
+        (1e3, "blew up"),
+        (5.0, "collapsed: it gives the same output for every input"),
+    ],
+)
+def test_runaway_training_is_caught_alike_in_both_backends(backend, lr, what, mnist):
+    with pytest.raises(training.TrainingDiverged, match=what) as caught:
+        model(backend, lr).fit(*mnist)
+    message = str(caught.value)
+    assert f"try a smaller one, e.g. {lr / 10:g}" in message and "learning_rate_init" in message
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_healthy_run_is_not_flagged(backend, mnist):
+    fitted = model(backend, 0.5).fit(*mnist)
+    assert fitted.n_iter_ == 3 and fitted.score(*mnist) > 0.85
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_weights_from_before_the_diverging_epoch_are_kept(backend, mnist):
+    X, y = mnist
+    engine = get_backend(backend)
+    params = init_params(784, 32, 10, "he", 0, "float32")
+    start = params.copy()
+    seen = []
+
+    def run(lr, epochs):
+        return training.run_epochs(
+            engine, params, X, y, epochs=epochs, first_epoch=len(seen) + 1, batch_size=128,
+            lr=lr, activation="relu", rng=np.random.default_rng(1), n_threads=None,
+            after_epoch=lambda r: seen.append(r) and False,
+        )  # fmt: skip
+
+    outcome = run(1e6, 2)
+    assert outcome.diverged and outcome.epochs_run == 0 and not seen
+    for got, want in zip(params.arrays(), start.arrays(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert run(0.1, 1).diverged is None
+    after_one = params.copy()
+    outcome = run(1e6, 1)
+    assert "diverged in epoch 2" in outcome.diverged
+    for got, want in zip(params.arrays(), after_one.arrays(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_command_saves_the_kept_weights_and_the_metrics(backend, tmp_path, capsys):
+    saved, metrics = tmp_path / "model.npz", tmp_path / "metrics.json"
+    args = ["--backend", backend, "--hidden", "16", "--epochs", "3", "--lr", "1e6",
+            "--save", str(saved), "--metrics", str(metrics)]  # fmt: skip
+    code = train.main(args)
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "fastnn.train: error: training diverged in epoch 1" in err and "Traceback" not in err
+    assert "training diverged after 0 of 3 epochs" in out
+    record = json.loads(metrics.read_text())
+    assert record["status"] == "diverged" and record["epochs_completed"] == 0
+    loaded = fastnn.load(saved)
+    initial = init_params(784, 16, 10, "he", 0, "float32")
+    np.testing.assert_array_equal(loaded.coefs_[0], initial.W1)  # the weights before epoch 1

@@ -1,0 +1,207 @@
+"""Ctrl-C: the first stops training cleanly at an epoch boundary and keeps what it has, the
+second quits at once; never a segfault or a SystemError from inside the compiled kernels."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import interrupt
+from fastnn.backends import get_backend
+
+REPO = Path(__file__).resolve().parent.parent
+needs_mnist = pytest.mark.skipif(
+    not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
+)
+
+
+def press_ctrl_c() -> None:
+    """What the terminal does on Ctrl-C; the handler runs at the next bytecode."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.01)
+
+
+def test_first_ctrl_c_is_recorded_and_the_handler_restored():
+    with interrupt.stop_requests() as stop:
+        press_ctrl_c()
+        assert stop.requested
+        # The second press would end the process: the OS default action is in place.
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_nested_blocks_share_one_request():
+    with interrupt.stop_requests() as outer:
+        with interrupt.deferred_keyboard_interrupt():  # a kernel call during training
+            press_ctrl_c()
+        with interrupt.stop_requests() as inner:
+            assert inner is outer
+    assert outer.requested  # no KeyboardInterrupt escaped: the training loop acts on it
+
+
+def test_a_kernel_call_outside_training_raises_after_it_returns():
+    reached_the_end = False
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt.deferred_keyboard_interrupt():
+            press_ctrl_c()
+            reached_the_end = True
+    assert reached_the_end
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_handler_of_the_users_is_left_alone():
+    seen = []
+    previous = signal.signal(signal.SIGINT, lambda *_: seen.append(1))
+    try:
+        with interrupt.stop_requests() as stop:
+            press_ctrl_c()
+        assert seen == [1] and not stop.requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, (n, 784), dtype=np.uint8)
+    return X, (X[:, :392].mean(axis=1) > X[:, 392:].mean(axis=1)).astype(int)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_fit_stops_after_the_epoch_in_which_ctrl_c_came(backend, monkeypatch):
+    X, y = _data()
+    model = fastnn.MLPClassifier(
+        hidden_layer_sizes=8, max_iter=5, random_state=0, batch_size=64, backend=backend
+    )
+    engine = get_backend(backend)
+    real_epoch = engine.train_epoch
+    calls = []
+
+    def epoch_with_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            press_ctrl_c()
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_epoch", epoch_with_ctrl_c)
+    with pytest.warns(UserWarning, match="Training interrupted by user .* after epoch 2"):
+        assert model.fit(X, y) is model
+    monkeypatch.undo()
+    assert model.n_iter_ == 2 and len(model.loss_curve_) == 2
+    two_epochs = fastnn.MLPClassifier(
+        hidden_layer_sizes=8, max_iter=2, random_state=0, batch_size=64, backend=backend
+    ).fit(X, y)
+    for got, want in zip(model.coefs_, two_epochs.coefs_, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _train_command(tmp_path, *extra, env=None):
+    command = [
+        sys.executable, "-m", "fastnn.train", "--hidden", "16", "--dev-size", "1000",
+        "--save", str(tmp_path / "model.npz"), "--metrics", str(tmp_path / "metrics.json"),
+        *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def _wait_for(process, text, timeout=120):
+    """Read stdout lines until one holds `text`; returns what was read."""
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    process.kill()
+    raise AssertionError(f"never printed {text!r}; printed:\n{''.join(seen)}")
+
+
+def _assert_no_crash(code, err, what):
+    assert code != -signal.SIGSEGV, f"{what}: segmentation fault\n{err}"
+    assert "SystemError" not in err and "Traceback" not in err, f"{what}:\n{err}"
+
+
+@needs_mnist
+def test_ctrl_c_at_random_moments_of_numba_training(tmp_path):
+    """A bounded stress test: each try interrupts a fresh process at a random moment of its
+    training; none may crash, and every one that trained keeps and writes its epochs."""
+    rng = random.Random(20261130)
+    for attempt in range(6):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        process = _train_command(folder, "--backend", "numba", "--epochs", "200")
+        _wait_for(process, "| backend numba |")  # the data are loaded: training starts
+        time.sleep(rng.uniform(0.0, 1.2))
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        what = f"attempt {attempt}"
+        _assert_no_crash(process.returncode, err, what)
+        assert process.returncode == 130, f"{what}: exit {process.returncode}\n{out}\n{err}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["status"] == "interrupted", what
+        done = metrics["epochs_completed"]
+        assert done == len(metrics["epochs"]) < 200, what
+        assert f"training interrupted after {done} of 200 epochs" in out, what
+        saved = fastnn.load(folder / "model.npz")
+        assert saved.predict(np.zeros((1, 784), np.uint8)).shape == (1,)
+        assert not [p for p in folder.glob(".*") if p.is_file()], f"{what}: temporary files"
+
+
+@needs_mnist
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    process = _train_command(tmp_path, "--backend", "numba", "--epochs", "200")
+    _wait_for(process, "epoch    1/200")
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGINT, (out, err)  # a shell reports 130
+    _assert_no_crash(process.returncode, err, "second Ctrl-C")
+
+
+@needs_mnist
+def test_compiling_is_announced_and_ctrl_c_meanwhile_stops_after_one_epoch(tmp_path):
+    """A cold cache: the kernels compile (about 20 s), which the command says; Ctrl-C during
+    compilation lets it finish, trains one epoch, writes the outputs, exits 130. A second run
+    on the now warm cache neither announces nor claims compilation."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    cold = tmp_path / "cold"
+    cold.mkdir()
+    process = _train_command(cold, "--backend", "numba", "--epochs", "3", env=env)
+    _wait_for(process, "compiling the Numba kernels once")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    _assert_no_crash(process.returncode, err, "Ctrl-C while compiling")
+    assert process.returncode == 130, (out, err)
+    assert "epoch    1/3" in out and "epoch    2/3" not in out
+    assert "compiling the kernels took" in out
+    assert json.loads((cold / "metrics.json").read_text())["epochs_completed"] == 1
+
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    process = _train_command(warm, "--backend", "numba", "--epochs", "1", env=env)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "compiling the" not in out + err
+    assert json.loads((warm / "metrics.json").read_text())["compile_seconds"] is None
+
+
+def test_no_warning_when_fit_is_not_interrupted():
+    X, y = _data(100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastnn.MLPClassifier(hidden_layer_sizes=4, max_iter=2, backend="numpy").fit(X, y)

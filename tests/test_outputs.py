@@ -1,0 +1,170 @@
+"""Output paths: what can be checked is checked before training; a write that fails anyway at
+the end is one clear line, and the other outputs are still written."""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fastnn
+from fastnn import predict, train
+from fastnn.atomic import check_writable
+
+PIXELS = [f"pixel{i}" for i in range(784)]
+
+
+def _read_only_folder() -> Path:
+    """A folder that even root cannot write in (sysfs), or skip."""
+    folder = Path("/sys")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder)
+    except OSError:
+        return folder
+    os.close(fd)
+    os.unlink(probe)
+    pytest.skip("no read-only folder on this machine")
+
+
+def write_csv(path, n, labels, seed=0):
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame(rng.integers(0, 256, (n, 784)), columns=PIXELS)
+    if labels:
+        table.insert(0, "label", rng.integers(0, 10, n))
+    table.to_csv(path, index=False)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_csv(folder / "train.csv", 200, labels=True)
+    write_csv(folder / "test.csv", 20, labels=False, seed=1)
+    return folder
+
+
+def train_args(data, *extra):
+    return ["--backend", "numpy", "--data", str(data / "train.csv"), "--epochs", "1",
+            "--dev-size", "40", "--hidden", "8", *extra]  # fmt: skip
+
+
+def run_train(args, capsys):
+    code = train.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def bad_paths(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    a_folder = tmp_path / "a-folder"
+    a_folder.mkdir()
+    read_only = _read_only_folder()
+    return a_file, a_folder, read_only
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("--save", "{read_only}/sub/model.npz", "cannot write in /sys"),
+        ("--save", "{a_file}/model.npz", "is a file, so no folder can be made inside it"),
+        ("--save", "{a_folder}", "is a folder; give a file name"),
+        ("--metrics", "{read_only}/metrics.json", "cannot write in /sys"),
+        ("--metrics", "{a_folder}", "is a folder; give a file name"),
+        ("--plots", "{a_file}", "is a file, not a folder"),
+        ("--plots", "{a_file}/plots", "is a file, so no folder can be made inside it"),
+    ],
+)
+def test_train_refuses_unwritable_outputs_before_training(case, data, tmp_path, capsys):
+    option, template, message = case
+    a_file, a_folder, read_only = bad_paths(tmp_path)
+    path = template.format(a_file=a_file, a_folder=a_folder, read_only=read_only)
+    code, out, err = run_train(train_args(data, option, path), capsys)
+    assert code == 1
+    assert f"fastnn.train: error: {option} {path}: " in err and message in err
+    assert "epoch" not in out, "it trained before refusing the path"
+    assert "Traceback" not in err
+
+
+def test_train_and_predict_do_not_overwrite_a_default_submission(
+    data, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    Path("submission.csv").write_text("precious\n")
+    code, out, err = run_train(train_args(data, "--predict-csv", str(data / "test.csv")), capsys)
+    assert code == 1 and "--submission submission.csv: exists already" in err
+    assert "epoch" not in out
+    code, out, err = run_train(
+        train_args(data, "--predict-csv", str(data / "test.csv"), "--save", "model.npz"), capsys
+    )
+    assert code == 1 and not Path("model.npz").exists()
+    assert Path("submission.csv").read_text() == "precious\n"
+
+    # Named explicitly, it is replaced.
+    args = train_args(data, "--predict-csv", str(data / "test.csv"), "--submission")
+    code, out, err = run_train([*args, "submission.csv", "--save", "model.npz"], capsys)
+    assert code == 0, err
+    assert len(pd.read_csv("submission.csv")) == 20
+
+    # fastnn.predict: the same rule for --output.
+    Path("submission.csv").write_text("precious\n")
+    with pytest.raises(SystemExit) as stop:
+        predict.main(["model.npz", str(data / "test.csv")])
+    assert stop.value.code == 2
+    assert "--output submission.csv: exists already" in capsys.readouterr().err
+    assert Path("submission.csv").read_text() == "precious\n"
+    assert predict.main(["model.npz", str(data / "test.csv"), "--output", "submission.csv"]) == 0
+    assert len(pd.read_csv("submission.csv")) == 20
+
+
+def test_predict_refuses_an_unwritable_output_before_loading(data, tmp_path, capsys):
+    read_only = _read_only_folder()
+    with pytest.raises(SystemExit) as stop:
+        predict.main(["no-model.npz", str(data / "test.csv"), "--output", f"{read_only}/s.csv"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot write in /sys" in err and "no-model.npz" not in err
+
+
+def test_a_write_that_fails_at_the_end_is_one_line_and_the_rest_is_written(data, tmp_path):
+    """Files may not grow past 100 kB (as on a nearly full disk): the 200 kB model cannot be
+    written, the metrics and the submission can."""
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    outputs = ["--save", "model.npz", "--metrics", "m.json", "--submission", "s.csv"]
+    args = train_args(data, "--hidden", "64", "--predict-csv", str(data / "test.csv"), *outputs)
+    command = [sys.executable, "-m", "fastnn.train", *args]
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        preexec_fn=limit_file_size,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "could not write the model to model.npz: File too large" in errors[0]
+    assert not (tmp_path / "model.npz").exists()
+    assert not [p for p in tmp_path.glob(".*") if p.is_file()], "temporary files left behind"
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["status"] == "finished" and metrics["epochs_completed"] == 1
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 20
+
+
+def test_check_writable_accepts_what_can_be_written(tmp_path):
+    check_writable(tmp_path / "new" / "deeper" / "model.npz", "--save")
+    check_writable(tmp_path / "plots", "--plots", folder=True)
+    (tmp_path / "old.json").write_text("{}")
+    check_writable(tmp_path / "old.json", "--metrics")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]  # nothing was made
+
+
+def test_a_model_saved_after_the_check_still_loads(data, tmp_path, capsys):
+    code, _, err = run_train(train_args(data, "--save", str(tmp_path / "m" / "model.npz")), capsys)
+    assert code == 0, err
+    assert fastnn.load(tmp_path / "m" / "model.npz").n_features_in_ == 784
