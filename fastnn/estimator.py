@@ -29,9 +29,10 @@ class MLPClassifier:
     numbers are used as they are (with a warning if they are floats that look like pixels).
     `batch_size="auto"` means min(200, n_samples), as in scikit-learn. Without early stopping
     training runs exactly `max_iter` epochs. An epoch after which the loss is not finite or has
-    blown up, or the network gives one output for every input, raises
-    fastnn.training.TrainingDiverged and leaves the weights from before it. Ctrl-C stops
-    training after the current epoch, keeping its weights (a warning says so).
+    blown up raises fastnn.training.TrainingDiverged; one after which the network gives one
+    output for every input stops training with a fastnn.training.TrainingCollapsedWarning;
+    either way the weights from before that epoch are kept. Ctrl-C stops training after the
+    current epoch, keeping its weights (a warning says so).
     """
 
     _estimator_type = "classifier"  # how scikit-learn < 1.6 recognises a classifier
@@ -277,10 +278,15 @@ class MLPClassifier:
                 for param, kept in zip(params.arrays(), best.arrays(), strict=True):
                     param[...] = kept
         if outcome.diverged:
-            raise training.TrainingDiverged(
+            message = (
                 f"MLPClassifier: {outcome.diverged} The learning rate is the parameter "
                 "learning_rate_init."
             )
+            if not outcome.collapsed:
+                raise training.TrainingDiverged(message)
+            # The weights are finite, just useless: scikit-learn's estimators answer such
+            # with a warning, and searches over learning rates go on.
+            warnings.warn(message, training.TrainingCollapsedWarning, stacklevel=3)
         if outcome.interrupted:
             warnings.warn(
                 f"Training interrupted by user (Ctrl-C) after epoch {self.n_iter_}: the model "

@@ -25,8 +25,13 @@ STOP_NOTICE = "Ctrl-C: stopping after this epoch and keeping its weights (Ctrl-C
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss blew up, stopped being finite, or the network collapsed to one output; the
-    weights from before the epoch that did it are kept."""
+    """The loss blew up or stopped being finite; the weights from before the epoch that did it
+    are kept."""
+
+
+class TrainingCollapsedWarning(UserWarning):
+    """Training stopped because the network gave one output for every input; the weights from
+    before the epoch that did it are kept."""
 
 
 class EpochResult(NamedTuple):
@@ -40,6 +45,7 @@ class Outcome(NamedTuple):
     epochs_run: int  # epochs completed (and kept) by this call
     interrupted: bool  # stopped by Ctrl-C
     diverged: str | None  # why training stopped on divergence; that epoch was undone
+    collapsed: bool  # the divergence was a collapse to one output (the weights stay finite)
     compile_seconds: float | None  # time spent compiling kernels (not loading them), if any
 
 
@@ -68,6 +74,12 @@ class _Probe(NamedTuple):
         return float(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)).mean())
 
 
+COLLAPSE = (
+    "the network collapsed: it gives the same output for every input (its hidden units no "
+    "longer respond), so it can only predict one class"
+)
+
+
 def _diagnosis(
     backend: Backend, params: Params, probe: _Probe, activation: str, loss: float, bound: float
 ) -> str | None:
@@ -79,10 +91,7 @@ def _diagnosis(
     if probe.varied:
         P = backend.predict_proba(params, probe.X, activation)
         if (P == P[0]).all():
-            return (
-                "the network collapsed: it gives the same output for every input (its hidden "
-                "units no longer respond), so it can only predict one class"
-            )
+            return COLLAPSE
     return None
 
 
@@ -111,7 +120,7 @@ def run_epochs(
     are compiling.
     """
     probe = _Probe.of(X, y)
-    done, diverged = 0, None
+    done, diverged, collapsed = 0, None, False
     with (
         interrupt.stop_requests(STOP_NOTICE) as stop,
         backend.threads(n_threads),
@@ -132,6 +141,7 @@ def run_epochs(
             if problem is not None:
                 for param, saved in zip(params.arrays(), before.arrays(), strict=True):
                     param[...] = saved
+                collapsed = problem == COLLAPSE
                 diverged = (
                     f"training diverged in epoch {epoch}: {problem}. The learning rate {lr:g} "
                     f"is too high for this setup; try a smaller one, e.g. {lr / 10:g}. The "
@@ -141,7 +151,7 @@ def run_epochs(
             done += 1
             if after_epoch(EpochResult(epoch, loss, accuracy, seconds)) or stop.requested:
                 break
-    return Outcome(done, stop.requested, diverged, compilation.seconds)
+    return Outcome(done, stop.requested, diverged, collapsed, compilation.seconds)
 
 
 def predict_proba(backend: Backend, params: Params, X: np.ndarray, activation: str) -> np.ndarray:
