@@ -176,3 +176,116 @@ def test_pandas_is_imported_only_to_read_a_csv(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- rows wider or narrower than the header ---------------------------------------------
+
+
+def kaggle_file(tmp_path, kind: str, rows: int = 3) -> tuple:
+    """A good header and ``rows`` good rows (as lists of strings) of a train.csv or test.csv."""
+    header = ["label", *PIXELS] if kind == "train" else list(PIXELS)
+    label = (lambda i: [str(i % 10)]) if kind == "train" else (lambda i: [])
+    body = [[*label(i), *map(str, image_row(i))] for i in range(rows)]
+    return tmp_path / f"{kind}.csv", header, body
+
+
+def write_lines(path, lines: list[str]):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def expect_width_error(path, row: int, fields: int, header_fields: int, detail: str = ""):
+    where = f"row {row} (line {row + 1} of the file, counting the header as line 1)"
+    problem = f"has {fields} fields, but the header has {header_fields}{detail}"
+    pattern = re.escape(f"{path}: not a well-formed CSV file: {where} {problem}.")
+    with pytest.raises(DataError, match=pattern) as info:
+        read_kaggle_csv(path)
+    return str(info.value)
+
+
+# Each case: how to change the rows, then (the row reported, the fields it has minus the
+# header's, the detail said about it).
+WIDTH_CASES = {
+    # pandas takes the extra first column as the index: an index 0, 1, 2 is even a RangeIndex.
+    "every-row-wider-index-from-0": (
+        lambda rows: [[str(i), *r] for i, r in enumerate(rows)],
+        (1, +1, ""),
+    ),
+    "every-row-wider-ids-from-1": (
+        lambda rows: [[str(i + 1), *r] for i, r in enumerate(rows)],
+        (1, +1, ""),
+    ),
+    "every-row-two-wider": (
+        lambda rows: [[str(i), "7", *r] for i, r in enumerate(rows)],
+        (1, +2, ""),
+    ),
+    # pandas' C parser: "Expected N fields in line M, saw K".
+    "some-rows-wider": (lambda rows: [*rows[:1], [*rows[1], "7"], *rows[2:]], (2, +1, "")),
+    "last-row-wider": (lambda rows: [*rows[:2], ["0", *rows[2]]], (3, +1, "")),
+    # pandas fills NaN: it used to be reported as an empty cell.
+    "row-narrower": (lambda rows: [*rows[:1], rows[1][:-1], *rows[2:]], (2, -1, "")),
+    "first-row-two-narrower": (lambda rows: [rows[0][2:], *rows[1:]], (1, -2, "")),
+    "trailing-comma-on-data-lines": (
+        lambda rows: [[*r, ""] for r in rows],
+        (1, +1, " (the extra field at its end is empty: a trailing comma?)"),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["train", "test"])
+@pytest.mark.parametrize("case", list(WIDTH_CASES))
+def test_row_width_differs_from_header(tmp_path, kind, case):
+    change, (row, extra, detail) = WIDTH_CASES[case]
+    path, header, rows = kaggle_file(tmp_path, kind)
+    write_lines(path, [",".join(header), *(",".join(r) for r in change(rows))])
+    message = expect_width_error(path, row, len(header) + extra, len(header), detail)
+    assert ("extra field" if extra > 0 else "missing field") in message
+
+
+@pytest.mark.parametrize("kind", ["train", "test"])
+def test_trailing_comma_on_every_line(tmp_path, kind):
+    path, header, rows = kaggle_file(tmp_path, kind)
+    write_lines(path, [",".join(line) + "," for line in [header, *rows]])
+    column = len(header) + 1
+    pattern = re.escape(
+        f"{path}: wrong header: unexpected extra column {column}, with an empty name "
+        "(the header line ends with a comma). Remove it from the header, and from every line that "
+        "has one."
+    )
+    with pytest.raises(DataError, match=pattern):
+        read_kaggle_csv(path)
+
+
+def test_width_error_counts_lines_with_blank_lines(tmp_path):
+    path, header, rows = kaggle_file(tmp_path, "test")
+    lines = [",".join(header), ",".join(rows[0]), "", ",".join([*rows[1], "1", "2"])]
+    write_lines(path, lines)
+    # The blank line is row 2 (an empty row, as pandas reads it); the wide row is row 3.
+    expect_width_error(path, 3, len(header) + 2, len(header))
+
+
+def test_blank_line_is_named_blank(tmp_path):
+    path, header, rows = kaggle_file(tmp_path, "test")
+    write_lines(path, [",".join(header), ",".join(rows[0]), "", ",".join(rows[1])])
+    with pytest.raises(DataError, match=re.escape("empty cell (or NaN): the line is blank")):
+        read_kaggle_csv(path)
+
+
+def test_good_file_is_parsed_once(tmp_path, monkeypatch):
+    """Only the header and the first data row are read again to check the widths."""
+    from fastnn.data import kaggle
+
+    path, header, rows = kaggle_file(tmp_path, "train", rows=50)
+    write_lines(path, [",".join(line) for line in [header, *rows]])
+    pulled = []
+    real_records = kaggle._records
+
+    def counting(*args):
+        for record in real_records(*args):
+            pulled.append(record)
+            yield record
+
+    monkeypatch.setattr(kaggle, "_records", counting)
+    X, y = read_kaggle_csv(path)
+    assert X.shape == (50, 784) and y.tolist() == [i % 10 for i in range(50)]
+    assert len(pulled) <= 2

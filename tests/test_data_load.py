@@ -7,13 +7,18 @@ that tries to open another address.
 import gzip
 import hashlib
 import http.server
+import os
 import re
 import shutil
 import socket
 import threading
+import time
+import tracemalloc
 import urllib.parse
 import urllib.request
+import zlib
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +73,37 @@ def corrupt_gzip_copy(source, target):
     data = bytearray(gzip.decompress(source.read_bytes()))
     data[-1] ^= 1
     target.write_bytes(gzip.compress(bytes(data)))
+
+
+def write_gzip_bomb(path, size, prefix=b""):
+    """Write a gzip of ``prefix`` and ``size`` zero bytes, streaming: never holding them."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_RLE)
+    block = bytes(1 << 20)
+    with open(path, "wb") as f:
+        f.write(compressor.compress(prefix))
+        for _ in range(size // len(block)):
+            f.write(compressor.compress(block))
+        f.write(compressor.flush())
+    return path
+
+
+BOMB_SIZE = 256 << 20  # what the bomb decompresses to: 256 MiB, from about 260 kB
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb(tmp_path_factory):
+    return write_gzip_bomb(tmp_path_factory.mktemp("bomb") / "bomb.gz", BOMB_SIZE)
+
+
+def peak_memory(call):
+    """Run ``call`` (which must raise a DataError); return the error and the peak traced bytes."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as info:
+            call()
+        return str(info.value), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def assert_matches(dataset, expected):
@@ -225,32 +261,79 @@ def test_no_local_copy_and_download_off(tmp_path):
 # --- downloads from a local server -----------------------------------------------------
 
 
+TRICKLE_INTERVAL = 0.1  # seconds between the bytes of trickle/
+TRICKLE_FOR = 8.0  # seconds trickle/ goes on for at most (then it closes the connection)
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
     def do_GET(self):
         self.server.requests.append(self.path)
-        super().do_GET()
+        folder = self.path.split("/")[1]
+        if folder == "trickle":
+            self.trickle()
+        elif folder in ("endless", "huge"):
+            self.endless(announce=folder == "huge")
+        else:
+            super().do_GET()
+
+    def trickle(self):
+        """Serve the good copy, announcing its full length but sending a byte at a time."""
+        data = (Path(self.directory) / "good" / self.path.rsplit("/", 1)[1]).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        end = time.monotonic() + TRICKLE_FOR
+        try:
+            for i in range(len(data)):
+                if self.server.stop.wait(TRICKLE_INTERVAL) or time.monotonic() > end:
+                    break
+                self.wfile.write(data[i : i + 1])
+        except OSError:
+            pass  # the client gave up
+        self.close_connection = True
+
+    def endless(self, announce):
+        """Send junk without end (up to 128 MiB); ``announce`` a length of 1 TB first."""
+        self.send_response(200)
+        if announce:
+            self.send_header("Content-Length", str(10**12))
+        self.end_headers()
+        block = os.urandom(1 << 16)
+        try:
+            for _ in range(2048):
+                if self.server.stop.is_set():
+                    break
+                self.wfile.write(block)
+        except OSError:
+            pass  # the client gave up
+        self.close_connection = True
 
 
 @pytest.fixture(scope="module")
-def server(real_data_dir, tmp_path_factory):
-    """A local HTTP server with good/, corrupt/ and truncated/ copies of MNIST.
+def server(real_data_dir, tmp_path_factory, gzip_bomb):
+    """A local HTTP server with good/, corrupt/, truncated/ and bomb/ copies of MNIST.
 
     corrupt/ holds a valid gzip of wrong train labels, truncated/ the start of the
-    real file; their other files are good. Yields the server.
+    real file, bomb/ a gzip bomb as the test images; their other files are good.
+    trickle/ serves the good files a byte at a time; endless/ and huge/ send junk
+    without end, huge/ announcing a length of 1 TB. Yields the server.
     """
     root = tmp_path_factory.mktemp("www")
     good = copy_files(real_data_dir / "mnist", root / "good")
     corrupt_gzip_copy(good / BAD, copy_files(good, root / "corrupt") / BAD)
     (copy_files(good, root / "truncated") / BAD).write_bytes((good / BAD).read_bytes()[:2000])
+    shutil.copyfile(gzip_bomb, copy_files(good, root / "bomb") / "t10k-images-idx3-ubyte.gz")
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=root))
     httpd.requests = []
+    httpd.stop = threading.Event()
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield httpd
+    httpd.stop.set()
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
@@ -375,3 +458,121 @@ def test_no_network_and_no_local_copy(tmp_path, name):
         name == "fashion-mnist"
     )
     assert not any((tmp_path / name).iterdir())
+
+
+# --- slow, endless and bomb downloads -----------------------------------------------------
+
+
+@pytest.fixture
+def short_deadline(monkeypatch):
+    """Allow each download 1 s in all (the per-read timeout of 1 s plus nothing per byte)."""
+    monkeypatch.setattr(ds, "TIMEOUT", 1.0)
+    monkeypatch.setattr(ds, "MIN_RATE", 1e12)
+
+
+def test_trickling_mirror_is_abandoned_for_the_next(real, url, server, tmp_path, short_deadline):
+    start = time.monotonic()
+    mirrors = [url("trickle"), url("good")]
+    dataset = load_dataset("mnist", mirrors=mirrors, cache_dir=tmp_path, progress=False)
+    elapsed = time.monotonic() - start
+    assert_matches(dataset, real["mnist"])
+    assert cache_listing(tmp_path) == sorted(FILES)
+    # Train images: trickle/ (given up after the deadline), then good/; the rest from good/.
+    assert [r.split("/")[1] for r in server.requests] == ["trickle"] + ["good"] * 4
+    assert 1.0 <= elapsed < 4.0
+
+
+def test_trickling_mirror_alone_says_it_is_too_slow(url, tmp_path, short_deadline):
+    trickle_url = url("trickle") + FILES[0]
+    start = time.monotonic()
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", mirrors=[url("trickle")], cache_dir=tmp_path, progress=False)
+    assert time.monotonic() - start < 3.0
+    pattern = (
+        rf"Mirrors tried:\n  - {re.escape(trickle_url)}: the server is too slow: after "
+        rf"1\.\d s only \d+ of 9912422 bytes had arrived, and a download of this file may "
+        r"take at most 1\.0 s"
+    )
+    assert re.search(pattern, str(info.value)), str(info.value)
+    assert cache_listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("folder", "problem"),
+    [
+        ("endless", r"the server sent more than (\d+) bytes, more than any copy of this file"),
+        ("huge", r"the server announces 1000000000000 bytes, more than any copy of this file"),
+    ],
+    ids=["endless", "huge"],
+)
+def test_server_sending_more_than_the_file_can_be(url, tmp_path, folder, problem):
+    stem = "train-labels-idx1-ubyte"
+    start = time.monotonic()
+    with pytest.raises(DataError) as info:
+        ds._download("mnist", stem, tmp_path, [url(folder)], False, [])
+    assert time.monotonic() - start < 2.0
+    message = str(info.value)
+    match = re.search(f"{re.escape(url(folder) + stem)}.gz: {problem}", message)
+    assert match, message
+    assert "60008 bytes uncompressed). This mirror serves a bad copy." in message
+    if folder == "endless":
+        assert 60008 < int(match[1]) < 2 * 60008 + 70000  # stops soon after that many
+    assert not any(tmp_path.iterdir())
+
+
+def test_gzip_bomb_on_server_is_rejected_with_bounded_memory(url, tmp_path):
+    stem = "t10k-images-idx3-ubyte"
+    bomb_url = url("bomb") + stem + ".gz"
+    message, peak = peak_memory(
+        lambda: ds._download("mnist", stem, tmp_path, [url("bomb")], False, [])
+    )
+    expected = (
+        f"{bomb_url}: decompresses to more than the 7840016 bytes expected (a damaged file or "
+        "a decompression bomb). This mirror serves a bad copy."
+    )
+    assert expected in message
+    print(f"peak traced memory rejecting a {BOMB_SIZE >> 20} MiB gzip bomb: {peak / 1e6:.1f} MB")
+    assert peak < 24e6  # the 7.8 MB the file may hold, not the bomb's 268 MB
+    assert not any(tmp_path.iterdir())
+
+
+def test_gzip_bomb_mirror_falls_back_to_the_next(real, url, server, tmp_path):
+    mirrors = [url("bomb"), url("good")]
+    dataset = load_dataset("mnist", mirrors=mirrors, cache_dir=tmp_path, progress=False)
+    assert_matches(dataset, real["mnist"])
+    assert cache_listing(tmp_path) == sorted(FILES)
+    # bomb/ serves good train files; its test images are rejected, then good/ serves the rest.
+    folders = [r.split("/")[1] for r in server.requests]
+    assert folders == ["bomb", "bomb", "bomb", "good", "good"]
+
+
+def test_gzip_bomb_in_data_folder(real_data_dir, tmp_path):
+    folder = copy_files(real_data_dir / "mnist", tmp_path / "data")
+    bomb = folder / "t10k-images-idx3-ubyte.gz"
+    write_gzip_bomb(bomb, BOMB_SIZE)
+    expected = (
+        f"{bomb}: decompresses to more than the 7840016 bytes expected (a damaged file or a "
+        "decompression bomb). Replace it with a good copy."
+    )
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_dataset("mnist", folder, download=False, cache_dir=tmp_path / "cache")
+    message, peak = peak_memory(lambda: ds._load_file("mnist", "t10k-images-idx3-ubyte", bomb))
+    assert expected in message
+    print(f"peak traced memory rejecting a local {BOMB_SIZE >> 20} MiB bomb: {peak / 1e6:.1f} MB")
+    assert peak < 24e6
+
+
+@pytest.mark.parametrize("suffix", [".gz", ""], ids=["gzip", "raw"])
+def test_huge_local_file_is_not_read(tmp_path, suffix):
+    # A sparse 1 GiB file: no disk used, but reading it all would take 1 GiB of memory.
+    path = tmp_path / f"t10k-labels-idx1-ubyte{suffix}"
+    with open(path, "wb") as f:
+        f.write(b"\x1f\x8b" if suffix else b"\0\0\x08\x01")
+        f.truncate(1 << 30)
+    message, peak = peak_memory(lambda: ds._load_file("mnist", "t10k-labels-idx1-ubyte", path))
+    assert re.search(
+        rf"{re.escape(str(path))}: the file is larger than any copy of it can be \(more than "
+        r"\d+ bytes, for 10008 bytes uncompressed\)",
+        message,
+    ), message
+    assert peak < 1e6

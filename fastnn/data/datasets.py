@@ -1,7 +1,8 @@
 """Finding, verifying and downloading MNIST and Fashion-MNIST.
 
-Every file is checked against the SHA-256 of its decompressed contents, so a
-copy is accepted however it was compressed (Debian recompressed Fashion-MNIST).
+Every file is checked against the size and SHA-256 of its decompressed contents,
+so a copy is accepted however it was compressed (Debian recompressed
+Fashion-MNIST), and a bad one never takes more memory than a good one would.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import http.client
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -19,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from .idx import DataError, gunzip_if_compressed, parse_idx, read_decompressed
+from .idx import DataError, gunzip_if_compressed, parse_idx, read_decompressed, stored_size_bound
 
 __all__ = ["DATASET_NAMES", "Dataset", "find_dataset_files", "load_dataset"]
 
@@ -47,6 +49,12 @@ _DIGESTS = {
 }
 SHA256 = {name: dict(zip(FILE_STEMS, d, strict=True)) for name, d in _DIGESTS.items()}
 
+# Size in bytes of the decompressed contents of each file, in FILE_STEMS order: the same
+# for both datasets (60,000 and 10,000 images of 28 x 28 bytes, and as many label bytes,
+# after a header of 16 or 8 bytes). Nothing is ever decompressed beyond these sizes.
+_SIZES = (47_040_016, 60_008, 7_840_016, 10_008)
+SIZES = {name: dict(zip(FILE_STEMS, _SIZES, strict=True)) for name in _DIGESTS}
+
 MIRRORS: dict[str, tuple[str, ...]] = {
     "mnist": (
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -66,7 +74,16 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 PathArg = str | os.PathLike[str]
 
-TIMEOUT = 30.0  # seconds per connect or read when downloading, not for the whole file
+TIMEOUT = 30.0  # seconds per connect or read when downloading
+
+# The slowest download accepted, in bytes (of decompressed contents) per second. A file must
+# arrive within TIMEOUT plus its decompressed size at this rate, else the mirror is given up
+# for the next: 0.4 Mbit/s, below any link worth waiting on, and counted on the decompressed
+# size, an upper bound of what a mirror sends (gzip sends 2 to 5 times less), so a slow but
+# working link is never cut off, while a server that trickles bytes costs at most 16 minutes
+# (the 47 MB train images; 31 s for a labels file), not forever. Checked between reads, so
+# it may be passed by up to one TIMEOUT.
+MIN_RATE = 50_000.0
 
 
 class Dataset(NamedTuple):
@@ -193,7 +210,7 @@ def _missing(present: dict) -> str:
 
 def _load_file(name: str, stem: str, path: Path) -> np.ndarray:
     """Read, verify and parse one local file; DataError if it is bad."""
-    data = read_decompressed(path)
+    data = read_decompressed(path, SIZES[name][stem], "Replace it with a good copy.")
     _verify(name, stem, data, path)
     return parse_idx(data, path)
 
@@ -242,8 +259,8 @@ def _download(
 ) -> tuple[np.ndarray, list[str]]:
     """Fetch one file into ``folder`` from the first mirror that serves a good copy.
 
-    Also returns the mirrors with the one that worked first, so that a dead
-    mirror costs one timeout rather than one per file.
+    Also returns the mirrors with the one that worked first, so that a dead or
+    slow mirror costs one timeout rather than one per file.
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -266,29 +283,64 @@ def _download(
     raise _not_found(name, folder, looked, failures or ["none given (mirrors is empty)"])
 
 
+_BAD_MIRROR = "This mirror serves a bad copy."
+
+
 def _fetch(url: str, target: Path, name: str, stem: str, progress: bool) -> bytes:
-    """Download ``url`` to a temporary file, renamed to ``target`` once verified."""
+    """Download ``url`` to a temporary file, renamed to ``target`` once verified.
+
+    A DataError, naming ``url``, if the download takes longer than its deadline
+    (TIMEOUT plus the file's decompressed size at MIN_RATE), if more bytes come
+    than any copy of the file can take, or if they decompress to more than the
+    file's size: neither time nor memory depends on what the server sends.
+    """
+    size = SIZES[name][stem]
+    limit = stored_size_bound(size)
+    deadline = TIMEOUT + size / MIN_RATE
+    start = time.monotonic()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         chunks = []
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=TIMEOUT) as response,
-            tqdm(
-                total=getattr(response, "length", None),  # None if the server does not say
+        received = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+            announced = getattr(response, "length", None)  # None if the server does not say
+            if announced is not None and announced > limit:
+                raise DataError(
+                    f"{url}: the server announces {announced} bytes, more than any copy of this "
+                    f"file can take (at most {limit}, for {size} bytes uncompressed). {_BAD_MIRROR}"
+                )
+            # read1 returns what one read of the socket brings, so the deadline is checked
+            # even when the server trickles bytes (read would wait for all 64 KiB).
+            read = getattr(response, "read1", response.read)
+            with tqdm(
+                total=announced,
                 desc=f"{name} {target.name}",
                 unit="B",
                 unit_scale=True,
                 disable=not progress,
-            ) as bar,
-        ):
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-                chunks.append(chunk)
-                bar.update(len(chunk))
+            ) as bar:
+                while chunk := read(1 << 16):
+                    received += len(chunk)
+                    if received > limit:
+                        raise DataError(
+                            f"{url}: the server sent more than {limit} bytes, more than any copy "
+                            f"of this file can take ({size} bytes uncompressed). {_BAD_MIRROR}"
+                        )
+                    elapsed = time.monotonic() - start
+                    if elapsed > deadline:
+                        raise DataError(
+                            f"{url}: the server is too slow: after {elapsed:.1f} s only "
+                            f"{received} of {announced or 'an unknown number of'} bytes had "
+                            f"arrived, and a download of this file may take at most "
+                            f"{deadline:.1f} s ({TIMEOUT:g} s, plus {MIN_RATE / 1000:g} kB/s "
+                            f"for its {size} bytes uncompressed)."
+                        )
+                    out.write(chunk)
+                    chunks.append(chunk)
+                    bar.update(len(chunk))
         # A download cut short shows up here as corrupt gzip or a checksum mismatch.
-        data = gunzip_if_compressed(b"".join(chunks), url)
-        _verify(name, stem, data, url, advice="This mirror serves a bad copy.")
+        data = gunzip_if_compressed(b"".join(chunks), url, size, _BAD_MIRROR)
+        _verify(name, stem, data, url, advice=_BAD_MIRROR)
         os.replace(tmp, target)
     finally:
         # On any failure or interrupt, leave no partial file (a no-op after the rename).

@@ -7,14 +7,22 @@ C order, big-endian.
 
 from __future__ import annotations
 
-import gzip
 import os
+import re
+import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "gunzip_if_compressed", "parse_idx", "read_decompressed", "read_idx"]
+__all__ = [
+    "DataError",
+    "gunzip_if_compressed",
+    "parse_idx",
+    "read_decompressed",
+    "read_idx",
+    "stored_size_bound",
+]
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -38,39 +46,153 @@ class DataError(ValueError):
     """
 
 
-def read_decompressed(path: str | os.PathLike[str]) -> bytes:
-    """Return the contents of the file ``path``, gunzipped if it is gzip-compressed."""
+def stored_size_bound(size: int) -> int:
+    """The most bytes a file holding ``size`` bytes can take on disk or on the wire.
+
+    Raw, it is ``size``; gzip-compressed, deflate never expands data by more than
+    5 bytes per 64 KiB block (stored blocks), plus a header, possibly with a file
+    name, and an 8-byte trailer. One part in 1000 and 64 KiB cover all of that.
+    """
+    return size + size // 1000 + (1 << 16)
+
+
+def read_decompressed(
+    path: str | os.PathLike[str], max_size: int | None = None, advice: str = _REPLACE
+) -> bytes:
+    """Return the contents of the file ``path``, gunzipped if it is gzip-compressed.
+
+    With ``max_size`` (the size the contents must have), a file larger than any
+    copy of such contents could be is an error without being read, and so is
+    gzip data that decompresses to more: memory stays bounded by ``max_size``.
+    ``advice`` ends the message of such errors.
+    """
     path = Path(path)
+    limit = None if max_size is None else stored_size_bound(max_size)
+    data = _read_file(path, limit)
+    if limit is not None and len(data) > limit:
+        raise DataError(
+            f"{path}: the file is larger than any copy of it can be (more than {limit} bytes, for "
+            f"{max_size} bytes uncompressed): it is damaged or not the file its name says. {advice}"
+        )
+    return gunzip_if_compressed(data, path, max_size, advice)
+
+
+def _read_file(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of ``path``, or its first ``limit + 1`` bytes (enough to tell it is too big)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            return f.read() if limit is None else f.read(limit + 1)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found. Check the path.") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read the file ({e.strerror or e}).") from None
-    return gunzip_if_compressed(data, path)
 
 
-def gunzip_if_compressed(data: bytes, source: str | os.PathLike[str]) -> bytes:
+def gunzip_if_compressed(
+    data: bytes,
+    source: str | os.PathLike[str],
+    max_size: int | None = None,
+    advice: str = _REPLACE,
+) -> bytes:
     """Gunzip ``data`` if it starts with the gzip magic bytes, else return it as is.
 
     Detecting by content lets a compressed file without the ``.gz`` suffix work;
     a ``source`` (file name or URL, named in errors) ending in ``.gz`` whose data
-    is not gzip is an error rather than silently read raw.
+    is not gzip is an error rather than silently read raw. With ``max_size``,
+    contents larger than that are an error, found without decompressing more than
+    ``max_size + 1`` bytes. ``advice`` ends the messages.
     """
     if data[:2] == GZIP_MAGIC:
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
+        stream = _Gunzip(data, source, advice)
+        if max_size is None:
+            return stream.read(sys.maxsize)
+        contents = stream.read(max_size + 1)
+        if len(contents) > max_size:
             raise DataError(
-                f"{source}: corrupt gzip data ({e}); the file is damaged or was only partly "
-                f"downloaded. {_REPLACE}"
-            ) from None
+                f"{source}: decompresses to more than the {max_size} bytes expected (a damaged "
+                f"file or a decompression bomb). {advice}"
+            )
+        return contents
     if str(source).endswith(".gz"):
         raise DataError(
             f"{source}: named .gz but is not gzip-compressed (it starts with {data[:4].hex()!r}, "
-            f"gzip starts with '1f8b'). {_REPLACE}"
+            f"gzip starts with '1f8b'). {advice}"
+        )
+    if max_size is not None and len(data) > max_size:
+        raise DataError(
+            f"{source}: {len(data)} bytes, more than the {max_size} bytes expected. {advice}"
         )
     return data
+
+
+class _Gunzip:
+    """Decompress gzip data (one or more members) piece by piece, never more than asked for.
+
+    Like gzip.decompress, members may be followed by zero bytes; anything else, a
+    truncated member or a bad checksum is a DataError naming ``source``.
+    """
+
+    _INPUT = 1 << 20  # compressed bytes given to zlib at once
+
+    def __init__(self, data: bytes, source: str | os.PathLike[str], advice: str) -> None:
+        self._data = memoryview(data)
+        self._pos = 0  # the compressed bytes before this were given to zlib
+        self._tail = b""  # given to zlib, not yet used: it ends at self._pos
+        self._member = None  # the zlib decompressor of the current member, None between
+        self._source, self._advice = source, advice
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` decompressed bytes; fewer only at the end of the data, then checked."""
+        parts = []
+        size = 0
+        while size < n:
+            if self._member is None and not self._next_member():
+                break
+            if not self._tail:
+                self._tail = self._data[self._pos : self._pos + self._INPUT]
+                self._pos += len(self._tail)
+                if not self._tail:
+                    raise self._corrupt("the compressed data ends before the end of the stream")
+            try:
+                part = self._member.decompress(self._tail, n - size)
+            except zlib.error as e:
+                raise self._corrupt(e) from None
+            parts.append(part)
+            size += len(part)
+            self._tail = self._member.unconsumed_tail
+            if self._member.eof:
+                self._pos -= len(self._member.unused_data)  # the next member starts there
+                self._tail = b""
+                self._member = None
+        return b"".join(parts)
+
+    def count_rest(self) -> int:
+        """Decompress the rest, keeping none of it; return its size."""
+        size = 0
+        while part := self.read(1 << 20):
+            size += len(part)
+        return size
+
+    def _next_member(self) -> bool:
+        """Start the next member, after any zero padding; False at the end of the data."""
+        found = _NOT_ZERO.search(self._data, self._pos)
+        if found is None:
+            self._pos = len(self._data)
+            return False
+        self._pos = found.start()
+        if self._data[self._pos : self._pos + 2] != GZIP_MAGIC:
+            raise self._corrupt("the bytes after the compressed data are not gzip data")
+        self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header and trailer
+        return True
+
+    def _corrupt(self, problem: object) -> DataError:
+        return DataError(
+            f"{self._source}: corrupt gzip data ({problem}); the file is damaged or was only "
+            f"partly downloaded. {self._advice}"
+        )
+
+
+_NOT_ZERO = re.compile(rb"[^\x00]")
 
 
 def parse_idx(data: bytes, source: str | os.PathLike[str] = "<bytes>") -> np.ndarray:
@@ -78,6 +200,24 @@ def parse_idx(data: bytes, source: str | os.PathLike[str] = "<bytes>") -> np.nda
 
     ``source`` only names the file in error messages. The result is a writable
     copy, not a view of ``data``.
+    """
+    shape, dtype, header_size, expected = _parse_header(data, source)
+    _check_size(source, shape, dtype, expected, len(data))
+    count = (expected - header_size) // dtype.itemsize
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=header_size).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))
+
+
+# The longest IDX header: the magic number and 255 dimensions.
+_MAX_HEADER = 4 + 4 * 255
+
+
+def _parse_header(
+    data: bytes, source: str | os.PathLike[str]
+) -> tuple[tuple[int, ...], np.dtype, int, int]:
+    """(shape, dtype, header size, file size) from the IDX header at the start of ``data``.
+
+    ``data`` may hold only the start of the file, but then at least _MAX_HEADER bytes.
     """
     if len(data) < 4:
         raise DataError(
@@ -87,8 +227,8 @@ def parse_idx(data: bytes, source: str | os.PathLike[str] = "<bytes>") -> np.nda
     zeros, code, ndim = data[:2], data[2], data[3]
     if zeros != b"\x00\x00":
         raise DataError(
-            f"{source}: not an IDX file: wrong magic number {data[:4].hex()!r} (an IDX file starts "
-            f"with two zero bytes, a dtype code and the number of dimensions). {_REPLACE}"
+            f"{source}: not an IDX file: wrong magic number {bytes(data[:4]).hex()!r} (an IDX file "
+            f"starts with two zero bytes, a dtype code and the number of dimensions). {_REPLACE}"
         )
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
@@ -110,27 +250,54 @@ def parse_idx(data: bytes, source: str | os.PathLike[str] = "<bytes>") -> np.nda
     count = 1
     for d in shape:
         count *= d
-    expected = header_size + count * dtype.itemsize
+    return shape, dtype, header_size, header_size + count * dtype.itemsize
+
+
+def _check_size(
+    source: str | os.PathLike[str],
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    expected: int,
+    size: int,
+) -> None:
+    """Raise a DataError if the file's (uncompressed) ``size`` is not the ``expected`` one."""
     described = f"shape {'x'.join(map(str, shape))} of {dtype.name}"
-    if len(data) < expected:
+    if size < expected:
         raise DataError(
             f"{source}: truncated: the header declares {described}, which needs {expected} bytes, "
-            f"but the file has only {len(data)} bytes (uncompressed). {_REPLACE}"
+            f"but the file has only {size} bytes (uncompressed). {_REPLACE}"
         )
-    if len(data) > expected:
+    if size > expected:
         raise DataError(
-            f"{source}: {len(data) - expected} trailing bytes after the data: the header declares "
-            f"{described} ({expected} bytes) but the file has {len(data)} bytes (uncompressed). "
+            f"{source}: {size - expected} trailing bytes after the data: the header declares "
+            f"{described} ({expected} bytes) but the file has {size} bytes (uncompressed). "
             f"{_REPLACE}"
         )
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header_size).reshape(shape)
-    return array.astype(dtype.newbyteorder("="))
+
+
+# Deflate turns one compressed byte into at most 1032 bytes (a 258-byte match in 2 bits).
+_MAX_GZIP_RATIO = 1032
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into a native-endian numpy array.
 
     Raises DataError, naming the file, if it is missing, not gzip despite a
-    ``.gz`` name, corrupt, or not a well-formed IDX file.
+    ``.gz`` name, corrupt, or not a well-formed IDX file. A gzip file is never
+    decompressed to more than its IDX header declares (plus 1 MiB at a time to
+    count any excess), so a decompression bomb is an error, not a memory hog.
     """
-    return parse_idx(read_decompressed(path), path)
+    path = Path(path)
+    data = _read_file(path)
+    if data[:2] != GZIP_MAGIC:
+        return parse_idx(gunzip_if_compressed(data, path), path)
+    stream = _Gunzip(data, path, _REPLACE)
+    head = stream.read(_MAX_HEADER)
+    shape, dtype, _, expected = _parse_header(head, path)
+    if expected > _MAX_GZIP_RATIO * len(data):
+        # More than this gzip data can hold: truncated, whatever it holds; only count it.
+        _check_size(path, shape, dtype, expected, len(head) + stream.count_rest())
+    contents = head + stream.read(expected + 1 - len(head)) if expected >= len(head) else head
+    if len(contents) > expected:
+        _check_size(path, shape, dtype, expected, len(contents) + stream.count_rest())
+    return parse_idx(contents, path)

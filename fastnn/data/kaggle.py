@@ -6,7 +6,11 @@
 
 from __future__ import annotations
 
+import csv
 import os
+from collections.abc import Iterator
+from contextlib import closing
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +48,7 @@ def read_kaggle_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
     columns = [str(c) for c in frame.columns]
     has_label = bool(columns) and columns[0] == "label"
     _check_header(path, columns, ["label", *PIXEL_COLUMNS] if has_label else list(PIXEL_COLUMNS))
+    _check_width(path, frame)
     _check_values(path, frame, has_label)
 
     pixels = frame.iloc[:, 1:] if has_label else frame
@@ -63,6 +68,9 @@ def _read_frame(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty. {_HEADER_HINT}") from None
     except pd.errors.ParserError as e:
+        # Usually a row with more fields than the header ("Expected N fields in line M, saw K").
+        if (error := _first_width_error(path)) is not None:
+            raise error from None
         raise DataError(
             f"{path}: not a well-formed CSV ({str(e).strip()}; line numbers count the header "
             "as line 1). Every line must have the same number of fields as the header."
@@ -76,6 +84,10 @@ def _read_frame(path: Path) -> pd.DataFrame:
 def _check_header(path: Path, columns: list[str], expected: list[str]) -> None:
     if columns == expected:
         return
+    # pandas renames empty and repeated names ('Unnamed: 785', 'pixel0.1'): name them as written.
+    raw = _record(path, 0)[1]
+    if len(raw) == len(columns):
+        columns = raw
     for i in range(max(len(columns), len(expected))):
         got = columns[i] if i < len(columns) else None
         want = expected[i] if i < len(expected) else None
@@ -83,11 +95,111 @@ def _check_header(path: Path, columns: list[str], expected: list[str]) -> None:
             break
     if got is None:
         problem = f"column {i + 1} ('{want}') is missing ({len(columns)} columns in all)"
+    elif want is None and not any(columns[i:]):
+        one = i == len(columns) - 1
+        raise DataError(
+            f"{path}: wrong header: unexpected extra column {i + 1}, with an empty name (the "
+            f"header line ends with {'a comma' if one else 'commas'}). "
+            f"Remove {'it' if one else 'them'} from the header, and from every line that has "
+            f"{'one' if one else 'them'}."
+        )
     elif want is None:
         problem = f"unexpected extra column {i + 1} ('{got}')"
+    elif got == "":
+        problem = f"column {i + 1} has an empty name, expected '{want}'"
     else:
         problem = f"column {i + 1} is '{got}', expected '{want}'"
     raise DataError(f"{path}: wrong header: {problem}. {_HEADER_HINT}")
+
+
+def _records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """Yield (row, line, fields) for each record of the file, the header being row 0.
+
+    The file is read again with the csv module: for error messages, and for the header
+    and the first row of a good file, never a second full parse of it. A blank line is a
+    record with no fields (pandas, with skip_blank_lines=False, makes it an empty row).
+    Stops early at anything the csv module cannot read.
+    """
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f)
+        try:
+            for row, fields in enumerate(reader):
+                yield row, reader.line_num, fields
+        except csv.Error:
+            return
+
+
+def _record(path: Path, row: int) -> tuple[int, list[str]]:
+    """(line, fields) of record ``row`` (0 is the header); (0, []) if there is none."""
+    with closing(_records(path)) as records:
+        for number, line, fields in records:
+            if number == row:
+                return line, fields
+    return 0, []
+
+
+def _check_width(path: Path, frame: pd.DataFrame) -> None:
+    """Raise a DataError if the first data row is wider than the header.
+
+    pandas raises for a later row wider than the first one and fills NaN into a narrower
+    one (which _check_values reports), but when the first data row is wider than the header
+    it silently takes the extra leading fields as the index, shifting every column. Only
+    the header and the first data row are read again here. The index type is a backstop,
+    not the test: an extra leading 0, 1, 2, ... becomes a RangeIndex like the default one.
+    """
+    import pandas as pd
+
+    index = frame.index
+    default_index = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+    with closing(_records(path)) as records:
+        head = [fields for _, _, fields in islice(records, 2)]
+    first_row_fits = len(head) < 2 or not head[1] or len(head[1]) == len(head[0])
+    if first_row_fits and default_index:
+        return
+    if (error := _first_width_error(path)) is not None:
+        raise error
+    # Not expected: pandas chose an index for a reason the csv module does not see.
+    raise DataError(
+        f"{path}: not a well-formed CSV file: pandas read the first column(s) as an index "
+        "although the rows have as many fields as the header. Check the file's quoting."
+    )
+
+
+def _first_width_error(path: Path) -> DataError | None:
+    """The error for the first data row whose width differs from the header's, if any.
+
+    A blank line is not one (it is an empty row, reported as empty cells). Reads the
+    whole file again: for the error path only.
+    """
+    with closing(_records(path)) as records:
+        _, _, header = next(records, (0, 0, []))
+        for row, line, fields in records:
+            if fields and len(fields) != len(header):
+                return _width_error(path, row, line, fields, len(header))
+    return None
+
+
+def _width_error(path: Path, row: int, line: int, fields: list[str], width: int) -> DataError:
+    where = f"row {row} (line {line} of the file, counting the header as line 1)"
+    count = len(fields)
+    if count > width:
+        extra = "extra field" if count == width + 1 else "extra fields"
+        detail = ""
+        if not any(fields[width:]):
+            what = "field at its end is" if count == width + 1 else "fields at its end are"
+            detail = f" (the extra {what} empty: a trailing comma?)"
+        advice = (
+            f"Remove the {extra} from that row, or from every line if they all have it (an "
+            "unnamed row number or ID column, or a trailing comma), or remove the row."
+        )
+    else:
+        detail = ""
+        missing = "missing field" if count == width - 1 else "missing fields"
+        advice = f"Add the {missing} to that row (or remove the row)."
+    return DataError(
+        f"{path}: not a well-formed CSV file: {where} has {count} fields, but the header has "
+        f"{width}{detail}. Every line must have one field per header column. {advice}"
+    )
 
 
 def _check_values(path: Path, frame: pd.DataFrame, has_label: bool) -> None:
@@ -115,10 +227,18 @@ def _check_values(path: Path, frame: pd.DataFrame, has_label: bool) -> None:
         return
     row = int(bad.any(axis=1).argmax())
     j = int(bad[row].argmax())
+    value = frame.iat[row, j]
+    problem = _describe(value, int(high[j]))
+    # pandas fills NaN into a row with fewer fields than the header: if that is what is wrong
+    # with this row, say so rather than report a cell (reading the file again to see).
+    line, fields = _record(path, row + 1)
+    if line and not fields:
+        problem += ": the line is blank"
+    elif line and len(fields) != frame.shape[1]:
+        raise _width_error(path, row + 1, line, fields, frame.shape[1])
     raise DataError(
         f"{path}: row {row + 1} (line {row + 2} of the file, counting the header as line 1), "
-        f"column '{frame.columns[j]}': {_describe(frame.iat[row, j], int(high[j]))}. "
-        "Fix or remove that row."
+        f"column '{frame.columns[j]}': {problem}. Fix or remove that row."
     )
 
 
