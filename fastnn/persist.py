@@ -3,20 +3,25 @@
 The header (UTF-8 JSON in a uint8 array) records the format version, the fastnn version, the
 architecture, activation, dtype, class labels (values and kind, so ints stay ints), the
 training config and known scores. Loading never unpickles anything and checks every field,
-name, shape and dtype before reading array data, so a damaged or tampered file is a
-ModelFileError naming the file, never code execution or a huge allocation.
+name, shape, dtype and size before reading array data, so a damaged or tampered file is a
+ModelFileError naming the file, never code execution or a huge allocation. Every read has a
+bound fixed before it: .npy preambles MAX_NPY_HEADER_BYTES, the header MAX_HEADER_BYTES, array
+data the file's own size; and only stored or deflated members (what numpy writes) are read, as
+zipfile inflates those no further than a read asks.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import struct
 import zipfile
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -35,6 +40,16 @@ HEADER_FIELDS = (
 MAX_HEADER_BYTES = 1 << 20  # far above any real header; bounds what a tampered file can ask for
 CLASS_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
 ZIP_MAGIC = b"PK\x03\x04"
+# np.savez stores members and np.savez_compressed deflates them. For those two methods zipfile
+# inflates no more than a read asks for; for the others (bzip2, lzma) it inflates every
+# compressed chunk it reads whole, so a few hundred bytes can become gigabytes before any check.
+COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+# The .npy versions fastnn reads: the format of their header-length field, their header reader.
+NPY_VERSIONS = {
+    (1, 0): ("<H", np.lib.format.read_array_header_1_0),
+    (2, 0): ("<I", np.lib.format.read_array_header_2_0),
+}
+MAX_NPY_HEADER_BYTES = 4096  # numpy writes about 120 bytes for the arrays fastnn saves
 
 
 class ModelFileError(ValueError):
@@ -131,13 +146,18 @@ def read_model(path: str | os.PathLike) -> SavedModel:
         with path.open("rb") as f:
             if f.read(4) != ZIP_MAGIC:
                 raise _fail(path, "not a fastnn model file (it is not a .npz archive)")
-        with np.load(path, allow_pickle=False) as npz:
-            return _read(path, npz)
-    except ModelFileError:
+            with zipfile.ZipFile(f) as archive:
+                return _read(path, archive, os.fstat(f.fileno()).st_size)
+    except (ModelFileError, MemoryError):
+        # A MemoryError is the machine's, not the file's: the checks below keep any file from
+        # making the loader allocate much more than its own size and MAX_HEADER_BYTES.
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+    except Exception as exc:
+        # zipfile and numpy parse the untrusted bytes and raise whatever the damage trips over
+        # (BadZipFile, struct.error, NotImplementedError, RuntimeError, tokenize.TokenError,
+        # SyntaxError, UnicodeDecodeError, ...): to the caller all of them mean the same.
         raise ModelFileError(
-            f"{path}: damaged or truncated model file ({type(exc).__name__}: {exc})"
+            f"{path}: damaged or truncated model file ({type(exc).__name__}: {_clip(str(exc))})"
         ) from None
 
 
@@ -145,28 +165,107 @@ def _fail(path: Path, what: str) -> ModelFileError:
     return ModelFileError(f"{path}: {what}")
 
 
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return _clip(repr(value), 80)
 
 
-def _array_spec(path: Path, npz: np.lib.npyio.NpzFile, name: str) -> tuple[tuple, np.dtype]:
-    """Shape and dtype from the .npy header of array `name`, without reading its data."""
-    with npz.zip.open(f"{name}.npy") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise _fail(
-                path, f"array {name!r} uses .npy format {version}, which fastnn never writes"
-            )
+class _Npy(NamedTuple):
+    """What a .npy member's preamble says, and how many bytes the member declares after it."""
+
+    shape: tuple
+    fortran_order: bool
+    dtype: np.dtype
+    data_bytes: int
+
+
+@contextmanager
+def _open_npy(
+    path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo
+) -> Iterator[tuple[IO[bytes], _Npy]]:
+    """Open member `info` and read its .npy preamble (at most MAX_NPY_HEADER_BYTES + 12 bytes).
+
+    Yields the member, positioned at the array data, and what the preamble says.
+    """
+    name = info.filename.removesuffix(".npy")
+    if info.compress_type not in COMPRESSIONS:
+        raise _fail(
+            path,
+            f"array {name!r} uses zip compression method {info.compress_type}; fastnn reads only "
+            "the stored and deflated members numpy writes",
+        )
+    with archive.open(info) as f:
+        yield f, _read_preamble(path, name, f, info.file_size)
+
+
+def _read_preamble(path: Path, name: str, f: IO[bytes], member_bytes: int) -> _Npy:
+    version = np.lib.format.read_magic(f)
+    if version not in NPY_VERSIONS:
+        raise _fail(path, f"array {name!r} uses .npy format {version}, which fastnn never writes")
+    length_format, read_array_header = NPY_VERSIONS[version]
+    length_field = f.read(struct.calcsize(length_format))
+    (length,) = struct.unpack(length_format, length_field)
+    # numpy reads the whole header before checking its length, so the length is checked here.
+    if length > MAX_NPY_HEADER_BYTES:
+        raise _fail(
+            path,
+            f"array {name!r} has a {length}-byte .npy header; fastnn reads at most "
+            f"{MAX_NPY_HEADER_BYTES} (numpy writes about 120)",
+        )
+    shape, fortran_order, dtype = read_array_header(io.BytesIO(length_field + f.read(length)))
     if dtype.hasobject:
         raise _fail(
             path, f"array {name!r} holds Python objects (pickled data); refusing to load it"
         )
-    return shape, dtype
+    preamble_bytes = np.lib.format.MAGIC_LEN + len(length_field) + length
+    return _Npy(shape, fortran_order, dtype, member_bytes - preamble_bytes)
+
+
+def _data_size(path: Path, name: str, npy: _Npy) -> int:
+    """The bytes of data the preamble's shape and dtype need, checked to be exactly what the
+    member declares after its preamble: that declared size is what bounds reading it."""
+    size = math.prod(npy.shape) * npy.dtype.itemsize
+    if npy.data_bytes != size:
+        raise _fail(
+            path,
+            f"array {name!r} declares {npy.data_bytes} bytes of data but its shape and dtype "
+            f"need {size} (truncated or tampered)",
+        )
+    return size
+
+
+def _read_data(path: Path, name: str, f: IO[bytes], size: int) -> bytes:
+    # One read of exactly the declared size: zipfile inflates no more than a read asks for (for
+    # stored and deflated members), and it checks the member's CRC-32 when the read reaches its end.
+    data = f.read(size)
+    if len(data) != size:
+        raise _fail(path, f"array {name!r} is truncated")
+    return data
+
+
+def _check_array(path: Path, name: str, npy: _Npy, shape: tuple, dtype: np.dtype) -> int:
+    """Raise unless the preamble says `shape` and `dtype`; return the data's size in bytes."""
+    if (npy.shape, npy.dtype) != (shape, dtype):
+        raise _fail(
+            path,
+            f"array {name!r} is {npy.dtype} with shape {npy.shape}, but the header says "
+            f"{dtype} with shape {shape}",
+        )
+    return _data_size(path, name, npy)
+
+
+def _read_array(
+    path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, shape: tuple, dtype: np.dtype
+) -> np.ndarray:
+    name = info.filename.removesuffix(".npy")
+    with _open_npy(path, archive, info) as (f, npy):
+        # Checked again: this is a fresh read of the member.
+        data = _read_data(path, name, f, _check_array(path, name, npy, shape, dtype))
+    array = np.frombuffer(data, dtype).reshape(shape, order="F" if npy.fortran_order else "C")
+    return array.copy()  # C order, and writable (training updates the weights in place)
 
 
 def _field(path: Path, record: dict, key: str, ok: Callable[[Any], bool], wanted: str) -> Any:
@@ -193,25 +292,27 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _check_members(path: Path, npz: np.lib.npyio.NpzFile) -> None:
-    entries = npz.zip.namelist()
-    members = {name.removesuffix(".npy") for name in entries}
-    if len(members) != len(entries) or not all(name.endswith(".npy") for name in entries):
+def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members by array name, checked to be exactly the header and the arrays."""
+    infos = archive.infolist()
+    members = {info.filename.removesuffix(".npy"): info for info in infos}
+    if len(members) != len(infos) or not all(info.filename.endswith(".npy") for info in infos):
         raise _fail(path, "the archive holds entries that are not .npy arrays")
     expected = {HEADER, *ARRAY_NAMES}
-    if expected - members:
-        raise _fail(path, f"missing array(s) {sorted(expected - members)}")
-    if members - expected:
-        raise _fail(path, f"unexpected array(s) {sorted(members - expected)}")
+    if expected - members.keys():
+        raise _fail(path, f"missing array(s) {sorted(expected - members.keys())}")
+    if members.keys() - expected:
+        raise _fail(path, f"unexpected array(s) {sorted(members.keys() - expected)}")
+    return members
 
 
-def _read_header(path: Path, npz: np.lib.npyio.NpzFile) -> dict[str, Any]:
-    shape, dtype = _array_spec(path, npz, HEADER)
-    if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_HEADER_BYTES:
-        raise _fail(path, f"the header must be 1-D uint8 of at most {MAX_HEADER_BYTES} bytes")
+def _read_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> dict[str, Any]:
+    with _open_npy(path, archive, info) as (f, npy):
+        if npy.dtype != np.uint8 or len(npy.shape) != 1 or npy.shape[0] > MAX_HEADER_BYTES:
+            raise _fail(path, f"the header must be 1-D uint8 of at most {MAX_HEADER_BYTES} bytes")
+        raw = _read_data(path, HEADER, f, _data_size(path, HEADER, npy))
     try:
-        text = npz[HEADER].tobytes().decode("utf-8")
-        header = json.loads(text, parse_constant=_reject_constant)
+        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise _fail(path, f"the header is not valid JSON text ({exc})") from None
     if not _is_dict(header) or header.get("format") != FORMAT:
@@ -242,6 +343,14 @@ def _read_classes(path: Path, header: dict, n_out: int) -> np.ndarray:
     )
     if len(values) != n_out:
         raise _fail(path, f"{len(values)} class labels for {n_out} outputs")
+    # numpy pads every string label to the longest (4 bytes a character): unchecked, a header of
+    # a few hundred kB could ask for gigabytes.
+    if kind == "str" and len(values) * max(map(len, values)) > MAX_HEADER_BYTES:
+        raise _fail(
+            path,
+            f"the class labels are too long: {n_out} padded to the longest exceed "
+            f"{MAX_HEADER_BYTES} characters",
+        )
     classes = np.array(values)
     finite = kind != "float" or np.isfinite(classes).all()
     if not finite or not np.array_equal(np.unique(classes), classes):
@@ -249,9 +358,9 @@ def _read_classes(path: Path, header: dict, n_out: int) -> np.ndarray:
     return classes
 
 
-def _read(path: Path, npz: np.lib.npyio.NpzFile) -> SavedModel:
-    _check_members(path, npz)
-    header = _read_header(path, npz)
+def _read(path: Path, archive: zipfile.ZipFile, file_size: int) -> SavedModel:
+    members = _members(path, archive)
+    header = _read_header(path, archive, members[HEADER])
     arch = _field(path, header, "architecture", _is_dict, "an object")
     n_in, hidden, n_out = (
         _field(path, arch, key, _is_positive_int, "a positive whole number")
@@ -263,26 +372,20 @@ def _read(path: Path, npz: np.lib.npyio.NpzFile) -> SavedModel:
     config = _field(path, header, "config", _is_dict, "an object")
     scores = _field(path, header, "scores", _is_scores, "an object of numbers or nulls")
 
-    # Every shape is checked before any array data is read, so a tampered header cannot make
-    # numpy allocate more than the file could hold.
+    # Every shape and size is checked before any array data is read, and the weights must fit
+    # in the file (so a deflated member cannot inflate past the file's own size).
     shapes = {"W1": (n_in, hidden), "b1": (hidden,), "W2": (hidden, n_out), "b2": (n_out,)}
     needed = sum(math.prod(s) for s in shapes.values()) * dtype.itemsize
-    size = path.stat().st_size
-    if needed > size:
+    if needed > file_size:
         raise _fail(
             path,
             f"the architecture {n_in}-{hidden}-{n_out} needs {needed} bytes of weights but the "
-            f"file has only {size} bytes (truncated or tampered)",
+            f"file has only {file_size} bytes (truncated or tampered)",
         )
     for name, shape in shapes.items():
-        found = _array_spec(path, npz, name)
-        if found != (shape, dtype):
-            raise _fail(
-                path,
-                f"array {name!r} is {found[1]} with shape {found[0]}, but the header says "
-                f"{dtype} with shape {shape}",
-            )
-    arrays = [np.ascontiguousarray(npz[name]) for name in ARRAY_NAMES]
+        with _open_npy(path, archive, members[name]) as (_, npy):
+            _check_array(path, name, npy, shape, dtype)
+    arrays = [_read_array(path, archive, members[name], shapes[name], dtype) for name in shapes]
     for name, array in zip(ARRAY_NAMES, arrays, strict=True):
         if not np.isfinite(array).all():
             raise _fail(path, f"array {name!r} holds NaN or infinite weights")

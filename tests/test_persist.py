@@ -2,9 +2,12 @@
 
 import json
 import os
+import struct
 import subprocess
 import sys
+import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -253,3 +256,199 @@ def test_damaged_files(tmp_path, saved):
     expect_error(tmp_path / "other.npz", "entries that are not .npy arrays")
     expect_error(tmp_path / "missing.npz", "no such file")
     expect_error(tmp_path, "is a directory")
+
+
+# -- damage that reaches zipfile's and numpy's parsers; files that ask for too much memory -------
+
+MIB = 1 << 20
+GIB = 1 << 30
+MEMORY_LIMIT = 8 * MIB  # what a refused file may make the loader allocate in these tests
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """A model whose W1 member is larger than zipfile's 4 kB read-ahead: reading W1's .npy header
+    leaves the rest unread, so zipfile's CRC-32 check (made at a member's end) cannot catch a
+    damaged header before numpy parses it."""
+    path = tmp_path_factory.mktemp("wide") / "model.npz"
+    save_model(path, init_params(784, 16, 10, seed=0), activation="relu", classes=range(10))
+    return path
+
+
+def peak_memory(action):
+    """The most memory (bytes, as tracemalloc sees it: Python objects and numpy arrays) that
+    action() allocates beyond what was allocated when it started."""
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        action()
+        return tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+
+
+def expect_error_in_bounded_memory(path, message):
+    assert peak_memory(lambda: expect_error(path, message)) < MEMORY_LIMIT
+
+
+def members(path):
+    """A stored (uncompressed) model file's members: name -> (crc, contents)."""
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename: (info.CRC, archive.read(info)) for info in archive.infolist()}
+
+
+def build_zip(entries):
+    """A zip archive from (name, method, crc, declared size, stored bytes) entries, written byte by
+    byte so that a test can declare sizes and streams zipfile's writer would never produce."""
+    body, directory = b"", b""
+    for name, method, crc, size, stored in entries:
+        encoded = name.encode()
+        # version needed, flags, method, time, date (1980-01-01), CRC-32, stored and real size
+        fields = struct.pack("<5H3I", 20, 0, method, 0, 0x21, crc, len(stored), size)
+        directory += (
+            b"PK\x01\x02"
+            + struct.pack("<H", 20)  # version made by
+            + fields
+            # name length, extra, comment, disk, internal and external attributes, offset
+            + struct.pack("<5H2I", len(encoded), 0, 0, 0, 0, 0, len(body))
+            + encoded
+        )
+        body += b"PK\x03\x04" + fields + struct.pack("<2H", len(encoded), 0) + encoded + stored
+    count = len(entries)
+    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, count, count, len(directory), len(body), 0)
+    return body + directory + end
+
+
+def with_member(model, name, method, crc, size, stored):
+    """The model file's bytes with member `name` replaced."""
+    return build_zip(
+        [
+            (n, method, crc, size, stored) if n == name else (n, zipfile.ZIP_STORED, c, len(b), b)
+            for n, (c, b) in members(model).items()
+        ]
+    )
+
+
+def deflated(head, zeros):
+    """A raw deflate stream of `head` followed by `zeros` zero bytes (a multiple of 1 MiB), made
+    without ever holding them: a full flush makes the next output independent of what came before,
+    so the stream for one MiB of zeros (about 1 kB) can be repeated."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    start = compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
+    mib = compressor.compress(bytes(MIB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return start + mib * (zeros // MIB) + compressor.flush()
+
+
+def crc_with_zeros(head, zeros):
+    crc, mib = zlib.crc32(head), bytes(MIB)
+    for _ in range(zeros // MIB):
+        crc = zlib.crc32(mib, crc)
+    return crc
+
+
+def central_entry(data, name):
+    """Offset of member `name`'s entry in the zip's central directory (the last copy of its name,
+    46 bytes into the entry)."""
+    return data.rindex(name.encode()) - 46
+
+
+def npy_start(data, name):
+    """Offset of member `name`'s .npy contents (stored right after its name in its local header)."""
+    return data.index(b"\x93NUMPY", data.index(name.encode()))
+
+
+def flip(data, offset, mask):
+    damaged = bytearray(data)
+    damaged[offset] ^= mask
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        # W1's .npy header length 0x76 -> 0x36: numpy parses a cut-off header (tokenize.TokenError)
+        (lambda d: flip(d, npy_start(d, "W1.npy") + 8, 0x40), "damaged or truncated model file"),
+        # '<f4' -> ',f4': numpy's dtype parser raises SyntaxError
+        (lambda d: flip(d, d.index(b"'<f4'", npy_start(d, "W1.npy")) + 1, 0x10), "damaged"),
+        # central directory, "version needed to extract" 4.5 -> 10.9: NotImplementedError
+        (lambda d: flip(d, central_entry(d, "W1.npy") + 6, 0x40), "damaged or truncated"),
+        # central directory, "encrypted" flag: RuntimeError (password required)
+        (lambda d: flip(d, central_entry(d, "W1.npy") + 8, 0x01), "damaged or truncated"),
+        # central directory, compression method 0 -> 1 (shrink): NotImplementedError
+        (lambda d: flip(d, central_entry(d, "W1.npy") + 10, 0x01), "zip compression method 1"),
+    ],
+    ids=["npy-header-length", "npy-dtype", "zip-version", "zip-encrypted", "zip-method"],
+)
+def test_damage_that_trips_zipfile_or_numpy(tmp_path, wide, damage, message):
+    (tmp_path / "bad.npz").write_bytes(damage(wide.read_bytes()))
+    expect_error(tmp_path / "bad.npz", message)
+
+
+def test_npy_header_claiming_a_gibibyte(tmp_path, saved):
+    # A .npy version 2.0 preamble announcing a 1 GiB header, which the deflated member holds:
+    # numpy reads a header whole before checking its length.
+    head = b"\x93NUMPY\x02\x00" + struct.pack("<I", GIB)
+    data = with_member(
+        saved, "header.npy", zipfile.ZIP_DEFLATED, crc_with_zeros(head, GIB), len(head) + GIB,
+        deflated(head, GIB),
+    )  # fmt: skip
+    (tmp_path / "bad.npz").write_bytes(data)
+    assert len(data) < 2 * MIB
+    expect_error_in_bounded_memory(tmp_path / "bad.npz", "1073741824-byte .npy header")
+
+
+@pytest.mark.parametrize("name", ["header.npy", "W1.npy"])
+def test_member_inflating_to_a_gibibyte(tmp_path, saved, name):
+    # The member's own contents, then 1 GiB of zeros after them, all declared.
+    _, contents = members(saved)[name]
+    crc, size = crc_with_zeros(contents, GIB), len(contents) + GIB
+    data = with_member(saved, name, zipfile.ZIP_DEFLATED, crc, size, deflated(contents, GIB))
+    (tmp_path / "bad.npz").write_bytes(data)
+    assert len(data) < 2 * MIB
+    after_preamble = size - 128  # numpy's .npy preamble is 128 bytes here
+    expect_error_in_bounded_memory(tmp_path / "bad.npz", f"declares {after_preamble} bytes of data")
+
+
+def test_bounded_reads_bound_decompression(tmp_path, saved):
+    # What the loader's size checks rest on: zipfile inflates a deflated member only as far as a
+    # read asks, and returns no more than the member's declared size. Here W1's stream inflates
+    # to 1 GiB beyond W1 but declares (and checksums) W1 only: it reads as W1, and the file
+    # loads, both in bounded memory. (An unbounded read() would inflate the whole GiB first.)
+    crc, contents = members(saved)["W1.npy"]
+    data = with_member(
+        saved, "W1.npy", zipfile.ZIP_DEFLATED, crc, len(contents), deflated(contents, GIB)
+    )
+    (tmp_path / "m.npz").write_bytes(data)
+    read = []
+    with zipfile.ZipFile(tmp_path / "m.npz") as archive, archive.open("W1.npy") as member:
+        assert peak_memory(lambda: read.append(member.read(len(contents) + MIB))) < MEMORY_LIMIT
+    assert read == [contents]
+    loaded = []
+    assert peak_memory(lambda: loaded.append(read_model(tmp_path / "m.npz"))) < MEMORY_LIMIT
+    np.testing.assert_array_equal(loaded[0].params.W1, read_model(saved).params.W1)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_members_zipfile_inflates_unboundedly_are_refused(tmp_path, saved, method):
+    # For bzip2 and lzma, zipfile inflates each compressed chunk it reads whole before cutting it
+    # to the declared size: a few hundred bytes can become gigabytes before any check applies.
+    # Here W1 is followed by 16 MiB of zeros.
+    path = tmp_path / "bad.npz"
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
+        for name, (_, contents) in members(saved).items():
+            with archive.open(name, "w") as member:
+                member.write(contents)
+                for _ in range(16 if name == "W1.npy" else 0):
+                    member.write(bytes(MIB))
+    expect_error_in_bounded_memory(path, f"zip compression method {method}")
+
+
+def test_long_class_labels_are_refused_before_numpy_pads_them(tmp_path, saved):
+    # numpy pads every string to the longest: 200 labels, one of 100,000 characters, would make
+    # an 80 MB array from a 100 kB header.
+    header, arrays = parts(saved)
+    labels = sorted([str(i) for i in range(199)] + ["x" * 100_000])
+    header["architecture"]["n_out"] = 200
+    header["classes"] = {"kind": "str", "values": labels}
+    write(tmp_path / "bad.npz", header, arrays)
+    expect_error_in_bounded_memory(tmp_path / "bad.npz", "class labels are too long")
