@@ -100,7 +100,7 @@ def pixels_or_floats(X: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
         X = X.astype(np.uint8)
     if X.dtype == np.uint8:
         return np.ascontiguousarray(X)
-    return np.ascontiguousarray(X, dtype=dtype)
+    return np.ascontiguousarray(X, dtype=np.dtype(dtype).newbyteorder("="))  # native order
 
 
 def init_params(

@@ -9,7 +9,7 @@ Exit status: 0 when every input was predicted; 1 when the model cannot be used (
 backend unavailable); 2 for wrong arguments (including an --output that cannot be written, or
 an existing submission.csv that --output does not name); 3 when some inputs failed (each one is
 reported, on stderr or as an {"file", "error"} entry with --json, and the others are still
-predicted).
+predicted); 130 when Ctrl-C stopped it (one line, nothing written).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from fastnn.estimator import MLPClassifier, load
 from fastnn.images import ImageError, load_digit
 from fastnn.persist import ModelFileError
 
-EXIT_MODEL, EXIT_INPUTS = 1, 3
+EXIT_MODEL, EXIT_INPUTS, EXIT_INTERRUPTED = 1, 3, 130
 TOP_K = 3
 DEFAULT_OUTPUT = "submission.csv"
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fastnn.predict",
         description="Predict digits in images (PNG/JPEG) or a Kaggle test.csv with a saved model.",
         epilog="Exit status: 0 all inputs predicted, 1 unusable model, 2 bad arguments, "
-        "3 some inputs failed (the others are still predicted).",
+        "3 some inputs failed (the others are still predicted), 130 Ctrl-C.",
     )
     p.add_argument(
         "model", help="a model file written by MLPClassifier.save or fastnn.train --save"
@@ -131,15 +131,23 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
     try:
         model = load(args.model)
-        get_backend(args.backend)  # fail now, not once per input, if it is unavailable
+        backend = get_backend(args.backend)  # fail now, not once per input, if unavailable
         model.set_params(backend=args.backend)
     except (ModelFileError, ValueError) as exc:
         print(f"fastnn.predict: error: {exc}", file=sys.stderr)
         return EXIT_MODEL
+    except KeyboardInterrupt:
+        print("fastnn.predict: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     images = [path for path in args.inputs if path not in csvs]
-    by_path = dict(zip(images, predict_images(model, images), strict=True)) if images else {}
-    if csvs:
-        by_path[csvs[0]] = predict_csv(model, csvs[0], output)
+    try:
+        with backend.compilation(lambda notice: print(notice, file=sys.stderr)):
+            by_path = dict(zip(images, predict_images(model, images), strict=True))
+            if csvs:
+                by_path[csvs[0]] = predict_csv(model, csvs[0], output)
+    except KeyboardInterrupt:  # raised in plain Python, after any compiled call returned
+        print("fastnn.predict: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     results = [by_path[path] for path in args.inputs]
     if args.json:
         print(json.dumps(results, indent=2))

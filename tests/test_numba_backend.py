@@ -379,3 +379,40 @@ def test_threading_layer_is_thread_safe_or_guarded():
         assert not hasattr(guard, "acquire")
     else:
         assert hasattr(guard, "acquire")
+
+
+# --- weights of any layout ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["fortran", "big-endian", "strided", "read-only", "memmap"],
+)
+def test_weights_of_any_layout_give_the_same_bits(kind, tmp_path):
+    """The kernels are compiled for plain C-ordered native arrays: anything else goes through a
+    copy (and trained copies go back), never a compile error, never a misread byte order."""
+    params, X, y = mnist_like(hidden=7)
+    expected_proba = backend.predict_proba(params, X)
+    trained = params.copy()
+    train(trained, X, y)
+
+    def unusual(a, i):
+        if kind == "fortran":
+            return np.asfortranarray(a) if a.ndim == 2 else a.copy()
+        if kind == "big-endian":
+            return a.astype(a.dtype.newbyteorder(">"))
+        if kind == "strided":
+            return np.repeat(a, 2, axis=-1)[..., ::2]
+        np.save(tmp_path / f"{i}.npy", a)
+        return np.load(tmp_path / f"{i}.npy", mmap_mode="r" if kind == "read-only" else "r+")
+
+    odd = type(params)(*(unusual(a, i) for i, a in enumerate(params.arrays())))
+    assert_same_bits(backend.predict_proba(odd, X), expected_proba, f"{kind}: probabilities")
+    if kind == "read-only":
+        with pytest.raises(ValueError, match="read-only"):
+            train(odd, X, y)
+        return
+    train(odd, X, y)
+    names = ("W1", "b1", "W2", "b2")
+    for name, got, want in zip(names, odd.arrays(), trained.arrays(), strict=True):
+        assert_same_bits(np.asarray(got, dtype=want.dtype), want, f"{kind}: trained {name}")

@@ -168,3 +168,26 @@ def test_a_model_saved_after_the_check_still_loads(data, tmp_path, capsys):
     code, _, err = run_train(train_args(data, "--save", str(tmp_path / "m" / "model.npz")), capsys)
     assert code == 0, err
     assert fastnn.load(tmp_path / "m" / "model.npz").n_features_in_ == 784
+
+
+@pytest.mark.parametrize("option", ["--json", "--png", "--markdown"])
+def test_bench_refuses_unwritable_outputs_before_timing(option, tmp_path, capsys, monkeypatch):
+    from fastnn.bench import cli
+
+    monkeypatch.setattr(cli, "load_dataset", lambda *a, **k: pytest.fail("it went on to time"))
+    assert cli.main(["--quick", option, str(tmp_path)]) == 1
+    assert f"fastnn.bench: error: {option} {tmp_path}: is a folder" in capsys.readouterr().err
+
+
+def test_predict_ctrl_c_is_one_line_and_exit_130(data, tmp_path, capsys, monkeypatch):
+    fastnn.MLPClassifier(hidden_layer_sizes=4, max_iter=1, backend="numpy").fit(
+        *pd.read_csv(data / "train.csv").pipe(lambda t: (t.drop(columns="label"), t.label))
+    ).save(tmp_path / "model.npz")
+
+    def ctrl_c(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "load_digit", ctrl_c)
+    code = predict.main([str(tmp_path / "model.npz"), "digit.png"])
+    assert code == 130
+    assert capsys.readouterr().err == "fastnn.predict: interrupted; nothing was written\n"

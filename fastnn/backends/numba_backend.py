@@ -76,14 +76,11 @@ def _run(
         )
     params.validate()  # one dtype for all four: no mixed specialisation compiled
     dtype = params.dtype.type
-    arrays = params.arrays()
-    if mode != TRAIN and not all(a.flags.writeable for a in arrays):
-        # The kernel is compiled for writable weights (TRAIN updates them): a read-only model,
-        # e.g. memory-mapped, predicts from a copy rather than compiling a second kernel.
-        arrays = tuple(np.array(a) for a in arrays)
+    given = params.arrays()
+    arrays = tuple(a if _kernel_ready(a) else _kernel_copy(a) for a in given)
     # Constants go in as the parameters' dtype: no float64 creeps into float32 kernels.
     with launch_guard(), deferred_keyboard_interrupt():
-        return run(
+        result = run(
             mode,
             arrays,
             _read_only(X),
@@ -95,6 +92,24 @@ def _run(
             activation == "leaky_relu",
             grads,
         )
+    if mode == TRAIN:  # weights trained as copies go back where the caller keeps them
+        for original, trained in zip(given, arrays, strict=True):
+            if trained is not original:
+                original[...] = trained
+    return result
+
+
+def _kernel_ready(a: np.ndarray) -> bool:
+    """Whether the kernels, compiled for one kind of weight array, can take `a` as it is."""
+    return type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable and a.dtype.isnative
+
+
+def _kernel_copy(a: np.ndarray) -> np.ndarray:
+    """A copy of `a` the kernels take: a plain, writable C-ordered array in native byte order.
+    Weights of any other kind (memory-mapped or read-only, Fortran-ordered or strided views,
+    big-endian from a file) would need kernels compiled for them, or fail to compile, or (byte
+    order) be read wrong."""
+    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
 
 
 def _no_grads(params: Params) -> tuple[np.ndarray, ...]:

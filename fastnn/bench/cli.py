@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import fastnn
-from fastnn.atomic import write_text
+from fastnn.atomic import check_writable, write_text
 from fastnn.backends import Backend, get_backend
 from fastnn.bench import report
 from fastnn.bench.peers import run_peers
@@ -257,17 +257,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("fastnn.bench: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
+
+def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    outputs = [("--json", args.json), ("--png", args.png), ("--markdown", args.markdown)]
     needed = {workload(name).dataset for name in args.workloads}
     data = {}
     try:
+        for option, path in outputs:  # before minutes of timing, not after
+            if path:
+                check_writable(path, option)
         for name in sorted(needed | ({"mnist"} if args.peers else set())):
             ds = load_dataset(name, data_dir=args.data, download=False)
             data[name] = (ds.X_train, ds.y_train)
-    except DataError as exc:
+    except (DataError, ValueError) as exc:
         print(f"fastnn.bench: error: {exc}", file=sys.stderr)
         return 1
     backends = [get_backend("numpy")]
@@ -279,11 +290,21 @@ def main(argv: list[str] | None = None) -> int:
         log(f"numba: {exc}; timing numpy alone")
     result = collect(args, data, backends, numba_unavailable, log)
     print(result["markdown"])
-    report.write_json(args.json, result)
-    report.write_png(args.png, result)
-    written = [args.json, args.png]
-    if args.markdown:
-        write_text(args.markdown, result["markdown"])
-        written.append(args.markdown)
-    log(f"wrote {', '.join(written)}")
-    return 0
+    writers = {
+        "--json": lambda: report.write_json(args.json, result),
+        "--png": lambda: report.write_png(args.png, result),
+        "--markdown": lambda: write_text(args.markdown, result["markdown"]),
+    }
+    failed = False
+    for option, path in outputs:
+        if not path:
+            continue
+        try:
+            writers[option]()
+        except OSError as exc:  # e.g. a full disk: say so, and still write the others
+            failed = True
+            print(f"fastnn.bench: error: could not write {option} {path}: {exc.strerror or exc}",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            log(f"wrote {path}")
+    return 1 if failed else 0

@@ -32,7 +32,7 @@ from fastnn.kernels.config import SERIAL
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import activate_row, hidden_row, logits_row, softmax_row
 from fastnn.kernels.sparse import BLOCK, pixel_table, prefetch_row, scan_row
-from fastnn.model import DTYPES, LEAKY_SLOPE, check_choice, init_params
+from fastnn.model import LEAKY_SLOPE, check_dtype, init_params
 from fastnn.train import positive_int
 
 STAGES = (
@@ -183,7 +183,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        check_choice("dtype", args.dtype, DTYPES)
+        args.dtype = check_dtype(args.dtype)
         ds = load_dataset(args.dataset, data_dir=args.data, download=False)
     except (ValueError, DataError) as exc:
         print(f"fastnn.bench.profile: error: {exc}", file=sys.stderr)
