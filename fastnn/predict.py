@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from fastnn import interrupt
 from fastnn.atomic import check_writable
 from fastnn.backends import BACKENDS, get_backend
 from fastnn.estimator import MLPClassifier, load
 from fastnn.images import ImageError, load_digit
 from fastnn.persist import ModelFileError
 
-EXIT_MODEL, EXIT_INPUTS, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_MODEL, EXIT_INPUTS = 1, 3
 TOP_K = 3
 DEFAULT_OUTPUT = "submission.csv"
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MODEL
     except KeyboardInterrupt:
         print("fastnn.predict: interrupted; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupt.EXIT_INTERRUPTED
     images = [path for path in args.inputs if path not in csvs]
     try:
         with backend.compilation(lambda notice: print(notice, file=sys.stderr)):
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 by_path[csvs[0]] = predict_csv(model, csvs[0], output)
     except KeyboardInterrupt:  # raised in plain Python, after any compiled call returned
         print("fastnn.predict: interrupted; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupt.EXIT_INTERRUPTED
     results = [by_path[path] for path in args.inputs]
     if args.json:
         print(json.dumps(results, indent=2))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import fastnn
+from fastnn import interrupt
 from fastnn.atomic import check_writable, write_text
 from fastnn.backends import Backend, get_backend
 from fastnn.bench import report
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except KeyboardInterrupt:
         print("fastnn.bench: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return interrupt.EXIT_INTERRUPTED
 
 
 def run(args: argparse.Namespace) -> int:
