@@ -4,6 +4,7 @@ Downloads go to a local HTTP server on 127.0.0.1 only; a guard fails any test
 that tries to open another address.
 """
 
+import gc
 import gzip
 import hashlib
 import http.server
@@ -14,8 +15,7 @@ import socket
 import threading
 import time
 import tracemalloc
-import urllib.parse
-import urllib.request
+import warnings
 import zlib
 from functools import partial
 from pathlib import Path
@@ -38,14 +38,14 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
     monkeypatch.setattr(ds, "TIMEOUT", 5.0)
-    real_urlopen = urllib.request.urlopen
+    real_create_connection = socket.create_connection
 
-    def local_only(url, *args, **kwargs):
-        host = urllib.parse.urlsplit(url if isinstance(url, str) else url.full_url).hostname
-        assert host == "127.0.0.1", f"test tried to contact {url}"
-        return real_urlopen(url, *args, **kwargs)
+    # http.client opens every connection (to a server, or a proxy) with this function.
+    def local_only(address, *args, **kwargs):
+        assert address[0] == "127.0.0.1", f"test tried to connect to {address}"
+        return real_create_connection(address, *args, **kwargs)
 
-    monkeypatch.setattr(urllib.request, "urlopen", local_only)
+    monkeypatch.setattr(socket, "create_connection", local_only)
 
 
 @pytest.fixture(scope="module")
@@ -576,3 +576,235 @@ def test_huge_local_file_is_not_read(tmp_path, suffix):
         message,
     ), message
     assert peak < 1e6
+
+
+# --- the deadline covers the whole request -------------------------------------------------
+
+
+class ScriptedServer:
+    """A TCP server on 127.0.0.1 answering each connection with ``script(server, conn)``.
+
+    One thread accepts the connections and serves them in turn. It stops by itself
+    ``lifetime`` seconds after it starts, or at close(), which waits for it; scripts
+    wait with server.wait() and give up once it is False.
+    """
+
+    def __init__(self, script, lifetime=6.0):
+        self.script = script
+        self.end = time.monotonic() + lifetime
+        self.stopping = threading.Event()
+        self.connections = 0
+        self.trickled = 0  # bytes sent a byte at a time, by send_head_slowly
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, name="scripted server", daemon=True)
+        self.thread.start()
+
+    def url(self, scheme="http"):
+        return f"{scheme}://127.0.0.1:{self.port}/"
+
+    def running(self):
+        return not self.stopping.is_set() and time.monotonic() < self.end
+
+    def wait(self, seconds):
+        """Sleep ``seconds``; True if the server should go on."""
+        return not self.stopping.wait(seconds) and self.running()
+
+    def serve(self):
+        with self.listener:
+            while self.running():
+                try:
+                    conn, _ = self.listener.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.settimeout(0.05)
+                    self.connections += 1
+                    try:
+                        self.script(self, conn)
+                    except OSError:
+                        pass  # the client gave up
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def scripted():
+    """Start ScriptedServer(script) for a test; all are stopped, and their threads gone, after."""
+    servers = []
+
+    def start(script):
+        servers.append(ScriptedServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def receive_request(server, conn):
+    """What the client sends up to a blank line or its hanging up: the path requested."""
+    data = b""
+    while b"\r\n\r\n" not in data and server.running():
+        try:
+            chunk = conn.recv(4096)
+        except TimeoutError:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b" ")[1].decode() if data.count(b" ") >= 2 else ""
+
+
+def say_nothing(server, conn):
+    """Wait, sending nothing, until the client hangs up (or the server stops)."""
+    while server.running():
+        try:
+            if not conn.recv(4096):
+                return
+        except TimeoutError:
+            pass
+
+
+HEAD = b"HTTP/1.0 200 OK\r\nContent-Length: 9912422\r\nContent-Type: application/gzip\r\n\r\n"
+STATUS_LINE = len(b"HTTP/1.0 200 OK\r\n")
+HEAD_INTERVAL = 0.3  # seconds between the bytes of a trickled head: well within TIMEOUT
+
+
+def send_head_slowly(server, conn, sent_at_once):
+    """Send HEAD's first ``sent_at_once`` bytes, then the rest a byte at a time."""
+    conn.sendall(HEAD[:sent_at_once])
+    for i in range(sent_at_once, len(HEAD)):  # 24 s in all: longer than the server lives
+        if not server.wait(HEAD_INTERVAL):
+            return
+        conn.sendall(HEAD[i : i + 1])
+        server.trickled += 1
+    say_nothing(server, conn)
+
+
+def trickle_head(sent_at_once):
+    """A script answering any request with send_head_slowly."""
+
+    def script(server, conn):
+        receive_request(server, conn)
+        send_head_slowly(server, conn, sent_at_once)
+
+    return script
+
+
+def redirect_then_trickle(server, conn):
+    """Redirect any path to /moved/ and the same file, where the head is trickled."""
+    path = receive_request(server, conn)
+    if path.startswith("/moved/"):
+        send_head_slowly(server, conn, 0)
+    else:
+        moved = "/moved/" + path.rsplit("/", 1)[-1]
+        conn.sendall(f"HTTP/1.0 302 Found\r\nLocation: {moved}\r\n\r\n".encode())
+
+
+def too_slow_pattern(url_of_file, deadline=r"1\.0"):
+    return (
+        rf"{re.escape(url_of_file)}: the server is too slow: after 1\.\d s only 0 of "
+        rf"(\d+|an unknown number of) bytes had arrived, and a download of this file may "
+        rf"take at most {deadline} s"
+    )
+
+
+LABELS = "train-labels-idx1-ubyte"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [trickle_head(0), trickle_head(STATUS_LINE), redirect_then_trickle],
+    ids=["status-line", "headers", "after-redirect"],
+)
+def test_mirror_trickling_the_head_is_given_up_at_the_deadline(
+    real, url, scripted, tmp_path, short_deadline, script
+):
+    slow = scripted(script)
+    start = time.monotonic()
+    with pytest.raises(DataError) as info:
+        ds._download("mnist", LABELS, tmp_path, [slow.url()], False, [])
+    elapsed = time.monotonic() - start
+    assert re.search(too_slow_pattern(f"{slow.url()}{LABELS}.gz"), str(info.value)), info.value
+    assert 1.0 <= elapsed < 2.0
+    assert slow.trickled >= 2  # bytes kept coming, each well within the per-read timeout
+    assert not any(tmp_path.iterdir())
+    # With a good mirror after it, the file still loads, the slow mirror costing the deadline.
+    start = time.monotonic()
+    labels, mirrors = ds._download("mnist", LABELS, tmp_path, [slow.url(), url("good")], False, [])
+    elapsed = time.monotonic() - start
+    np.testing.assert_array_equal(labels, real["mnist"].y_train)
+    assert mirrors == [url("good"), slow.url()]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{LABELS}.gz"]
+    assert 1.0 <= elapsed < 2.0
+    assert slow.connections == (4 if script is redirect_then_trickle else 2)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_silent_server_is_given_up_at_the_deadline_not_the_read_timeout(
+    url, scripted, monkeypatch, tmp_path, scheme
+):
+    # A per-read timeout longer than the whole download may take: the deadline must end it.
+    # Over https the client waits for the server's part of the TLS handshake.
+    monkeypatch.setattr(ds, "TIMEOUT", 5.0)
+    monkeypatch.setattr(ds, "_deadline", lambda size: 1.0, raising=False)
+    silent = scripted(say_nothing)
+    mirror = silent.url(scheme)
+    start = time.monotonic()
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", mirrors=[mirror], cache_dir=tmp_path, progress=False)
+    elapsed = time.monotonic() - start
+    pattern = "Mirrors tried:\n  - " + too_slow_pattern(f"{mirror}{FILES[0]}")
+    assert re.search(pattern, str(info.value)), info.value
+    assert 1.0 <= elapsed < 2.0
+    assert silent.connections == 1
+    assert cache_listing(tmp_path) == []
+
+
+def other_threads():
+    """The threads alive, but tqdm's monitor (one per process, started with the first bar)."""
+    return {t for t in threading.enumerate() if t.name != "tqdm_monitor"}
+
+
+def open_descriptors():
+    """The open file descriptors of this process, or None where /proc does not list them."""
+    fds = Path("/proc/self/fd")
+    return len(list(fds.iterdir())) if fds.is_dir() else None
+
+
+def serve_file(path):
+    """A script serving the file at ``path`` whatever is asked."""
+
+    def script(server, conn):
+        receive_request(server, conn)
+        data = path.read_bytes()
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+
+    return script
+
+
+def test_no_thread_or_connection_is_left_after_a_deadline(
+    real_data_dir, scripted, monkeypatch, tmp_path, short_deadline
+):
+    threads, descriptors = other_threads(), open_descriptors()
+    good = scripted(serve_file(real_data_dir / "mnist" / f"{LABELS}.gz"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)  # a socket left for the GC to close
+        for script in [trickle_head(0), trickle_head(STATUS_LINE), say_nothing]:
+            slow = scripted(script)
+            start = time.monotonic()
+            with pytest.raises(DataError, match="the server is too slow"):
+                ds._download("mnist", LABELS, tmp_path, [slow.url()], False, [])
+            assert time.monotonic() - start < 2.0
+            slow.close()
+        ds._download("mnist", LABELS, tmp_path, [good.url()], False, [])  # no deadline reached
+        good.close()
+        gc.collect()
+    assert not other_threads() - threads, [t.name for t in other_threads() - threads]
+    assert open_descriptors() == descriptors
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []

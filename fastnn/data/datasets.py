@@ -7,10 +7,13 @@ Fashion-MNIST), and a bad one never takes more memory than a good one would.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import os
+import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -81,8 +84,9 @@ TIMEOUT = 30.0  # seconds per connect or read when downloading
 # for the next: 0.4 Mbit/s, below any link worth waiting on, and counted on the decompressed
 # size, an upper bound of what a mirror sends (gzip sends 2 to 5 times less), so a slow but
 # working link is never cut off, while a server that trickles bytes costs at most 16 minutes
-# (the 47 MB train images; 31 s for a labels file), not forever. Checked between reads, so
-# it may be passed by up to one TIMEOUT.
+# (the 47 MB train images; 31 s for a labels file), not forever. The deadline covers the
+# whole request (connecting, TLS, status line, headers, body; not the DNS lookup): a watchdog
+# thread shuts the connection down when it passes, whatever read is under way.
 MIN_RATE = 50_000.0
 
 
@@ -286,58 +290,83 @@ def _download(
 _BAD_MIRROR = "This mirror serves a bad copy."
 
 
+def _deadline(size: int) -> float:
+    """Seconds a download of a file of ``size`` decompressed bytes may take in all."""
+    return TIMEOUT + size / MIN_RATE
+
+
 def _fetch(url: str, target: Path, name: str, stem: str, progress: bool) -> bytes:
     """Download ``url`` to a temporary file, renamed to ``target`` once verified.
 
     A DataError, naming ``url``, if the download takes longer than its deadline
-    (TIMEOUT plus the file's decompressed size at MIN_RATE), if more bytes come
-    than any copy of the file can take, or if they decompress to more than the
-    file's size: neither time nor memory depends on what the server sends.
+    (TIMEOUT plus the file's decompressed size at MIN_RATE; connecting, the headers
+    and redirects included), if more bytes come than any copy of the file can take,
+    or if they decompress to more than the file's size: neither time nor memory
+    depends on what the server sends.
     """
     size = SIZES[name][stem]
     limit = stored_size_bound(size)
-    deadline = TIMEOUT + size / MIN_RATE
+    deadline = _deadline(size)
     start = time.monotonic()
+    received = 0
+    announced: int | None = None
+
+    def too_slow() -> DataError:
+        elapsed = time.monotonic() - start
+        return DataError(
+            f"{url}: the server is too slow: after {elapsed:.1f} s only "
+            f"{received} of {announced or 'an unknown number of'} bytes had "
+            f"arrived, and a download of this file may take at most "
+            f"{deadline:.1f} s ({TIMEOUT:g} s, plus {MIN_RATE / 1000:g} kB/s "
+            f"for its {size} bytes uncompressed)."
+        )
+
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         chunks = []
-        received = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-            announced = getattr(response, "length", None)  # None if the server does not say
-            if announced is not None and announced > limit:
-                raise DataError(
-                    f"{url}: the server announces {announced} bytes, more than any copy of this "
-                    f"file can take (at most {limit}, for {size} bytes uncompressed). {_BAD_MIRROR}"
-                )
-            # read1 returns what one read of the socket brings, so the deadline is checked
-            # even when the server trickles bytes (read would wait for all 64 KiB).
-            read = getattr(response, "read1", response.read)
-            with tqdm(
-                total=announced,
-                desc=f"{name} {target.name}",
-                unit="B",
-                unit_scale=True,
-                disable=not progress,
-            ) as bar:
-                while chunk := read(1 << 16):
-                    received += len(chunk)
-                    if received > limit:
+        with os.fdopen(fd, "wb") as out, _Watchdog(start + deadline) as watchdog:
+            try:
+                with watchdog.open(url, TIMEOUT) as response:
+                    announced = getattr(response, "length", None)  # None if the server does not say
+                    if announced is not None and announced > limit:
                         raise DataError(
-                            f"{url}: the server sent more than {limit} bytes, more than any copy "
-                            f"of this file can take ({size} bytes uncompressed). {_BAD_MIRROR}"
+                            f"{url}: the server announces {announced} bytes, more than any copy "
+                            f"of this file can take (at most {limit}, for {size} bytes "
+                            f"uncompressed). {_BAD_MIRROR}"
                         )
-                    elapsed = time.monotonic() - start
-                    if elapsed > deadline:
-                        raise DataError(
-                            f"{url}: the server is too slow: after {elapsed:.1f} s only "
-                            f"{received} of {announced or 'an unknown number of'} bytes had "
-                            f"arrived, and a download of this file may take at most "
-                            f"{deadline:.1f} s ({TIMEOUT:g} s, plus {MIN_RATE / 1000:g} kB/s "
-                            f"for its {size} bytes uncompressed)."
-                        )
-                    out.write(chunk)
-                    chunks.append(chunk)
-                    bar.update(len(chunk))
+                    # read1 returns what one read of the socket brings, so the deadline is
+                    # checked even when the server trickles bytes (read would wait for 64 KiB).
+                    read = getattr(response, "read1", response.read)
+                    with tqdm(
+                        total=announced,
+                        desc=f"{name} {target.name}",
+                        unit="B",
+                        unit_scale=True,
+                        disable=not progress,
+                    ) as bar:
+                        while chunk := read(1 << 16):
+                            received += len(chunk)
+                            if received > limit:
+                                raise DataError(
+                                    f"{url}: the server sent more than {limit} bytes, more than "
+                                    f"any copy of this file can take ({size} bytes "
+                                    f"uncompressed). {_BAD_MIRROR}"
+                                )
+                            if time.monotonic() - start > deadline:
+                                raise too_slow()
+                            out.write(chunk)
+                            chunks.append(chunk)
+                            bar.update(len(chunk))
+            except DataError:
+                raise
+            except (OSError, http.client.HTTPException, ValueError):
+                # The watchdog shutting the connection down shows up as whatever the read under
+                # way makes of it (a reset, an SSL error, headers ending early, a bad status line).
+                if watchdog.expired():
+                    raise too_slow() from None
+                raise
+            if watchdog.expired():  # the body may have been cut short by the watchdog
+                raise too_slow()
         # A download cut short shows up here as corrupt gzip or a checksum mismatch.
         data = gunzip_if_compressed(b"".join(chunks), url, size, _BAD_MIRROR)
         _verify(name, stem, data, url, advice=_BAD_MIRROR)
@@ -346,6 +375,115 @@ def _fetch(url: str, target: Path, name: str, stem: str, progress: bool) -> byte
         # On any failure or interrupt, leave no partial file (a no-op after the rename).
         Path(tmp).unlink(missing_ok=True)
     return data
+
+
+class _Watchdog:
+    """Ends a download at a deadline, whatever it is waiting for.
+
+    A context manager: on entry it starts a timer thread that, at the deadline,
+    shuts down every connection opened through :meth:`open`, so that a read
+    blocked on a server sending its status line, headers or body a byte at a time
+    (each within the socket timeout) returns at once; on exit it stops the timer
+    and lets go of the connections. Connecting is given at most the time left,
+    and a connection made after the deadline is closed at once. The DNS lookup is
+    not covered (it cannot be interrupted).
+    """
+
+    def __init__(self, end: float) -> None:
+        self._end = end  # on the time.monotonic() clock
+        self._lock = threading.Lock()
+        self._fired = False
+        # Duplicates of the connected sockets: shutting one down shuts the connection down,
+        # even once the original has been wrapped for TLS (which takes over its descriptor).
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(0.0, self._fire)
+        self._timer.daemon = True
+        self._timer.name = "fastnn download deadline"
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.interval = max(0.0, self._end - time.monotonic())
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        self._timer.join()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def expired(self) -> bool:
+        """Whether the deadline has passed (and the connections, if any, been shut down)."""
+        return self._fired or time.monotonic() >= self._end
+
+    def open(self, url: str, timeout: float):
+        """urllib.request.urlopen(url, timeout=timeout), with every HTTP(S) connection watched."""
+        handlers: list[urllib.request.BaseHandler] = [_WatchedHTTPHandler(self)]
+        if hasattr(urllib.request, "HTTPSHandler"):  # absent if Python has no ssl module
+            handlers.append(_WatchedHTTPSHandler(self))
+        return urllib.request.build_opener(*handlers).open(url, timeout=timeout)
+
+    def connection_factory(self, http_class: type[http.client.HTTPConnection]):
+        """A factory making ``http_class`` connections whose sockets are watched."""
+
+        def make(*args, **kwargs) -> http.client.HTTPConnection:
+            conn = http_class(*args, **kwargs)
+            # http.client opens every socket (to the server, or to a proxy before a CONNECT
+            # tunnel and TLS) through this attribute, there for tests to replace.
+            conn._create_connection = functools.partial(self._connect, conn._create_connection)
+            return conn
+
+        return make
+
+    def _connect(self, create, address, timeout=None, *args, **kwargs) -> socket.socket:
+        left = self._end - time.monotonic()
+        if self._fired or left <= 0:
+            raise TimeoutError("the download deadline passed before connecting")
+        # Connect within the time left, then wait the usual timeout for each read.
+        per_read = timeout if isinstance(timeout, int | float) else socket.getdefaulttimeout()
+        sock = create(address, left if per_read is None else min(per_read, left), *args, **kwargs)
+        try:
+            sock.settimeout(per_read)
+            with self._lock:
+                if self._fired:
+                    raise TimeoutError("the download deadline passed while connecting")
+                self._sockets.append(sock.dup())
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._fired = True
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed by the server
+
+
+class _WatchedHandlerMixin:
+    """Makes an urllib HTTP(S) handler open its connections through a _Watchdog."""
+
+    def __init__(self, watchdog: _Watchdog) -> None:
+        super().__init__()
+        self._watchdog = watchdog
+
+    def do_open(self, http_class, req, **http_conn_args):
+        factory = self._watchdog.connection_factory(http_class)
+        return super().do_open(factory, req, **http_conn_args)
+
+
+class _WatchedHTTPHandler(_WatchedHandlerMixin, urllib.request.HTTPHandler):
+    pass
+
+
+if hasattr(urllib.request, "HTTPSHandler"):
+
+    class _WatchedHTTPSHandler(_WatchedHandlerMixin, urllib.request.HTTPSHandler):
+        pass
 
 
 def _not_found(name: str, cache: Path, looked: list[str], failures: list[str] | None) -> DataError:
