@@ -324,10 +324,10 @@ def planned_outputs(
 def print_summary(summary: dict) -> None:
     if summary["first_epoch_seconds"] is not None:
         line = f"first epoch {1000 * summary['first_epoch_seconds']:.1f} ms"
+        if summary["compile_seconds"] is not None:
+            line += f" (of which {summary['compile_seconds']:.1f} s compiling the kernels)"
         if summary["median_epoch_seconds"] is not None:
             line += f"; later epochs median {1000 * summary['median_epoch_seconds']:.1f} ms"
-        if summary["compile_seconds"] is not None:
-            line += f"; compiling the kernels took {summary['compile_seconds']:.1f} s before that"
         print(line)
     print(
         f"dev accuracy {percent(summary['dev_accuracy'])} | "
