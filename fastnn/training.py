@@ -77,9 +77,19 @@ class _Probe(NamedTuple):
         return float(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)).mean())
 
     def collapsed(self, params: Params, activation: str) -> bool:
-        """Whether distinct inputs all get the very same output."""
+        """Whether distinct probe inputs all get the very same output."""
         P = reference.predict_proba(params, self.X, activation)
         return self.varied and bool((P == P[0]).all())
+
+
+def _collapsed(params: Params, X: np.ndarray, probe: _Probe, activation: str) -> bool:
+    """Whether every training row gets the very same output. The probe rows decide when they
+    differ; when they do not, all rows are looked at: units dead on the probe rows may still
+    respond to others (seen: 4 hidden units on 80 random images)."""
+    if not probe.collapsed(params, activation):
+        return False
+    P = predict_proba(reference, params, X, activation)
+    return bool((P == P[0]).all())
 
 
 COLLAPSE = (
@@ -89,14 +99,14 @@ COLLAPSE = (
 
 
 def _diagnosis(
-    params: Params, probe: _Probe, activation: str, loss: float, bound: float
+    params: Params, X: np.ndarray, probe: _Probe, activation: str, loss: float, bound: float
 ) -> str | None:
     """Why the network is no longer trainable after this epoch, or None if it is."""
     if not (np.isfinite(loss) and all(np.isfinite(a).all() for a in params.arrays())):
         return f"the loss became {loss} (not a finite number)"
     if loss > bound:
         return f"the loss blew up to {loss:.4g} (more than {BLOWUP_FACTOR}x where it started)"
-    if probe.collapsed(params, activation):
+    if _collapsed(params, X, probe, activation):
         return COLLAPSE
     return None
 
@@ -141,7 +151,7 @@ def run_epochs(
                     params, X, y, epoch_order(rng, len(X)), batch_size, lr, activation
                 )
                 seconds = time.perf_counter() - start
-                problem = _diagnosis(params, probe, activation, loss, bound)
+                problem = _diagnosis(params, X, probe, activation, loss, bound)
             if problem is not None:
                 for param, saved in zip(params.arrays(), before.arrays(), strict=True):
                     param[...] = saved
