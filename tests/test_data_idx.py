@@ -4,10 +4,10 @@ import gzip
 import re
 import struct
 import tracemalloc
-import zlib
 
 import numpy as np
 import pytest
+from gzip_bomb import write_gzip_bomb
 
 from fastnn.data import DataError, read_idx
 
@@ -163,18 +163,6 @@ def test_garbage_after_gzip_data(tmp_path):
 BOMB_ZEROS = 256 << 20
 
 
-def write_gzip_bomb(path, prefix: bytes, zeros: int = BOMB_ZEROS):
-    """Write a gzip of ``prefix`` then ``zeros`` zero bytes, streaming: never holding them."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_RLE)
-    block = bytes(1 << 20)
-    with open(path, "wb") as f:
-        f.write(compressor.compress(prefix))
-        for _ in range(zeros // len(block)):
-            f.write(compressor.compress(block))
-        f.write(compressor.flush())
-    return path
-
-
 def peak_memory_of_error(path, pattern: str) -> int:
     """read_idx(path) must raise a DataError matching ``pattern``; return the peak traced bytes."""
     tracemalloc.start()
@@ -187,7 +175,7 @@ def peak_memory_of_error(path, pattern: str) -> int:
 
 def test_gzip_bomb_after_a_small_idx(tmp_path):
     data = idx_bytes(np.arange(10, dtype=np.uint8), 0x08)
-    path = write_gzip_bomb(tmp_path / "bomb.idx.gz", data)
+    path = write_gzip_bomb(tmp_path / "bomb.idx.gz", BOMB_ZEROS, data)
     peak = peak_memory_of_error(path, f"{BOMB_ZEROS} trailing bytes after the data")
     print(f"peak traced memory reading a {BOMB_ZEROS >> 20} MiB gzip bomb: {peak / 1e6:.1f} MB")
     assert peak < 8e6  # pieces of 1 MiB, not the bomb's 268 MB
@@ -195,7 +183,8 @@ def test_gzip_bomb_after_a_small_idx(tmp_path):
 
 def test_gzip_bomb_with_an_absurd_header(tmp_path):
     # A header declaring 2**64 bytes, more than the bomb's 260 kB could ever decompress to.
-    path = write_gzip_bomb(tmp_path / "bomb.idx.gz", bytes([0, 0, 0x08, 2]) + b"\xff" * 8)
+    header = bytes([0, 0, 0x08, 2]) + b"\xff" * 8
+    path = write_gzip_bomb(tmp_path / "bomb.idx.gz", BOMB_ZEROS, header)
     pattern = f"truncated: .*needs {4 + 8 + (2**32 - 1) ** 2} bytes, .*only {12 + BOMB_ZEROS} bytes"
     peak = peak_memory_of_error(path, pattern)
     assert peak < 8e6
