@@ -4,9 +4,11 @@ the end is one clear line, and the other outputs are still written."""
 import json
 import os
 import resource
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +182,7 @@ def test_bench_refuses_unwritable_outputs_before_timing(option, tmp_path, capsys
 
 
 def test_predict_ctrl_c_is_one_line_and_exit_130(data, tmp_path, capsys, monkeypatch):
-    fastnn.MLPClassifier(hidden_layer_sizes=4, max_iter=1, backend="numpy").fit(
+    fastnn.MLPClassifier(hidden_layer_sizes=16, max_iter=1, backend="numpy").fit(
         *pd.read_csv(data / "train.csv").pipe(lambda t: (t.drop(columns="label"), t.label))
     ).save(tmp_path / "model.npz")
 
@@ -191,3 +193,22 @@ def test_predict_ctrl_c_is_one_line_and_exit_130(data, tmp_path, capsys, monkeyp
     code = predict.main([str(tmp_path / "model.npz"), "digit.png"])
     assert code == 130
     assert capsys.readouterr().err == "fastnn.predict: interrupted; nothing was written\n"
+
+
+def test_outputs_through_a_link_and_into_a_pipe(data, tmp_path, capsys):
+    """A symbolic link is kept and the file it names replaced; a named pipe (like /dev/stdout
+    in a pipeline) is written into, not replaced by a file."""
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "model.npz"
+    link.symlink_to(tmp_path / "real" / "model.npz")
+    pipe = tmp_path / "metrics.pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()), daemon=True)
+    reader.start()
+    code, _, err = run_train(train_args(data, "--save", str(link), "--metrics", str(pipe)), capsys)
+    reader.join(timeout=60)
+    assert code == 0, err
+    assert link.is_symlink() and fastnn.load(link).n_features_in_ == 784
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+    assert json.loads(received[0])["status"] == "finished"
