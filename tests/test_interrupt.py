@@ -4,6 +4,7 @@ second quits at once; never a segfault or a SystemError from inside the compiled
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import fastnn
 from fastnn import interrupt
 from fastnn.backends import get_backend
 
-REPO = Path(__file__).resolve().parent.parent
+PACKAGE = Path(fastnn.__file__).parent
 needs_mnist = pytest.mark.skipif(
     not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
 )
@@ -109,8 +110,11 @@ def test_fit_stops_after_the_epoch_in_which_ctrl_c_came(backend, monkeypatch):
 
 
 def _train_command(tmp_path, *extra, env=None):
+    """The training command on MNIST (numba, hidden 16 unless `extra` says otherwise: the last
+    of a repeated option counts)."""
     command = [
-        sys.executable, "-m", "fastnn.train", "--dev-size", "1000",
+        sys.executable, "-m", "fastnn.train", "--backend", "numba", "--hidden", "16",
+        "--dev-size", "1000",
         "--save", str(tmp_path / "model.npz"), "--metrics", str(tmp_path / "metrics.json"),
         *extra,
     ]  # fmt: skip
@@ -147,7 +151,7 @@ def test_ctrl_c_at_random_moments_of_numba_training(tmp_path):
     for attempt in range(6):
         folder = tmp_path / str(attempt)
         folder.mkdir()
-        process = _train_command(folder, "--backend", "numba", "--hidden", "16", "--epochs", "200")
+        process = _train_command(folder, "--epochs", "200")
         _wait_for(process, "| backend numba |")  # the data are loaded: training starts
         time.sleep(rng.uniform(0.0, 1.2))
         process.send_signal(signal.SIGINT)
@@ -170,7 +174,7 @@ def test_ctrl_c_at_random_moments_of_numba_training(tmp_path):
 def test_a_second_ctrl_c_quits_at_once(tmp_path, pause):
     """Even within one compiled epoch (hidden 512: about 0.5 s each): the presses are seen when
     they happen, not when the kernel returns."""
-    process = _train_command(tmp_path, "--backend", "numba", "--hidden", "512", "--epochs", "200")
+    process = _train_command(tmp_path, "--hidden", "512", "--epochs", "200")
     _wait_for(process, "epoch    1/200")
     process.send_signal(signal.SIGINT)
     time.sleep(pause)
@@ -182,28 +186,49 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path, pause):
     assert "epoch    2/200" not in out and not (tmp_path / "metrics.json").exists()
 
 
-@needs_mnist
-def test_compiling_is_announced_and_ctrl_c_meanwhile_stops_after_one_epoch(tmp_path):
-    """A cold cache: the kernels compile (about 20 s), which the command says; Ctrl-C during
-    compilation lets it finish, trains one epoch, writes the outputs, exits 130. A second run
-    on the now warm cache neither announces nor claims compilation."""
-    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
-    cold = tmp_path / "cold"
-    cold.mkdir()
-    process = _train_command(cold, "--backend", "numba", "--hidden", "16", "--epochs", "3", env=env)
-    _wait_for(process, "compiling the Numba kernels once")
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=300)
-    _assert_no_crash(process.returncode, err, "Ctrl-C while compiling")
-    assert process.returncode == 130, (out, err)
-    assert "epoch    1/3" in out and "epoch    2/3" not in out
-    assert "s compiling the kernels)" in out
-    assert json.loads((cold / "metrics.json").read_text())["epochs_completed"] == 1
+def read_only_copy(root: Path) -> Path:
+    """The package copied under root, its kernels' __pycache__ impossible to create: a file
+    takes its name (chmod alone does not stop root) and the folders are read-only."""
+    copy = root / "pkg" / "fastnn"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "kernels" / "__pycache__").write_text("not a folder")
+    for folder in [copy, *[p for p in copy.rglob("*") if p.is_dir()]]:
+        folder.chmod(0o555)
+    return copy
 
-    warm = tmp_path / "warm"
-    warm.mkdir()
-    process = _train_command(warm, "--backend", "numba", "--hidden", "16", "--epochs", "1", env=env)
-    out, err = process.communicate(timeout=120)
+
+@needs_mnist
+def test_first_run_compiles_into_the_user_cache_says_so_and_ctrl_c_waits_for_it(tmp_path):
+    """One cold compile (about 20 s) serves three checks. The package folder is read-only, so
+    Numba falls back to the user's cache without a traceback. The command says it is
+    compiling; Ctrl-C meanwhile lets compilation finish, trains one epoch, writes the outputs
+    and exits 130. A second run loads the kernels from the cache and claims no compiling."""
+    copy = read_only_copy(tmp_path)
+    user_cache = tmp_path / "user-cache"  # where Numba falls back to, as ~/.cache would be
+    env = {"PYTHONPATH": str(copy.parent), "NUMBA_CACHE_DIR": "", "XDG_CACHE_HOME": str(user_cache)}
+    try:
+        cold = tmp_path / "cold"
+        cold.mkdir()
+        process = _train_command(cold, "--epochs", "3", env=env)
+        _wait_for(process, "compiling the Numba kernels once")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=300)
+        _assert_no_crash(process.returncode, err, "Ctrl-C while compiling")
+        assert "Error" not in err, err
+        assert process.returncode == 130, (out, err)
+        assert "epoch    1/3" in out and "epoch    2/3" not in out
+        assert "s compiling the kernels)" in out
+        assert json.loads((cold / "metrics.json").read_text())["epochs_completed"] == 1
+        # The copy ran (the installed package would have used its own __pycache__).
+        assert list(user_cache.rglob("*.nbi")), "nothing cached in the user's cache folder"
+
+        warm = tmp_path / "warm"
+        warm.mkdir()
+        process = _train_command(warm, "--epochs", "1", env=env)
+        out, err = process.communicate(timeout=120)
+    finally:
+        for folder in [copy, *[p for p in copy.rglob("*") if p.is_dir()]]:
+            folder.chmod(0o755)
     assert process.returncode == 0, err
     assert "compiling the" not in out + err
     assert json.loads((warm / "metrics.json").read_text())["compile_seconds"] is None

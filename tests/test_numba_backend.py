@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -287,32 +286,6 @@ def test_a_second_process_loads_the_compiled_code_from_the_cache():
     assert code == 0, err
     hits, misses = map(int, out.split()[-2:])
     assert (hits, misses) == (1, 0), "the second process compiled again"
-
-
-def read_only_copy(root: Path) -> Path:
-    """The package copied under root, its kernels' __pycache__ impossible to create: a file
-    takes its name (chmod alone does not stop root) and the folders are read-only."""
-    copy = root / "pkg" / "fastnn"
-    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "kernels" / "__pycache__").write_text("not a folder")
-    for folder in [copy, *[p for p in copy.rglob("*") if p.is_dir()]]:
-        folder.chmod(0o555)
-    return copy
-
-
-def test_an_unwritable_package_folder_falls_back_without_a_traceback(tmp_path):
-    copy = read_only_copy(tmp_path)
-    user_cache = tmp_path / "user-cache"  # where Numba falls back to, as ~/.cache would be
-    env = {"PYTHONPATH": str(copy.parent), "NUMBA_CACHE_DIR": "", "XDG_CACHE_HOME": str(user_cache)}
-    try:
-        code, out, err = run_python(TINY_TRAINING, env=env, cwd=tmp_path)
-    finally:
-        for folder in [copy, *[p for p in copy.rglob("*") if p.is_dir()]]:
-            folder.chmod(0o755)
-    assert code == 0, err
-    assert "Traceback" not in err and "Error" not in err, err
-    assert out.splitlines()[0].startswith(str(copy)), "ran the installed package, not the copy"
-    assert list(user_cache.rglob("*.nbi")), "nothing cached in the user's cache folder"
 
 
 def test_no_writable_cache_folder_at_all_turns_caching_off(monkeypatch):
