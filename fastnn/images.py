@@ -36,6 +36,10 @@ MIN_CONTRAST = 0.1  # ink must differ from the background by 10% of full range
 CROP_LEVEL = 0.05  # ink below 5% of its (noise-free) peak is treated as background
 EDGE_LEVEL = 0.4  # the digit's edge: where its ink profile reaches 40% of the peak
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, what PIL's "L" mode uses
+# The largest image read: a 12-megapixel phone photo is a quarter of it. Decoding takes up to
+# 24 bytes a pixel (matplotlib's float32 RGBA, then a float64 grey copy), so a file, however
+# small, that declares more pixels could take gigabytes; its size is checked before decoding.
+MAX_PIXELS = 50_000_000
 
 
 class ImageError(ValueError):
@@ -56,10 +60,23 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
         what = "is a directory, not an image file" if path.is_dir() else "does not exist"
         raise ImageError(f"{path}: {what}")
     try:
+        # Pillow (matplotlib's image reader) parses only the header here.
+        from PIL import Image
+
+        with Image.open(path) as image:
+            width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ImageError(
+                f"{path}: the image is {width} x {height} pixels ({width * height / 1e6:.0f} "
+                f"megapixels); fastnn reads images of up to {MAX_PIXELS / 1e6:.0f} megapixels. "
+                "Scale it down first."
+            )
         # A non-"png" format makes matplotlib let Pillow sniff the real format from
         # the file's bytes; with the default it would trust a ".png" suffix and fail
         # on, say, a JPEG saved under that name.  PNGs still come back as floats.
         data = mpimg.imread(path, format="auto")
+    except ImageError:
+        raise
     except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ...)
         raise ImageError(f"{path}: cannot read as an image ({type(err).__name__}: {err})") from err
 

@@ -269,3 +269,21 @@ def test_missing_file_and_directory(tmp_path):
     with pytest.raises(ImageError, match="directory"):
         read_grey(tmp_path)
     assert issubclass(ImageError, ValueError)
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path):
+    """A 10,000 x 6,000 black-and-white PNG is a few kB on disk but would take about 1.4 GB
+    to decode the way matplotlib does; its size is checked from the header first."""
+    import tracemalloc
+
+    path = tmp_path / "huge.png"
+    Image.new("1", (10_000, 6_000)).save(path)
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match=r"10000 x 6000 pixels \(60 megapixels\).*up to 50"):
+            read_grey(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000, f"{peak} bytes allocated"
