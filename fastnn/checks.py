@@ -3,8 +3,10 @@ messages (users of that API search for them) and a word on what to do."""
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import sys
 import warnings
 from typing import Any
 
@@ -12,6 +14,23 @@ import numpy as np
 
 from fastnn.backends import BACKENDS
 from fastnn.model import ACTIVATIONS, INIT_SCHEMES, check_choice, check_dtype, pixels_or_floats
+
+
+class DataConversionWarning(UserWarning):
+    """y was converted to the shape fastnn needs; named as scikit-learn's warning for this."""
+
+
+def also_scikit_learns(own: type) -> type:
+    """`own` (an exception or warning class), or, in a program that has loaded scikit-learn, a
+    subclass that is also scikit-learn's class of the same name: its `except` clauses, warning
+    filters and estimator checks then recognise fastnn's. scikit-learn is never imported."""
+    exceptions = sys.modules.get("sklearn.exceptions")
+    return own if exceptions is None else _both(own, getattr(exceptions, own.__name__))
+
+
+@functools.cache
+def _both(own: type, theirs: type) -> type:
+    return type(own.__name__, (own, theirs), {"__module__": own.__module__})
 
 
 def is_int(value: Any) -> bool:
@@ -41,10 +60,18 @@ def labels(y: Any, n_samples: int) -> np.ndarray:
     if y is None:
         raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        # scikit-learn's estimators take a column too, with this warning (its checks look for
+        # the class name and the message's start).
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; fastnn uses y.ravel() "
+            "(pass y as shape (n_samples,) to silence this)",
+            also_scikit_learns(DataConversionWarning),
+            stacklevel=4,
+        )
+        y = y.ravel()
     if y.ndim != 1:
-        column = y.ndim == 2 and y.shape[1] == 1
-        hint = ": for a single column pass y.ravel()" if column else ""
-        raise ValueError(f"y must be 1-D, one label per sample; got shape {y.shape}{hint}")
+        raise ValueError(f"y must be 1-D, one label per sample; got shape {y.shape}")
     if len(y) != n_samples:
         raise ValueError(f"X has {n_samples} samples but y has {len(y)} labels; they must match")
     if y.dtype.kind == "f" and not np.isfinite(y).all():

@@ -17,7 +17,7 @@ from fastnn.model import Params, init_params
 
 class NotFittedError(ValueError, AttributeError):
     """The model was used before `fit`; like scikit-learn's, both a ValueError and an
-    AttributeError."""
+    AttributeError. When scikit-learn is loaded, what is raised is also its NotFittedError."""
 
 
 class MLPClassifier:
@@ -122,7 +122,7 @@ class MLPClassifier:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coefs_"):
-            raise NotFittedError(
+            raise checks.also_scikit_learns(NotFittedError)(
                 "This MLPClassifier is not fitted yet: call fit (or partial_fit) first, "
                 "or load a saved model with fastnn.load."
             )
