@@ -238,4 +238,6 @@ def test_no_warning_when_fit_is_not_interrupted():
     X, y = _data(100)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fastnn.MLPClassifier(hidden_layer_sizes=4, max_iter=2, backend="numpy").fit(X, y)
+        fastnn.MLPClassifier(
+            hidden_layer_sizes=16, max_iter=2, backend="numpy", random_state=0
+        ).fit(X, y)

@@ -182,7 +182,7 @@ def test_bench_refuses_unwritable_outputs_before_timing(option, tmp_path, capsys
 
 
 def test_predict_ctrl_c_is_one_line_and_exit_130(data, tmp_path, capsys, monkeypatch):
-    fastnn.MLPClassifier(hidden_layer_sizes=16, max_iter=1, backend="numpy").fit(
+    fastnn.MLPClassifier(hidden_layer_sizes=16, max_iter=1, backend="numpy", random_state=0).fit(
         *pd.read_csv(data / "train.csv").pipe(lambda t: (t.drop(columns="label"), t.label))
     ).save(tmp_path / "model.npz")
 
