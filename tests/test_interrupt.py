@@ -120,7 +120,7 @@ def _train_command(tmp_path, *extra, env=None):
     ]  # fmt: skip
     return subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},  # lines arrive as printed
     )  # fmt: skip
 
 
