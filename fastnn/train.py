@@ -30,6 +30,15 @@ from fastnn.persist import save_model
 
 N_CLASSES = 10
 DEFAULT_SUBMISSION = "submission.csv"
+# The command's short names of MLPClassifier's parameters. Both spellings are options, and a saved
+# model records the estimator's names too, so that fastnn.load gives every one of them back.
+ESTIMATOR_NAMES = {
+    "hidden": "hidden_layer_sizes",
+    "epochs": "max_iter",
+    "lr": "learning_rate_init",
+    "seed": "random_state",
+    "threads": "n_threads",
+}
 EXIT_ERROR = 1
 
 # `seeds` is the tutorials' run exactly; `default` is a modern recipe that reaches 97%+ on MNIST.
@@ -84,6 +93,12 @@ def dtype_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(f"must be float32 or float64, not {text}") from None
 
 
+def spellings(dest: str) -> list[str]:
+    """The option strings of `dest`: its own, and the estimator's name where that differs."""
+    names = [dest, *([ESTIMATOR_NAMES[dest]] if dest in ESTIMATOR_NAMES else [])]
+    return ["--" + name.replace("_", "-") for name in names]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fastnn.train",
@@ -104,20 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder of IDX files, or a Kaggle digit-recognizer train.csv",
     )
     p.add_argument("--no-download", action="store_true", help="never download the dataset")
-    p.add_argument("--hidden", type=positive_int, help="hidden units")
+    p.add_argument(*spellings("hidden"), dest="hidden", type=positive_int, help="hidden units")
     p.add_argument("--activation", choices=ACTIVATIONS)
     p.add_argument("--init", choices=INIT_SCHEMES)
     p.add_argument(
-        "--epochs",
+        *spellings("epochs"),
+        dest="epochs",
         type=positive_int,
         help="passes over the data (with a full batch, gradient steps)",
     )
     p.add_argument("--batch-size", type=batch_size_arg, help="rows per step, or 'full'")
-    p.add_argument("--lr", type=positive_float, help="learning rate")
+    p.add_argument(*spellings("lr"), dest="lr", type=positive_float, help="learning rate")
     p.add_argument("--dtype", type=dtype_arg, help="float32 or float64 (or f4, f8, double)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(*spellings("seed"), dest="seed", type=int, default=0)
     p.add_argument("--dev-size", type=int, help="training rows held out as the dev set")
-    p.add_argument("--threads", type=positive_int, help="threads for the numba backend")
+    p.add_argument(*spellings("threads"), dest="threads", type=positive_int,
+                   help="threads for the numba backend")  # fmt: skip
     p.add_argument("--log-every", type=positive_int, help="print every Nth epoch")
     p.add_argument("--metrics", metavar="FILE", help="write config and per-epoch results as JSON")
     p.add_argument("--plots", metavar="DIR", help="write loss, accuracy and sample-digit PNGs")
@@ -285,8 +302,11 @@ def planned_outputs(
     config = {k: v for k, v in vars(args).items() if k not in ("metrics", "plots", "save")}
     writes = []
     if args.save:
-        # The batch size actually used, so that a loaded model can go on training as it was.
-        saved_config = dict(config, batch_size=r.batch_size, **stopped)
+        # Under the estimator's names as well, with the batch size actually used, so that
+        # fastnn.load gives an estimator with every hyperparameter of this run.
+        as_estimator = {name: config[short] for short, name in ESTIMATOR_NAMES.items()}
+        as_estimator["hidden_layer_sizes"] = [args.hidden]
+        saved_config = dict(config, **as_estimator, batch_size=r.batch_size, **stopped)
         scores = {k: summary[k] for k in ("dev_accuracy", "test_accuracy")}
         writes.append(("the model", args.save, lambda: save_model(
             args.save, r.params, activation=args.activation, classes=np.arange(N_CLASSES),

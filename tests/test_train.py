@@ -230,3 +230,28 @@ def test_saved_model_loads_and_predicts_alike_on_both_backends(tmp_path, capsys)
     by_numba = model.set_params(backend="numba").predict_proba(X)
     np.testing.assert_allclose(by_numba, by_numpy, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(by_numba.argmax(1), by_numpy.argmax(1))
+
+
+def test_estimator_names_are_options_and_come_back_from_the_saved_model(tmp_path, capsys):
+    write_kaggle(tmp_path / "train.csv", 200, with_labels=True)
+    common = ["--backend", "numpy", "--data", str(tmp_path / "train.csv"), "--dev-size", "40"]
+    short = ["--hidden", "12", "--epochs", "2", "--lr", "0.3", "--seed", "5", "--threads", "1"]
+    long = ["--hidden-layer-sizes", "12", "--max-iter", "2", "--learning-rate-init", "0.3",
+            "--random-state", "5", "--n-threads", "1"]  # fmt: skip
+    saved = []
+    for i, options in enumerate((short, long)):
+        path = tmp_path / f"{i}.npz"
+        code, _, err = run_main([*common, *options, "--save", str(path)], capsys)
+        assert code == 0, err
+        saved.append(fastnn.load(path))
+    for model in saved:
+        assert {
+            k: model.get_params()[k]
+            for k in ("hidden_layer_sizes", "max_iter", "learning_rate_init", "random_state",
+                      "n_threads", "batch_size", "init", "activation", "backend", "dtype")
+        } == {
+            "hidden_layer_sizes": (12,), "max_iter": 2, "learning_rate_init": 0.3,
+            "random_state": 5, "n_threads": 1, "batch_size": 128, "init": "he",
+            "activation": "relu", "backend": "numpy", "dtype": "float32",
+        }  # fmt: skip
+    np.testing.assert_array_equal(saved[0].coefs_[0], saved[1].coefs_[0])
