@@ -18,8 +18,9 @@ from fastnn.model import Params
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating, to bound memory on large sets
 PROBE_ROWS = 64  # training rows looked at after each epoch to judge the network's health
 # A mean epoch loss this many times the starting loss (or the chance-level loss ln(n_classes),
-# if larger) is a blow-up: measured runs that recovered never went past 1.2x, lr 10 and above
-# went from 2.37 to 427 and more in their first epoch.
+# if larger) is a blow-up. Measured on 20,000 MNIST rows, hidden 128, batch 128, starting loss
+# 2.37: the first epoch's loss was 0.48, 0.82 and 2.83 at lr 0.5, 1 and 2 (still training),
+# 15.8 at lr 5 (collapsed, caught as such), 427 at lr 10 and 2.9e5 at lr 50.
 BLOWUP_FACTOR = 10
 reference = get_backend("numpy")
 STOP_NOTICE = "Ctrl-C: stopping after this epoch and keeping its weights (Ctrl-C again to quit now)"
