@@ -134,7 +134,7 @@ def hidden_size(est: Any) -> int:
     threads = est.n_threads
     _require(threads is None or is_int(threads) and threads >= 1, "n_threads",
              "None or a positive whole number", threads)  # fmt: skip
-    for name in ("shuffle", "early_stopping", "verbose"):
+    for name in ("shuffle", "early_stopping", "verbose", "warm_start"):
         value = getattr(est, name)
         _require(isinstance(value, bool | np.bool_), name, "True or False", value)
     return int(sizes[0])

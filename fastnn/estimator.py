@@ -12,7 +12,7 @@ import numpy as np
 
 from fastnn import checks, persist, training
 from fastnn.backends import get_backend
-from fastnn.model import Params, init_params
+from fastnn.model import Params, check_dtype, init_params
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -56,6 +56,7 @@ class MLPClassifier:
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
         verbose: bool = False,
+        warm_start: bool = False,
         n_threads: int | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -74,6 +75,7 @@ class MLPClassifier:
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.verbose = verbose
+        self.warm_start = warm_start
         self.n_threads = n_threads
 
     # -- scikit-learn protocol ------------------------------------------------------------------
@@ -173,27 +175,48 @@ class MLPClassifier:
         return np.random.SeedSequence(self.random_state).spawn(3)
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
-        """Train from fresh weights for up to `max_iter` epochs."""
+        """Train for up to `max_iter` epochs: from fresh weights, or with warm_start=True and a
+        fitted model, on from its weights, as scikit-learn does (the epoch count, loss curve
+        and sample order go on too, so 2 epochs and then 3 are the bits of 5 in one go)."""
         hidden = checks.hidden_size(self)
-        X, names = self._check_X(X, reset=True)
+        warm = self.warm_start and hasattr(self, "coefs_")
+        X, names = self._check_X(X, reset=not warm)
         classes, y_index = checks.sorted_labels(checks.labels(y, len(X)), "y")
         if len(classes) < 2:
             raise ValueError(f"y has only one class {classes.tolist()}; a classifier needs two")
+        if warm:
+            self._check_warm_start(hidden, classes)
         n_val = math.ceil(self.validation_fraction * len(X)) if self.early_stopping else 0
         if n_val >= len(X):
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} of {len(X)} samples leaves "
                 "none to train on; use more samples or a smaller validation_fraction"
             )
-        split_seed = self._fresh(hidden, X.shape[1], classes, names)
+        split_seed = self._seeds()[2] if warm else self._fresh(hidden, X.shape[1], classes, names)
         validation = None
         if n_val:
             order = np.random.default_rng(split_seed).permutation(len(X))
             validation = X[order[:n_val]], y_index[order[:n_val]]
             X, y_index = X[order[n_val:]], y_index[order[n_val:]]
-            self.validation_scores_ = []
+            if not warm or self.validation_scores_ is None:
+                self.validation_scores_ = []
         self._train(X, y_index, self.max_iter, validation)
         return self
+
+    def _check_warm_start(self, hidden: int, classes: np.ndarray) -> None:
+        if not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                f"warm_start=True needs y with the classes of the previous fit, "
+                f"{self.classes_.tolist()}; got {classes.tolist()}. Set warm_start=False to "
+                "start anew"
+            )
+        fitted = (self.coefs_[0].shape[1], self.coefs_[0].dtype.name)
+        if fitted != (hidden, check_dtype(self.dtype)):
+            raise ValueError(
+                f"warm_start=True needs the network of the previous fit (hidden {fitted[0]}, "
+                f"{fitted[1]}); hidden_layer_sizes or dtype changed. Set warm_start=False to "
+                "start anew"
+            )
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
         """One epoch over X, y; the first call needs every label the model will see in

@@ -428,3 +428,30 @@ def test_a_thread_count_from_a_bigger_machine_loads_and_predicts(tmp_path):
     assert loaded.n_threads is None
     loaded.set_params(backend=numba_or_skip())
     np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+
+
+# --- warm start --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_warm_start_goes_on_from_the_previous_fit(backend):
+    X8 = np.clip(X * 30 + 128, 0, 255).astype(np.uint8)
+    in_one_go = small(backend=backend, max_iter=5).fit(X8, y)
+    warm = small(backend=backend, max_iter=2, warm_start=True).fit(X8, y)
+    warm.set_params(max_iter=3).fit(X8, y)
+    assert warm.n_iter_ == 5 and warm.loss_curve_ == in_one_go.loss_curve_
+    for a, b in zip(warm.coefs_ + warm.intercepts_, in_one_go.coefs_ + in_one_go.intercepts_,
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    cold = small(backend=backend, max_iter=2).fit(X8, y).set_params(max_iter=3).fit(X8, y)
+    assert cold.n_iter_ == 3  # without warm_start each fit starts anew
+
+
+def test_warm_start_needs_the_same_classes_and_network():
+    model = small(warm_start=True).fit(X, y)
+    with pytest.raises(ValueError, match=r"warm_start=True needs y with the classes .*\[0, 1, 2\]"):
+        model.fit(X, y % 2)
+    with pytest.raises(ValueError, match=r"needs the network of the previous fit \(hidden 16"):
+        model.set_params(hidden_layer_sizes=8).fit(X, y)
+    with pytest.raises(ValueError, match="X has 5 features, but MLPClassifier is expecting 20"):
+        model.set_params(hidden_layer_sizes=16).fit(X[:, :5], y)
