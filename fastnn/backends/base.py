@@ -115,8 +115,8 @@ def _check_writable(params: Params) -> None:
     if locked:
         raise ValueError(
             f"the weights {', '.join(locked)} are read-only (memory-mapped or from a read-only "
-            "buffer), and training updates them in place: train a writable copy, e.g. "
-            "Params(*(a.copy() for a in params.arrays()))"
+            "buffer), and training updates them in place: train a writable copy, "
+            "params.copy()"
         )
 
 
