@@ -121,6 +121,14 @@ def _print_text(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return run(parser, args)
+    except KeyboardInterrupt:  # raised in plain Python, after any compiled call returned
+        print("fastnn.predict: interrupted; nothing was written", file=sys.stderr)
+        return interrupt.EXIT_INTERRUPTED
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     csvs = [path for path in args.inputs if Path(path).suffix.lower() == ".csv"]
     if len(csvs) > 1:
         parser.error("give at most one .csv input per run (--output names one submission file)")
@@ -137,18 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, ValueError) as exc:
         print(f"fastnn.predict: error: {exc}", file=sys.stderr)
         return EXIT_MODEL
-    except KeyboardInterrupt:
-        print("fastnn.predict: interrupted; nothing was written", file=sys.stderr)
-        return interrupt.EXIT_INTERRUPTED
     images = [path for path in args.inputs if path not in csvs]
-    try:
-        with backend.compilation(lambda notice: print(notice, file=sys.stderr)):
-            by_path = dict(zip(images, predict_images(model, images), strict=True))
-            if csvs:
-                by_path[csvs[0]] = predict_csv(model, csvs[0], output)
-    except KeyboardInterrupt:  # raised in plain Python, after any compiled call returned
-        print("fastnn.predict: interrupted; nothing was written", file=sys.stderr)
-        return interrupt.EXIT_INTERRUPTED
+    with backend.compilation(lambda notice: print(notice, file=sys.stderr)):
+        by_path = dict(zip(images, predict_images(model, images), strict=True))
+        if csvs:
+            by_path[csvs[0]] = predict_csv(model, csvs[0], output)
     results = [by_path[path] for path in args.inputs]
     if args.json:
         print(json.dumps(results, indent=2))

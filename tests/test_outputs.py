@@ -11,15 +11,13 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_main, write_kaggle
 
 import fastnn
-from fastnn import predict, train
+from fastnn import predict
 from fastnn.atomic import check_writable
-
-PIXELS = [f"pixel{i}" for i in range(784)]
 
 
 def _read_only_folder() -> Path:
@@ -34,31 +32,17 @@ def _read_only_folder() -> Path:
     pytest.skip("no read-only folder on this machine")
 
 
-def write_csv(path, n, labels, seed=0):
-    rng = np.random.default_rng(seed)
-    table = pd.DataFrame(rng.integers(0, 256, (n, 784)), columns=PIXELS)
-    if labels:
-        table.insert(0, "label", rng.integers(0, 10, n))
-    table.to_csv(path, index=False)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
-    write_csv(folder / "train.csv", 200, labels=True)
-    write_csv(folder / "test.csv", 20, labels=False, seed=1)
+    write_kaggle(folder / "train.csv", 200, with_labels=True)
+    write_kaggle(folder / "test.csv", 20, with_labels=False, seed=1)
     return folder
 
 
 def train_args(data, *extra):
     return ["--backend", "numpy", "--data", str(data / "train.csv"), "--epochs", "1",
             "--dev-size", "40", "--hidden", "8", *extra]  # fmt: skip
-
-
-def run_train(args, capsys):
-    code = train.main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def bad_paths(tmp_path):
@@ -86,7 +70,7 @@ def test_train_refuses_unwritable_outputs_before_training(case, data, tmp_path, 
     option, template, message = case
     a_file, a_folder, read_only = bad_paths(tmp_path)
     path = template.format(a_file=a_file, a_folder=a_folder, read_only=read_only)
-    code, out, err = run_train(train_args(data, option, path), capsys)
+    code, out, err = run_main(train_args(data, option, path), capsys)
     assert code == 1
     assert f"fastnn.train: error: {option} {path}: " in err and message in err
     assert "epoch" not in out, "it trained before refusing the path"
@@ -98,10 +82,10 @@ def test_train_and_predict_do_not_overwrite_a_default_submission(
 ):
     monkeypatch.chdir(tmp_path)
     Path("submission.csv").write_text("precious\n")
-    code, out, err = run_train(train_args(data, "--predict-csv", str(data / "test.csv")), capsys)
+    code, out, err = run_main(train_args(data, "--predict-csv", str(data / "test.csv")), capsys)
     assert code == 1 and "--submission submission.csv: exists already" in err
     assert "epoch" not in out
-    code, out, err = run_train(
+    code, out, err = run_main(
         train_args(data, "--predict-csv", str(data / "test.csv"), "--save", "model.npz"), capsys
     )
     assert code == 1 and not Path("model.npz").exists()
@@ -109,7 +93,7 @@ def test_train_and_predict_do_not_overwrite_a_default_submission(
 
     # Named explicitly, it is replaced.
     args = train_args(data, "--predict-csv", str(data / "test.csv"), "--submission")
-    code, out, err = run_train([*args, "submission.csv", "--save", "model.npz"], capsys)
+    code, out, err = run_main([*args, "submission.csv", "--save", "model.npz"], capsys)
     assert code == 0, err
     assert len(pd.read_csv("submission.csv")) == 20
 
@@ -167,7 +151,7 @@ def test_check_writable_accepts_what_can_be_written(tmp_path):
 
 
 def test_a_model_saved_after_the_check_still_loads(data, tmp_path, capsys):
-    code, _, err = run_train(train_args(data, "--save", str(tmp_path / "m" / "model.npz")), capsys)
+    code, _, err = run_main(train_args(data, "--save", str(tmp_path / "m" / "model.npz")), capsys)
     assert code == 0, err
     assert fastnn.load(tmp_path / "m" / "model.npz").n_features_in_ == 784
 
@@ -206,7 +190,7 @@ def test_outputs_through_a_link_and_into_a_pipe(data, tmp_path, capsys):
     received = []
     reader = threading.Thread(target=lambda: received.append(pipe.read_text()), daemon=True)
     reader.start()
-    code, _, err = run_train(train_args(data, "--save", str(link), "--metrics", str(pipe)), capsys)
+    code, _, err = run_main(train_args(data, "--save", str(link), "--metrics", str(pipe)), capsys)
     reader.join(timeout=60)
     assert code == 0, err
     assert link.is_symlink() and fastnn.load(link).n_features_in_ == 784

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_main, write_kaggle
 
 import fastnn
 from fastnn import train
@@ -15,12 +16,6 @@ from fastnn import train
 needs_mnist = pytest.mark.skipif(
     not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
 )
-
-
-def run_main(args, capsys):
-    code = train.main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @needs_mnist
@@ -79,15 +74,6 @@ def test_presets_hold_the_tutorial_recipe():
         "full",
     )
     assert (args.epochs, args.dev_size, args.lr) == (500, 1000, 0.5)  # a given flag wins
-
-
-def write_kaggle(path, n, with_labels, seed=0):
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (n, 784))
-    table = pd.DataFrame(pixels, columns=[f"pixel{i}" for i in range(784)])
-    if with_labels:
-        table.insert(0, "label", rng.integers(0, 10, n))
-    table.to_csv(path, index=False)
 
 
 def test_kaggle_csv_trains_and_writes_submission(tmp_path, capsys):
