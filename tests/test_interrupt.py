@@ -124,18 +124,18 @@ def _train_command(tmp_path, *extra, env=None):
     )  # fmt: skip
 
 
-def _wait_for(process, text, timeout=120):
-    """Read stdout lines until one holds `text`; returns what was read."""
+def _wait_for(process, text, timeout=120, stream="stdout"):
+    """Read lines of the process's `stream` until one holds `text`; returns what was read."""
     seen, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
+        line = getattr(process, stream).readline()
         if not line:
             break
         seen.append(line)
         if text in line:
             return "".join(seen)
     process.kill()
-    raise AssertionError(f"never printed {text!r}; printed:\n{''.join(seen)}")
+    raise AssertionError(f"never printed {text!r} on {stream}; printed:\n{''.join(seen)}")
 
 
 def _assert_no_crash(code, err, what):
@@ -170,14 +170,15 @@ def test_ctrl_c_at_random_moments_of_numba_training(tmp_path):
 
 
 @needs_mnist
-@pytest.mark.parametrize("pause", [0.0, 0.05])
-def test_a_second_ctrl_c_quits_at_once(tmp_path, pause):
-    """Even within one compiled epoch (hidden 512: about 0.5 s each): the presses are seen when
-    they happen, not when the kernel returns."""
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    """Even within one compiled epoch (hidden 512: about 0.5 s each): the second press is seen
+    when it happens, not when the kernel returns. It is sent once the first was acknowledged:
+    Linux keeps at most one SIGINT pending, so two sent back to back can arrive as one (a run
+    on CI did exactly that), which no program can tell apart from a single press."""
     process = _train_command(tmp_path, "--hidden", "512", "--epochs", "200")
     _wait_for(process, "epoch    1/200")
     process.send_signal(signal.SIGINT)
-    time.sleep(pause)
+    _wait_for(process, "Ctrl-C: stopping after this epoch", stream="stderr")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     _assert_no_crash(process.returncode, err, "second Ctrl-C")
