@@ -43,9 +43,13 @@ def test_epoch(
         rows=len(p.order),
         batch_size=p.batch_size,
         dtype=p.workload.dtype,
+        hidden=list(p.workload.hidden),
+        solver=p.workload.solver,
+        learning_rate=p.workload.learning_rate,
         flops_per_sample=p.flops_per_sample,
     )
-    # Training updates the parameters in place: setup hands every round a fresh copy.
+    # Training updates the parameters and the optimizer's state in place: setup hands every
+    # round fresh copies of both.
     with others_cpu() as others:  # other processes' load, to tell contended runs apart
         benchmark.pedantic(
             contender.run,

@@ -1,7 +1,8 @@
 """fastnn: the two-layer MNIST network, as a NumPy reference and as fused Numba kernels."""
 
 # Importing this loads neither Numba nor pandas: backends load on first use.
-from fastnn.estimator import MLPClassifier, load
+from fastnn.estimator import MLPClassifier
+from fastnn.saved import load
 
 __version__ = "0.1.0"
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from fastnn.backends import BACKENDS
 from fastnn.model import ACTIVATIONS, INIT_SCHEMES, check_choice, check_dtype, pixels_or_floats
+from fastnn.optim import LEARNING_RATES, Optimizer
 
 
 class DataConversionWarning(UserWarning):
@@ -94,26 +95,25 @@ def sorted_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray
     return classes, np.ascontiguousarray(index.reshape(-1), dtype=np.int64)
 
 
-def hidden_size(est: Any) -> int:
+def hyperparameters(est: Any) -> tuple[int, ...]:
     """Raise ValueError for any unusable hyperparameter of the MLPClassifier `est`; return
-    its hidden layer's size."""
+    its hidden layers' sizes."""
     sizes = est.hidden_layer_sizes
     if is_int(sizes):
         sizes = (sizes,)
     _require(
-        isinstance(sizes, tuple | list | np.ndarray) and len(sizes) > 0,
-        "hidden_layer_sizes", "a positive whole number or a 1-tuple like (128,)", sizes,
+        isinstance(sizes, tuple | list | np.ndarray) and len(sizes) > 0 and np.ndim(sizes) == 1,
+        "hidden_layer_sizes", "a positive whole number or a tuple of them like (256, 128)",
+        sizes,
     )  # fmt: skip
-    if len(sizes) > 1:
-        raise ValueError(
-            f"fastnn has one hidden layer, but hidden_layer_sizes={est.hidden_layer_sizes!r} "
-            f"asks for {len(sizes)}; give a single size, e.g. ({sizes[0]},)"
-        )
-    _require(is_int(sizes[0]) and sizes[0] >= 1, "the hidden layer size",
-             "a positive whole number", sizes[0])  # fmt: skip
+    for size in sizes:
+        _require(is_int(size) and size >= 1, "each hidden layer size",
+                 "a positive whole number", size)  # fmt: skip
     check_choice("activation", est.activation, ACTIVATIONS)
     check_choice("backend", est.backend, BACKENDS)
-    _require(est.solver == "sgd", "solver", "'sgd' (fastnn's only solver)", est.solver)
+    optimizer(est)
+    check_choice("learning_rate", est.learning_rate, LEARNING_RATES)
+    _require(_is_real(est.power_t) and est.power_t >= 0, "power_t", "a number >= 0", est.power_t)
     check_dtype(est.dtype)
     check_choice("init", est.init, INIT_SCHEMES)
     batch = est.batch_size
@@ -137,7 +137,12 @@ def hidden_size(est: Any) -> int:
     for name in ("shuffle", "early_stopping", "verbose", "warm_start"):
         value = getattr(est, name)
         _require(isinstance(value, bool | np.bool_), name, "True or False", value)
-    return int(sizes[0])
+    return tuple(int(size) for size in sizes)
+
+
+def optimizer(est: Any) -> Optimizer:
+    """The update rule MLPClassifier `est` asks for, checked."""
+    return Optimizer.of(est).validate()
 
 
 def features(

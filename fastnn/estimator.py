@@ -1,8 +1,7 @@
-"""MLPClassifier: the two-layer network as a scikit-learn style estimator, and `load`."""
+"""MLPClassifier: the network as a scikit-learn style estimator, and `load`."""
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import warnings
@@ -12,7 +11,10 @@ import numpy as np
 
 from fastnn import checks, persist, training
 from fastnn.backends import get_backend
+from fastnn.history import History, generator_state
 from fastnn.model import Params, check_dtype, init_params
+from fastnn.optim import OptimizerState, Schedule
+from fastnn.scikit import ScikitLearnProtocol
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -20,11 +22,18 @@ class NotFittedError(ValueError, AttributeError):
     AttributeError. When scikit-learn is loaded, what is raised is also its NotFittedError."""
 
 
-class MLPClassifier:
-    """One hidden layer, softmax output, trained by mini-batch gradient descent.
+class MLPClassifier(ScikitLearnProtocol):
+    """One or more hidden layers, softmax output, trained by mini-batch gradient descent with
+    plain SGD, momentum, Adam or RMSprop.
 
-    Parameters follow scikit-learn's MLPClassifier where they exist there. fastnn's own:
-    `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier", "uniform") and `n_threads`.
+    Parameters follow scikit-learn's MLPClassifier where they exist there, names and formulas
+    (see fastnn.optim), with fastnn's defaults: plain SGD (momentum 0) at a constant 0.1. The
+    schedules are scikit-learn's "constant", "invscaling" and "adaptive", which apply to every
+    solver here, and "cosine" (per step down towards 0 over max_iter epochs). fastnn's own:
+    `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier", "uniform"), `n_threads`,
+    and `rho`, RMSprop's decay (PyTorch's alpha). The optimizer's state lives with the model:
+    partial_fit goes on with it, fit starts a fresh one (with warm_start=True, from the fitted
+    weights), and `save` stores it.
     Pixels (uint8, or integers of any type all within 0..255) are scaled to [0, 1]; other
     numbers are used as they are (with a warning if they are floats that look like pixels).
     `batch_size="auto"` means min(200, n_samples), as in scikit-learn. Without early stopping
@@ -44,8 +53,11 @@ class MLPClassifier:
         activation: str = "relu",
         backend: str = "numba",
         solver: str = "sgd",
+        alpha: float = 0.0,
         batch_size: int | str = 128,
+        learning_rate: str = "constant",
         learning_rate_init: float = 0.1,
+        power_t: float = 0.5,
         max_iter: int = 10,
         shuffle: bool = True,
         random_state: int | None = None,
@@ -57,14 +69,23 @@ class MLPClassifier:
         tol: float = 1e-4,
         verbose: bool = False,
         warm_start: bool = False,
+        momentum: float = 0.0,
+        nesterovs_momentum: bool = True,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        rho: float = 0.99,
         n_threads: int | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.backend = backend
         self.solver = solver
+        self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
@@ -76,49 +97,13 @@ class MLPClassifier:
         self.tol = tol
         self.verbose = verbose
         self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.rho = rho
         self.n_threads = n_threads
-
-    # -- scikit-learn protocol ------------------------------------------------------------------
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> MLPClassifier:
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"Invalid parameter {name!r} for estimator MLPClassifier. "
-                    f"Valid parameters are: {sorted(valid)}."
-                )
-            setattr(self, name, value)
-        return self
-
-    def __sklearn_tags__(self):
-        # Only scikit-learn calls this, so importing it here adds no dependency.
-        from sklearn.utils import ClassifierTags, Tags, TargetTags
-
-        return Tags(
-            estimator_type="classifier",
-            target_tags=TargetTags(required=True),
-            classifier_tags=ClassifierTags(),
-        )
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "coefs_")
-
-    def __repr__(self) -> str:
-        defaults = inspect.signature(type(self).__init__).parameters
-        changed = [
-            f"{name}={value!r}"
-            for name, value in self.get_params().items()
-            if repr(value) != repr(defaults[name].default)
-        ]
-        return f"{type(self).__name__}({', '.join(changed)})"
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -141,12 +126,12 @@ class MLPClassifier:
 
     def _params(self) -> Params:
         """The weights as a Params; its arrays are coefs_ and intercepts_ themselves."""
-        return Params(self.coefs_[0], self.intercepts_[0], self.coefs_[1], self.intercepts_[1])
+        return Params(self.coefs_, self.intercepts_)
 
     def _start(self, params: Params, classes: np.ndarray, names: np.ndarray | None) -> None:
         """Take params as the weights and begin a fresh training record."""
-        self.coefs_ = [params.W1, params.W2]
-        self.intercepts_ = [params.b1, params.b2]
+        self.coefs_ = params.coefs
+        self.intercepts_ = params.intercepts
         self.classes_ = classes
         self.n_features_in_ = params.n_in
         if names is None:
@@ -157,10 +142,21 @@ class MLPClassifier:
         self.n_iter_ = 0
         self.validation_scores_: list[float] | None = None
         self.best_validation_score_: float | None = None
+        self.t_ = 0  # samples trained on, as scikit-learn counts them (invscaling uses it)
         self._shuffle_rng: np.random.Generator | None = None  # made by _train if still None
+        self._fresh_optimizer()
+
+    def _fresh_optimizer(self) -> None:
+        """Forget the optimizer's state and the schedule's position: _train starts new ones."""
+        self._optimizer_state: OptimizerState | None = None
+        self._schedule: Schedule | None = None
 
     def _fresh(
-        self, hidden: int, n_features: int, classes: np.ndarray, names: np.ndarray | None
+        self,
+        hidden: tuple[int, ...],
+        n_features: int,
+        classes: np.ndarray,
+        names: np.ndarray | None,
     ) -> np.random.SeedSequence:
         """Start from random weights; returns the seed of the validation split."""
         init_seed, shuffle_seed, split_seed = self._seeds()
@@ -178,7 +174,7 @@ class MLPClassifier:
         """Train for up to `max_iter` epochs: from fresh weights, or with warm_start=True and a
         fitted model, on from its weights, as scikit-learn does (the epoch count, loss curve
         and sample order go on too, so 2 epochs and then 3 are the bits of 5 in one go)."""
-        hidden = checks.hidden_size(self)
+        hidden = checks.hyperparameters(self)
         warm = self.warm_start and hasattr(self, "coefs_")
         X, names = self._check_X(X, reset=not warm)
         classes, y_index = checks.sorted_labels(checks.labels(y, len(X)), "y")
@@ -193,6 +189,7 @@ class MLPClassifier:
                 "none to train on; use more samples or a smaller validation_fraction"
             )
         split_seed = self._seeds()[2] if warm else self._fresh(hidden, X.shape[1], classes, names)
+        self._fresh_optimizer()  # as scikit-learn's fit, warm or not
         validation = None
         if n_val:
             order = np.random.default_rng(split_seed).permutation(len(X))
@@ -203,25 +200,26 @@ class MLPClassifier:
         self._train(X, y_index, self.max_iter, validation)
         return self
 
-    def _check_warm_start(self, hidden: int, classes: np.ndarray) -> None:
+    def _check_warm_start(self, hidden: tuple[int, ...], classes: np.ndarray) -> None:
         if not np.array_equal(classes, self.classes_):
             raise ValueError(
                 f"warm_start=True needs y with the classes of the previous fit, "
                 f"{self.classes_.tolist()}; got {classes.tolist()}. Set warm_start=False to "
                 "start anew"
             )
-        fitted = (self.coefs_[0].shape[1], self.coefs_[0].dtype.name)
+        fitted = (self._params().hidden_sizes, self.coefs_[0].dtype.name)
         if fitted != (hidden, check_dtype(self.dtype)):
             raise ValueError(
-                f"warm_start=True needs the network of the previous fit (hidden {fitted[0]}, "
-                f"{fitted[1]}); hidden_layer_sizes or dtype changed. Set warm_start=False to "
-                "start anew"
+                f"warm_start=True needs the network of the previous fit (hidden layers "
+                f"{fitted[0]}, {fitted[1]}); hidden_layer_sizes or dtype changed. Set "
+                "warm_start=False to start anew"
             )
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
         """One epoch over X, y; the first call needs every label the model will see in
-        `classes`. Early stopping does not apply."""
-        hidden = checks.hidden_size(self)
+        `classes`. The optimizer's state and the schedule go on from the previous call. Early
+        stopping does not apply."""
+        hidden = checks.hyperparameters(self)
         first = not hasattr(self, "coefs_")
         X, names = self._check_X(X, reset=first)
         y = checks.labels(y, len(X))
@@ -267,32 +265,44 @@ class MLPClassifier:
         batch_size = min(200 if self.batch_size == "auto" else self.batch_size, len(X))
         if self.shuffle and self._shuffle_rng is None:  # a loaded model's first training
             self._shuffle_rng = np.random.default_rng(self._seeds()[1])
+        optimizer = checks.optimizer(self)
+        state = self._optimizer_state
+        if state is None or not state.fits(optimizer, params):
+            state = self._optimizer_state = OptimizerState.fresh(optimizer, params)
+        settings = (self.learning_rate, self.learning_rate_init, self.power_t, self.max_iter)
+        if self._schedule is None or self._schedule.settings != settings:
+            # New, or changed by set_params between calls: the new settings hold from here.
+            self._schedule = Schedule(*settings)
+            self._schedule.samples_seen = self.t_
+        how = training.Training(optimizer, state, self._schedule, batch_size, self.activation)
+        stalls = training.Stalls(self.tol, self.n_iter_no_change)
         best: Params | None = None
-        best_score, stale = -np.inf, 0
 
         def after_epoch(result: training.EpochResult) -> bool:
-            nonlocal best, best_score, stale
+            nonlocal best
             self.n_iter_ = result.epoch
+            self.t_ = how.schedule.samples_seen
             self.loss_curve_.append(result.loss)
             line = f"epoch {result.epoch}: loss {result.loss:.6f}, {1000 * result.seconds:.1f} ms"
+            score = -result.loss  # progress, as scikit-learn judges it without a validation set
             if validation is not None:
                 score = training.accuracy(backend, params, *validation, self.activation)
                 self.validation_scores_.append(score)
                 line += f", validation accuracy {score:.4f}"
-                # As scikit-learn: any gain keeps the weights, only a gain > tol resets the
-                # patience.
-                stale = stale + 1 if score <= best_score + self.tol else 0
-                if score > best_score:
-                    best, best_score = params.copy(), score
+                if score > stalls.best:  # any gain keeps the weights, as scikit-learn does
+                    best = params.copy()
                     self.best_validation_score_ = score
             if self.verbose:
                 print(line, flush=True)
-            return stale >= self.n_iter_no_change
+            if not stalls.add(score):  # only a gain > tol resets the count
+                return False
+            if self.learning_rate == "adaptive":
+                return how.schedule.stalled()
+            return validation is not None
 
         try:
             outcome = training.run_epochs(
-                backend, params, X, y, epochs=epochs, first_epoch=self.n_iter_ + 1,
-                batch_size=batch_size, lr=self.learning_rate_init, activation=self.activation,
+                backend, params, X, y, how, epochs=epochs, first_epoch=self.n_iter_ + 1,
                 rng=self._shuffle_rng if self.shuffle else None, n_threads=self.n_threads,
                 after_epoch=after_epoch, say=print if self.verbose else None,
             )  # fmt: skip
@@ -345,48 +355,20 @@ class MLPClassifier:
         return float(np.average(predicted == y, weights=sample_weight))
 
     def save(self, path: str | os.PathLike, scores: dict[str, float | None] | None = None) -> None:
-        """Write the fitted model to one .npz file (see fastnn.persist)."""
+        """Write the fitted model to one .npz file (see fastnn.persist), with what it takes to
+        go on training: the optimizer's state and the training history."""
         self._check_fitted()
         known = {}
         if self.best_validation_score_ is not None:
             known["validation_accuracy"] = self.best_validation_score_
+        schedule = self._schedule
+        history = History(
+            self.n_iter_, self.t_, self.loss_curve_, self.validation_scores_,
+            None if schedule is None or schedule.learning_rate == "cosine" else schedule.current,
+            generator_state(self._shuffle_rng),
+        )  # fmt: skip
         persist.save_model(
             path, self._params(), activation=self.activation, classes=self.classes_,
             config=self.get_params(), scores={**known, **(scores or {})},
+            state=self._optimizer_state, history=history.to_json(),
         )  # fmt: skip
-
-
-def load(path: str | os.PathLike) -> MLPClassifier:
-    """A fitted MLPClassifier from a file written by `save` or `persist.save_model`.
-
-    Entries of the saved config named like MLPClassifier parameters are restored; the
-    architecture (hidden size, activation, dtype) always comes from the file. loss_curve_ and
-    n_iter_ count only training done after loading.
-    """
-    saved = persist.read_model(path)
-    names = MLPClassifier._param_names()
-    params = {k: v for k, v in saved.config.items() if k in names}
-    hidden, sizes = saved.params.hidden, params.get("hidden_layer_sizes")
-    # JSON turned a tuple into a list; keep an int as it was given.
-    params["hidden_layer_sizes"] = sizes if type(sizes) is int and sizes == hidden else (hidden,)
-    params.update(activation=saved.activation, dtype=saved.params.dtype.name)
-    threads = params.get("n_threads")
-    if checks.is_int(threads) and threads > (os.cpu_count() or 1):
-        # A preference of the machine that trained it, not part of the model.
-        warnings.warn(
-            f"{path}: the model was saved with n_threads={threads}, more than this machine's "
-            f"{os.cpu_count()} CPUs; n_threads is reset to None (Numba's default)",
-            UserWarning,
-            stacklevel=2,
-        )
-        params["n_threads"] = None
-    model = MLPClassifier(**params)
-    try:
-        checks.hidden_size(model)  # the one validation of every hyperparameter
-    except ValueError as exc:
-        raise persist.ModelFileError(
-            f"{path}: the saved configuration is not usable: {exc}"
-        ) from None
-    model._start(saved.params, saved.classes, None)
-    model.best_validation_score_ = saved.scores.get("validation_accuracy")
-    return model

@@ -2,7 +2,8 @@
 
 Layout is row-major, one sample per row: X is (n, n_in), W1 is (n_in, H), so the hidden
 pre-activation is Z1 = X @ W1 + b1. The tutorials write W1 . X with W1 (H, n_in) and X (n_in, m):
-the same numbers, transposed.
+the same numbers, transposed. Deeper networks go on the same way: Z2 = A1 @ W2 + b2, ...; in
+code the layers count from 0 (coefs[0] is W1), as scikit-learn's coefs_ do.
 """
 
 from __future__ import annotations
@@ -19,47 +20,59 @@ LEAKY_SLOPE = 0.01  # slope of leaky_relu for negative inputs
 
 @dataclass
 class Params:
-    """The four arrays of the two-layer network, all of one float dtype."""
+    """The weights of a network with one or more hidden layers, in scikit-learn's layout, all
+    of one float dtype: layer l maps its fan_in inputs to fan_out outputs as
+    Z = A @ coefs[l] + intercepts[l]. The last layer gives the n_out logits."""
 
-    W1: np.ndarray  # (n_in, H)
-    b1: np.ndarray  # (H,)
-    W2: np.ndarray  # (H, n_out)
-    b2: np.ndarray  # (n_out,)
+    coefs: list[np.ndarray]  # coefs[l]: (fan_in, fan_out)
+    intercepts: list[np.ndarray]  # intercepts[l]: (fan_out,)
 
     @property
     def dtype(self) -> np.dtype:
-        return self.W1.dtype
+        return self.coefs[0].dtype
 
     @property
     def n_in(self) -> int:
-        return self.W1.shape[0]
+        return self.coefs[0].shape[0]
 
     @property
-    def hidden(self) -> int:
-        return self.W1.shape[1]
+    def hidden_sizes(self) -> tuple[int, ...]:
+        return tuple(W.shape[1] for W in self.coefs[:-1])
 
     @property
     def n_out(self) -> int:
-        return self.W2.shape[1]
+        return self.coefs[-1].shape[1]
 
     def copy(self) -> Params:
-        return Params(self.W1.copy(), self.b1.copy(), self.W2.copy(), self.b2.copy())
+        return Params([W.copy() for W in self.coefs], [b.copy() for b in self.intercepts])
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return self.W1, self.b1, self.W2, self.b2
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """W0, b0, W1, b1, ...: the order the kernels and the model file take them in."""
+        return tuple(a for pair in zip(self.coefs, self.intercepts, strict=True) for a in pair)
+
+    def names(self) -> tuple[str, ...]:
+        """Names of arrays() in the equations' numbering: W1, b1, W2, b2, ..."""
+        return tuple(f"{kind}{i + 1}" for i in range(len(self.coefs)) for kind in "Wb")
 
     def validate(self) -> None:
-        """Raise ValueError unless the four arrays fit together as one network."""
-        W1, b1, W2, b2 = self.arrays()
-        if W1.ndim != 2 or W2.ndim != 2 or b1.ndim != 1 or b2.ndim != 1:
-            raise ValueError("Params: W1 and W2 must be 2-D, b1 and b2 1-D")
-        if b1.shape[0] != W1.shape[1] or W2.shape[0] != W1.shape[1] or b2.shape[0] != W2.shape[1]:
+        """Raise ValueError unless the arrays fit together as one network."""
+        if len(self.coefs) < 2 or len(self.coefs) != len(self.intercepts):
             raise ValueError(
-                f"Params: shapes do not fit together: W1 {W1.shape}, b1 {b1.shape}, "
-                f"W2 {W2.shape}, b2 {b2.shape}"
+                "Params: needs at least two layers, with one intercept vector per weight matrix"
             )
+        fan_in = self.coefs[0].shape[0] if self.coefs[0].ndim == 2 else None
+        for name, W, b in zip(self.names()[::2], self.coefs, self.intercepts, strict=True):
+            if W.ndim != 2 or b.ndim != 1 or W.shape[0] != fan_in or b.shape[0] != W.shape[1]:
+                raise ValueError(
+                    "Params: shapes do not fit together: "
+                    + ", ".join(
+                        f"{n} {a.shape}" for n, a in zip(self.names(), self.arrays(), strict=True)
+                    )
+                    + f" (at {name})"
+                )
+            fan_in = W.shape[1]
         if len({a.dtype for a in self.arrays()}) != 1 or self.dtype.name not in DTYPES:
-            raise ValueError(f"Params: all four arrays must be one of {DTYPES}")
+            raise ValueError(f"Params: all arrays must be of one dtype, one of {DTYPES}")
 
 
 def scale_pixels(X: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
@@ -103,15 +116,29 @@ def pixels_or_floats(X: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.dtype(dtype).newbyteorder("="))  # native order
 
 
+def layer_sizes(n_in: int, hidden: int | tuple[int, ...] | list[int], n_out: int) -> list[int]:
+    """[n_in, *hidden, n_out], each checked to be a positive whole number."""
+    hidden = [hidden] if np.ndim(hidden) == 0 else list(hidden)
+    sizes = [n_in, *hidden, n_out]
+    labels = ["n_in", *(["hidden"] * len(hidden)), "n_out"]
+    if not hidden:
+        raise ValueError("the network needs at least one hidden layer")
+    for label, size in zip(labels, sizes, strict=True):
+        if isinstance(size, bool) or int(size) != size or size < 1:
+            raise ValueError(f"{label} must be a positive whole number; got {size!r}")
+    return [int(size) for size in sizes]
+
+
 def init_params(
     n_in: int,
-    hidden: int,
+    hidden: int | tuple[int, ...],
     n_out: int = 10,
     scheme: str = "he",
     seed: int | None = 0,
     dtype: str | type | np.dtype = "float32",
 ) -> Params:
-    """Random weights and biases.
+    """Random weights and biases, layer after layer from one random stream (so a one-hidden-
+    layer network gets the very numbers it always has).
 
     uniform: every array, biases too, from U(-0.5, 0.5), as the tutorials do.
     he: W ~ N(0, 2 / fan_in), suited to ReLU; xavier: W ~ U(+-sqrt(6 / (fan_in + fan_out))).
@@ -119,22 +146,18 @@ def init_params(
     """
     check_choice("init scheme", scheme, INIT_SCHEMES)
     dtype = check_dtype(dtype)
-    for label, size in (("n_in", n_in), ("hidden", hidden), ("n_out", n_out)):
-        if int(size) != size or size < 1:
-            raise ValueError(f"{label} must be a positive whole number; got {size!r}")
+    sizes = layer_sizes(n_in, hidden, n_out)
     rng = np.random.default_rng(seed)
-    if scheme == "uniform":
-        arrays = [
-            rng.uniform(-0.5, 0.5, shape)
-            for shape in ((n_in, hidden), hidden, (hidden, n_out), n_out)
-        ]
-    else:
-        arrays = []
-        for fan_in, fan_out in ((n_in, hidden), (hidden, n_out)):
-            if scheme == "he":
-                W = rng.normal(0.0, np.sqrt(2.0 / fan_in), (fan_in, fan_out))
-            else:
-                limit = np.sqrt(6.0 / (fan_in + fan_out))
-                W = rng.uniform(-limit, limit, (fan_in, fan_out))
-            arrays += [W, np.zeros(fan_out)]
-    return Params(*(np.ascontiguousarray(a, dtype=dtype) for a in arrays))
+    coefs, intercepts = [], []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        if scheme == "uniform":
+            W = rng.uniform(-0.5, 0.5, (fan_in, fan_out))
+            b = rng.uniform(-0.5, 0.5, fan_out)
+        elif scheme == "he":
+            W, b = rng.normal(0.0, np.sqrt(2.0 / fan_in), (fan_in, fan_out)), np.zeros(fan_out)
+        else:
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            W, b = rng.uniform(-limit, limit, (fan_in, fan_out)), np.zeros(fan_out)
+        coefs.append(np.ascontiguousarray(W, dtype=dtype))
+        intercepts.append(np.ascontiguousarray(b, dtype=dtype))
+    return Params(coefs, intercepts)

@@ -1,10 +1,13 @@
-"""Saved models: one .npz file holding the four weight arrays and a JSON header.
+"""Saved models: one .npz file holding the weight arrays (W1, b1, W2, b2, ...), the optimizer's
+state arrays if it keeps any, and a JSON header.
 
 The header (UTF-8 JSON in a uint8 array) records the format version, the fastnn version, the
 architecture, activation, dtype, class labels (values and kind, so ints stay ints), the
-training config and known scores. Loading never unpickles anything and checks every field,
-name, shape, dtype and size before reading array data, so a damaged or tampered file is a
-ModelFileError naming the file, never code execution or a huge allocation. Every read has a
+training config, known scores and (version 2) the optimizer's step count and the training
+history. Version 1 files (one hidden layer, no optimizer state) still load. Loading never
+unpickles anything and checks every field, name, shape, dtype and size before reading array
+data, so a damaged or tampered file is a ModelFileError naming the file, never code execution
+or a huge allocation. Every read has a
 bound fixed before it: .npy preambles MAX_NPY_HEADER_BYTES, the header MAX_HEADER_BYTES, array
 data the file's own size; and only stored or deflated members (what numpy writes) are read, as
 zipfile inflates those no further than a read asks.
@@ -28,15 +31,17 @@ import numpy as np
 import fastnn
 from fastnn.atomic import atomic_path
 from fastnn.model import ACTIVATIONS, DTYPES, Params, check_choice
+from fastnn.optim import OptimizerState
 
 FORMAT = "fastnn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 HEADER = "header"
-ARRAY_NAMES = ("W1", "b1", "W2", "b2")
 HEADER_FIELDS = (
     "format", "format_version", "fastnn_version", "architecture", "activation", "dtype",
-    "classes", "config", "scores",
+    "classes", "config", "scores", "optimizer", "history",
 )  # fmt: skip
+MOMENTS = ("first", "second")  # the optimizer state's arrays are saved as first_W1, ...
 MAX_HEADER_BYTES = 1 << 20  # far above any real header; bounds what a tampered file can ask for
 CLASS_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
 ZIP_MAGIC = b"PK\x03\x04"
@@ -49,6 +54,7 @@ NPY_VERSIONS = {
     (1, 0): ("<H", np.lib.format.read_array_header_1_0),
     (2, 0): ("<I", np.lib.format.read_array_header_2_0),
 }
+MAX_LAYERS = 64  # hidden layers a file may declare: bounds the work a tampered header asks for
 MAX_NPY_HEADER_BYTES = 4096  # numpy writes about 120 bytes for the arrays fastnn saves
 
 
@@ -63,6 +69,8 @@ class SavedModel(NamedTuple):
     config: dict[str, Any]
     scores: dict[str, float | None]
     header: dict[str, Any]
+    state: OptimizerState | None  # None: saved without one (version 1, or never trained)
+    history: dict[str, Any]  # what save_model was given; {} for version 1
 
 
 def _plain(value: Any) -> Any:
@@ -106,33 +114,57 @@ def save_model(
     classes: Any,
     config: dict[str, Any] | None = None,
     scores: dict[str, float | None] | None = None,
+    state: OptimizerState | None = None,
+    history: dict[str, Any] | None = None,
 ) -> None:
     """Write the network to `path` (one .npz file, written atomically).
 
     `classes[i]` is the label of output i; `config` is any JSON-able record of how the model was
-    trained; `scores` maps names such as "dev_accuracy" to numbers or None (unknown).
+    trained; `scores` maps names such as "dev_accuracy" to numbers or None (unknown); `state`
+    the optimizer's, to go on training later; `history` any JSON-able record of the training
+    so far (loss curve, epochs, the schedule's position).
     """
     params.validate()
+    layout = [(a.shape, a.dtype) for a in params.arrays()]
+    if state is not None and not all(
+        [(a.shape, a.dtype) for a in moments] in ([], layout)
+        for moments in (state.first, state.second)
+    ):
+        raise ValueError("the optimizer state does not fit the network's arrays")
     check_choice("activation", activation, ACTIVATIONS)
     scores = {str(name): _score(value) for name, value in (scores or {}).items()}
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "fastnn_version": fastnn.__version__,
-        "architecture": {"n_in": params.n_in, "hidden": params.hidden, "n_out": params.n_out},
+        "architecture": {
+            "n_in": params.n_in,
+            "hidden": list(params.hidden_sizes),
+            "n_out": params.n_out,
+        },  # fmt: skip
         "activation": activation,
         "dtype": params.dtype.name,
         "classes": _classes_to_json(classes, params.n_out),
         "config": dict(config or {}),
         "scores": scores,
+        "history": dict(history or {}),
     }
+    arrays = dict(zip(params.names(), params.arrays(), strict=True))
+    if state is not None:
+        header["optimizer"] = {"step": state.step, **{m: bool(getattr(state, m)) for m in MOMENTS}}
+        for moment in MOMENTS:
+            if getattr(state, moment):
+                arrays.update(
+                    {
+                        f"{moment}_{n}": a
+                        for n, a in zip(params.names(), getattr(state, moment), strict=True)
+                    }
+                )
     try:
         text = json.dumps(header, default=_plain, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config and scores must be JSON-serialisable: {exc}") from None
-    arrays = {
-        name: np.ascontiguousarray(a) for name, a in zip(ARRAY_NAMES, params.arrays(), strict=True)
-    }
+    arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
     with atomic_path(path, suffix=".npz") as tmp:  # the suffix stops np.savez appending one
         np.savez(tmp, **{HEADER: np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}, **arrays)
 
@@ -293,17 +325,21 @@ def _reject_constant(name: str) -> None:
 
 
 def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """The archive's members by array name, checked to be exactly the header and the arrays."""
+    """The archive's members by array name, checked to be .npy arrays and to hold a header."""
     infos = archive.infolist()
     members = {info.filename.removesuffix(".npy"): info for info in infos}
     if len(members) != len(infos) or not all(info.filename.endswith(".npy") for info in infos):
         raise _fail(path, "the archive holds entries that are not .npy arrays")
-    expected = {HEADER, *ARRAY_NAMES}
+    if HEADER not in members:
+        raise _fail(path, f"missing array(s) {[HEADER]}")
+    return members
+
+
+def _check_names(path: Path, members: dict[str, zipfile.ZipInfo], expected: set[str]) -> None:
     if expected - members.keys():
         raise _fail(path, f"missing array(s) {sorted(expected - members.keys())}")
     if members.keys() - expected:
         raise _fail(path, f"unexpected array(s) {sorted(members.keys() - expected)}")
-    return members
 
 
 def _read_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> dict[str, Any]:
@@ -318,11 +354,11 @@ def _read_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) ->
     if not _is_dict(header) or header.get("format") != FORMAT:
         raise _fail(path, f"not a fastnn model file (its header does not say format {FORMAT!r})")
     version = header.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in READ_VERSIONS:
         raise _fail(
             path,
             f"model format version {_short(version)} is not supported: fastnn "
-            f"{fastnn.__version__} reads version {FORMAT_VERSION}",
+            f"{fastnn.__version__} reads versions {', '.join(map(str, READ_VERSIONS))}",
         )
     unknown = sorted(set(header) - set(HEADER_FIELDS))
     if unknown:
@@ -358,35 +394,80 @@ def _read_classes(path: Path, header: dict, n_out: int) -> np.ndarray:
     return classes
 
 
+def _hidden_sizes(path: Path, arch: dict, version: int) -> list[int]:
+    if version == 1:  # one hidden layer, its size a number
+        return [_field(path, arch, "hidden", _is_positive_int, "a positive whole number")]
+
+    def ok(v: Any) -> bool:
+        return isinstance(v, list) and 0 < len(v) <= MAX_LAYERS and all(map(_is_positive_int, v))
+
+    return _field(path, arch, "hidden", ok, f"a list of 1 to {MAX_LAYERS} positive whole numbers")
+
+
+def _read_optimizer(path: Path, header: dict) -> tuple[int, list[str]] | None:
+    """(step, the moments saved) from the header's optimizer record, if it has one."""
+    if "optimizer" not in header:
+        return None
+    record = _field(path, header, "optimizer", _is_dict, "an object")
+    step = _field(path, record, "step", lambda v: type(v) is int and v >= 0, "a whole number >= 0")
+    for moment in MOMENTS:
+        _field(path, record, moment, lambda v: type(v) is bool, "true or false")
+    if set(record) - {"step", *MOMENTS}:
+        raise _fail(
+            path, f"unexpected optimizer field(s) {sorted(set(record) - {'step', *MOMENTS})}"
+        )
+    return step, [moment for moment in MOMENTS if record[moment]]
+
+
 def _read(path: Path, archive: zipfile.ZipFile, file_size: int) -> SavedModel:
     members = _members(path, archive)
     header = _read_header(path, archive, members[HEADER])
+    version = header["format_version"]
     arch = _field(path, header, "architecture", _is_dict, "an object")
-    n_in, hidden, n_out = (
-        _field(path, arch, key, _is_positive_int, "a positive whole number")
-        for key in ("n_in", "hidden", "n_out")
-    )
+    n_in = _field(path, arch, "n_in", _is_positive_int, "a positive whole number")
+    n_out = _field(path, arch, "n_out", _is_positive_int, "a positive whole number")
+    sizes = [n_in, *_hidden_sizes(path, arch, version), n_out]
     activation = _field(path, header, "activation", ACTIVATIONS.__contains__, str(ACTIVATIONS))
     dtype = np.dtype(_field(path, header, "dtype", DTYPES.__contains__, str(DTYPES)))
     classes = _read_classes(path, header, n_out)
     config = _field(path, header, "config", _is_dict, "an object")
     scores = _field(path, header, "scores", _is_scores, "an object of numbers or nulls")
+    history = _field(path, header, "history", _is_dict, "an object") if version > 1 else {}
+    optimizer = _read_optimizer(path, header) if version > 1 else None
 
-    # Every shape and size is checked before any array data is read, and the weights must fit
+    # Every shape and size is checked before any array data is read, and the arrays must fit
     # in the file (so a deflated member cannot inflate past the file's own size).
-    shapes = {"W1": (n_in, hidden), "b1": (hidden,), "W2": (hidden, n_out), "b2": (n_out,)}
+    shapes = {}
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        shapes[f"W{layer + 1}"], shapes[f"b{layer + 1}"] = (fan_in, fan_out), (fan_out,)
+    weight_names = list(shapes)
+    for moment in optimizer[1] if optimizer else []:
+        shapes.update({f"{moment}_{name}": shapes[name] for name in weight_names})
+    _check_names(path, members, {HEADER, *shapes})
     needed = sum(math.prod(s) for s in shapes.values()) * dtype.itemsize
     if needed > file_size:
         raise _fail(
             path,
-            f"the architecture {n_in}-{hidden}-{n_out} needs {needed} bytes of weights but the "
-            f"file has only {file_size} bytes (truncated or tampered)",
+            f"the architecture {'-'.join(map(str, sizes))} needs {needed} bytes of arrays but "
+            f"the file has only {file_size} bytes (truncated or tampered)",
         )
     for name, shape in shapes.items():
         with _open_npy(path, archive, members[name]) as (_, npy):
             _check_array(path, name, npy, shape, dtype)
-    arrays = [_read_array(path, archive, members[name], shapes[name], dtype) for name in shapes]
-    for name, array in zip(ARRAY_NAMES, arrays, strict=True):
+    arrays = {
+        name: _read_array(path, archive, members[name], shapes[name], dtype) for name in shapes
+    }
+    for name, array in arrays.items():
         if not np.isfinite(array).all():
-            raise _fail(path, f"array {name!r} holds NaN or infinite weights")
-    return SavedModel(Params(*arrays), activation, classes, config, scores, header)
+            raise _fail(path, f"array {name!r} holds NaN or infinite numbers")
+    weights = [arrays[name] for name in weight_names]
+    params = Params(weights[0::2], weights[1::2])
+    state = None
+    if optimizer is not None:
+        step, saved = optimizer
+        moments = {
+            m: [arrays[f"{m}_{name}"] for name in weight_names] if m in saved else []
+            for m in MOMENTS
+        }
+        state = OptimizerState(step, moments["first"], moments["second"])
+    return SavedModel(params, activation, classes, config, scores, header, state, history)

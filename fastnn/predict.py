@@ -25,9 +25,10 @@ import numpy as np
 from fastnn import interrupt
 from fastnn.atomic import check_writable
 from fastnn.backends import BACKENDS, get_backend
-from fastnn.estimator import MLPClassifier, load
+from fastnn.estimator import MLPClassifier
 from fastnn.images import ImageError, load_digit
 from fastnn.persist import ModelFileError
+from fastnn.saved import load
 
 EXIT_MODEL, EXIT_INPUTS = 1, 3
 TOP_K = 3

@@ -1,4 +1,5 @@
-"""python -m fastnn.train: train the two-layer network on MNIST, Fashion-MNIST or a Kaggle CSV."""
+"""python -m fastnn.train: train the network on MNIST, Fashion-MNIST or a Kaggle CSV, or go on
+training a saved run (--resume)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tqdm import tqdm
 import fastnn
 from fastnn import interrupt, training
 from fastnn.atomic import check_writable, write_text
-from fastnn.backends import BACKENDS, Backend, get_backend
+from fastnn.backends import Backend, get_backend
 from fastnn.data import (
     DataError,
     load_dataset,
@@ -25,136 +26,19 @@ from fastnn.data import (
     train_dev_split,
     write_kaggle_submission,
 )
-from fastnn.model import ACTIVATIONS, INIT_SCHEMES, Params, check_dtype, init_params
+from fastnn.history import History, generator_state
+from fastnn.model import Params, init_params
+from fastnn.optim import Optimizer, OptimizerState, Schedule
+from fastnn.options import DEFAULT_SUBMISSION, ESTIMATOR_NAMES, build_parser, resolve
 from fastnn.persist import save_model
+from fastnn.resume import Resumed, resume_from
 
 N_CLASSES = 10
-DEFAULT_SUBMISSION = "submission.csv"
-# The command's short names of MLPClassifier's parameters. Both spellings are options, and a saved
-# model records the estimator's names too, so that fastnn.load gives every one of them back.
-ESTIMATOR_NAMES = {
-    "hidden": "hidden_layer_sizes",
-    "epochs": "max_iter",
-    "lr": "learning_rate_init",
-    "seed": "random_state",
-    "threads": "n_threads",
-}
 EXIT_ERROR = 1
-
-# `seeds` is the tutorials' run exactly; `default` is a modern recipe that reaches 97%+ on MNIST.
-PRESETS = {
-    "default": dict(
-        hidden=128,
-        activation="relu",
-        init="he",
-        epochs=10,
-        batch_size=128,
-        lr=0.2,
-        dtype="float32",
-        dev_size=5000,
-        log_every=1,
-    ),
-    "seeds": dict(
-        hidden=10,
-        activation="relu",
-        init="uniform",
-        epochs=500,
-        batch_size="full",
-        lr=0.1,
-        dtype="float64",
-        dev_size=1000,
-        log_every=10,
-    ),
-}
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def batch_size_arg(text: str) -> int | str:
-    return "full" if text == "full" else positive_int(text)
-
-
-def dtype_arg(text: str) -> str:
-    try:
-        return check_dtype(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be float32 or float64, not {text}") from None
-
-
-def spellings(dest: str) -> list[str]:
-    """The option strings of `dest`: its own, and the estimator's name where that differs."""
-    names = [dest, *([ESTIMATOR_NAMES[dest]] if dest in ESTIMATOR_NAMES else [])]
-    return ["--" + name.replace("_", "-") for name in names]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fastnn.train",
-        description="Train the two-layer network (one hidden layer, softmax output).",
-    )
-    p.add_argument(
-        "--preset",
-        choices=PRESETS,
-        default="default",
-        help="starting values for every option below (default: %(default)s); "
-        "'seeds' reproduces the from-scratch tutorials",
-    )
-    p.add_argument("--backend", choices=BACKENDS, default="numba")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    p.add_argument(
-        "--data",
-        metavar="PATH",
-        help="a folder of IDX files, or a Kaggle digit-recognizer train.csv",
-    )
-    p.add_argument("--no-download", action="store_true", help="never download the dataset")
-    p.add_argument(*spellings("hidden"), dest="hidden", type=positive_int, help="hidden units")
-    p.add_argument("--activation", choices=ACTIVATIONS)
-    p.add_argument("--init", choices=INIT_SCHEMES)
-    p.add_argument(
-        *spellings("epochs"),
-        dest="epochs",
-        type=positive_int,
-        help="passes over the data (with a full batch, gradient steps)",
-    )
-    p.add_argument("--batch-size", type=batch_size_arg, help="rows per step, or 'full'")
-    p.add_argument(*spellings("lr"), dest="lr", type=positive_float, help="learning rate")
-    p.add_argument("--dtype", type=dtype_arg, help="float32 or float64 (or f4, f8, double)")
-    p.add_argument(*spellings("seed"), dest="seed", type=int, default=0)
-    p.add_argument("--dev-size", type=int, help="training rows held out as the dev set")
-    p.add_argument(*spellings("threads"), dest="threads", type=positive_int,
-                   help="threads for the numba backend")  # fmt: skip
-    p.add_argument("--log-every", type=positive_int, help="print every Nth epoch")
-    p.add_argument("--metrics", metavar="FILE", help="write config and per-epoch results as JSON")
-    p.add_argument("--plots", metavar="DIR", help="write loss, accuracy and sample-digit PNGs")
-    p.add_argument("--save", metavar="FILE", help="write the trained model (.npz)")
-    p.add_argument("--predict-csv", metavar="FILE", help="a Kaggle test.csv to predict")
-    p.add_argument(
-        "--submission",
-        metavar="FILE",
-        help=f"where --predict-csv writes ImageId,Label (default: {DEFAULT_SUBMISSION}, "
-        "which is not overwritten unless named here)",
-    )
-    return p
-
-
-def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill every option the user did not give from the preset."""
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+# --learning-rate adaptive divides the rate by 5 after this many epochs in a row in which the
+# training loss fell by no more than ADAPTIVE_TOL: scikit-learn's n_iter_no_change and tol.
+ADAPTIVE_PATIENCE = 10
+ADAPTIVE_TOL = 1e-4
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -194,7 +78,7 @@ def error(message: str) -> None:
 
 @dataclass
 class Run:
-    """One run of the command: its options, data and network."""
+    """One run of the command: its options, data, network and how it trains."""
 
     args: argparse.Namespace
     backend: Backend
@@ -206,27 +90,57 @@ class Run:
     X_test: np.ndarray | None  # None for a Kaggle train.csv
     y_test: np.ndarray | None
     X_new: np.ndarray | None  # the rows of --predict-csv
-    batch_size: int
+    how: training.Training
+    order_rng: np.random.Generator | None  # None: every epoch in row order (a full batch)
+    first_epoch: int  # 1, or the next epoch of a resumed run
+    planned: int  # the epoch this run ends at, if nothing stops it first
+    earlier_losses: list[float]  # the loss curve of the epochs before first_epoch
 
 
-def run(args: argparse.Namespace, started: float) -> int:
+def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> tuple:
+    """(params, how, order_rng, first_epoch) for a new run or a resumed one."""
+    batch_size = len(X) if args.batch_size == "full" else args.batch_size
+    optimizer = Optimizer.of(args)
+    if resumed is None:
+        params = init_params(X.shape[1], args.hidden, N_CLASSES, args.init, args.seed, args.dtype)
+        state = OptimizerState.fresh(optimizer, params)
+        # A full batch has nothing to shuffle: every epoch is one step over the same rows.
+        order_rng = None if batch_size >= len(X) else np.random.default_rng(args.seed + 1)
+        done, samples_seen, rate = 0, 0, None
+    else:
+        params = resumed.params
+        state = resumed.state or OptimizerState.fresh(optimizer, params)
+        order_rng = resumed.history.order_generator()
+        done, samples_seen = resumed.history.epochs, resumed.history.samples_seen
+        rate = resumed.history.rate
+    schedule = Schedule(args.learning_rate, args.lr, args.power_t, done + args.epochs)
+    schedule.samples_seen = samples_seen
+    if rate is not None:
+        schedule.current = rate
+    how = training.Training(optimizer, state, schedule, batch_size, args.activation)
+    return params, how, order_rng, done + 1
+
+
+def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> int:
     """Train, then write every output asked for, even after Ctrl-C or divergence (marked as
     such); returns the exit status."""
     backend = get_backend(args.backend)
     X_all, y_all, X_test, y_test = load_data(args)
     X_new = read_kaggle_csv(args.predict_csv)[0] if args.predict_csv else None
     X, y, X_dev, y_dev = train_dev_split(X_all, y_all, args.dev_size, seed=args.seed)
-    batch_size = len(X) if args.batch_size == "full" else args.batch_size
-    params = init_params(X.shape[1], args.hidden, N_CLASSES, args.init, args.seed, args.dtype)
-    r = Run(args, backend, params, X, y, X_dev, y_dev, X_test, y_test, X_new, batch_size)
+    params, how, order_rng, first = start(args, X, resumed)
+    earlier = [] if resumed is None else resumed.history.loss_curve
+    r = Run(args, backend, params, X, y, X_dev, y_dev, X_test, y_test, X_new, how, order_rng,
+            first, first - 1 + args.epochs, earlier)  # fmt: skip
     # From here on a Ctrl-C ends training at an epoch boundary and the outputs are still
     # written; a second one quits at once.
     with interrupt.stop_requests(training.STOP_NOTICE), backend.threads(args.threads):
         print(
             f"fastnn {fastnn.__version__} | backend {backend.name} | {len(X)} train, "
             f"{len(X_dev)} dev{'' if X_test is None else f', {len(X_test)} test'} rows | hidden "
-            f"{args.hidden} {args.activation} | {args.init} init | {args.dtype} | batch "
-            f"{batch_size} | lr {args.lr:g}"
+            f"{' '.join(map(str, args.hidden))} {args.activation} | {args.init} init | "
+            f"{args.dtype} | batch {how.batch_size} | {describe(args)}"
+            + ("" if resumed is None else f" | resuming after epoch {first - 1}")
         )
         history, outcome = train_epochs(r)
         if outcome.diverged:
@@ -235,8 +149,9 @@ def run(args: argparse.Namespace, started: float) -> int:
             "diverged" if outcome.diverged else "interrupted" if outcome.interrupted else "finished"
         )
         if status != "finished":
+            last = first - 1 + outcome.epochs_run
             print(f"training {status} after {outcome.epochs_run} of {args.epochs} epochs; "
-                  f"the outputs hold the weights after epoch {outcome.epochs_run}")  # fmt: skip
+                  f"the outputs hold the weights after epoch {last}")  # fmt: skip
         stopped = {"status": status, "epochs_completed": outcome.epochs_run}
         summary = summarise(r, history, outcome)
         failed = write_outputs(planned_outputs(r, history, stopped, summary, started))
@@ -245,12 +160,21 @@ def run(args: argparse.Namespace, started: float) -> int:
     return EXIT_ERROR if outcome.diverged or failed else 0
 
 
+def describe(args: argparse.Namespace) -> str:
+    """The update rule and rate in a few words, e.g. "adam, lr 0.001" or "sgd, lr 0.2"."""
+    words = [args.solver]
+    if args.solver == "sgd" and args.momentum:
+        words[0] += f" momentum {args.momentum:g}" + (" nesterov" * args.nesterovs_momentum)
+    if args.alpha:
+        words.append(f"alpha {args.alpha:g}")
+    schedule = "" if args.learning_rate == "constant" else f" {args.learning_rate}"
+    return ", ".join([*words, f"lr {args.lr:g}{schedule}"])
+
+
 def train_epochs(r: Run) -> tuple[list[dict], training.Outcome]:
     """Train r.params in place; the per-epoch record, and how training ended."""
     args = r.args
     history: list[dict] = []
-    # A full batch has nothing to shuffle: every epoch is one step over the same rows.
-    order_rng = None if r.batch_size >= len(r.X) else np.random.default_rng(args.seed + 1)
     bar = tqdm(total=args.epochs, desc="training", unit="epoch", disable=None)
 
     def after_epoch(result: training.EpochResult) -> bool:
@@ -258,19 +182,21 @@ def train_epochs(r: Run) -> tuple[list[dict], training.Outcome]:
         dev_acc = None if np.isnan(dev_acc) else dev_acc
         history.append(dict(result._asdict(), dev_accuracy=dev_acc))
         bar.update()
-        if result.epoch % args.log_every == 0 or result.epoch in (1, args.epochs):
+        if result.epoch % args.log_every == 0 or result.epoch in (r.first_epoch, r.planned):
             tqdm.write(
-                f"epoch {result.epoch:4d}/{args.epochs} | loss {result.loss:.4f} | train acc "
+                f"epoch {result.epoch:4d}/{r.planned} | loss {result.loss:.4f} | train acc "
                 f"{percent(result.train_accuracy)} | dev acc {percent(dev_acc)} | "
                 f"{1000 * result.seconds:8.1f} ms"
             )
-        return False
+        if args.learning_rate != "adaptive" or not stalls.add(-result.loss):
+            return False
+        return r.how.schedule.stalled()
 
+    stalls = training.Stalls(ADAPTIVE_TOL, ADAPTIVE_PATIENCE)
     try:
         outcome = training.run_epochs(
-            r.backend, r.params, r.X, r.y, epochs=args.epochs, first_epoch=1,
-            batch_size=r.batch_size, lr=args.lr, activation=args.activation, rng=order_rng,
-            n_threads=None, after_epoch=after_epoch, say=tqdm.write,
+            r.backend, r.params, r.X, r.y, r.how, epochs=args.epochs, first_epoch=r.first_epoch,
+            rng=r.order_rng, n_threads=None, after_epoch=after_epoch, say=tqdm.write,
         )  # fmt: skip
     finally:
         bar.close()
@@ -299,18 +225,28 @@ def planned_outputs(
 ) -> list[tuple[str, str, Callable[[], None]]]:
     """(what, where, how) for each output asked for; the metrics last, to time everything."""
     args = r.args
-    config = {k: v for k, v in vars(args).items() if k not in ("metrics", "plots", "save")}
+    config = {
+        k: v for k, v in vars(args).items() if k not in ("metrics", "plots", "save", "resume")
+    }
     writes = []
     if args.save:
         # Under the estimator's names as well, with the batch size actually used, so that
         # fastnn.load gives an estimator with every hyperparameter of this run.
         as_estimator = {name: config[short] for short, name in ESTIMATOR_NAMES.items()}
-        as_estimator["hidden_layer_sizes"] = [args.hidden]
-        saved_config = dict(config, **as_estimator, batch_size=r.batch_size, **stopped)
+        # max_iter: the epoch the run was planned to end at, which --resume goes on towards.
+        as_estimator["max_iter"] = r.planned
+        saved_config = dict(config, **as_estimator, batch_size=r.how.batch_size, **stopped)
         scores = {k: summary[k] for k in ("dev_accuracy", "test_accuracy")}
+        done = r.first_epoch - 1 + stopped["epochs_completed"]
+        record = History(
+            done, r.how.schedule.samples_seen, r.earlier_losses + [h["loss"] for h in history],
+            None,
+            None if args.learning_rate == "cosine" else r.how.schedule.current,
+            generator_state(r.order_rng),
+        )  # fmt: skip
         writes.append(("the model", args.save, lambda: save_model(
             args.save, r.params, activation=args.activation, classes=np.arange(N_CLASSES),
-            config=saved_config, scores=scores,
+            config=saved_config, scores=scores, state=r.how.state, history=record.to_json(),
         )))  # fmt: skip
     if args.plots:
         X_show, y_show = (r.X_dev, r.y_dev) if r.X_test is None else (r.X_test, r.y_test)
@@ -371,11 +307,12 @@ def write_outputs(writes: list[tuple[str, str, Callable[[], None]]]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = resolve(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        check_outputs(args)
-        return run(args, started)
+        resumed = resume_from(args) if args.resume else None
+        check_outputs(resolve(args))
+        return run(args, started, resumed)
     except (DataError, ValueError) as exc:
         error(str(exc))
         return EXIT_ERROR

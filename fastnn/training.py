@@ -14,6 +14,7 @@ import numpy as np
 from fastnn import interrupt
 from fastnn.backends import Backend, get_backend
 from fastnn.model import Params
+from fastnn.optim import Optimizer, OptimizerState, Schedule
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating, to bound memory on large sets
 PROBE_ROWS = 64  # training rows looked at after each epoch to judge the network's health
@@ -112,30 +113,59 @@ def _diagnosis(
     return None
 
 
+class Stalls:
+    """Counts epochs without progress, as scikit-learn's n_iter_no_change does: a score (higher
+    is better) that does not beat the best so far by more than tol is one more stale epoch."""
+
+    def __init__(self, tol: float, patience: int) -> None:
+        self.tol, self.patience = tol, patience
+        self.best, self.stale = -np.inf, 0
+
+    def add(self, score: float) -> bool:
+        """Record an epoch's score; True once `patience` epochs in a row were stale (the count
+        then starts again)."""
+        self.stale = self.stale + 1 if score <= self.best + self.tol else 0
+        self.best = max(self.best, score)
+        if self.stale < self.patience:
+            return False
+        self.stale = 0
+        return True
+
+
+class Training(NamedTuple):
+    """How to train: the update rule and its state, the rates, the batches."""
+
+    optimizer: Optimizer
+    state: OptimizerState  # updated in place, with the weights
+    schedule: Schedule  # updated in place: samples seen, the adaptive rate
+    batch_size: int
+    activation: str
+
+
 def run_epochs(
     backend: Backend,
     params: Params,
     X: np.ndarray,
     y: np.ndarray,
+    how: Training,
     *,
     epochs: int,
     first_epoch: int,
-    batch_size: int,
-    lr: float,
-    activation: str,
     rng: np.random.Generator | None,
     n_threads: int | None,
     after_epoch: Callable[[EpochResult], bool],
     say: Callable[[str], None] | None = None,
 ) -> Outcome:
-    """Train params in place for up to `epochs` epochs, numbered from `first_epoch`.
+    """Train params (and the optimizer state) in place for up to `epochs` epochs, numbered from
+    `first_epoch`.
 
     `after_epoch(result)` runs after each healthy epoch and returns True to stop early. An
-    epoch after which the network diverged or collapsed is undone (params as before it) and
-    training ends, saying why in Outcome.diverged. The first Ctrl-C ends the run after the
-    current epoch (see fastnn.interrupt). `say` gets one-line notices, such as that the kernels
-    are compiling.
+    epoch after which the network diverged or collapsed is undone (params and optimizer state
+    as before it) and training ends, saying why in Outcome.diverged. The first Ctrl-C ends the
+    run after the current epoch (see fastnn.interrupt). `say` gets one-line notices, such as
+    that the kernels are compiling.
     """
+    activation, schedule, state = how.activation, how.schedule, how.state
     probe = _Probe.of(X, y)
     done, diverged, collapsed = 0, None, False
     with (
@@ -145,24 +175,29 @@ def run_epochs(
     ):
         bound = BLOWUP_FACTOR * max(probe.loss(params, activation), math.log(max(params.n_out, 2)))
         for epoch in range(first_epoch, first_epoch + epochs):
-            before = params.copy()
+            before, state_before = params.copy(), state.copy()
+            rates = schedule.rates(state.step, len(X), how.batch_size)
             start = time.perf_counter()
             with np.errstate(over="ignore", invalid="ignore"):  # judged below instead
                 loss, accuracy = backend.train_epoch(
-                    params, X, y, epoch_order(rng, len(X)), batch_size, lr, activation
-                )
+                    params, X, y, epoch_order(rng, len(X)), how.batch_size, rates, activation,
+                    how.optimizer, state,
+                )  # fmt: skip
                 seconds = time.perf_counter() - start
                 problem = _diagnosis(params, X, probe, activation, loss, bound)
             if problem is not None:
                 for param, saved in zip(params.arrays(), before.arrays(), strict=True):
                     param[...] = saved
+                state.restore(state_before)
                 collapsed = problem == COLLAPSE
+                lr = float(rates.max())
                 diverged = (
                     f"training diverged in epoch {epoch}: {problem}. The learning rate {lr:g} "
                     f"is too high for this setup; try a smaller one, e.g. {lr / 10:g}. The "
                     "weights from before this epoch were kept."
                 )
                 break
+            schedule.samples_seen += len(X)
             done += 1
             if after_epoch(EpochResult(epoch, loss, accuracy, seconds)) or stop.requested:
                 break

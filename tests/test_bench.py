@@ -1,9 +1,10 @@
 """The pure parts of fastnn.bench on tiny synthetic data: FLOP counts, the alternating timer,
-medians and ratios, the table, and the JSON and PNG files. No time is asserted."""
+medians and ratios, the table, the peers, and the JSON and PNG files. No time is asserted."""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -14,9 +15,12 @@ from fastnn.bench import cli, peers, report
 from fastnn.bench.timing import speedup, summarize, time_alternating
 from fastnn.bench.workloads import (
     FULL_BATCH_HELD_OUT,
+    PEER_WORKLOADS,
     SEED,
     WORKLOAD_NAMES,
+    WORKLOADS,
     Contender,
+    Training,
     backend_contender,
     flops_per_sample,
     prepare,
@@ -25,6 +29,7 @@ from fastnn.bench.workloads import (
 from fastnn.model import init_params
 
 N_IN = 16  # tiny images keep every workload, even hidden 512, down to milliseconds
+NEW_WORKLOADS = ("mnist-h256-128", "mnist-h128-adam")
 
 
 @pytest.fixture
@@ -64,6 +69,26 @@ def counting_contender(name: str, log: list[str], samples: int = 100) -> Contend
 def test_flops_per_sample_is_the_documented_formula() -> None:
     # forward 2*(784*128 + 128*10), backward 2*128*10 + 2*128*10 + 2*784*128
     assert flops_per_sample(784, 128, 10) == 4 * 784 * 128 + 6 * 128 * 10 == 409_088
+    assert flops_per_sample(784, (128,), 10) == 409_088
+
+
+def test_flops_per_sample_of_two_hidden_layers_by_hand() -> None:
+    # 784 -> 256 -> 128 -> 10: forward 2*(200,704 + 32,768 + 1,280) = 469,504; dW of all
+    # three layers the same again; dA into the 256 and 128 units 2*(32,768 + 1,280) = 68,096.
+    assert flops_per_sample(784, (256, 128), 10) == 469_504 + 469_504 + 68_096 == 1_007_104
+
+
+def test_workloads_say_their_depth_and_solver() -> None:
+    deep, adam = workload("mnist-h256-128"), workload("mnist-h128-adam")
+    assert deep.hidden == (256, 128) and deep.solver == "sgd" and deep.optimizer.plain
+    assert "hidden 256-128" in deep.label() and "sgd lr 0.1" in deep.label()
+    assert adam.solver == "adam" and adam.learning_rate == 0.001
+    assert "adam lr 0.001" in adam.label()
+    # The twin differs only in the optimizer, so the ratio of their epochs is its cost.
+    twin = workload(adam.sgd_twin)
+    assert replace(adam, name=twin.name, solver="sgd", learning_rate=0.1, sgd_twin=None) == twin
+    assert all(w.learning_rate == 0.1 for w in WORKLOADS if w.solver == "sgd")
+    assert set(PEER_WORKLOADS) <= set(WORKLOAD_NAMES)
 
 
 def test_contenders_take_turns_and_warmup_is_not_recorded() -> None:
@@ -91,16 +116,60 @@ def test_median_ratio_and_rates() -> None:
     assert speedup(None, 1.0) is None and speedup(1.0, None) is None
 
 
-def test_every_round_trains_from_the_same_parameters(data) -> None:
-    p = prepare(workload("mnist-h10"), *data["mnist"], rows=50)
+def trained_arrays(t: Training) -> list[np.ndarray]:
+    """Everything a run changes: the parameters and the optimizer's moments."""
+    return [*t.params.arrays(), *t.state.first, *t.state.second]
+
+
+def assert_same_bits(a: Training, b: Training) -> None:
+    assert a.state.step == b.state.step
+    for x, y in zip(trained_arrays(a), trained_arrays(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("name", ["mnist-h10", *NEW_WORKLOADS])
+def test_every_round_trains_from_the_same_parameters_and_state(data, name) -> None:
+    p = prepare(workload(name), *data["mnist"], rows=300)
     c = backend_contender(get_backend("numpy"), p)
     first, second = c.setup(), c.setup()
     c.run(first)
     c.run(second)
-    for a, b in zip(first.arrays(), second.arrays(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(first.W1, p.params0.W1)  # trained a copy ...
-    np.testing.assert_array_equal(p.params0.W1, init_params(N_IN, 10, 10, "he", SEED).W1)  # only
+    assert_same_bits(first, second)
+    assert first.state.step == 3  # 300 rows in batches of 128
+    assert not np.array_equal(first.params.coefs[0], p.params0.coefs[0])  # trained a copy ...
+    fresh = init_params(N_IN, p.workload.hidden, 10, "he", SEED)
+    np.testing.assert_array_equal(p.params0.coefs[0], fresh.coefs[0])  # only
+
+
+def test_a_used_adam_state_would_change_the_run(data) -> None:
+    """Why setup hands out a fresh state: Adam's moments and step count steer every update."""
+    p = prepare(workload("mnist-h128-adam"), *data["mnist"], rows=300)
+    c = backend_contender(get_backend("numpy"), p)
+    fresh, used = c.setup(), c.setup()
+    c.run(used)
+    stale = Training(p.params0.copy(), used.state)  # fresh weights, the state left as it was
+    c.run(fresh)
+    c.run(stale)
+    assert any(m.any() for m in fresh.state.first)
+    assert not np.array_equal(fresh.params.coefs[0], stale.params.coefs[0])
+
+
+@pytest.mark.parametrize("name", NEW_WORKLOADS)
+def test_new_workloads_run_on_both_backends(data, name) -> None:
+    p = prepare(workload(name), *data["mnist"], rows=300)
+    try:
+        numba = get_backend("numba")
+    except ValueError as exc:
+        pytest.skip(str(exc))
+    trained = {}
+    for backend in (get_backend("numpy"), numba):
+        c = backend_contender(backend, p)
+        trained[backend.name] = c.setup()
+        c.run(trained[backend.name])
+    assert trained["numba"].params.hidden_sizes == p.workload.hidden
+    assert trained["numba"].state.step == trained["numpy"].state.step == 3
+    for x, y in zip(*map(trained_arrays, trained.values()), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
 
 
 def test_inputs_and_full_batch_shape(data) -> None:
@@ -131,6 +200,59 @@ def test_missing_peers_are_reported_and_skipped(monkeypatch) -> None:
     assert found == [] and skipped == {"somelib": "not installed"}
 
 
+@pytest.mark.parametrize("name", PEER_WORKLOADS)
+def test_peers_that_are_not_installed_are_skipped(data, monkeypatch, name) -> None:
+    for module in ("torch", "jax", "sklearn"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed: import fails
+    p = prepare(workload(name), *data["mnist"], rows=300)
+    found, skipped = peers.peer_contenders(p, 2)
+    assert found == []
+    assert skipped == dict.fromkeys(peers.PEERS, "not installed")
+
+
+@pytest.mark.parametrize("name", PEER_WORKLOADS)
+def test_sklearn_runs_the_workload(data, name) -> None:
+    pytest.importorskip("sklearn")
+    w = workload(name)
+    p = prepare(w, *data["mnist"], rows=300)
+    c = peers.sklearn_contender(p, 1)
+    model = c.setup()
+    c.run(model)
+    assert model.solver == w.solver and model.learning_rate_init == w.learning_rate
+    assert [W.shape for W in model.coefs_] == [W.shape for W in p.params0.coefs]
+    assert model.n_iter_ == 1 and model.alpha == 0
+
+
+@pytest.mark.parametrize("name", PEER_WORKLOADS)
+def test_jax_trains_as_the_numpy_backend_does(data, name) -> None:
+    """Same weights, order and formulas: the hand-written SGD and Adam agree with fastnn's."""
+    pytest.importorskip("jax")
+    p = prepare(workload(name), *data["mnist"], rows=256)  # whole batches: none dropped
+    ours = backend_contender(get_backend("numpy"), p)
+    theirs = peers.jax_contender(p, 1)
+    mine = ours.setup()
+    ours.run(mine)
+    (params, _), _ = theirs.run(theirs.setup())
+    for x, y in zip(mine.params.arrays(), params, strict=True):
+        np.testing.assert_allclose(np.asarray(y), x, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", PEER_WORKLOADS)
+def test_torch_trains_as_the_numpy_backend_does(data, name) -> None:
+    """Same weights and order; torch's Adam puts epsilon elsewhere, too little to show here."""
+    torch = pytest.importorskip("torch")
+    p = prepare(workload(name), *data["mnist"], rows=256)
+    ours = backend_contender(get_backend("numpy"), p)
+    theirs = peers.torch_contender(p, 1)
+    mine, (model, optimizer) = ours.setup(), theirs.setup()
+    ours.run(mine)
+    theirs.run((model, optimizer))
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    for W, b, linear in zip(mine.params.coefs, mine.params.intercepts, linears, strict=True):
+        np.testing.assert_allclose(linear.weight.detach().numpy().T, W, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(linear.bias.detach().numpy(), b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("with_numba", [False, True])
 def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba) -> None:
     args = cli.parse_args(["--quick", "--no-peers", "--no-startup", "--rows", "40"])
@@ -146,7 +268,22 @@ def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba
     assert saved["inputs"].keys() == ({"numpy", "numba"} if with_numba else {"numpy"})
     ratios = [w["numpy_over_numba"] for w in saved["workloads"]]
     rows = [line for line in result["markdown"].splitlines() if line.startswith("| MNIST")]
-    assert len(rows) == 4  # one per MNIST workload
+    assert len(rows) == 6  # one per MNIST workload
+    deep = saved["workloads"][WORKLOAD_NAMES.index("mnist-h256-128")]
+    assert (deep["hidden"], deep["depth"], deep["solver"]) == ([256, 128], 2, "sgd")
+    assert deep["flops_per_sample"] == flops_per_sample(N_IN, (256, 128))
+    adam = saved["workloads"][WORKLOAD_NAMES.index("mnist-h128-adam")]
+    assert (adam["solver"], adam["learning_rate"], adam["sgd_twin"]) == (
+        "adam",
+        0.001,
+        "mnist-h128",
+    )
+    [cost] = saved["optimizer_costs"]
+    assert (cost["workload"], cost["sgd_twin"]) == ("mnist-h128-adam", "mnist-h128")
+    assert cost["over_sgd"].keys() == saved["inputs"].keys() and cost["over_sgd"]["numpy"] > 0
+    assert (
+        "- adam epoch over plain SGD's (mnist-h128-adam / mnist-h128): numpy " in saved["markdown"]
+    )
     for cores, warned in ((1.5, True), (0.0, False)):
         for entry in result["workloads"]:
             entry["others_cores"] = cores
@@ -155,6 +292,39 @@ def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba
         assert all(r > 0 for r in ratios) and "×" in rows[0]
     else:
         assert ratios == [None] * len(WORKLOAD_NAMES) and "n/a" in rows[0]
+
+
+def test_no_optimizer_cost_without_the_sgd_twin(data) -> None:
+    args = cli.parse_args(["--quick", "--no-peers", "--no-startup", "--rows", "40",
+                           "--workloads", "mnist-h128-adam"])  # fmt: skip
+    result = cli.collect(args, data, [get_backend("numpy")], "test", lambda _: None, 32)
+    assert result["optimizer_costs"] == [] and "over plain SGD" not in result["markdown"]
+
+
+def test_peers_run_on_each_chosen_peer_workload(data, monkeypatch) -> None:
+    def fake(p, threads):
+        return Contender("fakelib 1.0", "test", lambda: None, lambda _: None, p.samples_per_run)
+
+    def missing(p, threads):
+        raise peers.PeerUnavailable("not installed")
+
+    monkeypatch.setattr(peers, "PEERS", {"jax": fake, "pytorch": missing})
+    chosen = ["mnist-h10", "mnist-h256-128", "mnist-h128-adam"]
+    args = cli.parse_args(["--quick", "--peers", "--no-startup", "--rows", "200",
+                           "--workloads", *chosen])  # fmt: skip
+    backends = [get_backend("numpy"), NumpyAsNumba()]
+    result = cli.collect(args, data, backends, None, lambda _: None, matmul_size=32)
+    assert [run["workload"] for run in result["peers"]] == ["mnist-h256-128", "mnist-h128-adam"]
+    for run in result["peers"]:
+        assert run["results"].keys() == {peers.OURS, "fakelib 1.0"}
+        assert run["title"].startswith(f"Other libraries, {workload(run['workload']).label()}")
+    text = result["markdown"]
+    assert text.count("hidden 256-128, batch 128, float32, sgd lr 0.1") == 2  # table, peers
+    assert "hidden 128, batch 128, float32, adam lr 0.001, one epoch of 200 rows" in text
+    # Notes the same for both workloads are said once; those of a missing peer not at all.
+    assert text.count("- Input to all:") == 1 and text.count("- JAX:") == 1
+    assert "PyTorch: nn.Linear" not in text and text.count("- pytorch: not installed") == 1
+    assert "(72 of 200 rows)" in text  # JAX's dropped partial batch, counted from the data
 
 
 def test_startup_line_says_what_was_measured() -> None:

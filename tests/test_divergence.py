@@ -13,6 +13,7 @@ from fastnn import train, training
 from fastnn.backends import get_backend
 from fastnn.data import load_dataset
 from fastnn.model import init_params
+from fastnn.optim import Optimizer, OptimizerState, Schedule
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
@@ -67,30 +68,47 @@ def test_a_healthy_run_is_not_flagged(backend, mnist):
     assert fitted.n_iter_ == 3 and fitted.score(*mnist) > 0.85
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_the_weights_from_before_the_diverging_epoch_are_kept(backend, mnist):
+@pytest.mark.parametrize(
+    ("backend", "optimizer"),
+    [("numpy", Optimizer()), ("numba", Optimizer()), ("numpy", Optimizer("adam")),
+     ("numba", Optimizer("adam")), ("numpy", Optimizer(momentum=0.9))],
+)  # fmt: skip
+def test_the_weights_from_before_the_diverging_epoch_are_kept(backend, optimizer, mnist):
+    """...and the optimizer's state and the schedule's count of samples, so that training can
+    go on from there as if the diverging epoch had never run."""
     X, y = mnist
     engine = get_backend(backend)
     params = init_params(784, 32, 10, "he", 0, "float32")
+    state = OptimizerState.fresh(optimizer, params)
     start = params.copy()
     seen = []
 
     def run(lr, epochs):
-        return training.run_epochs(
-            engine, params, X, y, epochs=epochs, first_epoch=len(seen) + 1, batch_size=128,
-            lr=lr, activation="relu", rng=np.random.default_rng(1), n_threads=None,
+        how = training.Training(optimizer, state, Schedule("constant", lr, 0.5, 10), 128, "relu")
+        how.schedule.samples_seen = len(seen) * len(X)
+        outcome = training.run_epochs(
+            engine, params, X, y, how, epochs=epochs, first_epoch=len(seen) + 1,
+            rng=np.random.default_rng(1), n_threads=None,
             after_epoch=lambda r: seen.append(r) and False,
         )  # fmt: skip
+        assert how.schedule.samples_seen == len(seen) * len(X)
+        return outcome
 
     outcome = run(1e6, 2)
     assert outcome.diverged and outcome.epochs_run == 0 and not seen
     for got, want in zip(params.arrays(), start.arrays(), strict=True):
         np.testing.assert_array_equal(got, want)
-    assert run(0.1, 1).diverged is None
-    after_one = params.copy()
+    assert state.step == 0 and not any(a.any() for a in state.first + state.second)
+    assert run(0.1 if optimizer.solver == "sgd" else 1e-3, 1).diverged is None
+    after_one, state_after_one = params.copy(), state.copy()
     outcome = run(1e6, 1)
     assert "diverged in epoch 2" in outcome.diverged
     for got, want in zip(params.arrays(), after_one.arrays(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert state.step == state_after_one.step > 0
+    for got, want in zip(
+        state.first + state.second, state_after_one.first + state_after_one.second, strict=True
+    ):
         np.testing.assert_array_equal(got, want)
 
 
@@ -108,4 +126,4 @@ def test_the_command_saves_the_kept_weights_and_the_metrics(backend, tmp_path, c
     assert record["status"] == "diverged" and record["epochs_completed"] == 0
     loaded = fastnn.load(saved)
     initial = init_params(784, 16, 10, "he", 0, "float32")
-    np.testing.assert_array_equal(loaded.coefs_[0], initial.W1)  # the weights before epoch 1
+    np.testing.assert_array_equal(loaded.coefs_[0], initial.coefs[0])  # the weights before epoch 1

@@ -105,12 +105,22 @@ def test_uint8_is_scaled_like_pixels():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"hidden_layer_sizes": (64, 32)}, "fastnn has one hidden layer.*asks for 2"),
+        ({"hidden_layer_sizes": (64, 0)}, "each hidden layer size must be a positive whole"),
+        ({"hidden_layer_sizes": (64, 2.5)}, "each hidden layer size must be a positive whole"),
         ({"hidden_layer_sizes": ()}, "hidden_layer_sizes must be a positive whole number"),
+        ({"hidden_layer_sizes": [[3]]}, "hidden_layer_sizes must be a positive whole number"),
         ({"hidden_layer_sizes": 0}, "hidden layer size must be a positive whole number"),
         ({"activation": "tanh"}, "activation must be one of relu, leaky_relu; got 'tanh'"),
         ({"backend": "torch"}, "backend must be one of numpy, numba"),
-        ({"solver": "adam"}, "solver must be 'sgd'"),
+        ({"solver": "lbfgs"}, "solver must be one of sgd, adam, rmsprop; got 'lbfgs'"),
+        ({"momentum": -0.1}, "momentum must be 0.0 <= momentum <= 1.0"),
+        ({"nesterovs_momentum": "no"}, "nesterovs_momentum must be True or False"),
+        ({"beta_1": 1}, "beta_1 must be"),
+        ({"epsilon": -1e-8}, "epsilon must be a positive number"),
+        ({"rho": 1.5}, "rho must be"),
+        ({"alpha": -0.1}, "alpha must be"),
+        ({"learning_rate": "step"}, "learning_rate must be one of constant, invscaling"),
+        ({"power_t": -1}, "power_t must be a number >= 0"),
         ({"dtype": "float16"}, "dtype must be one of float32, float64"),
         ({"init": "zeros"}, "init must be one of uniform, he, xavier"),
         ({"batch_size": 0}, "batch_size must be a positive whole number or 'auto'"),
@@ -366,8 +376,8 @@ def test_a_dtype_given_the_numpy_way(dtype):
     assert model.coefs_[0].dtype == np.float64 and model.get_params()["dtype"] is dtype
     from fastnn.model import init_params
 
-    assert init_params(5, 3, 2, dtype=dtype).W1.dtype == np.float64
-    assert init_params(5, 3, 2, dtype=np.float32).W1.dtype == np.float32
+    assert init_params(5, 3, 2, dtype=dtype).coefs[0].dtype == np.float64
+    assert init_params(5, 3, 2, dtype=np.float32).coefs[0].dtype == np.float32
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -451,7 +461,7 @@ def test_warm_start_needs_the_same_classes_and_network():
     model = small(warm_start=True).fit(X, y)
     with pytest.raises(ValueError, match=r"warm_start=True needs y with the classes .*\[0, 1, 2\]"):
         model.fit(X, y % 2)
-    with pytest.raises(ValueError, match=r"needs the network of the previous fit \(hidden 16"):
+    with pytest.raises(ValueError, match=r"network of the previous fit \(hidden layers \(16,\)"):
         model.set_params(hidden_layer_sizes=8).fit(X, y)
     with pytest.raises(ValueError, match="X has 5 features, but MLPClassifier is expecting 20"):
         model.set_params(hidden_layer_sizes=16).fit(X[:, :5], y)

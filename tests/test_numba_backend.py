@@ -48,6 +48,18 @@ def assert_same_bits(a, b, name):
     assert a.tobytes() == b.tobytes(), f"{name}: not bit-identical"
 
 
+def named_tensors(fwd=None, grads=None):
+    """(name, array) of every tensor of a Forward and of a Grads: Z1, A1, ..., P, dW1, db1, ..."""
+    pairs = []
+    if fwd is not None:
+        pairs += [(f"Z{i + 1}", Z) for i, Z in enumerate(fwd.Z)]
+        pairs += [(f"A{i + 1}", A) for i, A in enumerate(fwd.A)] + [("P", fwd.P)]
+    if grads is not None:
+        pairs += [(f"dW{i + 1}", dW) for i, dW in enumerate(grads.dW)]
+        pairs += [(f"db{i + 1}", db) for i, db in enumerate(grads.db)]
+    return pairs
+
+
 # --- threads ----------------------------------------------------------------------------------
 
 
@@ -94,9 +106,9 @@ def test_same_bits_with_one_and_two_threads(activation, batch):
         results[n] = (history, params, fwd, loss, grads)
     (h1, p1, f1, l1, g1), (h2, p2, f2, l2, g2) = results[1], results[2]
     assert h1 == h2 and l1 == l2  # Python floats: exact
-    for name, a, b in zip(["W1", "b1", "W2", "b2"], p1.arrays(), p2.arrays(), strict=True):
+    for name, a, b in zip(p1.names(), p1.arrays(), p2.arrays(), strict=True):
         assert_same_bits(a, b, name)
-    for name, a, b in zip(f1._fields + g1._fields, f1 + g1, f2 + g2, strict=True):
+    for (name, a), (_, b) in zip(named_tensors(f1, g1), named_tensors(f2, g2), strict=True):
         assert_same_bits(a, b, name)
 
 
@@ -107,7 +119,7 @@ def test_same_bits_run_after_run():
         runs.append((train(params, X, y, batch=7), params))
     (h1, p1), (h2, p2) = runs
     assert h1 == h2
-    for name, a, b in zip(["W1", "b1", "W2", "b2"], p1.arrays(), p2.arrays(), strict=True):
+    for name, a, b in zip(p1.names(), p1.arrays(), p2.arrays(), strict=True):
         assert_same_bits(a, b, name)
 
 
@@ -116,9 +128,9 @@ def test_same_bits_run_after_run():
 
 def test_float32_stays_float32():
     params, X, y = mnist_like(n=40)
-    assert all(a.dtype == np.float32 for a in backend.forward(params, X))
+    assert all(a.dtype == np.float32 for _, a in named_tensors(backend.forward(params, X)))
     loss, grads = backend.loss_and_grads(params, X, y)
-    assert isinstance(loss, float) and all(g.dtype == np.float32 for g in grads)
+    assert isinstance(loss, float) and all(g.dtype == np.float32 for g in grads.arrays())
     train(params, X, y, epochs=1)
     assert all(a.dtype == np.float32 for a in params.arrays())
 
@@ -132,11 +144,10 @@ def test_float32_is_computed_in_float32():
     for a64, a32 in zip(params64.arrays(), params32.arrays(), strict=True):
         a64[...] = a32  # the same numbers, exactly
     fwd32, fwd64 = backend.forward(params32, X), backend.forward(params64, X)
-    for name, a32, a64 in zip(fwd32._fields, fwd32, fwd64, strict=True):
-        assert not np.array_equal(a32, a64.astype(np.float32)), f"{name} computed in float64"
     _, g32 = backend.loss_and_grads(params32, X, y)
     _, g64 = backend.loss_and_grads(params64, X, y)
-    for name, a32, a64 in zip(g32._fields, g32, g64, strict=True):
+    pairs = zip(named_tensors(fwd32, g32), named_tensors(fwd64, g64), strict=True)
+    for (name, a32), (_, a64) in pairs:
         assert not np.array_equal(a32, a64.astype(np.float32)), f"{name} computed in float64"
 
 
@@ -145,7 +156,8 @@ def test_uint8_is_scaled_in_the_kernel_like_the_reference(dtype):
     params, X, _ = mnist_like(n=20, dtype=dtype)
     scaled = X.astype(dtype) / np.asarray(255, dtype)  # the reference's scaling
     from_uint8, from_float = backend.forward(params, X), backend.forward(params, scaled)
-    for name, a, b in zip(from_uint8._fields, from_uint8, from_float, strict=True):
+    pairs = zip(named_tensors(from_uint8), named_tensors(from_float), strict=True)
+    for (name, a), (_, b) in pairs:
         assert_same_bits(a, b, name)
 
 
@@ -188,6 +200,43 @@ def test_add_scaled_rows_adds_the_terms_in_order(dtype, width):
     assert_same_bits(Y[2], expected[2] + coefs[0] * M[3], "Y, one term")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width", [1, 7, 8, 33])
+def test_several_target_rows_get_the_bits_each_would_get_alone(dtype, width):
+    rng = np.random.default_rng(width)
+    Y = rng.standard_normal((4, width)).astype(dtype)
+    M = rng.standard_normal((5, width)).astype(dtype)
+    coefs = rng.standard_normal((3, 2)).astype(dtype)
+    expected = Y.copy()
+    for i, row in zip((3, 0, 2), coefs, strict=True):
+        add_terms(expected, i, M, (4, 1), tuple(row))
+    add_terms(Y, (3, 0, 2), M, (4, 1), tuple(tuple(row) for row in coefs))
+    assert_same_bits(Y, expected, f"Y, {width} wide")
+
+
+@pytest.mark.parametrize("rows", [(0, 9), (2, 7), (3, 4)])  # four at once and the rest alone
+def test_add_mat_mat_gives_the_bits_of_add_vec_mat(rows):
+    rng = np.random.default_rng(0)
+    Y = rng.standard_normal((9, 13)).astype(np.float32)
+    C, M = rng.standard_normal((9, 6)).astype(np.float32), rng.standard_normal((6, 13))
+    M = M.astype(np.float32)
+    expected = Y.copy()
+    for i in range(*rows):
+        vec_mat(expected, i, C[i], M)
+    mat_mat(Y, *rows, C, M)
+    assert_same_bits(Y, expected, "Y")
+
+
+@numba.njit
+def vec_mat(Y, i, c, M):
+    vector.add_vec_mat(Y, i, c, M)
+
+
+@numba.njit
+def mat_mat(Y, start, stop, C, M):
+    vector.add_mat_mat(Y, start, stop, C, M)
+
+
 def test_add_scaled_rows_refuses_rows_that_are_not_contiguous():
     M = np.zeros((4, 6))
     with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
@@ -205,7 +254,7 @@ def test_read_only_inputs_are_accepted():
 def test_empty_input_gives_empty_outputs():
     params, X, _ = mnist_like(n=0)
     fwd = backend.forward(params, X)
-    assert fwd.Z1.shape == (0, 32) and fwd.P.shape == (0, 10)
+    assert fwd.Z[0].shape == (0, 32) and fwd.P.shape == (0, 10)
 
 
 @pytest.mark.parametrize(
@@ -229,7 +278,7 @@ def test_bad_arguments_are_refused_like_the_reference(kwargs, message):
 
 
 def kernel_sources_digest() -> str:
-    """sha256 of the kernel modules that `run` compiles in, all but epoch.py itself."""
+    """sha256 of the kernel modules that the entries compile in, all but epoch.py itself."""
     digest = hashlib.sha256()
     for path in sorted((PACKAGE / "kernels").glob("*.py")):
         if path.name != "epoch.py":
@@ -238,7 +287,7 @@ def kernel_sources_digest() -> str:
 
 
 def test_kernel_sources_digest_is_current():
-    """Numba would otherwise load a stale cached `run` after an edit to another kernel file."""
+    """Numba would otherwise load stale cached entries after an edit to another kernel file."""
     assert epoch.KERNEL_SOURCES_DIGEST == kernel_sources_digest(), (
         "a kernel module changed: set KERNEL_SOURCES_DIGEST in fastnn/kernels/epoch.py to "
         f'"{kernel_sources_digest()}" so that cached compiled code is not reused'
@@ -265,7 +314,7 @@ TINY_TRAINING = """
     import numpy as np
     import fastnn
     from fastnn.backends import get_backend
-    from fastnn.kernels.epoch import run
+    from fastnn.kernels.epoch import descend
     from fastnn.model import init_params
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (50, 784)).astype(np.uint8)
@@ -274,7 +323,7 @@ TINY_TRAINING = """
                                                  np.arange(50), 10, 0.1)
     assert np.isfinite(loss)
     print(fastnn.__file__)
-    print(sum(run.stats.cache_hits.values()), sum(run.stats.cache_misses.values()))
+    print(sum(descend.stats.cache_hits.values()), sum(descend.stats.cache_misses.values()))
 """
 
 
@@ -316,7 +365,7 @@ CONCURRENT_TRAINING = """
         order = np.random.default_rng(seed).permutation(400)
         for _ in range(6):
             out.append(backend.train_epoch(params, X, y, order, 16, 0.1))
-        out.append(params.W1.tobytes() + params.W2.tobytes())
+        out.append(params.coefs[0].tobytes() + params.coefs[1].tobytes())
 
     serial = [[], []]
     for seed in (0, 1):
@@ -379,13 +428,13 @@ def test_weights_of_any_layout_give_the_same_bits(kind, tmp_path):
         np.save(tmp_path / f"{i}.npy", a)
         return np.load(tmp_path / f"{i}.npy", mmap_mode="r" if kind == "read-only" else "r+")
 
-    odd = type(params)(*(unusual(a, i) for i, a in enumerate(params.arrays())))
+    odd_arrays = [unusual(a, i) for i, a in enumerate(params.arrays())]
+    odd = type(params)(odd_arrays[0::2], odd_arrays[1::2])
     assert_same_bits(backend.predict_proba(odd, X), expected_proba, f"{kind}: probabilities")
     if kind == "read-only":
         with pytest.raises(ValueError, match="read-only"):
             train(odd, X, y)
         return
     train(odd, X, y)
-    names = ("W1", "b1", "W2", "b2")
-    for name, got, want in zip(names, odd.arrays(), trained.arrays(), strict=True):
+    for name, got, want in zip(odd.names(), odd.arrays(), trained.arrays(), strict=True):
         assert_same_bits(np.asarray(got, dtype=want.dtype), want, f"{kind}: trained {name}")

@@ -50,7 +50,7 @@ def check(name: str, got, want, tol: float) -> None:
     assert rel <= tol, f"{name}: largest difference {diff:.3g} = {rel:.3g} relative > {tol:.0e}"
 
 
-# name: (n_in, hidden, n_out, n_samples, batch_size, fraction of zero inputs)
+# name: (n_in, hidden widths, n_out, n_samples, batch_size, fraction of zero inputs)
 CASES = {
     "mnist-like": (784, 128, 10, 37, 16, 0.8),  # last batch of 5
     "odd-n_in-below-block": (13, 3, 4, 7, 7, 0.5),  # full batch
@@ -58,6 +58,10 @@ CASES = {
     "no-zeros": (31, 10, 10, 20, 7, 0.0),  # last batch of 6
     "hidden-300": (50, 300, 3, 12, 5, 0.6),
     "batches-over-chunks": (40, 8, 5, 2 * CHUNK + 60, CHUNK + 30, 0.8),  # chunks 256+30, 256+...
+    "depth-2": (60, (33, 7), 5, 23, 7, 0.7),  # last batch of 2
+    "depth-2-wide-batch-1": (20, (300, 1), 3, 6, 1, 0.5),
+    "depth-3": (30, (7, 33, 1), 4, 15, 15, 0.5),  # full batch
+    "depth-3-wide": (25, (33, 300, 7), 3, 17, 7, 0.6),  # last batch of 3
 }
 
 
@@ -72,8 +76,19 @@ def make_data(case: str, dtype: str, kind: str, seed: int = 0):
         X = (X * rng.normal(0, 0.02, X.shape)).astype(dtype)
     y = rng.integers(0, n_out, n)
     params = init_params(n_in, hidden, n_out, scheme="uniform", seed=seed + 1, dtype=dtype)
-    params.b1[:] = rng.uniform(-0.5, 0.5, hidden)  # some hidden units negative, some not
+    for b in params.intercepts[:-1]:  # some hidden units negative, some not
+        b[:] = rng.uniform(-0.5, 0.5, b.shape)
     return params, X, y, batch
+
+
+def forward_tensors(fwd):
+    """(name, array) of Z1, A1, Z2, A2, ..., P: each layer's tensors in the equations' names."""
+    pairs = []
+    for i, Z in enumerate(fwd.Z):
+        pairs.append((f"Z{i + 1}", Z))
+        if i < len(fwd.A):
+            pairs.append((f"A{i + 1}", fwd.A[i]))
+    return [*pairs, ("P", fwd.P)]
 
 
 combinations = pytest.mark.parametrize(
@@ -94,8 +109,9 @@ def test_forward_stage_by_stage(case, dtype, kind, activation):
     params, X, _, _ = make_data(case, dtype, kind)
     got = numba_backend.forward(params, X, activation)
     want = numpy_backend.forward(params, X, activation)
-    for name in ("Z1", "A1", "Z2", "P"):
-        check(name, getattr(got, name), getattr(want, name), TOLERANCE[dtype])
+    pairs = zip(forward_tensors(got), forward_tensors(want), strict=True)
+    for (name, a), (_, b) in pairs:
+        check(name, a, b, TOLERANCE[dtype])
     check("predict_proba", numba_backend.predict_proba(params, X, activation), got.P, 0.0)
 
 
@@ -107,8 +123,9 @@ def test_loss_and_each_gradient(case, dtype, kind, activation):
     want_loss, want_grads = numpy_backend.loss_and_grads(params, X, y, activation)
     assert isinstance(loss, float)
     check("loss", loss, want_loss, TOLERANCE[dtype])
-    for name in ("dW1", "db1", "dW2", "db2"):
-        check(name, getattr(grads, name), getattr(want_grads, name), TOLERANCE[dtype])
+    names = ["d" + name for name in params.names()]
+    for name, a, b in zip(names, grads.arrays(), want_grads.arrays(), strict=True):
+        check(name, a, b, TOLERANCE[dtype])
 
 
 def train_both(params, X, y, order, batch, activation):
@@ -124,7 +141,7 @@ def check_training(got, want, ours, theirs, dtype, n):
     check("epoch loss", got[0], want[0], tol)
     # A float32 near-tie between two logits may go either way: one sample of slack there.
     assert abs(got[1] - want[1]) <= (0 if dtype == "float64" else 1 / n), "epoch accuracy"
-    for name, a, b in zip(("W1", "b1", "W2", "b2"), ours.arrays(), theirs.arrays(), strict=True):
+    for name, a, b in zip(ours.names(), ours.arrays(), theirs.arrays(), strict=True):
         check(name, a, b, tol)
 
 

@@ -36,9 +36,13 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
+DEEPER = "Deeper networks and optimizers"
+
+
 def test_readme_has_the_examples_this_file_runs():
     assert len(blocks("python", "The library")) == 2
     assert len(blocks("bash", "Predicting digits")) == 1
+    assert len(blocks("python", DEEPER)) == 1 and len(blocks("bash", DEEPER)) == 1
 
 
 @needs_data
@@ -64,6 +68,22 @@ def test_prediction_commands_run(tmp_path):
     columns = [f"pixel{i}" for i in range(784)]
     pd.DataFrame(X_test[:20], columns=columns).to_csv(tmp_path / "test.csv", index=False)
     for line in blocks("bash", "Predicting digits")[0].splitlines():
-        command = shlex.split(line.split("#")[0])
-        run([sys.executable if command[0] == "python" else command[0], *command[1:]], tmp_path)
+        run(_command(line), tmp_path)
     assert len(pd.read_csv(tmp_path / "submission.csv")) == 20
+
+
+@needs_data
+def test_deeper_network_examples_run(tmp_path):
+    result = run([sys.executable, "-c", blocks("python", DEEPER)[0]], tmp_path)
+    accuracy_line, counts = result.stdout.strip().splitlines()[-2:]
+    assert float(accuracy_line.split("test accuracy")[1]) > 0.96
+    assert counts == "3 3"
+    outputs = [
+        run(_command(line), tmp_path).stdout for line in blocks("bash", DEEPER)[0].splitlines()
+    ]
+    assert "resuming after epoch 2" in outputs[1] and "epoch    3/3" in outputs[1]
+
+
+def _command(line: str) -> list[str]:
+    command = shlex.split(line.split("#")[0])
+    return [sys.executable if command[0] == "python" else command[0], *command[1:]]

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from fastnn.backends import get_backend
+from fastnn.backends import Grads, get_backend
 from fastnn.model import init_params
+from fastnn.optim import Optimizer
 
 numpy_backend = get_backend("numpy")
 
@@ -22,42 +23,70 @@ def numerical_grad(loss_of, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return grad
 
 
+def penalised_loss_and_grads(params, X, y, activation, alpha):
+    """The batch's mean loss and gradients with the L2 penalty as the optimizer step adds it
+    (fastnn.optim): alpha / 2 * sum(W * W) / n, and alpha * W / n."""
+    loss, grads = numpy_backend.loss_and_grads(params, X, y, activation)
+    n = len(X)
+    loss += sum(0.5 * alpha * float((W * W).sum()) for W in params.coefs) / n
+    dW = [g + alpha / n * W for g, W in zip(grads.dW, params.coefs, strict=True)]
+    return loss, Grads(dW, grads.db)
+
+
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
-@pytest.mark.parametrize("scheme", ["uniform", "he", "xavier"])
-def test_gradients_match_finite_differences(activation, scheme):
+@pytest.mark.parametrize(
+    ("hidden", "scheme", "alpha"),
+    [(7, "uniform", 0.0), (7, "he", 0.0), (7, "xavier", 0.0), ((6, 5), "he", 0.3),
+     ((6, 4, 5), "xavier", 0.3), ((5, 3, 4), "uniform", 1e-2)],
+)  # fmt: skip
+def test_gradients_match_finite_differences(activation, hidden, scheme, alpha):
     rng = np.random.default_rng(3)
-    params = init_params(13, 7, 5, scheme=scheme, seed=4, dtype="float64")
-    params.b1[:] = rng.normal(0, 0.5, params.b1.shape)  # he/xavier start at zero: exercise b1
+    params = init_params(13, hidden, 5, scheme=scheme, seed=4, dtype="float64")
+    for b in params.intercepts:
+        b[:] = rng.normal(0, 0.5, b.shape)  # he/xavier start at zero: exercise the biases
     X = rng.normal(size=(9, 13))
     y = rng.integers(0, 5, 9)
-    _, grads = numpy_backend.loss_and_grads(params, X, y, activation)
+    _, grads = penalised_loss_and_grads(params, X, y, activation, alpha)
 
     def loss_of():
-        return numpy_backend.loss_and_grads(params, X, y, activation)[0]
+        return penalised_loss_and_grads(params, X, y, activation, alpha)[0]
 
-    for name, array, analytic in zip(
-        ["dW1", "db1", "dW2", "db2"], params.arrays(), grads, strict=True
-    ):
+    names = ["d" + name for name in params.names()]
+    for name, array, analytic in zip(names, params.arrays(), grads.arrays(), strict=True):
         numeric = numerical_grad(loss_of, array)
         scale = np.abs(numeric).max() + np.abs(analytic).max()
         rel = np.abs(numeric - analytic).max() / scale
         assert rel < 1e-6, f"{name}: relative error {rel:.2e}"
 
 
+def test_the_penalty_in_the_epoch_loss_is_scikit_learns():
+    """The epoch loss of one full batch with alpha: the mean cross-entropy plus
+    alpha / 2 * sum(W * W) / n, measured before the update."""
+    params = init_params(6, (5, 4), 3, seed=2, dtype="float64")
+    X = np.random.default_rng(1).normal(size=(8, 6))
+    y = np.arange(8) % 3
+    want, _ = penalised_loss_and_grads(params, X, y, "relu", 0.7)
+    got, _ = numpy_backend.train_epoch(
+        params, X, y, np.arange(8), 8, 0.1, "relu", Optimizer(alpha=0.7)
+    )
+    assert got == pytest.approx(want, rel=1e-13)
+
+
 def test_bias_gradient_sums_over_batch_only():
-    params = init_params(4, 3, 2, scheme="uniform", seed=0, dtype="float64")
+    params = init_params(4, (3, 5), 2, scheme="uniform", seed=0, dtype="float64")
     X = np.random.default_rng(0).normal(size=(6, 4))
     _, grads = numpy_backend.loss_and_grads(params, X, np.array([0, 1, 1, 0, 1, 0]))
-    assert grads.db1.shape == (3,) and grads.db2.shape == (2,)
-    # softmax gradients sum to zero per sample, so db2 must too; a sum over everything hides this.
-    np.testing.assert_allclose(grads.db2.sum(), 0, atol=1e-15)
+    assert [b.shape for b in grads.db] == [(3,), (5,), (2,)]
+    # softmax gradients sum to zero per sample, so the output bias's must too; a sum over
+    # everything hides this.
+    np.testing.assert_allclose(grads.db[-1].sum(), 0, atol=1e-15)
 
 
 def test_uint8_input_is_scaled_like_pixels():
     params = init_params(5, 4, 3, seed=1, dtype="float32")
     X8 = np.array([[0, 255, 17, 128, 3]], dtype=np.uint8)
-    from_uint8 = numpy_backend.forward(params, X8).Z2
-    from_float = numpy_backend.forward(params, X8.astype(np.float32) / np.float32(255)).Z2
+    from_uint8 = numpy_backend.forward(params, X8).Z[-1]
+    from_float = numpy_backend.forward(params, X8.astype(np.float32) / np.float32(255)).Z[-1]
     np.testing.assert_array_equal(from_uint8, from_float)
 
 
@@ -65,7 +94,7 @@ def test_float32_stays_float32():
     params = init_params(6, 4, 3, seed=1, dtype="float32")
     X = np.random.default_rng(0).integers(0, 256, (5, 6), dtype=np.uint8)
     fwd = numpy_backend.forward(params, X)
-    assert all(a.dtype == np.float32 for a in fwd)
+    assert all(a.dtype == np.float32 for a in [*fwd.Z, *fwd.A, fwd.P])
     numpy_backend.train_epoch(params, X, np.array([0, 1, 2, 0, 1]), np.arange(5), 2, 0.1)
     assert all(a.dtype == np.float32 for a in params.arrays())
 
@@ -75,10 +104,10 @@ def test_full_batch_epoch_is_one_gradient_step():
     X = np.random.default_rng(1).normal(size=(8, 6))
     y = np.arange(8) % 3
     loss, grads = numpy_backend.loss_and_grads(params, X, y)
-    expected = [p - 0.5 * g for p, g in zip(params.arrays(), grads, strict=True)]
+    expected = [p - 0.5 * g for p, g in zip(params.arrays(), grads.arrays(), strict=True)]
     epoch_loss, _ = numpy_backend.train_epoch(params, X, y, np.arange(8), 8, 0.5)
     assert epoch_loss == pytest.approx(loss, rel=1e-12)
-    for name, got, want in zip(["W1", "b1", "W2", "b2"], params.arrays(), expected, strict=True):
+    for name, got, want in zip(params.names(), params.arrays(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
 
 

@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import run_main, write_kaggle
 
 import fastnn
-from fastnn import train
+from fastnn import options, train
 
 needs_mnist = pytest.mark.skipif(
     not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
@@ -43,7 +43,7 @@ def test_short_run_writes_metrics_and_plots(tmp_path, capsys):
     assert "epoch    1/2 | loss" in out and "epoch    2/2 | loss" in out
     assert "first epoch" in out and "later epochs median" in out
     result = json.loads(metrics.read_text())
-    assert result["config"]["hidden"] == 16 and result["config"]["backend"] == "numpy"
+    assert result["config"]["hidden"] == [16] and result["config"]["backend"] == "numpy"
     assert [e["epoch"] for e in result["epochs"]] == [1, 2]
     assert result["epochs"][1]["loss"] < result["epochs"][0]["loss"]
     assert 0.85 < result["test_accuracy"] <= 1 and 0.85 < result["dev_accuracy"] <= 1
@@ -66,9 +66,9 @@ def test_full_batch_logs_every_nth_step(capsys):
 
 
 def test_presets_hold_the_tutorial_recipe():
-    args = train.resolve(train.build_parser().parse_args(["--preset", "seeds", "--lr", "0.5"]))
+    args = options.resolve(options.build_parser().parse_args(["--preset", "seeds", "--lr", "0.5"]))
     assert (args.hidden, args.init, args.dtype, args.batch_size) == (
-        10,
+        [10],
         "uniform",
         "float64",
         "full",
@@ -152,6 +152,22 @@ def test_bad_flags_are_usage_errors(flag, value, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--momentum", "1.5"], "momentum must be 0.0 <= momentum <= 1.0; got 1.5"),
+        (["--solver", "adam", "--beta-2", "1"], "beta_2 must be 0.0 <= beta_2 < 1.0"),
+        (["--epsilon", "0"], "epsilon must be a positive number"),
+        (["--alpha", "-1"], "alpha must be"),
+        (["--power-t", "-0.5"], "--power-t must be a number >= 0"),
+    ],
+)
+def test_optimizer_options_out_of_range_stop_before_any_work(tmp_path, capsys, flags, message):
+    """Checked with the others before the data are read (the --data here does not exist)."""
+    code, _, err = run_main(["--data", str(tmp_path / "missing.csv"), *flags], capsys)
+    assert code == 1 and message in err and "missing.csv" not in err
+
+
 def test_too_large_dev_set_is_explained(tmp_path, capsys):
     write_kaggle(tmp_path / "train.csv", 30, with_labels=True)
     code, _, err = run_main(
@@ -221,23 +237,30 @@ def test_saved_model_loads_and_predicts_alike_on_both_backends(tmp_path, capsys)
 def test_estimator_names_are_options_and_come_back_from_the_saved_model(tmp_path, capsys):
     write_kaggle(tmp_path / "train.csv", 200, with_labels=True)
     common = ["--backend", "numpy", "--data", str(tmp_path / "train.csv"), "--dev-size", "40"]
-    short = ["--hidden", "12", "--epochs", "2", "--lr", "0.3", "--seed", "5", "--threads", "1"]
-    long = ["--hidden-layer-sizes", "12", "--max-iter", "2", "--learning-rate-init", "0.3",
-            "--random-state", "5", "--n-threads", "1"]  # fmt: skip
+    rule = ["--solver", "rmsprop", "--rho", "0.9", "--alpha", "0.01", "--learning-rate",
+            "invscaling", "--power-t", "0.25"]  # fmt: skip
+    short = ["--hidden", "12", "9", "--epochs", "2", "--lr", "0.001", "--seed", "5", "--threads",
+             "1", *rule]  # fmt: skip
+    long = ["--hidden-layer-sizes", "12", "9", "--max-iter", "2", "--learning-rate-init", "0.001",
+            "--random-state", "5", "--n-threads", "1", *rule]  # fmt: skip
     saved = []
-    for i, options in enumerate((short, long)):
+    for i, spelling in enumerate((short, long)):
         path = tmp_path / f"{i}.npz"
-        code, _, err = run_main([*common, *options, "--save", str(path)], capsys)
+        code, _, err = run_main([*common, *spelling, "--save", str(path)], capsys)
         assert code == 0, err
         saved.append(fastnn.load(path))
     for model in saved:
         assert {
             k: model.get_params()[k]
             for k in ("hidden_layer_sizes", "max_iter", "learning_rate_init", "random_state",
-                      "n_threads", "batch_size", "init", "activation", "backend", "dtype")
+                      "n_threads", "batch_size", "init", "activation", "backend", "dtype",
+                      "solver", "rho", "alpha", "learning_rate", "power_t", "momentum")
         } == {
-            "hidden_layer_sizes": (12,), "max_iter": 2, "learning_rate_init": 0.3,
+            "hidden_layer_sizes": (12, 9), "max_iter": 2, "learning_rate_init": 0.001,
             "random_state": 5, "n_threads": 1, "batch_size": 128, "init": "he",
-            "activation": "relu", "backend": "numpy", "dtype": "float32",
+            "activation": "relu", "backend": "numpy", "dtype": "float32", "solver": "rmsprop",
+            "rho": 0.9, "alpha": 0.01, "learning_rate": "invscaling", "power_t": 0.25,
+            "momentum": 0.0,
         }  # fmt: skip
+        assert model._optimizer_state.step == 2 * 2 and model.n_iter_ == 2
     np.testing.assert_array_equal(saved[0].coefs_[0], saved[1].coefs_[0])

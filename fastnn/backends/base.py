@@ -15,24 +15,27 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from fastnn.model import ACTIVATIONS, Params, check_choice, pixels_or_floats
+from fastnn.optim import Optimizer, OptimizerState
+
+PLAIN_SGD = Optimizer()  # today's recipe: W -= lr * dW
 
 
 class Forward(NamedTuple):
-    """Every intermediate of one forward pass over n samples."""
+    """Every intermediate of one forward pass over n samples, layer by layer."""
 
-    Z1: np.ndarray  # (n, H) hidden pre-activations
-    A1: np.ndarray  # (n, H) hidden activations
-    Z2: np.ndarray  # (n, n_out) logits
+    Z: list[np.ndarray]  # Z[l]: (n, fan_out of layer l) pre-activations; Z[-1] the logits
+    A: list[np.ndarray]  # A[l]: (n, fan_out of layer l) activations of the hidden layers
     P: np.ndarray  # (n, n_out) softmax probabilities
 
 
 class Grads(NamedTuple):
-    """Gradients of the mean cross-entropy over a batch."""
+    """Gradients of the mean loss over a batch, laid out as Params."""
 
-    dW1: np.ndarray  # (n_in, H)
-    db1: np.ndarray  # (H,)
-    dW2: np.ndarray  # (H, n_out)
-    db2: np.ndarray  # (n_out,)
+    dW: list[np.ndarray]  # dW[l]: like coefs[l]
+    db: list[np.ndarray]  # db[l]: like intercepts[l]
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return tuple(a for pair in zip(self.dW, self.db, strict=True) for a in pair)
 
 
 class Backend(Protocol):
@@ -51,12 +54,17 @@ class Backend(Protocol):
         y: np.ndarray,
         order: np.ndarray,
         batch_size: int,
-        lr: float,
+        lr: float | np.ndarray,
         activation: str = "relu",
+        optimizer: Optimizer = PLAIN_SGD,
+        state: OptimizerState | None = None,
     ) -> tuple[float, float]:
         """One pass of mini-batch gradient descent over X[order], batch by batch, the last
-        batch possibly smaller. Updates params in place; returns the mean loss and the
-        accuracy over the epoch, each batch measured before its update."""
+        batch possibly smaller, at rate lr (one for all batches, or one per batch), by the
+        update rule `optimizer` (plain SGD by default) whose state (a fresh one if None) goes
+        on from step to step. Updates params and state in place; returns the mean loss
+        (with the L2 penalty, if any) and the accuracy over the epoch, each batch measured
+        before its update."""
         ...
 
     def predict_proba(
@@ -110,8 +118,11 @@ def check_X(params: Params, X: np.ndarray) -> np.ndarray:
 
 def _check_writable(params: Params) -> None:
     """Training updates the weights in place, so they must be writable."""
-    names = ("W1", "b1", "W2", "b2")
-    locked = [name for name, a in zip(names, params.arrays(), strict=True) if not a.flags.writeable]
+    locked = [
+        name
+        for name, a in zip(params.names(), params.arrays(), strict=True)
+        if not a.flags.writeable
+    ]
     if locked:
         raise ValueError(
             f"the weights {', '.join(locked)} are read-only (memory-mapped or from a read-only "
@@ -132,8 +143,17 @@ def check_y(params: Params, X: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def check_epoch_args(
-    params: Params, X: np.ndarray, order: np.ndarray, batch_size: int, lr: float, activation: str
-) -> np.ndarray:
+    params: Params,
+    X: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+    lr: float | np.ndarray,
+    activation: str,
+    optimizer: Optimizer,
+    state: OptimizerState | None,
+) -> tuple[np.ndarray, np.ndarray, OptimizerState]:
+    """The checked sample order, one learning rate per batch (lr may be one for all), and the
+    optimizer's state (a fresh one if None)."""
     _check_writable(params)
     check_choice("activation", activation, ACTIVATIONS)
     order = np.asarray(order)
@@ -141,8 +161,22 @@ def check_epoch_args(
         raise ValueError("order must be a non-empty 1-D array of row indices")
     if order.min() < 0 or order.max() >= X.shape[0]:
         raise ValueError(f"order holds indices outside 0..{X.shape[0] - 1}")
-    if int(batch_size) != batch_size or batch_size < 1:
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive whole number; got {batch_size!r}")
-    if not np.isfinite(lr) or lr <= 0:
+    n_batches = -(-order.size // int(batch_size))
+    rates = np.asarray(lr, dtype=np.float64)
+    if rates.ndim == 0:
+        rates = np.full(n_batches, float(rates))
+    if rates.shape != (n_batches,):
+        raise ValueError(f"lr must be one number or one per batch ({n_batches}); got {rates.shape}")
+    if not (np.isfinite(rates).all() and (rates > 0).all()):
         raise ValueError(f"learning rate must be a positive number; got {lr!r}")
-    return np.ascontiguousarray(order, dtype=np.int64)
+    optimizer.validate()
+    if state is None:
+        state = OptimizerState.fresh(optimizer, params)
+    elif not state.fits(optimizer, params):
+        raise ValueError(
+            f"the optimizer state does not fit solver {optimizer.solver!r} (momentum "
+            f"{optimizer.momentum}) on this network: start from OptimizerState.fresh"
+        )
+    return np.ascontiguousarray(order, dtype=np.int64), rates, state

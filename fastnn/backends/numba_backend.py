@@ -16,11 +16,22 @@ import numba
 import numpy as np
 from numba.core import event
 
-from fastnn.backends.base import Compilation, Forward, Grads, check_epoch_args, check_X, check_y
+from fastnn.backends.base import (
+    PLAIN_SGD,
+    Compilation,
+    Forward,
+    Grads,
+    check_epoch_args,
+    check_X,
+    check_y,
+)
 from fastnn.interrupt import deferred_keyboard_interrupt
 from fastnn.kernels.config import THREADING_LAYER, launch_guard
-from fastnn.kernels.epoch import FORWARD, GRADIENTS, TRAIN, run
+from fastnn.kernels.epoch import Data, Net, State, descend, forward
+from fastnn.kernels.layout import Layout, make_layout
+from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SGD, Rule
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
+from fastnn.optim import Optimizer, OptimizerState, adam_rate
 
 COMPILE_NOTICE = (
     "compiling the Numba kernels once, about 20 s (later runs load them from the cache)"
@@ -53,20 +64,9 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return view
 
 
-_NO_LABELS = _read_only(np.empty(0, np.int64))
-
-
-def _run(
-    mode: int,
-    params: Params,
-    X: np.ndarray,
-    y: np.ndarray,
-    order: np.ndarray,
-    batch_size: int,
-    lr: float,
-    activation: str,
-    grads: tuple[np.ndarray, ...],
-) -> tuple:
+def _call(entry, *args) -> tuple:
+    """entry(*args) on the compiled kernels, refused in a forked OpenMP process, guarded as
+    the threading layer needs, Ctrl-C held until it returns."""
     if forked_from_openmp():
         raise ForkedProcessError(
             "the Numba kernels cannot run in this process: it was forked from one that had "
@@ -74,53 +74,92 @@ def _run(
             "with multiprocessing's 'spawn' or 'forkserver' method, or take the backend anew "
             "with fastnn.backends.get_backend('numba'), which gives the numpy one here."
         )
-    params.validate()  # one dtype for all four: no mixed specialisation compiled
-    dtype = params.dtype.type
-    given = params.arrays()
-    arrays = tuple(a if _kernel_ready(a) else _kernel_copy(a) for a in given)
-    # Constants go in as the parameters' dtype: no float64 creeps into float32 kernels.
     with launch_guard(), deferred_keyboard_interrupt():
-        result = run(
-            mode,
-            arrays,
-            _read_only(X),
-            _read_only(y),
-            _read_only(order),
-            max(int(batch_size), 1),
-            dtype(lr),
-            dtype(LEAKY_SLOPE),
-            activation == "leaky_relu",
-            grads,
-        )
-    if mode == TRAIN:  # weights trained as copies go back where the caller keeps them
-        for original, trained in zip(given, arrays, strict=True):
-            if trained is not original:
-                original[...] = trained
-    return result
+        return entry(*args)
 
 
-def _kernel_ready(a: np.ndarray) -> bool:
-    """Whether the kernels, compiled for one kind of weight array, can take `a` as it is."""
-    return type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable and a.dtype.isnative
+def _kernel_shape(p: int, a: np.ndarray) -> np.ndarray:
+    """Array p of Params.arrays() (W1, b1, W2, b2, ...) as the kernels lay it out: the weights
+    of every layer after the first transposed (see fastnn.kernels.layout)."""
+    return a.T if p % 2 == 0 and p > 0 else a
 
 
-def _kernel_copy(a: np.ndarray) -> np.ndarray:
-    """A copy of `a` the kernels take: a plain, writable C-ordered array in native byte order.
-    Weights of any other kind (memory-mapped or read-only, Fortran-ordered or strided views,
-    big-endian from a file) would need kernels compiled for them, or fail to compile, or (byte
-    order) be read wrong."""
-    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+def _pack(arrays: list[np.ndarray] | tuple[np.ndarray, ...], dtype: np.dtype) -> np.ndarray:
+    """Arrays laid out as Params.arrays(), as one flat buffer in the kernels' layout: always a
+    fresh, writable, native-order copy, so weights of any kind (memory-mapped or read-only,
+    Fortran-ordered or strided views, big-endian from a file) reach the kernels as the one
+    kind of array they are compiled for."""
+    pieces = [np.ravel(_kernel_shape(p, a)) for p, a in enumerate(arrays)]
+    return np.concatenate(pieces, dtype=dtype.newbyteorder("="))
 
 
-def _no_grads(params: Params) -> tuple[np.ndarray, ...]:
-    """Width-0 placeholders for the gradients `run` writes only in GRADIENTS mode."""
+def _pieces(flat: np.ndarray, layout: Layout) -> list[np.ndarray]:
+    """Views of a flat buffer laid out as theta, in Params.arrays()' layout: W1, b1, W2, ..."""
+    views = []
+    widths = zip(layout.sizes[:-1], layout.sizes[1:], strict=True)
+    for layer, (fan_in, fan_out) in enumerate(widths):
+        start, bias_at = layout.weights_at[layer], layout.bias_at[layer]
+        shape = (fan_in, fan_out) if layer == 0 else (fan_out, fan_in)
+        views.append(_kernel_shape(2 * layer, flat[start:bias_at].reshape(shape)))
+        views.append(flat[bias_at : bias_at + fan_out])
+    return views
+
+
+def _unpack(flat: np.ndarray, layout: Layout, arrays: list[np.ndarray]) -> None:
+    """arrays[...] = the numbers of a flat buffer from `_pack`, in place."""
+    for a, piece in zip(arrays, _pieces(flat, layout), strict=True):
+        a[...] = piece
+
+
+def _units(buf: np.ndarray, n: int, layout: Layout, layer: int) -> np.ndarray:
+    """A layer's activations of n samples in a flat buffer of `forward`: (n, fan_out)."""
+    start, end = n * layout.units_at[layer], n * layout.units_at[layer + 1]
+    return buf[start:end].reshape(n, layout.sizes[layer + 1])
+
+
+def _network(params: Params, activation: str) -> tuple[Layout, Net]:
+    """The network as the kernels take it: where each layer's numbers sit, and a copy of them
+    in that layout (written back by `_unpack` after training)."""
+    params.validate()  # one dtype for all arrays: no mixed specialisation compiled
     dtype = params.dtype
-    return (
-        np.empty((params.n_in, 0), dtype),
-        np.empty(0, dtype),
-        np.empty((params.n_out, 0), dtype),
-        np.empty(0, dtype),
+    layout = make_layout([params.n_in, *params.hidden_sizes, params.n_out])
+    later = [np.ravel(W) for W in params.coefs[1:]]  # coefs' layout, for the forward pass
+    ahead = np.concatenate(later, dtype=dtype.newbyteorder("="))
+    leaky = activation == "leaky_relu"
+    return layout, Net(_pack(params.arrays(), dtype), ahead, dtype.type(LEAKY_SLOPE), leaky)
+
+
+def _rule(optimizer: Optimizer, rates: np.ndarray, steps_done: int, dtype: np.dtype) -> Rule:
+    """The kernels' Rule: every scalar rounded to the parameters' dtype (native byte order), as
+    the reference rounds it; Adam's bias-corrected rate of each step computed here in float64
+    first."""
+    if optimizer.solver == "adam":
+        rates = [adam_rate(lr, optimizer, steps_done + 1 + b) for b, lr in enumerate(rates)]
+        solver = ADAM
+    elif optimizer.solver == "rmsprop":
+        solver = RMSPROP
+    else:
+        solver = MOMENTUM if optimizer.momentum else SGD
+    d = dtype.type
+    return Rule(
+        solver,
+        np.asarray(rates, dtype),
+        float(optimizer.alpha),
+        d(optimizer.momentum),
+        bool(optimizer.nesterovs_momentum),
+        d(optimizer.beta_1),
+        d(1 - optimizer.beta_1),
+        d(optimizer.beta_2),
+        d(1 - optimizer.beta_2),
+        d(optimizer.rho),
+        d(1 - optimizer.rho),
+        d(optimizer.epsilon),
     )
+
+
+def _moments(moments: list[np.ndarray], net: Net) -> np.ndarray:
+    """One kind of optimizer moments, packed as theta; empty if the solver keeps none."""
+    return _pack(moments, net.theta.dtype) if moments else net.theta[:0].copy()
 
 
 class NumbaBackend:
@@ -129,11 +168,12 @@ class NumbaBackend:
     def forward(self, params: Params, X: np.ndarray, activation: str = "relu") -> Forward:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
-        order = np.arange(len(X))
-        *_, Z1, A1, Z2, P = _run(
-            FORWARD, params, X, _NO_LABELS, order, len(X), 0.0, activation, _no_grads(params)
-        )
-        return Forward(Z1, A1, Z2, P)
+        layout, net = _network(params, activation)
+        Z, A, P = _call(forward, layout, net, _read_only(X))
+        n = len(X)
+        Zs = [_units(Z, n, layout, layer) for layer in range(len(params.coefs))]
+        As = [_units(A, n, layout, layer) for layer in range(len(params.coefs) - 1)]
+        return Forward(Zs, As, P)
 
     def loss_and_grads(
         self, params: Params, X: np.ndarray, y: np.ndarray, activation: str = "relu"
@@ -141,22 +181,14 @@ class NumbaBackend:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
         y = check_y(params, X, y)
-        dW1 = np.zeros_like(params.W1)  # rows of features that are zero in all of X stay 0
-        db1, db2 = np.empty_like(params.b1), np.empty_like(params.b2)
-        dW2T = np.empty((params.n_out, params.hidden), params.dtype)  # (n_out, H)
-        loss_sum, *_ = _run(
-            GRADIENTS,
-            params,
-            X,
-            y,
-            np.arange(len(X)),
-            len(X),
-            0.0,
-            activation,
-            (dW1, db1, dW2T, db2),
-        )
+        layout, net = _network(params, activation)
+        rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
+        state = State(np.zeros_like(net.theta), net.theta[:0], net.theta[:0])
+        data = Data(_read_only(X), _read_only(y), _read_only(np.arange(len(X))), max(len(X), 1))
+        loss_sum, _ = _call(descend, layout, net, data, rule, state)
         loss = loss_sum / len(X) if len(X) else float("nan")
-        return loss, Grads(dW1, db1, np.ascontiguousarray(dW2T.T), db2)
+        grads = [np.ascontiguousarray(g) for g in _pieces(state.sums, layout)]
+        return loss, Grads(grads[0::2], grads[1::2])
 
     def train_epoch(
         self,
@@ -165,15 +197,28 @@ class NumbaBackend:
         y: np.ndarray,
         order: np.ndarray,
         batch_size: int,
-        lr: float,
+        lr: float | np.ndarray,
         activation: str = "relu",
+        optimizer: Optimizer = PLAIN_SGD,
+        state: OptimizerState | None = None,
     ) -> tuple[float, float]:
         X = check_X(params, X)
         y = check_y(params, X, y)
-        order = check_epoch_args(params, X, order, batch_size, lr, activation)
-        loss_sum, hits, *_ = _run(
-            TRAIN, params, X, y, order, batch_size, lr, activation, _no_grads(params)
+        order, rates, state = check_epoch_args(
+            params, X, order, batch_size, lr, activation, optimizer, state
         )
+        layout, net = _network(params, activation)
+        rule = _rule(optimizer, rates, state.step, net.theta.dtype)
+        moments = State(
+            np.zeros_like(net.theta), _moments(state.first, net), _moments(state.second, net)
+        )
+        data = Data(_read_only(X), _read_only(y), _read_only(order), int(batch_size))
+        loss_sum, hits = _call(descend, layout, net, data, rule, moments)
+        _unpack(net.theta, layout, list(params.arrays()))
+        for packed, given in ((moments.first, state.first), (moments.second, state.second)):
+            if given:
+                _unpack(packed, layout, given)
+        state.step += len(rates)
         return loss_sum / len(order), hits / len(order)
 
     def predict_proba(self, params: Params, X: np.ndarray, activation: str = "relu") -> np.ndarray:
@@ -208,19 +253,22 @@ class NumbaBackend:
             yield record
 
 
+ENTRIES = (descend, forward)
+
+
 class _CompileListener(event.Listener):
-    """Times the compiling of `run` (which compiles every kernel it calls)."""
+    """Times the compiling of the entries (each compiles every kernel it calls)."""
 
     def __init__(self, record: Compilation, say: Callable[[str], None] | None) -> None:
         self.record, self.say = record, say
         self.started = 0.0
 
     def on_start(self, ev: event.Event) -> None:
-        if ev.data["dispatcher"] is run:
+        if ev.data["dispatcher"] in ENTRIES:
             self.started = time.perf_counter()
             if self.say is not None:
                 self.say(COMPILE_NOTICE)
 
     def on_end(self, ev: event.Event) -> None:
-        if ev.data["dispatcher"] is run:
+        if ev.data["dispatcher"] in ENTRIES:
             self.record.seconds = (self.record.seconds or 0.0) + time.perf_counter() - self.started

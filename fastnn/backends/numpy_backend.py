@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn.backends.base import (
+    PLAIN_SGD,
     Forward,
     Grads,
     check_epoch_args,
@@ -17,6 +18,7 @@ from fastnn.backends.base import (
     unchanged_threads,
 )
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice, scale_pixels
+from fastnn.optim import Optimizer, OptimizerState, adam_rate
 
 
 def to_float(X: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -50,23 +52,68 @@ def cross_entropy(Z2: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def forward(params: Params, X: np.ndarray, activation: str) -> Forward:
-    Z1 = X @ params.W1 + params.b1  # (n, H)
-    A1 = activate(Z1, activation)  # (n, H)
-    Z2 = A1 @ params.W2 + params.b2  # (n, n_out)
-    return Forward(Z1, A1, Z2, softmax(Z2))
+    Z, A = [], []
+    inputs = X  # (n, n_in)
+    for W, b in zip(params.coefs, params.intercepts, strict=True):
+        Z.append(inputs @ W + b)  # (n, fan_out)
+        if len(Z) < len(params.coefs):
+            inputs = activate(Z[-1], activation)  # (n, fan_out)
+            A.append(inputs)
+    return Forward(Z, A, softmax(Z[-1]))
 
 
 def backward(params: Params, X: np.ndarray, y: np.ndarray, fwd: Forward, activation: str) -> Grads:
+    """Gradients of the mean cross-entropy (no penalty: the optimizer step adds alpha's)."""
     n = X.shape[0]
-    dZ2 = fwd.P.copy()  # (n, n_out)
-    dZ2[np.arange(n), y] -= 1
-    dZ2 /= n  # gradient of the mean loss
-    dW2 = fwd.A1.T @ dZ2  # (H, n_out)
-    db2 = dZ2.sum(axis=0)  # (n_out,)  over the batch only
-    dZ1 = (dZ2 @ params.W2.T) * activation_slope(fwd.Z1, activation)  # (n, H)
-    dW1 = X.T @ dZ1  # (n_in, H)
-    db1 = dZ1.sum(axis=0)  # (H,)
-    return Grads(dW1, db1, dW2, db2)
+    dZ = fwd.P.copy()  # (n, n_out)
+    dZ[np.arange(n), y] -= 1
+    dZ /= n  # gradient of the mean loss
+    inputs = [X, *fwd.A]  # what each layer took: (n, fan_in)
+    dW, db = [], []
+    for layer in reversed(range(len(params.coefs))):
+        dW.insert(0, inputs[layer].T @ dZ)  # (fan_in, fan_out)
+        db.insert(0, dZ.sum(axis=0))  # (fan_out,)  over the batch only
+        if layer:
+            slope = activation_slope(fwd.Z[layer - 1], activation)  # (n, fan_in)
+            dZ = (dZ @ params.coefs[layer].T) * slope  # (n, fan_in)
+    return Grads(dW, db)
+
+
+def penalty(params: Params, alpha: float) -> float:
+    """alpha / 2 * the sum of the squared weights (not biases): the batch's summed loss gains
+    this, so its mean gains it / n, as scikit-learn adds it."""
+    if alpha == 0:
+        return 0.0
+    return 0.5 * alpha * sum(float(np.dot(W.ravel(), W.ravel())) for W in params.coefs)
+
+
+def step(
+    params: Params, grads: Grads, optimizer: Optimizer, state: OptimizerState, lr: float, n: int
+) -> None:
+    """One update of params and state in place, by the formulas of fastnn.optim."""
+    dtype = params.dtype.type
+    state.step += 1
+    if optimizer.solver == "adam":
+        lr = adam_rate(lr, optimizer, state.step)
+    rate, decay = dtype(lr), dtype(optimizer.alpha / n)
+    mu, b1, b2 = dtype(optimizer.momentum), dtype(optimizer.beta_1), dtype(optimizer.beta_2)
+    c1, c2 = dtype(1 - optimizer.beta_1), dtype(1 - optimizer.beta_2)
+    rho, c_rho, eps = dtype(optimizer.rho), dtype(1 - optimizer.rho), dtype(optimizer.epsilon)
+    first, second = state.first, state.second
+    for p, (param, grad) in enumerate(zip(params.arrays(), grads.arrays(), strict=True)):
+        g = grad + decay * param if optimizer.alpha and p % 2 == 0 else grad  # W, not b
+        if optimizer.solver == "adam":
+            first[p][...] = b1 * first[p] + c1 * g
+            second[p][...] = b2 * second[p] + c2 * (g * g)
+            param += -rate * first[p] / (np.sqrt(second[p]) + eps)
+        elif optimizer.solver == "rmsprop":
+            second[p][...] = rho * second[p] + c_rho * (g * g)
+            param += -rate * g / (np.sqrt(second[p]) + eps)
+        elif optimizer.momentum:
+            first[p][...] = mu * first[p] - rate * g
+            param += mu * first[p] - rate * g if optimizer.nesterovs_momentum else first[p]
+        else:
+            param -= rate * g
 
 
 class NumpyBackend:
@@ -84,7 +131,7 @@ class NumpyBackend:
         y = check_y(params, X, y)
         X = to_float(X, params.dtype)
         fwd = forward(params, X, activation)
-        loss = float(cross_entropy(fwd.Z2, y).mean())
+        loss = float(cross_entropy(fwd.Z[-1], y).mean())
         return loss, backward(params, X, y, fwd, activation)
 
     def train_epoch(
@@ -94,24 +141,26 @@ class NumpyBackend:
         y: np.ndarray,
         order: np.ndarray,
         batch_size: int,
-        lr: float,
+        lr: float | np.ndarray,
         activation: str = "relu",
+        optimizer: Optimizer = PLAIN_SGD,
+        state: OptimizerState | None = None,
     ) -> tuple[float, float]:
         X = check_X(params, X)
         y = check_y(params, X, y)
-        order = check_epoch_args(params, X, order, batch_size, lr, activation)
-        lr = params.dtype.type(lr)
+        order, rates, state = check_epoch_args(
+            params, X, order, batch_size, lr, activation, optimizer, state
+        )
         loss_sum = 0.0
         correct = 0
-        for start in range(0, len(order), batch_size):
+        for batch, start in enumerate(range(0, len(order), batch_size)):
             rows = order[start : start + batch_size]
             Xb, yb = to_float(X[rows], params.dtype), y[rows]
             fwd = forward(params, Xb, activation)
-            loss_sum += float(cross_entropy(fwd.Z2, yb).sum())
-            correct += int((fwd.Z2.argmax(axis=1) == yb).sum())
+            loss_sum += float(cross_entropy(fwd.Z[-1], yb).sum()) + penalty(params, optimizer.alpha)
+            correct += int((fwd.Z[-1].argmax(axis=1) == yb).sum())
             grads = backward(params, Xb, yb, fwd, activation)
-            for param, grad in zip(params.arrays(), grads, strict=True):
-                param -= lr * grad
+            step(params, grads, optimizer, state, rates[batch], len(rows))
         return loss_sum / len(order), correct / len(order)
 
     def predict_proba(self, params: Params, X: np.ndarray, activation: str = "relu") -> np.ndarray:

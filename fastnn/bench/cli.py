@@ -1,8 +1,9 @@
 """python -m fastnn.bench: the backends side by side in one process, on every workload.
 
 For each workload numpy and numba take turns (numpy, numba, numpy, numba, ...) after one
-untimed warm-up round, and the medians are compared. Then, optionally, the same MNIST epoch
-in other libraries, and the start-up time of a fresh train process.
+untimed warm-up round, and the medians are compared, as is each non-SGD workload's epoch with
+its plain-SGD twin's. Then, optionally, the same MNIST epochs in other libraries, and the
+start-up time of a fresh train process.
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ from fastnn.bench.timing import (
 from fastnn.bench.workloads import (
     FLOP_FORMULA,
     INPUT_FORMS,
-    LEARNING_RATE,
-    PEER_WORKLOAD,
+    PEER_WORKLOADS,
     WORKLOAD_NAMES,
     Workload,
     backend_contender,
@@ -49,7 +49,7 @@ from fastnn.bench.workloads import (
     workload,
 )
 from fastnn.data import DataError, load_dataset
-from fastnn.train import positive_int
+from fastnn.options import positive_int
 
 DEFAULT_REPEATS = 5
 DEFAULT_FULL_BATCH_ITERS = 5
@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--peers",
         action=argparse.BooleanOptionalAction,
-        help="also time PyTorch, JAX and scikit-learn where installed (default: on)",
+        help="also time PyTorch, JAX and scikit-learn where installed, on those of the chosen "
+        f"workloads that they run: {', '.join(PEER_WORKLOADS)} (default: on)",
     )
     p.add_argument(
         "--startup",
@@ -173,7 +174,11 @@ def run_workloads(
                 name=w.name,
                 label=w.label(),
                 dataset=w.dataset,
-                hidden=w.hidden,
+                hidden=list(w.hidden),
+                depth=len(w.hidden),
+                solver=w.solver,
+                learning_rate=w.learning_rate,
+                sgd_twin=w.sgd_twin,
                 batch_size=p.batch_size,
                 full_batch=w.full_batch,
                 dtype=w.dtype,
@@ -187,6 +192,53 @@ def run_workloads(
             )
         )
     return entries
+
+
+def optimizer_costs(entries: Sequence[dict]) -> list[dict]:
+    """Each workload's epoch time over that of its plain-SGD twin, per backend: what the
+    solver's extra work costs. Only where both were run."""
+    by_name = {e["name"]: e for e in entries}
+    costs = []
+    for entry in entries:
+        twin = by_name.get(entry["sgd_twin"])
+        if twin is None:
+            continue
+        over_sgd = {
+            backend: speedup(  # speedup(a, b) is a / b: here the solver's time over SGD's
+                entry["results"][backend]["median_epoch_s"],
+                twin["results"][backend]["median_epoch_s"],
+            )
+            for backend in entry["results"]
+        }
+        costs.append(
+            dict(
+                workload=entry["name"],
+                sgd_twin=twin["name"],
+                solver=entry["solver"],
+                over_sgd=over_sgd,
+            )
+        )
+    return costs
+
+
+def run_peers_on(
+    names: Sequence[str],
+    data: Data,
+    numba: Backend | None,
+    args: argparse.Namespace,
+    peak: dict[str, float],
+    log: Log,
+) -> list[dict]:
+    """The other libraries on those of `names` that they run, one result per workload."""
+    chosen = [name for name in PEER_WORKLOADS if name in names]
+    if not chosen:
+        log(f"peers: they run only {', '.join(PEER_WORKLOADS)}, none of them chosen")
+    results = []
+    for name in chosen:
+        w = workload(name)
+        p = prepare(w, *data[w.dataset], rows=args.rows)
+        results.append(run_peers(p, numba, args.threads, args.repeats, peak[w.dtype], log))
+    return results
 
 
 def collect(
@@ -207,11 +259,7 @@ def collect(
         log(f"matmul peak: {', '.join(f'{d} {g:.1f} GFLOP/s' for d, g in peak.items())}")
         workloads = [workload(name) for name in args.workloads]
         entries = run_workloads(workloads, data, backends, args, peak, log)
-        peers = None
-        if args.peers:
-            w = workload(PEER_WORKLOAD)
-            p = prepare(w, *data[w.dataset], rows=args.rows)
-            peers = run_peers(p, numba, args.threads, args.repeats, peak[w.dtype], log)
+        peers = run_peers_on(args.workloads, data, numba, args, peak, log) if args.peers else None
     if not args.startup:
         startup = None
     elif numba is None:
@@ -232,7 +280,6 @@ def collect(
             blas_threads_limited=blas_limited,
             full_batch_iters=args.full_batch_iters,
             rows=args.rows,
-            learning_rate=LEARNING_RATE,
             matmul_size=matmul_size,
             matmul_tries=MATMUL_TRIES,
         ),
@@ -242,6 +289,7 @@ def collect(
         flop_formula=FLOP_FORMULA,
         matmul_peak_gflops=peak,
         workloads=entries,
+        optimizer_costs=optimizer_costs(entries),
         peers=peers,
         startup=startup,
     )
@@ -270,13 +318,13 @@ def run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     outputs = [("--json", args.json), ("--png", args.png), ("--markdown", args.markdown)]
-    needed = {workload(name).dataset for name in args.workloads}
+    needed = {workload(name).dataset for name in args.workloads}  # the peers' too
     data = {}
     try:
         for option, path in outputs:  # before minutes of timing, not after
             if path:
                 check_writable(path, option)
-        for name in sorted(needed | ({"mnist"} if args.peers else set())):
+        for name in sorted(needed):
             ds = load_dataset(name, data_dir=args.data, download=False)
             data[name] = (ds.X_train, ds.y_train)
     except (DataError, ValueError) as exc:

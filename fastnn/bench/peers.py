@@ -1,9 +1,9 @@
-"""Other libraries on the same workload, for scale: PyTorch, JAX and scikit-learn.
+"""Other libraries on the same workloads, for scale: PyTorch, JAX and scikit-learn.
 
 None of them is a dependency. Each is imported only here, inside a try: one that is not
 installed is reported as such and skipped. All get the float32 X / 255 that numpy gets,
 scaled once outside the timing, the same starting weights where the library allows it, and
-plain SGD with the same learning rate.
+the workload's layers, solver (plain SGD or Adam) and learning rate.
 """
 
 from __future__ import annotations
@@ -11,33 +11,51 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastnn.backends import Backend
 from fastnn.bench.timing import measure, others_cpu, speedup
-from fastnn.bench.workloads import (
-    INPUT_FORMS,
-    LEARNING_RATE,
-    Contender,
-    Prepared,
-    backend_contender,
-)
+from fastnn.bench.workloads import INPUT_FORMS, Contender, Prepared, Workload, backend_contender
+
+if TYPE_CHECKING:  # for the annotations only: torch is imported where it is used, if at all
+    import torch
 
 SCALED_INPUT = "float32 X/255, scaled once outside the timing"
 OURS = "fastnn numba"  # the row the peers are compared with
+PEER_SOLVERS = ("sgd", "adam")  # the update rules written out for every peer below
 
 
 class PeerUnavailable(Exception):
     """The library is missing or cannot run this workload; the message says why."""
 
 
+def check_solver(w: Workload) -> None:
+    if w.solver not in PEER_SOLVERS:
+        raise PeerUnavailable(f"solver {w.solver} is not set up for the other libraries")
+
+
+def torch_optimizer(model: torch.nn.Module, w: Workload) -> torch.optim.Optimizer:
+    """torch.optim's SGD or Adam with the workload's rate, betas and epsilon."""
+    import torch
+
+    if w.solver == "adam":
+        o = w.optimizer
+        return torch.optim.Adam(
+            model.parameters(), lr=w.learning_rate, betas=(o.beta_1, o.beta_2), eps=o.epsilon
+        )
+    return torch.optim.SGD(model.parameters(), lr=w.learning_rate)
+
+
 def torch_contender(p: Prepared, threads: int) -> Contender:
-    """nn.Linear + ReLU + nn.Linear, CrossEntropyLoss, SGD; a Python loop over mini-batches."""
+    """nn.Linear layers with ReLU between them, CrossEntropyLoss, SGD or Adam; a Python loop
+    over mini-batches."""
     try:
         import torch
     except ImportError:
         raise PeerUnavailable("not installed") from None
+    check_solver(p.workload)
     torch.set_num_threads(threads)
     X = torch.from_numpy(p.scaled())
     y = torch.from_numpy(p.y)
@@ -45,17 +63,15 @@ def torch_contender(p: Prepared, threads: int) -> Contender:
     batch = p.batch_size
 
     def setup() -> tuple:
-        model = torch.nn.Sequential(
-            torch.nn.Linear(p.params0.n_in, p.params0.hidden),
-            torch.nn.ReLU(),
-            torch.nn.Linear(p.params0.hidden, p.params0.n_out),
-        )
-        with torch.no_grad():  # nn.Linear stores weights as (out, in): ours transposed
-            model[0].weight.copy_(torch.from_numpy(p.params0.W1.T))
-            model[0].bias.copy_(torch.from_numpy(p.params0.b1))
-            model[2].weight.copy_(torch.from_numpy(p.params0.W2.T))
-            model[2].bias.copy_(torch.from_numpy(p.params0.b2))
-        return model, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+        layers = []
+        for W, b in zip(p.params0.coefs, p.params0.intercepts, strict=True):
+            linear = torch.nn.Linear(*W.shape)
+            with torch.no_grad():  # nn.Linear stores weights as (out, in): ours transposed
+                linear.weight.copy_(torch.from_numpy(W.T))
+                linear.bias.copy_(torch.from_numpy(b))
+            layers += [linear, torch.nn.ReLU()]
+        model = torch.nn.Sequential(*layers[:-1])  # no ReLU after the logits
+        return model, torch_optimizer(model, p.workload)
 
     loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -70,13 +86,47 @@ def torch_contender(p: Prepared, threads: int) -> Contender:
     return Contender(f"pytorch {torch.__version__}", SCALED_INPUT, setup, run, p.samples_per_run)
 
 
+def jax_rule(w: Workload) -> tuple[Callable, Callable]:
+    """The workload's update rule written out in JAX (which has no optimizers of its own), by
+    the formulas of fastnn.optim: init(params) -> state, and update(params, grads, state) ->
+    (params, state)."""
+    import jax
+    import jax.numpy as jnp
+
+    lr, o = w.learning_rate, w.optimizer
+
+    def sgd(params: tuple, grads: tuple, state: tuple) -> tuple:
+        return jax.tree.map(lambda p, g: p - lr * g, params, grads), state
+
+    def adam_init(params: tuple) -> tuple:
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return zeros, zeros, jnp.zeros((), jnp.int32)  # m, s and the step t
+
+    def adam(params: tuple, grads: tuple, state: tuple) -> tuple:
+        m, s, t = state
+        t = t + 1
+        m = jax.tree.map(lambda m, g: o.beta_1 * m + (1 - o.beta_1) * g, m, grads)
+        s = jax.tree.map(lambda s, g: o.beta_2 * s + (1 - o.beta_2) * g * g, s, grads)
+        rate = lr * jnp.sqrt(1 - o.beta_2**t) / (1 - o.beta_1**t)
+        params = jax.tree.map(
+            lambda p, m, s: p - rate * m / (jnp.sqrt(s) + o.epsilon), params, m, s
+        )
+        return params, (m, s, t)
+
+    if w.solver == "adam":
+        return adam_init, adam
+    return (lambda params: ()), sgd
+
+
 def jax_contender(p: Prepared, threads: int) -> Contender:
-    """One jitted function per epoch: lax.scan over the batches (see PEER_NOTES)."""
+    """One jitted function per epoch: lax.scan over the batches (see peer_notes)."""
     try:
         import jax
         import jax.numpy as jnp
     except ImportError:
         raise PeerUnavailable("not installed") from None
+    check_solver(p.workload)
+    init, update = jax_rule(p.workload)
     n_batches = len(p.order) // p.batch_size
     if n_batches == 0:
         raise PeerUnavailable(f"fewer rows than one batch of {p.batch_size}")
@@ -85,49 +135,55 @@ def jax_contender(p: Prepared, threads: int) -> Contender:
     y = jnp.asarray(p.y.astype(np.int32))
 
     def loss(params: tuple, xb: jax.Array, yb: jax.Array) -> jax.Array:
-        W1, b1, W2, b2 = params
-        logits = jax.nn.relu(xb @ W1 + b1) @ W2 + b2
+        *hidden, (W_out, b_out) = zip(params[0::2], params[1::2], strict=True)
+        a = xb
+        for W, b in hidden:
+            a = jax.nn.relu(a @ W + b)
+        logits = a @ W_out + b_out
         log_p = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(log_p, yb[:, None], axis=1))
 
     @jax.jit
-    def epoch(params: tuple, X: jax.Array, y: jax.Array, batches: jax.Array) -> tuple:
-        def step(params: tuple, rows: jax.Array) -> tuple:
+    def epoch(carry: tuple, X: jax.Array, y: jax.Array, batches: jax.Array) -> tuple:
+        def step(carry: tuple, rows: jax.Array) -> tuple:
+            params, state = carry
             value, grads = jax.value_and_grad(loss)(params, X[rows], y[rows])
-            return jax.tree.map(lambda w, g: w - LEARNING_RATE * g, params, grads), value
+            return update(params, grads, state), value
 
-        return jax.lax.scan(step, params, batches)
+        return jax.lax.scan(step, carry, batches)
 
     def setup() -> tuple:
-        return tuple(jnp.asarray(a) for a in p.params0.arrays())
+        params = tuple(jnp.asarray(a) for a in p.params0.arrays())
+        return params, init(params)
 
-    def run(params: tuple) -> tuple:
-        return jax.block_until_ready(epoch(params, X, y, batches))  # jax runs asynchronously
+    def run(carry: tuple) -> tuple:
+        return jax.block_until_ready(epoch(carry, X, y, batches))  # jax runs asynchronously
 
     return Contender(f"jax {jax.__version__}", SCALED_INPUT, setup, run, n_batches * p.batch_size)
 
 
 def sklearn_contender(p: Prepared, threads: int) -> Contender:
-    """MLPClassifier with plain SGD for one epoch, max_iter=1 (see PEER_NOTES)."""
+    """MLPClassifier with the workload's solver for one epoch, max_iter=1 (see peer_notes)."""
     try:
         import sklearn
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPClassifier
     except ImportError:
         raise PeerUnavailable("not installed") from None
+    check_solver(p.workload)
     X, y = p.scaled(), p.y
+    # fastnn's optimizer settings go by MLPClassifier's names; only RMSprop's rho is ours.
+    settings = p.workload.optimizer._asdict()
+    del settings["rho"]
 
     def setup() -> MLPClassifier:
         return MLPClassifier(
-            hidden_layer_sizes=(p.params0.hidden,),
-            solver="sgd",
+            hidden_layer_sizes=p.workload.hidden,
             batch_size=p.batch_size,
             max_iter=1,
-            learning_rate_init=LEARNING_RATE,
-            momentum=0.0,
-            nesterovs_momentum=False,
-            alpha=0.0,
+            learning_rate_init=p.workload.learning_rate,
             random_state=0,
+            **settings,
         )
 
     def run(model: MLPClassifier) -> None:
@@ -141,17 +197,26 @@ def sklearn_contender(p: Prepared, threads: int) -> Contender:
     )
 
 
-# What each peer does differently, printed under the peer table.
-PEER_NOTES = {
-    "pytorch": "PyTorch: nn.Linear + ReLU + nn.Linear, CrossEntropyLoss, SGD, a Python loop over "
-    "the batches in the same order; torch.set_num_threads(threads).",
-    "jax": "JAX: one jitted epoch, lax.scan over the batches, each batch's rows gathered inside; "
-    "scan needs equal batches, so the last partial batch is dropped (96 of 60,000 MNIST rows) "
-    "and samples/s counts only the rows trained on. XLA keeps its own thread pool (all cores).",
-    "scikit-learn": "scikit-learn: MLPClassifier(hidden (128,), solver sgd, batch 128, "
-    "max_iter=1, momentum 0, alpha 0) fit once; it draws its own initial weights and shuffles "
-    "with its own generator: the same work, not the same numbers.",
-}
+def peer_notes(p: Prepared) -> dict[str, str]:
+    """What each peer does differently on this workload, printed under the peer tables. They
+    name no workload, so notes that come out equal for several are printed once."""
+    dropped = len(p.order) % p.batch_size
+    return {
+        "pytorch": "PyTorch: nn.Linear layers with ReLU between them, CrossEntropyLoss, "
+        "torch.optim.SGD, or torch.optim.Adam with fastnn's betas and epsilon (it adds epsilon "
+        "after the bias correction, fastnn and scikit-learn before: a slightly different "
+        "step), a Python loop over the batches in the same order; "
+        "torch.set_num_threads(threads).",
+        "jax": "JAX: one jitted epoch, lax.scan over the batches, each batch's rows gathered "
+        "inside, SGD or Adam written out by fastnn's formulas; scan needs equal batches, so "
+        f"the last partial batch is dropped ({dropped} of {len(p.order):,} rows) and samples/s "
+        "counts only the rows trained on. XLA keeps its own thread pool (all cores).",
+        "scikit-learn": "scikit-learn: MLPClassifier with the workload's hidden_layer_sizes, "
+        "solver, learning_rate_init and batch_size, max_iter=1, alpha 0, momentum 0 for SGD, "
+        "fastnn's betas and epsilon for Adam, fit once; it draws its own initial weights and "
+        "shuffles with its own generator: the same work, not the same numbers.",
+    }
+
 
 PEERS: dict[str, Callable[[Prepared, int], Contender]] = {
     "pytorch": torch_contender,
@@ -161,11 +226,11 @@ PEERS: dict[str, Callable[[Prepared, int], Contender]] = {
 
 
 def peer_contenders(
-    p: Prepared, threads: int, names: tuple[str, ...] = tuple(PEERS)
+    p: Prepared, threads: int, names: tuple[str, ...] | None = None
 ) -> tuple[list[Contender], dict[str, str]]:
-    """The peers that can run, and why each of the others was skipped."""
+    """The peers that can run (of `names`, default all), and why each other was skipped."""
     found, skipped = [], {}
-    for name in names:
+    for name in tuple(PEERS) if names is None else names:
         try:
             found.append(PEERS[name](p, threads))
         except PeerUnavailable as exc:
@@ -186,10 +251,10 @@ def run_peers(
     found, skipped = peer_contenders(p, threads)
     ours = [] if numba is None else [replace(backend_contender(numba, p), name=OURS)]
     notes = [f"Input to all: {SCALED_INPUT}; {OURS}: {INPUT_FORMS['numba']}."]
-    notes += [note for key, note in PEER_NOTES.items() if key not in skipped]
+    notes += [note for key, note in peer_notes(p).items() if key in PEERS and key not in skipped]
     title = (
         f"Other libraries, {p.workload.label()}, one epoch of {len(p.order):,} rows, "
-        f"{threads} threads, plain SGD with lr {LEARNING_RATE:g}:"
+        f"{threads} threads:"
     )
     peers = dict(workload=p.workload.name, title=title, results={}, skipped=skipped, notes=notes)
     if not found:

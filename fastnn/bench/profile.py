@@ -26,20 +26,20 @@ from fastnn.kernels.backward import (
     add_block_terms,
     add_column_terms,
     add_rows,
-    hidden_grad_row,
+    hidden_grad_rows,
 )
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.epoch import CHUNK
-from fastnn.kernels.forward import activate_row, hidden_row, logits_row, softmax_row
+from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
 from fastnn.kernels.sparse import BLOCK, pixel_table, prefetch_row, scan_row
 from fastnn.model import LEAKY_SLOPE, check_dtype, init_params
-from fastnn.train import positive_int
+from fastnn.options import positive_int
 
 STAGES = (
     "list non-zero pixels (scan_row, prefetch)",
     "Z1 = X W1 + b1 over non-zeros (hidden_row)",
-    "A1, Z2, softmax, loss (activate, logits, softmax)",
-    "dZ2, dZ1 (hidden_grad_row)",
+    "A1, Z2, softmax, loss (activate, dense_rows, softmax)",
+    "dZ2, dZ1 (hidden_grad_rows)",
     "dW1 += X.T dZ1 over non-zeros (add_block_terms)",
     "dW2, db1, db2 (add_column_terms, add_rows)",
 )
@@ -80,18 +80,17 @@ def _epoch_stages(X, y, order, W1, b1, W2, b2, chunk, stages):
                 hidden_row(W1, b1, X, r, table, idx, first, end, D, i)
             if stages >= 3:
                 activate_row(D[i], A[i], slope, False)
-                logits_row(A, i, W2, b2, G)
+                dense_rows(A, i, i + 1, W2, b2, G)
                 log_sum, top, _ = softmax_row(G[i], G[i])
                 checksum += log_sum + top
             if stages >= 4:
                 G[i, y[r]] -= 1
-                hidden_grad_row(G, i, W2T, A, slope, False, D)
+                hidden_grad_rows(G, i, i + 1, W2T, A, slope, False, D)
         if stages >= 5:
             for b in range(bounds.shape[0] - 1):
                 add_block_terms(b, X, rows, table, idx, bounds, D[:m], dW1)
         if stages >= 6:
-            for o in range(n_out):
-                add_column_terms(o, A[:m], G[:m], dW2T)
+            add_column_terms(0, n_out, A[:m], G[:m], dW2T)
             add_rows(D[:m], db1)
             add_rows(G[:m], db2)
         checksum += D[0, 0] + dW1[n_in // 2, 0] + dW2T[0, 0]

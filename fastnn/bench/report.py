@@ -22,8 +22,8 @@ def seconds(value: float | None) -> str:
     return MISSING if value is None else f"{value:.3g}"
 
 
-def times(ratio: float | None) -> str:
-    return MISSING if ratio is None else f"{ratio:.1f}×"
+def times(ratio: float | None, digits: int = 1) -> str:
+    return MISSING if ratio is None else f"{ratio:.{digits}f}×"
 
 
 def count(value: float | None) -> str:
@@ -75,6 +75,13 @@ def workload_table(result: dict) -> str:
     return markdown_table(headers, rows)
 
 
+def optimizer_cost_line(cost: dict) -> str:
+    """A non-SGD workload's epoch time over its plain-SGD twin's, per backend."""
+    ratios = ", ".join(f"{b} {times(r, digits=2)}" for b, r in cost["over_sgd"].items())
+    pair = f"{cost['workload']} / {cost['sgd_twin']}"
+    return f"- {cost['solver']} epoch over plain SGD's ({pair}): {ratios}."
+
+
 def peer_table(peers: dict) -> str:
     headers = ("implementation", "median epoch s", "samples/s", "GFLOP/s", "numba N× faster")
     rows = [
@@ -88,6 +95,20 @@ def peer_table(peers: dict) -> str:
         for name, r in peers["results"].items()
     ]
     return markdown_table(headers, rows)
+
+
+def peer_lines(peers: Sequence[dict]) -> list[str]:
+    """Each peer workload's title and table, then the notes and skipped peers of all of them,
+    each said once: most are the same for every workload."""
+    lines = []
+    for run in peers:
+        lines += ["", run["title"]]
+        if run["results"]:
+            lines += ["", peer_table(run)]
+    lines.append("")
+    said = [f"- {note}" for run in peers for note in run["notes"]]
+    said += [f"- {name}: {why}, skipped." for run in peers for name, why in run["skipped"].items()]
+    return lines + list(dict.fromkeys(said))  # in order, without repeats
 
 
 def startup_line(startup: dict) -> str:
@@ -107,9 +128,9 @@ def startup_line(startup: dict) -> str:
 def contention_notes(result: dict) -> list[str]:
     """Say how much other work ran beside each row, and warn where it was too much."""
     measured = [(e["name"], e["others_cores"]) for e in result["workloads"]]
-    peers = result.get("peers")
-    if peers and peers.get("others_cores") is not None:
-        measured.append(("peers", peers["others_cores"]))
+    measured += [
+        (f"peers on {p['workload']}", p.get("others_cores")) for p in result["peers"] or ()
+    ]
     measured = [(name, cores) for name, cores in measured if cores is not None]
     if not measured:
         return []
@@ -143,6 +164,7 @@ def markdown(result: dict) -> str:
         workload_table(result),
         "",
     ]
+    lines += [optimizer_cost_line(cost) for cost in result["optimizer_costs"]]
     lines += contention_notes(result)
     for entry in result["workloads"]:
         if entry["full_batch"]:
@@ -168,13 +190,8 @@ def markdown(result: dict) -> str:
         f"{peak['float64']:.1f} GFLOP/s; each workload is set against the peak of its dtype. "
         "It is this machine's practical rate through numpy's BLAS, not a hard limit.",
     ]
-    peers = result.get("peers")
-    if peers:
-        lines += ["", peers["title"], ""]
-        if peers["results"]:
-            lines += [peer_table(peers), ""]
-        lines += [f"- {note}" for note in peers["notes"]]
-        lines += [f"- {name}: {why}, skipped." for name, why in peers["skipped"].items()]
+    if result.get("peers"):
+        lines += peer_lines(result["peers"])
     if result.get("startup"):
         lines += ["", startup_line(result["startup"])]
     return "\n".join(lines) + "\n"

@@ -6,23 +6,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fastnn.backends import Backend
 from fastnn.data import scale
-from fastnn.model import Params, init_params
+from fastnn.model import Params, init_params, layer_sizes
+from fastnn.optim import Optimizer, OptimizerState
 
 N_CLASSES = 10
-LEARNING_RATE = 0.1
+LEARNING_RATE = 0.1  # plain SGD's, as the benchmark has always used: numbers stay comparable
+ADAM_LEARNING_RATE = 0.001  # Adam's usual rate (scikit-learn's and PyTorch's default)
 SEED = 0
 # The tutorials hold out the first 1,000 rows as a dev set and step on the other 59,000.
 FULL_BATCH_HELD_OUT = 1000
 FLOP_FORMULA = (
-    "per sample, forward 2*(n_in*H + H*n_out) + backward 2*H*n_out (dW2) + 2*H*n_out (dA1) "
-    "+ 2*n_in*H (dW1) = 4*n_in*H + 6*H*n_out, ignoring the O(H) terms of biases, activations "
-    "and softmax"
+    "per sample, over the layers l = 1..L from fan_in to fan_out units: forward "
+    "2*sum(fan_in*fan_out), backward 2*sum(fan_in*fan_out) (dW of every layer) + 2*sum over "
+    "l >= 2 of fan_in*fan_out (dA passed down to every layer but the first); with one hidden "
+    "layer of H units 4*n_in*H + 6*H*n_out. Ignored: the O(units) terms of biases, "
+    "activations and softmax, and the optimizer's few FLOPs per weight per batch (more for "
+    "Adam than for SGD)"
 )
 # Each contender gets its best input form; the JSON and the printed notes say which.
 INPUT_FORMS = {
@@ -36,30 +41,55 @@ INPUT_FORMS = {
 class Workload:
     name: str
     dataset: str  # "mnist" or "fashion-mnist"
-    hidden: int
+    hidden: tuple[int, ...]  # units of each hidden layer
     batch_size: int | None  # None: the full batch, one gradient step per iteration
     dtype: str
     init: str  # the scheme of the preset this workload mirrors
+    # The update rule: plain SGD, or Adam with scikit-learn's default betas and epsilon.
+    solver: str = "sgd"
+    learning_rate: float = LEARNING_RATE
+    # For another solver: the workload that differs only in being plain SGD, which this one's
+    # epoch time is set against (what the solver's extra work costs).
+    sgd_twin: str | None = None
 
     @property
     def full_batch(self) -> bool:
         return self.batch_size is None
 
+    @property
+    def optimizer(self) -> Optimizer:
+        return Optimizer(solver=self.solver)
+
     def label(self) -> str:
         data = "MNIST" if self.dataset == "mnist" else "Fashion-MNIST"
+        layers = "-".join(map(str, self.hidden))
         batch = "full batch (1 step)" if self.full_batch else f"batch {self.batch_size}"
-        return f"{data}, hidden {self.hidden}, {batch}, {self.dtype}"
+        solver = f"{self.solver} lr {self.learning_rate:g}"
+        return f"{data}, hidden {layers}, {batch}, {self.dtype}, {solver}"
 
 
 WORKLOADS = (
-    Workload("mnist-h10", "mnist", 10, 128, "float32", "he"),
-    Workload("mnist-h128", "mnist", 128, 128, "float32", "he"),
-    Workload("mnist-h512", "mnist", 512, 128, "float32", "he"),
-    Workload("mnist-full-h10", "mnist", 10, None, "float64", "uniform"),
-    Workload("fashion-h128", "fashion-mnist", 128, 128, "float32", "he"),
+    Workload("mnist-h10", "mnist", (10,), 128, "float32", "he"),
+    Workload("mnist-h128", "mnist", (128,), 128, "float32", "he"),
+    Workload("mnist-h512", "mnist", (512,), 128, "float32", "he"),
+    Workload("mnist-full-h10", "mnist", (10,), None, "float64", "uniform"),
+    Workload("fashion-h128", "fashion-mnist", (128,), 128, "float32", "he"),
+    Workload("mnist-h256-128", "mnist", (256, 128), 128, "float32", "he"),
+    Workload(
+        "mnist-h128-adam",
+        "mnist",
+        (128,),
+        128,
+        "float32",
+        "he",
+        solver="adam",
+        learning_rate=ADAM_LEARNING_RATE,
+        sgd_twin="mnist-h128",
+    ),
 )
 WORKLOAD_NAMES = tuple(w.name for w in WORKLOADS)
-PEER_WORKLOAD = "mnist-h128"  # the one workload the other libraries run too
+# The workloads the other libraries run too: one hidden layer with SGD, two, and Adam.
+PEER_WORKLOADS = ("mnist-h128", "mnist-h256-128", "mnist-h128-adam")
 
 
 def workload(name: str) -> Workload:
@@ -69,10 +99,12 @@ def workload(name: str) -> Workload:
     raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOAD_NAMES)}")
 
 
-def flops_per_sample(n_in: int, hidden: int, n_out: int = N_CLASSES) -> int:
+def flops_per_sample(n_in: int, hidden: int | tuple[int, ...], n_out: int = N_CLASSES) -> int:
     """Dense multiply-add FLOPs of one training sample (see FLOP_FORMULA)."""
-    forward = 2 * (n_in * hidden + hidden * n_out)
-    backward = 2 * hidden * n_out + 2 * hidden * n_out + 2 * n_in * hidden
+    sizes = layer_sizes(n_in, hidden, n_out)
+    weights = [fan_in * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)]
+    forward = 2 * sum(weights)
+    backward = 2 * sum(weights) + 2 * sum(weights[1:])  # the first layer passes no dA down
     return forward + backward
 
 
@@ -131,11 +163,18 @@ def prepare(
     )
 
 
+class Training(NamedTuple):
+    """What one timed run trains, both updated in place."""
+
+    params: Params
+    state: OptimizerState
+
+
 @dataclass
 class Contender:
     """One implementation of a prepared workload. `setup` builds fresh state untimed (the
-    parameters are updated in place, so every run must start from the same ones); `run`
-    is the timed part."""
+    parameters and the optimizer's state are updated in place, so every run must start from
+    the same ones); `run` is the timed part."""
 
     name: str
     input_form: str
@@ -147,15 +186,29 @@ class Contender:
 
 def backend_contender(backend: Backend, p: Prepared) -> Contender:
     X = p.scaled() if backend.name == "numpy" else p.X
+    w = p.workload
 
-    def run(params: Params) -> None:
-        for _ in range(p.iterations):
-            backend.train_epoch(params, X, p.y, p.order, p.batch_size, LEARNING_RATE)
+    def setup() -> Training:
+        params = p.params0.copy()
+        return Training(params, OptimizerState.fresh(w.optimizer, params))
+
+    def run(training: Training) -> None:
+        for _ in range(p.iterations):  # full-batch steps go on from each other, as in training
+            backend.train_epoch(
+                training.params,
+                X,
+                p.y,
+                p.order,
+                p.batch_size,
+                w.learning_rate,
+                optimizer=w.optimizer,
+                state=training.state,
+            )
 
     return Contender(
         name=backend.name,
         input_form=INPUT_FORMS.get(backend.name, "uint8 pixels as loaded"),
-        setup=p.params0.copy,
+        setup=setup,
         run=run,
         samples_per_run=p.samples_per_run,
         epochs_per_run=p.iterations,

@@ -1,4 +1,5 @@
-"""Numba kernels of the two-layer network: plain functions of arrays, compiled by Numba.
+"""Numba kernels of the network, any number of hidden layers: plain functions of arrays,
+compiled by Numba.
 
 - `config`: every compiler option and the threading layer, in one place;
 - `sparse`: reading X (uint8 pixels scaled as x / 255 in the parameters' dtype, as the
@@ -7,6 +8,9 @@
 - `forward`: the forward pass of one sample, as small serial helpers;
 - `backward`: a mini-batch's forward pass, backpropagation and update, fused into two parallel
   passes, one over samples and one over the parameters' rows;
-- `epoch`: `run`, the one entry point `fastnn.backends.numba_backend` calls: a whole epoch, the
-  gradients of one batch, or a forward pass.
+- `layout`: where each layer's numbers sit in the flat buffers that let one compiled kernel
+  take any number of hidden layers;
+- `optimizer`: the update rules (SGD, momentum, Adam, RMSprop, L2 penalty) on a flat range;
+- `epoch`: the entry points `fastnn.backends.numba_backend` calls: `descend` (a whole epoch, or
+  the gradients of one batch) and `forward`.
 """

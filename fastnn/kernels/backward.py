@@ -1,76 +1,161 @@
 """A mini-batch's forward pass, backpropagation and update, fused, in two parallel passes that
 take the batch a chunk of samples at a time (so a full batch of 60,000 stays in cache too).
+Any number of hidden layers: the per-layer data sit in flat buffers (see `layout`).
 
-`sample_pass` splits a chunk's samples among threads: each runs its sample forward, through
-the softmax cross-entropy gradient, back to the hidden layer (dZ1), and keeps what the weight
-gradients need: its A1, dZ1, dZ2 rows and its list of non-zero features.
+`sample_pass` splits a chunk's samples among threads in runs of RUN: a job takes its run
+forward through every layer, through the softmax cross-entropy gradient, and back to the
+first layer, a layer at a time (the later layers four samples at once, see
+`vector.add_mat_mat`), keeping what the weight gradients need: each layer's A and dZ rows and
+each sample's list of non-zero features.
 
 `gradient_pass` splits the parameters among threads by output element: a job owns the BLOCK
-rows of W1 of one block of features, or one column of W2, or the biases. It adds the chunk's
-samples' terms, in ascending sample order, to its own rows of the gradient accumulators; after
-the batch's last chunk it subtracts lr * gradient (or, for `loss_and_grads`, writes the
-gradient out). No element is written by two jobs and every sum runs in sample order whatever
-thread runs the job, so results are the same bits for any number of threads.
+rows of W1 of one block of input features, or the weights into a GROUP of units of a later
+layer (rows of its transposed weights), or one layer's biases. It adds the chunk's samples'
+terms, in ascending sample order, to its own range of the gradient sums; after the batch's
+last chunk it steps its own parameters (and optimizer state) by the update rule, or, for
+`loss_and_grads`, leaves the sums as the result. No element is written by two jobs and every
+sum runs in sample order whatever thread runs the job, so results are the same bits for any
+number of threads.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 from numba import njit, prange
 
 from fastnn.kernels.config import PARALLEL, SERIAL
-from fastnn.kernels.forward import activate_row, hidden_row, logits_row, softmax_row
+from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
+from fastnn.kernels.layout import ahead_weights, bias, units, weights
+from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
 from fastnn.kernels.sparse import BLOCK, load_x, prefetch_row, scan_row
-from fastnn.kernels.vector import add_scaled_rows, add_vec_mat
+from fastnn.kernels.vector import add_mat_mat, add_scaled_rows
+
+RUN = 16  # samples a job of the sample pass takes (see forward_samples)
+GROUP = 4  # units of a later layer a job of the update pass owns (see vector.add_mat_mat)
+BLOCK_JOB, COLUMN_JOB, BIAS_JOB = 0, 1, 2  # what a job of the update pass owns (`locate`)
 
 
 @njit(**SERIAL)
-def hidden_grad_row(G, i, W2T, A, slope, leaky, D):
-    """D[i] = (G[i] @ W2.T) * activation'(z1), telling z1 > 0 from A[i] > 0 (the same test:
-    the activation keeps the sign); the slope at 0 is the negative side's, as in the
+def hidden_grad_rows(G, start, stop, WT, A, slope, leaky, D):
+    """D[i] = (G[i] @ W.T) * activation'(z) for the rows i of start..stop-1, for the layer
+    below W (WT: W transposed, G: the dZ of W's layer), telling z > 0 from A[i] > 0 (the same
+    test: the activation keeps the sign); the slope at 0 is the negative side's, as in the
     reference."""
-    H = D.shape[1]
     zero = D.dtype.type(0)
     negative = slope if leaky else zero
-    for j in range(H):
-        D[i, j] = 0
-    add_vec_mat(D, i, G[i], W2T)
-    for j in range(H):
-        if not A[i, j] > zero:
-            D[i, j] = D[i, j] * negative
+    for i in range(start, stop):
+        for j in range(D.shape[1]):
+            D[i, j] = 0
+    add_mat_mat(D, start, stop, G, WT)
+    for i in range(start, stop):
+        for j in range(D.shape[1]):
+            if not A[i, j] > zero:
+                D[i, j] = D[i, j] * negative
 
 
-@njit(**PARALLEL)
-def sample_pass(work, X, y, table, slope, leaky, chunk, batch_size, losses, hits, P, backprop):
-    """Sample i of the chunk, X row rows[i]: its features in idx and bounds[:, i], Z1 in D[i],
-    A1 in A[i], Z2 in G[i]; then without `backprop`, P[i] = softmax. With it, losses[i] =
-    cross-entropy, hits[i] = argmax(Z2) == label, and the gradients of the batch's mean loss:
-    G[i] = dZ2, D[i] = dZ1 (P is not used).
-    work = (W1, b1, W2, W2.T, b2); chunk = (rows, idx, bounds, A, D, G)."""
-    W1, b1, W2, W2T, b2 = work
-    rows, idx, bounds, A, D, G = chunk
-    size = W1.dtype.type(batch_size)
-    one = W1.dtype.type(1)
-    for i in prange(rows.shape[0]):
+class Chunk(NamedTuple):
+    """Up to CHUNK samples of a batch, and where their per-sample data go."""
+
+    rows: np.ndarray  # (m,) their rows of X
+    idx: np.ndarray  # their non-zero features (see `sparse`)
+    bounds: np.ndarray  # (n_blocks + 1, CHUNK) where each sample's features of a block are
+    Z: np.ndarray  # every layer's Z, then dZ, for `held` samples (see `layout.units`)
+    A: np.ndarray  # every hidden layer's A, for `held` samples
+    held: int  # samples the activation buffers hold
+    at: int  # where this chunk's samples start in them
+
+
+@njit(**SERIAL)
+def layer_rows(buf, chunk, layout, layer):
+    """The chunk's rows of a layer's activations in buf (chunk.Z or chunk.A): (m, fan_out)."""
+    return units(buf, chunk.held, layout, layer)[chunk.at : chunk.at + chunk.rows.shape[0]]
+
+
+@njit(**SERIAL)
+def forward_samples(layout, net, X, table, chunk, lo, hi):
+    """Samples lo..hi-1 of the chunk through every layer, a layer at a time: Z and A of each
+    in their rows, the logits last. Their non-zero features are listed first, for this pass
+    and the update pass. Each layer's views are made once here, not per sample: every view
+    made counts a reference on its buffer, an atomic add that two threads making views of the
+    same buffer fight over (per sample, that made an epoch on 2 threads 40% slower)."""
+    rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
+    Z = layer_rows(chunk.Z, chunk, layout, 0)
+    A = layer_rows(chunk.A, chunk, layout, 0)
+    W1, b1 = weights(net.theta, layout, 0), bias(net.theta, layout, 0)
+    for i in range(lo, hi):
         r = rows[i]
-        if i + 1 < rows.shape[0]:
+        if i + 1 < hi:
             prefetch_row(X, rows[i + 1])  # arrives while this sample is worked on
         scan_row(X, r, idx, i, bounds)
         start, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
-        hidden_row(W1, b1, X, r, table, idx, start, end, D, i)
-        activate_row(D[i], A[i], slope, leaky)
-        logits_row(A, i, W2, b2, G)
-        if not backprop:
-            softmax_row(G[i], P[i])
-        else:
-            label = y[r]
-            z_label = G[i, label]
-            log_sum, top, arg = softmax_row(G[i], G[i])
-            losses[i] = log_sum - (z_label - top)
-            hits[i] = arg == label
-            G[i, label] -= one
-            for o in range(G.shape[1]):
-                G[i, o] = G[i, o] / size  # the gradient of the mean loss
-            hidden_grad_row(G, i, W2T, A, slope, leaky, D)
+        hidden_row(W1, b1, X, r, table, idx, start, end, Z, i)
+        activate_row(Z[i], A[i], net.slope, net.leaky)
+    n_layers = layout.sizes.shape[0] - 1
+    for layer in range(1, n_layers):
+        Z = layer_rows(chunk.Z, chunk, layout, layer)
+        W, b = ahead_weights(net.ahead, layout, layer), bias(net.theta, layout, layer)
+        dense_rows(A, lo, hi, W, b, Z)
+        if layer < n_layers - 1:
+            A = layer_rows(chunk.A, chunk, layout, layer)
+            for i in range(lo, hi):
+                activate_row(Z[i], A[i], net.slope, net.leaky)
+
+
+@njit(**SERIAL)
+def backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits):
+    """From the logits of samples lo..hi-1: losses[i] = cross-entropy, hits[i] = argmax hits
+    the label, and the gradients of the batch's mean loss, dZ of each layer in place of its
+    Z, a layer at a time."""
+    n_layers = layout.sizes.shape[0] - 1
+    G = layer_rows(chunk.Z, chunk, layout, n_layers - 1)
+    one, size = G.dtype.type(1), G.dtype.type(batch_size)
+    for i in range(lo, hi):
+        label = y[chunk.rows[i]]
+        z_label = G[i, label]
+        log_sum, top, arg = softmax_row(G[i], G[i])
+        losses[i] = log_sum - (z_label - top)
+        hits[i] = arg == label
+        G[i, label] -= one
+        for o in range(G.shape[1]):
+            G[i, o] = G[i, o] / size  # the gradient of the mean loss
+    for layer in range(n_layers - 1, 0, -1):
+        D = layer_rows(chunk.Z, chunk, layout, layer - 1)
+        A = layer_rows(chunk.A, chunk, layout, layer - 1)
+        WT = weights(net.theta, layout, layer)
+        hidden_grad_rows(G, lo, hi, WT, A, net.slope, net.leaky, D)
+        G = D
+
+
+@njit(**SERIAL)
+def run_of(t, m):
+    """Run t of a chunk of m samples: samples t * RUN .. min((t + 1) * RUN, m) - 1."""
+    return t * RUN, min((t + 1) * RUN, m)
+
+
+@njit(**PARALLEL)
+def forward_pass(layout, net, X, table, chunk, P):
+    """The chunk's samples forward, P[i] = softmax of their logits; a run of samples a job."""
+    m = chunk.rows.shape[0]
+    for t in prange((m + RUN - 1) // RUN):
+        lo, hi = run_of(t, m)
+        forward_samples(layout, net, X, table, chunk, lo, hi)
+        logits = layer_rows(chunk.Z, chunk, layout, layout.sizes.shape[0] - 2)
+        for i in range(lo, hi):
+            softmax_row(logits[i], P[i])
+
+
+@njit(**PARALLEL)
+def sample_pass(layout, net, X, y, table, chunk, batch_size, losses, hits):
+    """The chunk's samples forward and back to the first layer's dZ, a run of samples a job;
+    losses[i] and hits[i] get its cross-entropy and whether it was classified right. How the
+    samples are shared out changes no result: each sample's numbers are its own."""
+    m = chunk.rows.shape[0]
+    for t in prange((m + RUN - 1) // RUN):
+        lo, hi = run_of(t, m)
+        forward_samples(layout, net, X, table, chunk, lo, hi)
+        backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits)
 
 
 @njit(**SERIAL)
@@ -88,9 +173,10 @@ def add_block_terms(b, X, rows, table, idx, bounds, D, acc):
 
 
 @njit(**SERIAL)
-def add_column_terms(o, A, G, dW2T):
-    """dW2T[o] += G[:, o] @ A, samples in order: column o of dW2 = A1.T @ dZ2."""
-    add_vec_mat(dW2T, o, G[:, o], A)
+def add_column_terms(first, end, A, G, dWT):
+    """dWT[o] += G[:, o] @ A for the units o of first..end-1, samples in order: columns of
+    dW = A.T @ dZ, for the layer taking A and giving dZ = G."""
+    add_mat_mat(dWT, first, end, G.T, A)
 
 
 @njit(**SERIAL)
@@ -102,24 +188,11 @@ def add_rows(M, acc):
 
 
 @njit(**SERIAL)
-def apply(param, acc, lr, out, update):
-    """param -= lr * acc if update, else out = acc (1-D); then acc = 0 for the next batch."""
-    if update:
-        for j in range(acc.shape[0]):
-            param[j] -= lr * acc[j]
-    else:
-        for j in range(acc.shape[0]):
-            out[j] = acc[j]
-    for j in range(acc.shape[0]):
-        acc[j] = 0
-
-
-@njit(**SERIAL)
 def job_stride(n):
     """A stride coprime with n near 5n / 8. prange gives each thread a contiguous range of
     iterations; iteration t doing job t * stride % n, every thread gets a mix of the busy
-    middle of the image, its empty borders and the small jobs of W2 and the biases, and so
-    about the same work."""
+    middle of the image, its empty borders and the small jobs of later layers and biases, and
+    so about the same work."""
     stride = max(1, (n * 5) // 8)
     while _gcd(stride, n) != 1:
         stride += 1
@@ -133,41 +206,148 @@ def _gcd(a, b):
     return a
 
 
+class Batch(NamedTuple):
+    """What the update pass needs to know of the batch a chunk belongs to."""
+
+    index: int  # which batch of the epoch: its learning rate is rule.rates[index]
+    size: int  # its number of samples
+    last: bool  # whether this chunk ends it: time for the update
+
+
+@njit(**SERIAL)
+def locate(job, layout, n_blocks):
+    """What job of the update pass does: (BLOCK_JOB, 0, block b of the first layer's input
+    features), (COLUMN_JOB, layer >= 1, group g of its units: see `units_of_group`), or
+    (BIAS_JOB, layer, 0)."""
+    n_layers = layout.sizes.shape[0] - 1
+    if job < n_blocks:
+        return BLOCK_JOB, 0, job
+    c = job - n_blocks
+    for layer in range(1, n_layers):
+        groups = (layout.sizes[layer + 1] + GROUP - 1) // GROUP
+        if c < groups:
+            return COLUMN_JOB, layer, c
+        c -= groups
+    return BIAS_JOB, c, 0
+
+
+@njit(**SERIAL)
+def n_jobs(layout, n_blocks):
+    n_layers = layout.sizes.shape[0] - 1
+    groups = 0
+    for layer in range(1, n_layers):
+        groups += (layout.sizes[layer + 1] + GROUP - 1) // GROUP
+    return n_blocks + groups + n_layers
+
+
+@njit(**SERIAL)
+def units_of_group(layout, layer, g):
+    """Units first..end-1 of a later layer: the GROUP units of group g (fewer in the last)."""
+    first = g * GROUP
+    return first, min(first + GROUP, layout.sizes[layer + 1])
+
+
+@njit(**SERIAL)
+def owned(kind, layer, index, layout):
+    """The flat range of theta a job owns: a block's rows of W1, a group's rows of a later
+    layer's (transposed) weights, or a layer's biases."""
+    sizes = layout.sizes
+    if kind == BLOCK_JOB:
+        first, end = index * BLOCK, min((index + 1) * BLOCK, sizes[0])
+        return layout.weights_at[0] + first * sizes[1], layout.weights_at[0] + end * sizes[1]
+    if kind == COLUMN_JOB:
+        first, end = units_of_group(layout, layer, index)
+        at = layout.weights_at[layer]
+        return at + first * sizes[layer], at + end * sizes[layer]
+    return layout.bias_at[layer], layout.bias_at[layer] + sizes[layer + 1]
+
+
+@njit(**SERIAL)
+def sum_squares(theta, start, stop):
+    """sum(theta[start:stop] ** 2) in float64, in order."""
+    w = theta[start:stop]
+    total = 0.0
+    for j in range(w.shape[0]):
+        total += float(w[j]) * float(w[j])
+    return total
+
+
+@njit(**SERIAL)
+def weight_squares(theta, layout, n_blocks, squares):
+    """squares[job] = the sum of the squared weights the job owns (biases: 0); the L2
+    penalty of the weights is alpha / 2 * their sum, summed in job order."""
+    for job in range(squares.shape[0]):
+        kind, layer, index = locate(job, layout, n_blocks)
+        start, stop = owned(kind, layer, index, layout)
+        squares[job] = 0.0 if kind == BIAS_JOB else sum_squares(theta, start, stop)
+
+
+@njit(**SERIAL)
+def add_job_terms(kind, layer, index, layout, X, table, chunk, sums):
+    """Adds the chunk's terms to the job's gradient sums; returns whether any was non-zero
+    for certain (a block of the first layer where some sample has a non-zero input)."""
+    dZ = layer_rows(chunk.Z, chunk, layout, layer)
+    if kind == BLOCK_JOB:
+        dW1 = weights(sums, layout, 0)
+        return add_block_terms(index, X, chunk.rows, table, chunk.idx, chunk.bounds, dZ, dW1)
+    if kind == COLUMN_JOB:
+        A = layer_rows(chunk.A, chunk, layout, layer - 1)
+        first, end = units_of_group(layout, layer, index)
+        add_column_terms(first, end, A, dZ, weights(sums, layout, layer))
+    else:
+        add_rows(dZ, bias(sums, layout, layer))
+    return True
+
+
+@njit(**SERIAL)
+def copy_ahead(layout, net, layer, g):
+    """The group's columns of the layer's forward copy = its rows of the updated weights."""
+    W, WT = ahead_weights(net.ahead, layout, layer), weights(net.theta, layout, layer)
+    first, end = units_of_group(layout, layer, g)
+    for j in range(W.shape[0]):
+        for o in range(first, end):
+            W[j, o] = WT[o, j]  # the same numbers: the same bits
+
+
+@njit(**SERIAL)
+def finish_job(job, kind, layer, index, layout, net, state, rule, batch, touched, squares):
+    """After the batch's last chunk: the job steps its own parameters by `rule`
+    (optimizer.step) and keeps their forward copy (`ahead`) and their squares up to date.
+
+    A block of input features that no sample of the batch touched has zero gradient sums:
+    under plain SGD it stays as it is, so its update is skipped; other rules may move it all
+    the same (`moves_idle_weights`)."""
+    if kind == BLOCK_JOB:
+        idle = not touched[index]
+        touched[index] = False
+        if idle and not moves_idle_weights(rule):
+            return
+    start, stop = owned(kind, layer, index, layout)
+    lr = rule.rates[batch.index]
+    if kind == BIAS_JOB:
+        step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, None)
+        return
+    decay = net.theta.dtype.type(rule.alpha / batch.size)
+    step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, decay)
+    if kind == COLUMN_JOB and rule.solver != GRADIENTS_ONLY:
+        copy_ahead(layout, net, layer, index)
+    if rule.alpha > 0:
+        squares[job] = sum_squares(net.theta, start, stop)
+
+
 @njit(**PARALLEL)
-def gradient_pass(work, X, table, chunk, lr, update, last, sums, touched, grads):
-    """Adds the chunk's terms to sums = (dW1 (n_in, H), db1, dW2.T (n_out, H), db2), every
-    job to its own rows. After the batch's `last` chunk: if `update`, params -= lr * sums,
-    else grads (the same layout; width-0 placeholders when updating) = sums; then the sums
-    are zero again. touched[b]: whether block b of features had a non-zero in the batch so
-    far (rows of blocks without one hold zeros: nothing to apply). work and chunk: as for
-    sample_pass."""
-    W1, b1, W2, W2T, b2 = work
-    rows, idx, bounds, A, D, G = chunk
-    dW1, db1, dW2T, db2 = sums
-    n_blocks = bounds.shape[0] - 1
-    n_out = W2.shape[1]
-    n_jobs = n_blocks + n_out + 1
-    stride = job_stride(n_jobs)
-    for t in prange(n_jobs):
-        job = t * stride % n_jobs
-        if job < n_blocks:
-            b = job
-            touched[b] |= add_block_terms(b, X, rows, table, idx, bounds, D, dW1)
-            if last and touched[b]:
-                for k in range(b * BLOCK, min((b + 1) * BLOCK, W1.shape[0])):
-                    apply(W1[k], dW1[k], lr, grads[0][k], update)
-                touched[b] = False
-        elif job < n_blocks + n_out:
-            o = job - n_blocks
-            add_column_terms(o, A, G, dW2T)
-            if last:
-                apply(W2T[o], dW2T[o], lr, grads[2][o], update)
-                if update:
-                    for j in range(W2.shape[0]):
-                        W2[j, o] = W2T[o, j]  # the same subtraction: the same bits
-        else:
-            add_rows(D, db1)
-            add_rows(G, db2)
-            if last:
-                apply(b1, db1, lr, grads[1], update)
-                apply(b2, db2, lr, grads[3], update)
+def gradient_pass(layout, net, X, table, chunk, state, rule, batch, touched, squares):
+    """Adds the chunk's terms to the gradient sums (state.sums, laid out as theta), every job
+    to its own range, and after the batch's last chunk updates that range (`finish_job`).
+    touched[b]: whether block b of input features had a non-zero in the batch so far."""
+    n_blocks = chunk.bounds.shape[0] - 1
+    total = n_jobs(layout, n_blocks)
+    stride = job_stride(total)
+    for t in prange(total):
+        job = t * stride % total
+        kind, layer, index = locate(job, layout, n_blocks)
+        hit = add_job_terms(kind, layer, index, layout, X, table, chunk, state.sums)
+        if kind == BLOCK_JOB:
+            touched[index] |= hit
+        if batch.last:
+            finish_job(job, kind, layer, index, layout, net, state, rule, batch, touched, squares)

@@ -1,16 +1,17 @@
 """Every Numba option of the kernels, and the threading layer they run on, decided in one place.
 
-Options (`SERIAL`: the per-row helpers; `PARALLEL`: the `prange` passes; `ENTRY`: `epoch.run`,
-the one function called from Python):
+Options (`SERIAL`: the per-row helpers; `PARALLEL`: the `prange` passes; `ENTRY`: the entries
+of `epoch`, the functions called from Python):
 
-- cache, on `run` only: its compiled code, which includes every kernel it calls, is stored beside
-  the sources (`__pycache__`), so a second process loads it instead of compiling. Numba checks a
+- cache, on the entries only: their compiled code, which includes every kernel they call, is
+  stored beside the sources (`__pycache__`), so a second process loads it instead of compiling.
+  Numba checks a
   cached function against its own file only, so the helpers are not cached on their own: a
-  stale cached helper would be linked into a fresh `run`. Instead `epoch.KERNEL_SOURCES_DIGEST`
-  ties run's file to all the others. Where the package folder is not writable Numba falls back to
-  the user-wide cache (`~/.cache/numba`, or `NUMBA_CACHE_DIR` when set); where no location is
-  writable at all, caching is switched off rather than letting Numba raise at import time
-  (`_can_cache`).
+  stale cached helper would be linked into a fresh entry. Instead `epoch.KERNEL_SOURCES_DIGEST`
+  ties the entries' file to all the others. Where the package folder is not writable Numba falls
+  back to the user-wide cache (`~/.cache/numba`, or `NUMBA_CACHE_DIR` when set); where no
+  location is writable at all, caching is switched off rather than letting Numba raise at import
+  time (`_can_cache`).
 - fastmath: off. The kernels need none of it to vectorise: their inner loops run across the
   hidden units (a*x + y over contiguous rows), never a reduction, so "reassoc" would buy
   nothing, while "nnan"/"ninf" would hide the NaN loss of a diverging run and "arcp" would turn

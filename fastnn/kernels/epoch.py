@@ -1,104 +1,125 @@
-"""The one compiled entry point: a whole epoch of mini-batch SGD, or the gradients of one batch,
-or a forward pass, in one call.
+"""The two compiled entry points: `descend`, a whole epoch of mini-batch updates (or the
+gradients of one batch), and `forward`, a forward pass keeping every layer's activations.
 
-It is a serial loop over batches, and over chunks of at most CHUNK samples within a batch,
-around the two parallel passes of `backward`. Every buffer is allocated once per call and
-reused: no Python between batches and none of the reference's per-batch temporaries. The
-three uses share this one function rather than three thin wrappers, because every jitted layer
-costs seconds of compiling for every dtype pair.
+Each is a serial loop over batches, and over chunks of at most CHUNK samples within a batch,
+around the parallel passes of `backward`. Every buffer is allocated once per call and reused:
+no Python between batches and none of the reference's per-batch temporaries. The gradients of
+`loss_and_grads` come from `descend` too (one batch, rule GRADIENTS_ONLY), not from a third
+entry, because every entry costs seconds of compiling for every dtype pair.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-from fastnn.kernels.backward import gradient_pass, sample_pass
+from fastnn.kernels.backward import (
+    Batch,
+    Chunk,
+    forward_pass,
+    gradient_pass,
+    n_jobs,
+    sample_pass,
+    weight_squares,
+)
 from fastnn.kernels.config import ENTRY
 from fastnn.kernels.sparse import BLOCK, pixel_table
 
-# Numba checks the cached code of `run` against this file only, yet that code includes every
+# Numba checks the cached code of an entry against this file only, yet that code includes every
 # kernel it calls: an edit to another kernel module (or to the options in config.py) would
-# leave a stale compiled `run` in use. This digest of those modules, kept up to date by
+# leave a stale compiled entry in use. This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "881aed68a7f09335bcb5407f8de11752de867d93b0e79d3f4a9631893351d3c3"
+KERNEL_SOURCES_DIGEST = "b9b6358d440245a9e0affb96b10f3207a4a9e87d265dbe2c8cd01c9f8a5fed57"
 
-FORWARD, GRADIENTS, TRAIN = 0, 1, 2  # what `run` does
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 
 
+class Net(NamedTuple):
+    """The network's numbers in the kernels' layout; a `Layout` (passed beside it: Numba's
+    parallel loops take no structure nested in another) tells where each layer's are."""
+
+    theta: np.ndarray  # every parameter, flat, as the update pass owns them
+    ahead: np.ndarray  # the weights of the layers after the first, as the forward pass reads them
+    slope: np.floating  # of leaky_relu below 0, in the parameters' dtype
+    leaky: bool  # leaky_relu, else relu
+
+
+class Data(NamedTuple):
+    X: np.ndarray  # (n, n_in) uint8 pixels or floats of the parameters' dtype
+    y: np.ndarray  # (n,) int64 labels
+    order: np.ndarray  # (n_samples,) int64 rows of X, taken in batches in this order
+    batch_size: int
+
+
+class State(NamedTuple):
+    """What `descend` updates besides theta, laid out as theta."""
+
+    sums: np.ndarray  # gradient sums, zero beforehand; after GRADIENTS_ONLY, the gradients
+    first: np.ndarray  # velocities or Adam's m (empty if the rule keeps none)
+    second: np.ndarray  # running means of g * g (empty if the rule keeps none)
+
+
 @njit(**ENTRY)
-def run(mode, params, X, y, order, batch_size, lr, slope, leaky, grads):
-    """Takes X[order] in batches of batch_size (the last one possibly smaller) and, by `mode`:
-
-    TRAIN: params = (W1, b1, W2, b2) -= lr * gradients after each batch, in place;
-    GRADIENTS: writes the gradients of the mean loss over the one batch to
-        grads = (dW1 (zero beforehand), db1, dW2.T (n_out, H), db2), which are width-0
-        placeholders in the other modes;
-    FORWARD: one batch, no labels (y may be empty), no update.
-
-    Returns (sum of the per-sample losses, number of correct argmax), each batch measured
-    before its update, and Z1, A1, Z2, P of all samples in FORWARD mode (else scratch).
-    """
-    W1, b1, W2, b2 = params
-    n = order.shape[0]
-    n_in, H = W1.shape
-    n_out = W2.shape[1]
-    dtype = W1.dtype
-    backprop = mode != FORWARD
-    chunk = min(CHUNK, batch_size, n)
-    held = chunk if backprop else n  # samples whose activations are kept at once
+def descend(layout, net, data, rule, state):
+    """Takes X[order] in batches of batch_size (the last one possibly smaller) and after each
+    steps theta (and `ahead`, and state) by `rule` (see `optimizer`), in place. Returns the
+    sum of the per-sample losses (plus, with alpha, each batch's L2 penalty) and the number
+    of correct argmax, each batch measured before its update."""
+    n = data.order.shape[0]
+    n_in = layout.sizes[0]
+    n_layers = layout.sizes.shape[0] - 1
+    dtype = net.theta.dtype
+    chunk = min(CHUNK, data.batch_size, n)
+    n_blocks = (n_in + BLOCK - 1) // BLOCK
     idx = np.empty(chunk * (n_in + 1), np.int32)  # the chunk's feature lists
-    bounds = np.empty(((n_in + BLOCK - 1) // BLOCK + 1, chunk), np.int32)  # (n_blocks + 1, chunk)
-    D = np.empty((held, H), dtype)  # Z1, then dZ1
-    A = np.empty((held, H), dtype)  # A1
-    G = np.empty((held, n_out), dtype)  # Z2, then dZ2
-    P = np.empty((0 if backprop else n, n_out), dtype)  # (n, n_out) softmax, forward only
+    bounds = np.empty((n_blocks + 1, chunk), np.int32)  # (n_blocks + 1, chunk)
+    Z = np.empty(chunk * layout.units_at[n_layers], dtype)  # every layer's Z, then dZ
+    A = np.empty(chunk * layout.units_at[n_layers - 1], dtype)  # every hidden layer's A
     losses = np.empty(chunk, dtype)  # (chunk,)
     hits = np.empty(chunk, np.int64)  # (chunk,)
-    sums = (  # the gradients of the batch so far, rows owned by the jobs of gradient_pass
-        np.zeros((n_in, H), dtype),
-        np.zeros(H, dtype),
-        np.zeros((n_out, H), dtype),
-        np.zeros(n_out, dtype),
-    )
-    touched = np.zeros(bounds.shape[0] - 1, np.bool_)  # (n_blocks,)
-    work = (W1, b1, W2, np.ascontiguousarray(W2.T), b2)  # W2.T: (n_out, H)
-    table = pixel_table(W1)
+    touched = np.zeros(n_blocks, np.bool_)  # (n_blocks,)
+    squares = np.zeros(n_jobs(layout, n_blocks))  # (n_jobs,) float64, see weight_squares
+    if rule.alpha > 0:
+        weight_squares(net.theta, layout, n_blocks, squares)
+    table = pixel_table(net.theta)
     loss_sum = 0.0
     n_hits = 0
-    for first in range(0, n, batch_size):
-        end = min(first + batch_size, n)
+    for batch, first in enumerate(range(0, n, data.batch_size)):
+        end = min(first + data.batch_size, n)
+        if rule.alpha > 0:
+            loss_sum += 0.5 * rule.alpha * squares.sum()  # the penalty before the update
         for start in range(first, end, chunk):
             m = min(chunk, end - start)
-            at = 0 if backprop else start  # where the chunk's rows go in D, A, G, P
-            part = (
-                order[start : start + m],
-                idx,
-                bounds,
-                A[at : at + m],
-                D[at : at + m],
-                G[at : at + m],
-            )
-            sample_pass(
-                work,
-                X,
-                y,
-                table,
-                slope,
-                leaky,
-                part,
-                end - first,
-                losses,
-                hits,
-                P[at : at + m],
-                backprop,
-            )
-            if backprop:
-                gradient_pass(
-                    work, X, table, part, lr, mode == TRAIN, start + m == end, sums, touched, grads
-                )
-                for i in range(m):  # in order: the same sum whatever the threads
-                    loss_sum += losses[i]
-                    n_hits += hits[i]
-    return loss_sum, n_hits, D, A, G, P
+            part = Chunk(data.order[start : start + m], idx, bounds, Z, A, chunk, 0)
+            sample_pass(layout, net, data.X, data.y, table, part, end - first, losses, hits)
+            done = Batch(batch, end - first, start + m == end)
+            gradient_pass(layout, net, data.X, table, part, state, rule, done, touched, squares)
+            for i in range(m):  # in order: the same sum whatever the threads
+                loss_sum += losses[i]
+                n_hits += hits[i]
+    return loss_sum, n_hits
+
+
+@njit(**ENTRY)
+def forward(layout, net, X):
+    """Every row of X through the network. Returns Z of every layer and A of every hidden
+    layer, each flat as `layout.units` reads them for n rows, and P (n, n_out)."""
+    n = X.shape[0]
+    n_in = layout.sizes[0]
+    n_layers = layout.sizes.shape[0] - 1
+    dtype = net.theta.dtype
+    chunk = max(min(CHUNK, n), 1)
+    idx = np.empty(chunk * (n_in + 1), np.int32)
+    bounds = np.empty(((n_in + BLOCK - 1) // BLOCK + 1, chunk), np.int32)
+    Z = np.empty(n * layout.units_at[n_layers], dtype)
+    A = np.empty(n * layout.units_at[n_layers - 1], dtype)
+    P = np.empty((n, layout.sizes[n_layers]), dtype)  # (n, n_out)
+    rows = np.arange(n)
+    table = pixel_table(net.theta)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        part = Chunk(rows[start : start + m], idx, bounds, Z, A, n, start)
+        forward_pass(layout, net, X, table, part, P[start : start + m])
+    return Z, A, P

@@ -1,4 +1,4 @@
-"""The forward pass of one sample (one row of X), as small serial helpers.
+"""The forward pass of one sample (one row of X), layer by layer, as small serial helpers.
 
 Each helper writes only its own sample's outputs, so the parallel pass over samples
 (`backward.sample_pass`) can run them on any thread. Their sums run in a fixed order (features,
@@ -13,7 +13,7 @@ from numba import njit
 
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.sparse import load_x
-from fastnn.kernels.vector import add_scaled_rows, add_vec_mat
+from fastnn.kernels.vector import add_mat_mat, add_scaled_rows
 
 
 @njit(**SERIAL)
@@ -50,29 +50,32 @@ def activate_row(z, a, slope, leaky):
 
 
 @njit(**SERIAL)
-def logits_row(A, i, W2, b2, G):
-    """G[i] = A[i] @ W2 + b2."""
-    for o in range(G.shape[1]):
-        G[i, o] = 0
-    add_vec_mat(G, i, A[i], W2)
-    for o in range(G.shape[1]):
-        G[i, o] += b2[o]
+def dense_rows(A, start, stop, W, b, Z):
+    """Z[i] = A[i] @ W + b for the rows i of start..stop-1: a layer after the first, W
+    (fan_in, fan_out)."""
+    for i in range(start, stop):
+        for o in range(Z.shape[1]):
+            Z[i, o] = 0
+    add_mat_mat(Z, start, stop, A, W)
+    for i in range(start, stop):
+        for o in range(Z.shape[1]):
+            Z[i, o] += b[o]
 
 
 @njit(**SERIAL)
-def softmax_row(z2, p):
-    """p = softmax(z2), shifted by the max so exp cannot overflow; p may be z2 itself.
-    Returns log(sum(exp(z2 - max))), the max, and the first index holding it."""
-    n_out = z2.shape[0]
-    top = z2[0]
+def softmax_row(z, p):
+    """p = softmax(z) of the logits z, shifted by the max so exp cannot overflow; p may be z
+    itself. Returns log(sum(exp(z - max))), the max, and the first index holding it."""
+    n_out = z.shape[0]
+    top = z[0]
     arg = 0
     for o in range(1, n_out):
-        if z2[o] > top:
-            top = z2[o]
+        if z[o] > top:
+            top = z[o]
             arg = o
-    total = z2.dtype.type(0)
+    total = z.dtype.type(0)
     for o in range(n_out):
-        e = np.exp(z2[o] - top)
+        e = np.exp(z[o] - top)
         p[o] = e
         total += e
     for o in range(n_out):

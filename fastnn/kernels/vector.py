@@ -32,12 +32,22 @@ VECTOR_BYTES = 32  # AVX2's width
 def add_scaled_rows(typingctx, Y, i, M, rows, coefs):
     """Y[i] += coefs[0] * M[rows[0]] + coefs[1] * M[rows[1]] + ..., the terms added to Y[i]
     one after another; Y and M: 2-D, C order, one dtype; rows and coefs: tuples of one length.
+
+    i may also be a tuple of rows of Y, with coefs then a tuple of such tuples, one per target:
+    Y[i[t]] += coefs[t][0] * M[rows[0]] + ..., each target's terms in the same order as alone,
+    so the same bits, while each vector of M is loaded once for all the targets.
     """
+    several = isinstance(i, types.BaseTuple)
+    targets = len(i) if several else 1
+    coef_rows = list(coefs) if several else [coefs]
     n_terms = len(rows)
     for array in (Y, M):  # rows read as whole vectors must be contiguous: refuse to compile
         if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"):
             raise TypingError(f"add_scaled_rows needs 2-D C-contiguous arrays; got {array}")
-    if Y.dtype != M.dtype or len(coefs) != n_terms:
+    shapes_fit = len(coef_rows) == targets and all(
+        isinstance(c, types.BaseTuple) and len(c) == n_terms for c in coef_rows
+    )
+    if Y.dtype != M.dtype or not shapes_fit:
         raise TypingError("add_scaled_rows: Y and M of one dtype, as many coefs as rows")
 
     def codegen(context, builder, signature, args):
@@ -52,35 +62,42 @@ def add_scaled_rows(typingctx, Y, i, M, rows, coefs):
                 context, builder, array_type, array, [index, ir.Constant(intp, 0)]
             )
 
-        y = row_start(Y_type, args[0], args[1], i_type)
+        def items(value, ty):  # a tuple's (value, type) pairs
+            return [(builder.extract_value(value, k), ty[k]) for k in range(len(ty))]
+
+        target_rows = items(args[1], i_type) if several else [(args[1], i_type)]
+        coef_pairs = items(args[4], coefs_type) if several else [(args[4], coefs_type)]
+        ys = [row_start(Y_type, args[0], value, ty) for value, ty in target_rows]
         width = builder.extract_value(
             context.make_array(Y_type)(context, builder, args[0]).shape, 1
         )
-        sources, scalars = [], []
-        for t in range(n_terms):
-            row = builder.extract_value(args[3], t)
-            sources.append(row_start(M_type, args[2], row, rows_type[t]))
-            coef = builder.extract_value(args[4], t)
-            scalars.append(context.cast(builder, coef, coefs_type[t], dtype))
+        sources = [row_start(M_type, args[2], v, ty) for v, ty in items(args[3], rows_type)]
+        scalars = [
+            [context.cast(builder, v, ty, dtype) for v, ty in items(value, row_type)]
+            for value, row_type in coef_pairs
+        ]
         lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
         vector = ir.VectorType(context.get_data_type(dtype), lanes)
-        splats = []
-        for coef in scalars:
-            splat = ir.Constant(vector, None)
+
+        def splat(coef):
+            out = ir.Constant(vector, None)
             for lane in range(lanes):
-                splat = builder.insert_element(splat, coef, ir.Constant(ir.IntType(32), lane))
-            splats.append(splat)
+                out = builder.insert_element(out, coef, ir.Constant(ir.IntType(32), lane))
+            return out
+
+        splats = [[splat(coef) for coef in row] for row in scalars]
         align = dtype.bitwidth // 8
         step = ir.Constant(intp, lanes)
         whole = builder.mul(builder.udiv(width, step), step)  # elements in whole vectors
 
         def add_terms(j, load, coefficients):
-            target = load(y, j)
-            total = builder.load(target, align=align)
-            for source, coef in zip(sources, coefficients, strict=True):
-                value = builder.load(load(source, j), align=align)
-                total = builder.fadd(total, builder.fmul(coef, value))
-            builder.store(total, target, align=align)
+            values = [builder.load(load(source, j), align=align) for source in sources]
+            for y, row in zip(ys, coefficients, strict=True):
+                target = load(y, j)
+                total = builder.load(target, align=align)
+                for value, coef in zip(values, row, strict=True):
+                    total = builder.fadd(total, builder.fmul(coef, value))
+                builder.store(total, target, align=align)
 
         def vector_at(base, j):
             return builder.bitcast(builder.gep(base, [j]), vector.as_pointer())
@@ -108,3 +125,37 @@ def add_vec_mat(Y, i, c, M):
         r += 4
     for rest in range(r, n):
         add_scaled_rows(Y, i, M, (rest,), (c[rest],))
+
+
+@njit(**SERIAL)
+def add_mat_mat(Y, start, stop, C, M):
+    """Y[i] += C[i] @ M for the rows i of start..stop-1: add_vec_mat four rows of Y at a time,
+    each vector of M loaded once for the four (a dense layer's weights stream from cache once
+    per four samples, not per sample); the same sums in the same order, so the same bits."""
+    i = start
+    while i + 4 <= stop:
+        add_four_vecs_mat(Y, i, C, M)
+        i += 4
+    for rest in range(i, stop):
+        add_vec_mat(Y, rest, C[rest], M)
+
+
+@njit(**SERIAL)
+def add_four_vecs_mat(Y, i, C, M):
+    """Y[i + t] += C[i + t] @ M for t < 4, the rows of M in ascending order, four a pass."""
+    n = M.shape[0]
+    ys = (i, i + 1, i + 2, i + 3)
+    r = 0
+    while r + 4 <= n:
+        ms = (r, r + 1, r + 2, r + 3)
+        coefs = (
+            (C[i, r], C[i, r + 1], C[i, r + 2], C[i, r + 3]),
+            (C[i + 1, r], C[i + 1, r + 1], C[i + 1, r + 2], C[i + 1, r + 3]),
+            (C[i + 2, r], C[i + 2, r + 1], C[i + 2, r + 2], C[i + 2, r + 3]),
+            (C[i + 3, r], C[i + 3, r + 1], C[i + 3, r + 2], C[i + 3, r + 3]),
+        )
+        add_scaled_rows(Y, ys, M, ms, coefs)
+        r += 4
+    for rest in range(r, n):
+        coefs1 = ((C[i, rest],), (C[i + 1, rest],), (C[i + 2, rest],), (C[i + 3, rest],))
+        add_scaled_rows(Y, ys, M, (rest,), coefs1)

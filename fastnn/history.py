@@ -1,0 +1,82 @@
+"""What a saved model carries besides its weights and optimizer state so that training can go
+on exactly where it stopped: epochs and samples so far, the loss curve, the schedule's rate and
+the state of the generator that shuffles each epoch's samples.
+
+It is stored as JSON in the model file's header (`history`), so reading it back checks every
+field: a damaged or tampered file is a ModelFileError, never a wrong continuation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from fastnn.persist import ModelFileError
+
+
+class History(NamedTuple):
+    epochs: int  # epochs trained so far (scikit-learn's n_iter_)
+    samples_seen: int  # samples trained on so far (scikit-learn's t_)
+    loss_curve: list[float]
+    validation_scores: list[float] | None
+    rate: float | None  # the schedule's current rate ("invscaling", "adaptive"), if one
+    order_state: dict[str, Any] | None  # the epoch-order generator's state, if one
+
+    def to_json(self) -> dict[str, Any]:
+        return self._asdict()
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any], path: str | os.PathLike) -> History | None:
+        """The history saved in `record`; None if the file has none (version 1, or saved by
+        hand through persist.save_model without one)."""
+        if not record:
+            return None
+
+        def fail(what: str) -> ModelFileError:
+            return ModelFileError(f"{path}: the saved training history is damaged: {what}")
+
+        if set(record) != set(cls._fields):
+            raise fail(f"its fields are {sorted(record)}, not {sorted(cls._fields)}")
+        for name in ("epochs", "samples_seen"):
+            if type(record[name]) is not int or record[name] < 0:
+                raise fail(f"{name} must be a whole number >= 0")
+        for name in ("loss_curve", "validation_scores"):
+            values = record[name]
+            if values is None and name == "validation_scores":
+                continue
+            if not isinstance(values, list) or not all(_is_number(v) for v in values):
+                raise fail(f"{name} must be a list of numbers")
+        rate = record["rate"]
+        if rate is not None and not (_is_number(rate) and rate > 0):
+            raise fail("rate must be a positive number")
+        order_state = record["order_state"]
+        if order_state is not None and _generator(order_state) is None:
+            raise fail("order_state is not the state of a NumPy PCG64 generator")
+        return cls(**record)
+
+    def order_generator(self) -> np.random.Generator | None:
+        return None if self.order_state is None else _generator(self.order_state)
+
+
+def generator_state(rng: np.random.Generator | None) -> dict[str, Any] | None:
+    """The state of `rng` as JSON can hold it (PCG64's state is two 128-bit integers)."""
+    return None if rng is None else rng.bit_generator.state
+
+
+def _generator(state: Any) -> np.random.Generator | None:
+    """A PCG64 generator in `state`, or None if `state` is not one."""
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+        return None
+    bits = np.random.PCG64()
+    try:
+        bits.state = state
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return None
+    return np.random.Generator(bits)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)

@@ -1,0 +1,94 @@
+"""Where every layer's numbers live in the kernels' flat buffers, for a network of any depth.
+
+Numba compiles a function once per argument type, and a tuple of arrays has a different type for
+every length, so the kernels do not take one array per layer: each kind of per-layer data is
+one flat buffer, and a `Layout` of offsets finds a layer in it. The kernels compile once for any
+depth.
+
+- `theta` holds the parameters as the update pass owns them, layer after layer: the weights,
+  then the biases. The first layer's weights are coefs[0] as they are, (n_in, H1), a row per
+  input feature, because its jobs own blocks of input features; every later layer's are
+  transposed, (fan_out, fan_in), a row per output unit, because its jobs own output units and
+  because backpropagation (dZ @ W.T) reads them that way. The gradient sums and the optimizer's
+  moments are laid out as theta, so an update is one loop over the same flat range of each.
+- `ahead` holds the later layers' weights once more in coefs' layout, (fan_in, fan_out), as the
+  forward pass reads them (A @ W, a row of W per input unit); the update pass writes each
+  changed column there too.
+- Activations of a chunk of `rows` samples: each layer's Z (then dZ) are a (rows, fan_out)
+  block of one buffer, its A a block of another, both from rows * units_at[layer].
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from fastnn.kernels.config import SERIAL
+
+
+class Layout(NamedTuple):
+    sizes: np.ndarray  # (L + 1,) n_in, the hidden widths, n_out
+    weights_at: np.ndarray  # (L,) where each layer's weights start in theta
+    bias_at: np.ndarray  # (L,) where its biases start in theta
+    ahead_at: np.ndarray  # (L,) where its weights start in `ahead` (layer 0: not there)
+    units_at: np.ndarray  # (L + 1,) units of the layers before: where activations start
+
+
+def make_layout(sizes: list[int]) -> Layout:
+    """The Layout of a network with these layer widths (n_in, hidden..., n_out)."""
+    sizes = np.asarray(sizes, np.int64)
+    fan_in, fan_out = sizes[:-1], sizes[1:]
+    lengths = np.stack([fan_in * fan_out, fan_out], axis=1).ravel()  # W0, b0, W1, b1, ...
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    dense = np.where(np.arange(len(fan_in)) > 0, fan_in * fan_out, 0)
+    return Layout(
+        sizes,
+        starts[0::2].copy(),
+        starts[1::2].copy(),
+        np.cumsum(dense) - dense,
+        np.concatenate([[0], np.cumsum(fan_out)]),
+    )
+
+
+def theta_size(layout: Layout) -> int:
+    return int(layout.bias_at[-1] + layout.sizes[-1])
+
+
+def ahead_size(layout: Layout) -> int:
+    return int(layout.ahead_at[-1] + layout.sizes[-2] * layout.sizes[-1])
+
+
+@njit(**SERIAL)
+def matrix(buf, start, rows, cols):
+    """buf[start : start + rows * cols] as a (rows, cols) C-ordered view."""
+    return buf[start : start + rows * cols].reshape((rows, cols))
+
+
+@njit(**SERIAL)
+def weights(theta, layout, layer):
+    """The layer's weights in theta: (n_in, H1) for layer 0, else (fan_out, fan_in)."""
+    fan_in, fan_out = layout.sizes[layer], layout.sizes[layer + 1]
+    if layer == 0:
+        return matrix(theta, layout.weights_at[0], fan_in, fan_out)
+    return matrix(theta, layout.weights_at[layer], fan_out, fan_in)
+
+
+@njit(**SERIAL)
+def bias(theta, layout, layer):
+    start = layout.bias_at[layer]
+    return theta[start : start + layout.sizes[layer + 1]]  # (fan_out,)
+
+
+@njit(**SERIAL)
+def ahead_weights(ahead, layout, layer):
+    """The weights of a layer after the first as the forward pass reads them: (fan_in,
+    fan_out)."""
+    return matrix(ahead, layout.ahead_at[layer], layout.sizes[layer], layout.sizes[layer + 1])
+
+
+@njit(**SERIAL)
+def units(buf, rows, layout, layer):
+    """The layer's activations (Z, dZ or A) of `rows` samples: (rows, fan_out)."""
+    return matrix(buf, rows * layout.units_at[layer], rows, layout.sizes[layer + 1])

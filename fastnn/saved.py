@@ -1,0 +1,72 @@
+"""fastnn.load: a fitted MLPClassifier back from a model file, ready to predict and to go on
+training where it stopped."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from fastnn import checks, persist
+from fastnn.estimator import MLPClassifier
+from fastnn.history import History
+from fastnn.optim import Schedule
+
+
+def load(path: str | os.PathLike) -> MLPClassifier:
+    """A fitted MLPClassifier from a file written by `save`, `persist.save_model` or
+    `python -m fastnn.train --save`.
+
+    Entries of the saved config named like MLPClassifier parameters are restored; the
+    architecture (hidden layers, activation, dtype) always comes from the file. A model saved
+    with its optimizer state and history (format version 2) goes on where it stopped:
+    partial_fit continues the optimizer, the schedule and the sample order; n_iter_ and
+    loss_curve_ go on counting. One saved without them starts those afresh.
+    """
+    saved = persist.read_model(path)
+    names = MLPClassifier._param_names()
+    params = {k: v for k, v in saved.config.items() if k in names}
+    hidden, sizes = saved.params.hidden_sizes, params.get("hidden_layer_sizes")
+    # JSON turned a tuple into a list; keep an int as it was given.
+    one = type(sizes) is int and (sizes,) == hidden
+    params["hidden_layer_sizes"] = sizes if one else hidden
+    params.update(activation=saved.activation, dtype=saved.params.dtype.name)
+    threads = params.get("n_threads")
+    if checks.is_int(threads) and threads > (os.cpu_count() or 1):
+        # A preference of the machine that trained it, not part of the model.
+        warnings.warn(
+            f"{path}: the model was saved with n_threads={threads}, more than this machine's "
+            f"{os.cpu_count()} CPUs; n_threads is reset to None (Numba's default)",
+            UserWarning,
+            stacklevel=2,
+        )
+        params["n_threads"] = None
+    model = MLPClassifier(**params)
+    try:
+        checks.hyperparameters(model)  # the one validation of every hyperparameter
+        optimizer = checks.optimizer(model)
+    except ValueError as exc:
+        raise persist.ModelFileError(
+            f"{path}: the saved configuration is not usable: {exc}"
+        ) from None
+    model._start(saved.params, saved.classes, None)
+    model.best_validation_score_ = saved.scores.get("validation_accuracy")
+    if saved.state is not None:
+        if not saved.state.fits(optimizer, saved.params):
+            raise persist.ModelFileError(
+                f"{path}: the saved optimizer state does not fit the saved solver "
+                f"{model.solver!r} (momentum {model.momentum})"
+            )
+        model._optimizer_state = saved.state
+    history = History.from_json(saved.history, path)
+    if history is not None:
+        model.n_iter_, model.t_ = history.epochs, history.samples_seen
+        model.loss_curve_ = list(history.loss_curve)
+        model.validation_scores_ = history.validation_scores
+        model._shuffle_rng = history.order_generator()
+        model._schedule = Schedule(
+            model.learning_rate, model.learning_rate_init, model.power_t, model.max_iter
+        )
+        model._schedule.samples_seen = history.samples_seen
+        if history.rate is not None:
+            model._schedule.current = history.rate
+    return model

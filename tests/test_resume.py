@@ -1,0 +1,189 @@
+"""Going on training where a saved model stopped: the optimizer's state, the schedule and the
+sample order travel in the model file (format version 2), so 3 epochs, save, load and 2 more
+give the same bits as 5 in one go; version 1 files still load and predict as before."""
+
+import json
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.backends import BACKENDS
+from fastnn.model import init_params
+from fastnn.persist import ModelFileError
+from tests.cli_helpers import run_main, write_kaggle
+
+rng = np.random.default_rng(0)
+X = rng.integers(0, 256, (120, 20)).astype(np.uint8)
+y = (X[:, :10].sum(axis=1) > X[:, 10:].sum(axis=1)).astype(int) + 2 * (X[:, 0] > 128)
+SOLVERS = [
+    dict(solver="adam", learning_rate_init=0.01, alpha=1e-3),
+    dict(solver="sgd", momentum=0.9, learning_rate="invscaling", power_t=0.3),
+    dict(solver="rmsprop", learning_rate_init=0.005, learning_rate="cosine"),
+]
+
+
+def _model(backend, **params):
+    defaults = dict(hidden_layer_sizes=(9, 7), batch_size=32, max_iter=5, random_state=3)
+    return fastnn.MLPClassifier(**{**defaults, "backend": backend, "dtype": "float64", **params})
+
+
+def _same_bits(a, b):
+    for name, x, z in zip(("coefs_", "intercepts_"), (a.coefs_, a.intercepts_),
+                          (b.coefs_, b.intercepts_), strict=True):  # fmt: skip
+        for layer, (u, v) in enumerate(zip(x, z, strict=True)):
+            np.testing.assert_array_equal(u, v, err_msg=f"{name}[{layer}]")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("params", SOLVERS, ids=lambda p: p["solver"])
+def test_partial_fit_goes_on_after_save_and_load(tmp_path, backend, params):
+    one_go = _model(backend, **params)
+    for _ in range(5):
+        one_go.partial_fit(X, y, classes=np.unique(y))
+    split = _model(backend, **params)
+    for _ in range(3):
+        split.partial_fit(X, y, classes=np.unique(y))
+    split.save(tmp_path / "m.npz")
+    loaded = fastnn.load(tmp_path / "m.npz")
+    for _ in range(2):
+        loaded.partial_fit(X, y)
+    _same_bits(loaded, one_go)
+    assert loaded.loss_curve_ == one_go.loss_curve_ and loaded.n_iter_ == 5
+    assert loaded._optimizer_state.step == one_go._optimizer_state.step == 5 * 4
+
+
+def test_fit_starts_a_fresh_optimizer_even_warm(tmp_path):
+    """As scikit-learn: warm_start keeps the weights, not the optimizer's moments."""
+    model = _model("numpy", solver="adam", warm_start=True, max_iter=2).fit(X, y)
+    first_state = model._optimizer_state
+    model.fit(X, y)
+    assert model._optimizer_state is not first_state and model._optimizer_state.step == 2 * 4
+
+
+def _train_args(folder, *extra):
+    return ["--backend", "numpy", "--data", str(folder / "train.csv"), "--dev-size", "40",
+            "--hidden", "12", "7", "--batch-size", "32", *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kaggle(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kaggle")
+    write_kaggle(folder / "train.csv", 200, with_labels=True)
+    return folder
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_resume_three_plus_two_is_five(tmp_path, kaggle, capsys, solver):
+    options = ["--solver", solver, "--lr", "0.05" if solver == "sgd" else "0.003"]
+    if solver == "sgd":
+        options += ["--momentum", "0.9"]
+    five, three, resumed = (tmp_path / name for name in ("5.npz", "3.npz", "3+2.npz"))
+    assert (
+        run_main(_train_args(kaggle, *options, "--epochs", "5", "--save", str(five)), capsys)[0]
+        == 0
+    )
+    assert (
+        run_main(_train_args(kaggle, *options, "--epochs", "3", "--save", str(three)), capsys)[0]
+        == 0
+    )
+    code, out, err = run_main(
+        ["--resume", str(three), "--epochs", "2", "--save", str(resumed),
+         "--metrics", str(tmp_path / "m.json")], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "resuming after epoch 3" in out and "epoch    5/5" in out
+    _same_bits(fastnn.load(resumed), fastnn.load(five))
+    assert [e["epoch"] for e in json.loads((tmp_path / "m.json").read_text())["epochs"]] == [4, 5]
+    model = fastnn.load(resumed)
+    assert model.n_iter_ == 5 and model.max_iter == 5 and model.solver == solver
+    assert model.loss_curve_ == fastnn.load(five).loss_curve_
+
+
+def test_an_interrupted_run_resumes_to_its_planned_end(tmp_path, kaggle, capsys):
+    saved = tmp_path / "m.npz"
+    run_main(_train_args(kaggle, "--epochs", "2", "--save", str(saved)), capsys)
+    code, _, err = run_main(["--resume", str(saved)], capsys)
+    assert code == 1 and "finished all its 2 epochs: give --epochs N to train N more" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--hidden", "30"], "--hidden [30] differs from its [12, 7]: leave --hidden out"),
+        (["--solver", "adam"], "--solver adam differs from its sgd"),
+        (["--lr", "0.5"], "--lr 0.5 differs from its 0.1"),
+    ],
+)
+def test_resume_refuses_options_that_change_the_run(tmp_path, kaggle, capsys, extra, message):
+    saved = tmp_path / "m.npz"
+    run_main(_train_args(kaggle, "--epochs", "1", "--lr", "0.1", "--save", str(saved)), capsys)
+    code, _, err = run_main(["--resume", str(saved), "--epochs", "1", *extra], capsys)
+    assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_a_model_the_estimator_saved_is_not_a_command_run(tmp_path, capsys):
+    path = tmp_path / "m.npz"
+    _model("numpy", max_iter=1).fit(X, y).save(path)
+    code, _, err = run_main(["--resume", str(path), "--epochs", "1"], capsys)
+    assert code == 1 and "cannot be resumed" in err and "partial_fit" in err
+
+
+def _write_version_1(path, params, config):
+    """A model file as fastnn wrote it before format version 2 (one hidden layer)."""
+    header = {
+        "format": "fastnn-model", "format_version": 1, "fastnn_version": "0.1.0",
+        "architecture": {"n_in": params.n_in, "hidden": params.hidden_sizes[0], "n_out": 3},
+        "activation": "relu", "dtype": "float32",
+        "classes": {"kind": "int", "values": [0, 1, 2]}, "config": config, "scores": {},
+    }  # fmt: skip
+    arrays = dict(zip(("W1", "b1", "W2", "b2"), params.arrays(), strict=True))
+    text = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, header=text, **arrays)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_version_1_files_load_and_predict_as_before(tmp_path, backend):
+    params = init_params(20, 6, 3, seed=2)
+    _write_version_1(tmp_path / "v1.npz", params, {"learning_rate_init": 0.3})
+    model = fastnn.load(tmp_path / "v1.npz").set_params(backend=backend)
+    assert model.hidden_layer_sizes == (6,) and model.learning_rate_init == 0.3
+    assert model.n_iter_ == 0 and model._optimizer_state is None
+    want = fastnn.backends.get_backend("numpy").predict_proba(params, X)
+    np.testing.assert_allclose(model.predict_proba(X), want, rtol=1e-5)
+    np.testing.assert_array_equal(model.predict(X), want.argmax(axis=1))
+    model.partial_fit(X, y % 3)  # and trains on
+    assert model.n_iter_ == 1
+
+
+def _saved_parts(tmp_path):
+    path = tmp_path / "m.npz"
+    _model("numpy", solver="adam", max_iter=1).fit(X, y).save(path)
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    return path, json.loads(arrays.pop("header").tobytes()), arrays
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda h, a: h["history"].update(epochs=-1), "epochs must be a whole number >= 0"),
+        (lambda h, a: h["history"].update(loss_curve="x"), "loss_curve must be a list"),
+        (lambda h, a: h["history"].update(rate=0), "rate must be a positive number"),
+        (lambda h, a: h["history"].update(order_state={"bit_generator": "MT19937"}),
+         "not the state of a NumPy PCG64 generator"),
+        (lambda h, a: h["history"].update(evil=1), "its fields are"),
+        (lambda h, a: h["optimizer"].update(step=-3), "'step' must be a whole number >= 0"),
+        (lambda h, a: a.pop("second_W2"), r"missing array\(s\) \['second_W2'\]"),
+        (lambda h, a: a.update(first_b1=a["first_b1"][:2]), "'first_b1' is float64 with shape"),
+        (lambda h, a: a.update(first_W1=a["first_W1"] * np.nan), "'first_W1' holds NaN"),
+        (lambda h, a: h["config"].update(solver="rmsprop"),
+         "optimizer state does not fit the saved solver 'rmsprop'"),
+    ],
+)  # fmt: skip
+def test_tampered_training_state_is_a_model_file_error(tmp_path, tamper, message):
+    path, header, arrays = _saved_parts(tmp_path)
+    tamper(header, arrays)
+    np.savez(path, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    with pytest.raises(ModelFileError, match=message):
+        fastnn.load(path)
