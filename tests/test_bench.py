@@ -237,9 +237,12 @@ def test_jax_trains_as_the_numpy_backend_does(data, name) -> None:
         np.testing.assert_allclose(np.asarray(y), x, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", PEER_WORKLOADS)
+@pytest.mark.parametrize("name", [n for n in PEER_WORKLOADS if workload(n).solver == "sgd"])
 def test_torch_trains_as_the_numpy_backend_does(data, name) -> None:
-    """Same weights and order; torch's Adam puts epsilon elsewhere, too little to show here."""
+    """Same weights, order and plain SGD: the same numbers. (The Adam workload is the same work
+    but not the same numbers: torch adds epsilon after the bias correction, scikit-learn and
+    fastnn before it, which shows at 1e-3 relative in float32 here; tests/test_torch_compat.py
+    converts between the two and checks Adam exactly.)"""
     torch = pytest.importorskip("torch")
     p = prepare(workload(name), *data["mnist"], rows=256)
     ours = backend_contender(get_backend("numpy"), p)
