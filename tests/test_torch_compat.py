@@ -1,5 +1,5 @@
-"""SGD with momentum (plain and Nesterov's) and Adam against torch.optim, from the same weights
-and batches; skipped where PyTorch is not installed (it is never a dependency).
+"""SGD with momentum (plain and Nesterov's), Adam and RMSprop against torch.optim, from the same
+weights and batches; skipped where PyTorch is not installed (it is never a dependency).
 
 The conventions differ, and the test converts between them:
 - Layout: nn.Linear keeps W as (out, in); fastnn as (in, out), scikit-learn's coefs_. The
@@ -12,6 +12,7 @@ The conventions differ, and the test converts between them:
   beta_2^t) is fastnn's with epsilon, so the test sets torch's epsilon so before each step.
   (With one epsilon for both, the two differ where sqrt(s) is not far above epsilon: 1e-6
   relative was seen here.)
+- RMSprop: the same formula (epsilon added to sqrt(s)); torch's decay `alpha` is fastnn's rho.
 - L2: fastnn's alpha adds (alpha / n) * W to a batch of n's gradient, weights only: torch's
   weight_decay = alpha / n on a parameter group of the weights alone.
 """
@@ -54,6 +55,8 @@ def _torch_optimizer(model, optimizer: Optimizer):
         {"params": weights, "weight_decay": optimizer.alpha / BATCH},
         {"params": biases, "weight_decay": 0.0},
     ]
+    if optimizer.solver == "rmsprop":  # torch's alpha is fastnn's rho
+        return torch.optim.RMSprop(groups, lr=LR, alpha=optimizer.rho, eps=optimizer.epsilon)
     if optimizer.solver == "adam":
         return torch.optim.Adam(
             groups, lr=LR, betas=(optimizer.beta_1, optimizer.beta_2), eps=optimizer.epsilon
@@ -70,8 +73,9 @@ def _torch_optimizer(model, optimizer: Optimizer):
         Optimizer(momentum=0.9, nesterovs_momentum=True, alpha=ALPHA),
         Optimizer("adam"),
         Optimizer("adam", beta_2=0.99, alpha=ALPHA),
+        Optimizer("rmsprop", rho=0.9, alpha=ALPHA),
     ],
-    ids=["momentum", "nesterov+alpha", "adam", "adam+alpha"],
+    ids=["momentum", "nesterov+alpha", "adam", "adam+alpha", "rmsprop+alpha"],
 )
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_fastnn_steps_as_torch_optim_does(optimizer, backend):
