@@ -1,4 +1,5 @@
-"""fastnn: the two-layer MNIST network, as a NumPy reference and as fused Numba kernels."""
+"""fastnn: the tutorials' MNIST network and deeper ones, as a NumPy reference and as fused Numba
+kernels."""
 
 # Importing this loads neither Numba nor pandas: backends load on first use.
 from fastnn.estimator import MLPClassifier
