@@ -73,6 +73,7 @@ def descend(layout, net, data, rule, state):
     dtype = net.theta.dtype
     chunk = min(CHUNK, data.batch_size, n)
     n_blocks = (n_in + BLOCK - 1) // BLOCK
+    rows = np.empty(chunk, np.int64)  # the chunk's rows of X (see below)
     idx = np.empty(chunk * (n_in + 1), np.int32)  # the chunk's feature lists
     bounds = np.empty((n_blocks + 1, chunk), np.int32)  # (n_blocks + 1, chunk)
     Z = np.empty(chunk * layout.units_at[n_layers], dtype)  # every layer's Z, then dZ
@@ -92,7 +93,12 @@ def descend(layout, net, data, rule, state):
             loss_sum += 0.5 * rule.alpha * squares.sum()  # the penalty before the update
         for start in range(first, end, chunk):
             m = min(chunk, end - start)
-            part = Chunk(data.order[start : start + m], idx, bounds, Z, A, chunk, 0)
+            # Copied out of the read-only order, the chunk's rows are a writable array as in
+            # `forward`: one type of Chunk, so the passes they share compile once for both. A
+            # loop: Numba's slice assignment compiles for seconds.
+            for i in range(m):
+                rows[i] = data.order[start + i]
+            part = Chunk(rows[:m], idx, bounds, Z, A, chunk, 0)
             sample_pass(layout, net, data.X, data.y, table, part, end - first, losses, hits)
             done = Batch(batch, end - first, start + m == end)
             gradient_pass(layout, net, data.X, table, part, state, rule, done, touched, squares)
