@@ -7,30 +7,38 @@ training config, known scores and (version 2) the optimizer's step count and the
 history. Version 1 files (one hidden layer, no optimizer state) still load. Loading never
 unpickles anything and checks every field, name, shape, dtype and size before reading array
 data, so a damaged or tampered file is a ModelFileError naming the file, never code execution
-or a huge allocation. Every read has a
-bound fixed before it: .npy preambles MAX_NPY_HEADER_BYTES, the header MAX_HEADER_BYTES, array
-data the file's own size; and only stored or deflated members (what numpy writes) are read, as
-zipfile inflates those no further than a read asks.
+or a huge allocation. Every read has a bound fixed before it (fastnn.npz_members reads the
+members): .npy preambles MAX_NPY_HEADER_BYTES, the header MAX_HEADER_BYTES, array data the
+file's own size; and only stored or deflated members (what numpy writes) are read, as zipfile
+inflates those no further than a read asks.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import struct
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 import fastnn
 from fastnn.atomic import atomic_path
 from fastnn.model import ACTIVATIONS, DTYPES, Params, check_choice
+from fastnn.npz_members import (
+    ModelFileError,
+    check_array,
+    clip,
+    data_size,
+    fail,
+    open_npy,
+    read_array,
+    read_data,
+    short,
+)
 from fastnn.optim import OptimizerState
 
 FORMAT = "fastnn-model"
@@ -45,21 +53,7 @@ MOMENTS = ("first", "second")  # the optimizer state's arrays are saved as first
 MAX_HEADER_BYTES = 1 << 20  # far above any real header; bounds what a tampered file can ask for
 CLASS_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
 ZIP_MAGIC = b"PK\x03\x04"
-# np.savez stores members and np.savez_compressed deflates them. For those two methods zipfile
-# inflates no more than a read asks for; for the others (bzip2, lzma) it inflates every
-# compressed chunk it reads whole, so a few hundred bytes can become gigabytes before any check.
-COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-# The .npy versions fastnn reads: the format of their header-length field, their header reader.
-NPY_VERSIONS = {
-    (1, 0): ("<H", np.lib.format.read_array_header_1_0),
-    (2, 0): ("<I", np.lib.format.read_array_header_2_0),
-}
 MAX_LAYERS = 64  # hidden layers a file may declare: bounds the work a tampered header asks for
-MAX_NPY_HEADER_BYTES = 4096  # numpy writes about 120 bytes for the arrays fastnn saves
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used: missing, damaged, tampered with, or another version."""
 
 
 class SavedModel(NamedTuple):
@@ -177,7 +171,7 @@ def read_model(path: str | os.PathLike) -> SavedModel:
     try:
         with path.open("rb") as f:
             if f.read(4) != ZIP_MAGIC:
-                raise _fail(path, "not a fastnn model file (it is not a .npz archive)")
+                raise fail(path, "not a fastnn model file (it is not a .npz archive)")
             with zipfile.ZipFile(f) as archive:
                 return _read(path, archive, os.fstat(f.fileno()).st_size)
     except (ModelFileError, MemoryError):
@@ -189,122 +183,15 @@ def read_model(path: str | os.PathLike) -> SavedModel:
         # (BadZipFile, struct.error, NotImplementedError, RuntimeError, tokenize.TokenError,
         # SyntaxError, UnicodeDecodeError, ...): to the caller all of them mean the same.
         raise ModelFileError(
-            f"{path}: damaged or truncated model file ({type(exc).__name__}: {_clip(str(exc))})"
+            f"{path}: damaged or truncated model file ({type(exc).__name__}: {clip(str(exc))})"
         ) from None
-
-
-def _fail(path: Path, what: str) -> ModelFileError:
-    return ModelFileError(f"{path}: {what}")
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _short(value: Any) -> str:
-    return _clip(repr(value), 80)
-
-
-class _Npy(NamedTuple):
-    """What a .npy member's preamble says, and how many bytes the member declares after it."""
-
-    shape: tuple
-    fortran_order: bool
-    dtype: np.dtype
-    data_bytes: int
-
-
-@contextmanager
-def _open_npy(
-    path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo
-) -> Iterator[tuple[IO[bytes], _Npy]]:
-    """Open member `info` and read its .npy preamble (at most MAX_NPY_HEADER_BYTES + 12 bytes).
-
-    Yields the member, positioned at the array data, and what the preamble says.
-    """
-    name = info.filename.removesuffix(".npy")
-    if info.compress_type not in COMPRESSIONS:
-        raise _fail(
-            path,
-            f"array {name!r} uses zip compression method {info.compress_type}; fastnn reads only "
-            "the stored and deflated members numpy writes",
-        )
-    with archive.open(info) as f:
-        yield f, _read_preamble(path, name, f, info.file_size)
-
-
-def _read_preamble(path: Path, name: str, f: IO[bytes], member_bytes: int) -> _Npy:
-    version = np.lib.format.read_magic(f)
-    if version not in NPY_VERSIONS:
-        raise _fail(path, f"array {name!r} uses .npy format {version}, which fastnn never writes")
-    length_format, read_array_header = NPY_VERSIONS[version]
-    length_field = f.read(struct.calcsize(length_format))
-    (length,) = struct.unpack(length_format, length_field)
-    # numpy reads the whole header before checking its length, so the length is checked here.
-    if length > MAX_NPY_HEADER_BYTES:
-        raise _fail(
-            path,
-            f"array {name!r} has a {length}-byte .npy header; fastnn reads at most "
-            f"{MAX_NPY_HEADER_BYTES} (numpy writes about 120)",
-        )
-    shape, fortran_order, dtype = read_array_header(io.BytesIO(length_field + f.read(length)))
-    if dtype.hasobject:
-        raise _fail(
-            path, f"array {name!r} holds Python objects (pickled data); refusing to load it"
-        )
-    preamble_bytes = np.lib.format.MAGIC_LEN + len(length_field) + length
-    return _Npy(shape, fortran_order, dtype, member_bytes - preamble_bytes)
-
-
-def _data_size(path: Path, name: str, npy: _Npy) -> int:
-    """The bytes of data the preamble's shape and dtype need, checked to be exactly what the
-    member declares after its preamble: that declared size is what bounds reading it."""
-    size = math.prod(npy.shape) * npy.dtype.itemsize
-    if npy.data_bytes != size:
-        raise _fail(
-            path,
-            f"array {name!r} declares {npy.data_bytes} bytes of data but its shape and dtype "
-            f"need {size} (truncated or tampered)",
-        )
-    return size
-
-
-def _read_data(path: Path, name: str, f: IO[bytes], size: int) -> bytes:
-    # One read of exactly the declared size: zipfile inflates no more than a read asks for (for
-    # stored and deflated members), and it checks the member's CRC-32 when the read reaches its end.
-    data = f.read(size)
-    if len(data) != size:
-        raise _fail(path, f"array {name!r} is truncated")
-    return data
-
-
-def _check_array(path: Path, name: str, npy: _Npy, shape: tuple, dtype: np.dtype) -> int:
-    """Raise unless the preamble says `shape` and `dtype`; return the data's size in bytes."""
-    if (npy.shape, npy.dtype) != (shape, dtype):
-        raise _fail(
-            path,
-            f"array {name!r} is {npy.dtype} with shape {npy.shape}, but the header says "
-            f"{dtype} with shape {shape}",
-        )
-    return _data_size(path, name, npy)
-
-
-def _read_array(
-    path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, shape: tuple, dtype: np.dtype
-) -> np.ndarray:
-    name = info.filename.removesuffix(".npy")
-    with _open_npy(path, archive, info) as (f, npy):
-        # Checked again: this is a fresh read of the member.
-        data = _read_data(path, name, f, _check_array(path, name, npy, shape, dtype))
-    array = np.frombuffer(data, dtype).reshape(shape, order="F" if npy.fortran_order else "C")
-    return array.copy()  # C order, and writable (training updates the weights in place)
 
 
 def _field(path: Path, record: dict, key: str, ok: Callable[[Any], bool], wanted: str) -> Any:
     if key not in record:
-        raise _fail(path, f"the header has no {key!r} field")
+        raise fail(path, f"the header has no {key!r} field")
     if not ok(record[key]):
-        raise _fail(path, f"header field {key!r} must be {wanted}; got {_short(record[key])}")
+        raise fail(path, f"header field {key!r} must be {wanted}; got {short(record[key])}")
     return record[key]
 
 
@@ -329,40 +216,40 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]
     infos = archive.infolist()
     members = {info.filename.removesuffix(".npy"): info for info in infos}
     if len(members) != len(infos) or not all(info.filename.endswith(".npy") for info in infos):
-        raise _fail(path, "the archive holds entries that are not .npy arrays")
+        raise fail(path, "the archive holds entries that are not .npy arrays")
     if HEADER not in members:
-        raise _fail(path, f"missing array(s) {[HEADER]}")
+        raise fail(path, f"missing array(s) {[HEADER]}")
     return members
 
 
 def _check_names(path: Path, members: dict[str, zipfile.ZipInfo], expected: set[str]) -> None:
     if expected - members.keys():
-        raise _fail(path, f"missing array(s) {sorted(expected - members.keys())}")
+        raise fail(path, f"missing array(s) {sorted(expected - members.keys())}")
     if members.keys() - expected:
-        raise _fail(path, f"unexpected array(s) {sorted(members.keys() - expected)}")
+        raise fail(path, f"unexpected array(s) {sorted(members.keys() - expected)}")
 
 
 def _read_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> dict[str, Any]:
-    with _open_npy(path, archive, info) as (f, npy):
+    with open_npy(path, archive, info) as (f, npy):
         if npy.dtype != np.uint8 or len(npy.shape) != 1 or npy.shape[0] > MAX_HEADER_BYTES:
-            raise _fail(path, f"the header must be 1-D uint8 of at most {MAX_HEADER_BYTES} bytes")
-        raw = _read_data(path, HEADER, f, _data_size(path, HEADER, npy))
+            raise fail(path, f"the header must be 1-D uint8 of at most {MAX_HEADER_BYTES} bytes")
+        raw = read_data(path, HEADER, f, data_size(path, HEADER, npy))
     try:
         header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        raise _fail(path, f"the header is not valid JSON text ({exc})") from None
+        raise fail(path, f"the header is not valid JSON text ({exc})") from None
     if not _is_dict(header) or header.get("format") != FORMAT:
-        raise _fail(path, f"not a fastnn model file (its header does not say format {FORMAT!r})")
+        raise fail(path, f"not a fastnn model file (its header does not say format {FORMAT!r})")
     version = header.get("format_version")
     if type(version) is not int or version not in READ_VERSIONS:
-        raise _fail(
+        raise fail(
             path,
-            f"model format version {_short(version)} is not supported: fastnn "
+            f"model format version {short(version)} is not supported: fastnn "
             f"{fastnn.__version__} reads versions {', '.join(map(str, READ_VERSIONS))}",
         )
     unknown = sorted(set(header) - set(HEADER_FIELDS))
     if unknown:
-        raise _fail(path, f"unexpected header field(s) {unknown}")
+        raise fail(path, f"unexpected header field(s) {unknown}")
     _field(path, header, "fastnn_version", lambda v: isinstance(v, str), "a string")
     return header
 
@@ -378,11 +265,11 @@ def _read_classes(path: Path, header: dict, n_out: int) -> np.ndarray:
         f"a list of {kind} labels",
     )
     if len(values) != n_out:
-        raise _fail(path, f"{len(values)} class labels for {n_out} outputs")
+        raise fail(path, f"{len(values)} class labels for {n_out} outputs")
     # numpy pads every string label to the longest (4 bytes a character): unchecked, a header of
     # a few hundred kB could ask for gigabytes.
     if kind == "str" and len(values) * max(map(len, values)) > MAX_HEADER_BYTES:
-        raise _fail(
+        raise fail(
             path,
             f"the class labels are too long: {n_out} padded to the longest exceed "
             f"{MAX_HEADER_BYTES} characters",
@@ -390,7 +277,7 @@ def _read_classes(path: Path, header: dict, n_out: int) -> np.ndarray:
     classes = np.array(values)
     finite = kind != "float" or np.isfinite(classes).all()
     if not finite or not np.array_equal(np.unique(classes), classes):
-        raise _fail(path, "the class labels must be sorted, unique and finite")
+        raise fail(path, "the class labels must be sorted, unique and finite")
     return classes
 
 
@@ -413,7 +300,7 @@ def _read_optimizer(path: Path, header: dict) -> tuple[int, list[str]] | None:
     for moment in MOMENTS:
         _field(path, record, moment, lambda v: type(v) is bool, "true or false")
     if set(record) - {"step", *MOMENTS}:
-        raise _fail(
+        raise fail(
             path, f"unexpected optimizer field(s) {sorted(set(record) - {'step', *MOMENTS})}"
         )
     return step, [moment for moment in MOMENTS if record[moment]]
@@ -446,20 +333,20 @@ def _read(path: Path, archive: zipfile.ZipFile, file_size: int) -> SavedModel:
     _check_names(path, members, {HEADER, *shapes})
     needed = sum(math.prod(s) for s in shapes.values()) * dtype.itemsize
     if needed > file_size:
-        raise _fail(
+        raise fail(
             path,
             f"the architecture {'-'.join(map(str, sizes))} needs {needed} bytes of arrays but "
             f"the file has only {file_size} bytes (truncated or tampered)",
         )
     for name, shape in shapes.items():
-        with _open_npy(path, archive, members[name]) as (_, npy):
-            _check_array(path, name, npy, shape, dtype)
+        with open_npy(path, archive, members[name]) as (_, npy):
+            check_array(path, name, npy, shape, dtype)
     arrays = {
-        name: _read_array(path, archive, members[name], shapes[name], dtype) for name in shapes
+        name: read_array(path, archive, members[name], shapes[name], dtype) for name in shapes
     }
     for name, array in arrays.items():
         if not np.isfinite(array).all():
-            raise _fail(path, f"array {name!r} holds NaN or infinite numbers")
+            raise fail(path, f"array {name!r} holds NaN or infinite numbers")
     weights = [arrays[name] for name in weight_names]
     params = Params(weights[0::2], weights[1::2])
     state = None
