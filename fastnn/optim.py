@@ -128,14 +128,20 @@ class OptimizerState:
         for mine, theirs in zip(self.first + self.second, saved.first + saved.second, strict=True):
             mine[...] = theirs
 
+    def laid_out_as(self, params: Params) -> bool:
+        """Whether each kind of moment is either absent or one array per array of `params`,
+        of its shape and dtype."""
+        layout = [(a.shape, a.dtype) for a in params.arrays()]
+        return all(
+            [(a.shape, a.dtype) for a in moments] in ([], layout)
+            for moments in (self.first, self.second)
+        )
+
     def fits(self, optimizer: Optimizer, params: Params) -> bool:
         """Whether this state belongs to `optimizer` on a network shaped as `params`."""
         n_first, n_second = optimizer.n_moments
-        shapes = [(a.shape, a.dtype) for a in params.arrays()]
-        return all(
-            [(a.shape, a.dtype) for a in moments] == (shapes if wanted else [])
-            for moments, wanted in ((self.first, n_first), (self.second, n_second))
-        )
+        kept = (bool(self.first), bool(self.second))
+        return self.laid_out_as(params) and kept == (bool(n_first), bool(n_second))
 
 
 def adam_rate(lr: float, optimizer: Optimizer, step: int) -> float:
@@ -159,9 +165,13 @@ class Schedule:
         self.learning_rate_init = learning_rate_init
         self.power_t = power_t
         self.max_iter = max_iter
-        self.settings = (learning_rate, learning_rate_init, power_t, max_iter)
         self.current = learning_rate_init  # the rate of the coming epoch (not for "cosine")
         self.samples_seen = 0  # scikit-learn's t_: samples trained on in earlier epochs
+
+    @property
+    def settings(self) -> tuple[str, float, float, int]:
+        """What the schedule was made with, in the order __init__ takes it."""
+        return self.learning_rate, self.learning_rate_init, self.power_t, self.max_iter
 
     def rates(self, steps_done: int, n: int, batch_size: int) -> np.ndarray:
         """One rate for each batch of the coming epoch of n samples, after `steps_done`

@@ -119,11 +119,7 @@ def save_model(
     so far (loss curve, epochs, the schedule's position).
     """
     params.validate()
-    layout = [(a.shape, a.dtype) for a in params.arrays()]
-    if state is not None and not all(
-        [(a.shape, a.dtype) for a in moments] in ([], layout)
-        for moments in (state.first, state.second)
-    ):
+    if state is not None and not state.laid_out_as(params):
         raise ValueError("the optimizer state does not fit the network's arrays")
     check_choice("activation", activation, ACTIVATIONS)
     scores = {str(name): _score(value) for name, value in (scores or {}).items()}
