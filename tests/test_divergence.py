@@ -68,6 +68,22 @@ def test_a_healthy_run_is_not_flagged(backend, mnist):
     assert fitted.n_iter_ == 3 and fitted.score(*mnist) > 0.85
 
 
+def test_numba_training_judges_its_health_without_numpy_matmuls(mnist, monkeypatch):
+    """The checks after each epoch run on the training backend: a NumPy matmul there would
+    leave OpenBLAS's threads spinning into the next numba epoch (see training._Probe)."""
+    numpy_backend = type(get_backend("numpy"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the numpy backend ran during a numba fit")
+
+    monkeypatch.setattr(numpy_backend, "forward", refuse)
+    monkeypatch.setattr(numpy_backend, "predict_proba", refuse)
+    fitted = model("numba", 0.5).fit(*mnist)
+    assert fitted.n_iter_ == 3
+    with pytest.warns(training.TrainingCollapsedWarning):  # the collapse check still runs
+        model("numba", 5.0).fit(*mnist)
+
+
 @pytest.mark.parametrize(
     ("backend", "optimizer"),
     [("numpy", Optimizer()), ("numba", Optimizer()), ("numpy", Optimizer("adam")),
