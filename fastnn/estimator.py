@@ -141,6 +141,7 @@ class MLPClassifier(ScikitLearnProtocol):
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
         self.validation_scores_: list[float] | None = None
+        self.validation_loss_curve_: list[float] | None = None
         self.best_validation_score_: float | None = None
         self.t_ = 0  # samples trained on, as scikit-learn counts them (invscaling uses it)
         self._shuffle_rng: np.random.Generator | None = None  # made by _train if still None
@@ -196,7 +197,7 @@ class MLPClassifier(ScikitLearnProtocol):
             validation = X[order[:n_val]], y_index[order[:n_val]]
             X, y_index = X[order[n_val:]], y_index[order[n_val:]]
             if not warm or self.validation_scores_ is None:
-                self.validation_scores_ = []
+                self.validation_scores_, self.validation_loss_curve_ = [], []
         self._train(X, y_index, self.max_iter, validation)
         return self
 
@@ -286,9 +287,10 @@ class MLPClassifier(ScikitLearnProtocol):
             line = f"epoch {result.epoch}: loss {result.loss:.6f}, {1000 * result.seconds:.1f} ms"
             score = -result.loss  # progress, as scikit-learn judges it without a validation set
             if validation is not None:
-                score = training.accuracy(backend, params, *validation, self.activation)
+                loss, score = training.evaluate(backend, params, *validation, self.activation)
                 self.validation_scores_.append(score)
-                line += f", validation accuracy {score:.4f}"
+                self.validation_loss_curve_.append(loss)
+                line += f", validation loss {loss:.6f}, accuracy {score:.4f}"
                 if score > stalls.best:  # any gain keeps the weights, as scikit-learn does
                     best = params.copy()
                     self.best_validation_score_ = score
@@ -364,6 +366,7 @@ class MLPClassifier(ScikitLearnProtocol):
         schedule = self._schedule
         history = History(
             self.n_iter_, self.t_, self.loss_curve_, self.validation_scores_,
+            self.validation_loss_curve_,
             None if schedule is None or schedule.learning_rate == "cosine" else schedule.current,
             generator_state(self._shuffle_rng),
         )  # fmt: skip

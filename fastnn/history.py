@@ -16,12 +16,16 @@ import numpy as np
 
 from fastnn.persist import ModelFileError
 
+# Fields that files written by fastnn 0.1.0 before they existed lack, and what they then are.
+OPTIONAL = {"validation_losses": None}
+
 
 class History(NamedTuple):
     epochs: int  # epochs trained so far (scikit-learn's n_iter_)
     samples_seen: int  # samples trained on so far (scikit-learn's t_)
     loss_curve: list[float]
     validation_scores: list[float] | None
+    validation_losses: list[float] | None  # the loss beside each of validation_scores
     rate: float | None  # the schedule's current rate ("invscaling", "adaptive"), if one
     order_state: dict[str, Any] | None  # the epoch-order generator's state, if one
 
@@ -38,14 +42,15 @@ class History(NamedTuple):
         def fail(what: str) -> ModelFileError:
             return ModelFileError(f"{path}: the saved training history is damaged: {what}")
 
+        record = {**OPTIONAL, **record}
         if set(record) != set(cls._fields):
             raise fail(f"its fields are {sorted(record)}, not {sorted(cls._fields)}")
         for name in ("epochs", "samples_seen"):
             if type(record[name]) is not int or record[name] < 0:
                 raise fail(f"{name} must be a whole number >= 0")
-        for name in ("loss_curve", "validation_scores"):
+        for name in ("loss_curve", "validation_scores", "validation_losses"):
             values = record[name]
-            if values is None and name == "validation_scores":
+            if values is None and name != "loss_curve":
                 continue
             if not isinstance(values, list) or not all(_is_number(v) for v in values):
                 raise fail(f"{name} must be a list of numbers")

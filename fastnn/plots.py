@@ -25,24 +25,32 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def plot_curves(history: list[dict], out_dir: str | os.PathLike) -> list[Path]:
-    """loss.png (training loss per epoch) and accuracy.png (train and dev accuracy)."""
+    """loss.png and accuracy.png: per epoch, on the training set and (where there is one) the
+    dev set. The training loss of an epoch is the mean over its batches, each measured before
+    its update (with the L2 penalty, if any); the dev loss is measured after the epoch."""
     out = Path(out_dir)
+    paths = []
+    for key, ylabel, title in (
+        ("loss", "mean cross-entropy", "Loss"),
+        ("accuracy", "accuracy", "Accuracy"),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        _plot_train_and_dev(ax, history, key)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        paths.append(_save(fig, out / f"{key}.png"))
+    return paths
+
+
+def _plot_train_and_dev(ax: plt.Axes, history: list[dict], key: str) -> None:
+    """The training curve of `key` ("loss" or "accuracy"), and the dev one where measured."""
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [h["loss"] for h in history], marker=".")
-    ax.set(xlabel="epoch", ylabel="mean cross-entropy", title="Training loss")
-    ax.grid(alpha=0.3)
-    paths = [_save(fig, out / "loss.png")]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [h["train_accuracy"] for h in history], marker=".", label="train")
-    dev = [h["dev_accuracy"] for h in history]
+    train = "loss" if key == "loss" else "train_accuracy"
+    ax.plot(epochs, [h[train] for h in history], marker=".", label="train")
+    dev = [h.get(f"dev_{key}") for h in history]
     if any(d is not None for d in dev):
         ax.plot(epochs, [np.nan if d is None else d for d in dev], marker=".", label="dev")
-    ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    paths.append(_save(fig, out / "accuracy.png"))
-    return paths
+        ax.legend()
 
 
 def plot_samples(

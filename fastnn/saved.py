@@ -62,6 +62,7 @@ def load(path: str | os.PathLike) -> MLPClassifier:
         model.n_iter_, model.t_ = history.epochs, history.samples_seen
         model.loss_curve_ = list(history.loss_curve)
         model.validation_scores_ = history.validation_scores
+        model.validation_loss_curve_ = history.validation_losses
         model._shuffle_rng = history.order_generator()
         model._schedule = Schedule(
             model.learning_rate, model.learning_rate_init, model.power_t, model.max_iter

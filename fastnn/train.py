@@ -178,9 +178,10 @@ def train_epochs(r: Run) -> tuple[list[dict], training.Outcome]:
     bar = tqdm(total=args.epochs, desc="training", unit="epoch", disable=None)
 
     def after_epoch(result: training.EpochResult) -> bool:
-        dev_acc = training.accuracy(r.backend, r.params, r.X_dev, r.y_dev, args.activation)
-        dev_acc = None if np.isnan(dev_acc) else dev_acc
-        history.append(dict(result._asdict(), dev_accuracy=dev_acc))
+        dev = training.evaluate(r.backend, r.params, r.X_dev, r.y_dev, args.activation)
+        dev_acc = None if np.isnan(dev.accuracy) else dev.accuracy
+        dev_loss = None if np.isnan(dev.loss) else dev.loss
+        history.append(dict(result._asdict(), dev_accuracy=dev_acc, dev_loss=dev_loss))
         bar.update()
         if result.epoch % args.log_every == 0 or result.epoch in (r.first_epoch, r.planned):
             tqdm.write(
@@ -240,7 +241,7 @@ def planned_outputs(
         done = r.first_epoch - 1 + stopped["epochs_completed"]
         record = History(
             done, r.how.schedule.samples_seen, r.earlier_losses + [h["loss"] for h in history],
-            None,
+            None, None,
             None if args.learning_rate == "cosine" else r.how.schedule.current,
             generator_state(r.order_rng),
         )  # fmt: skip

@@ -78,9 +78,7 @@ class _Probe(NamedTuple):
         return cls(backend, activation, Xp, y[rows], bool((Xp != Xp[0]).any()))
 
     def loss(self, params: Params) -> float:
-        P = self.backend.predict_proba(params, self.X, self.activation)
-        picked = P[np.arange(len(self.y)), self.y].astype(np.float64)
-        return float(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)).mean())
+        return cross_entropy(self.backend.predict_proba(params, self.X, self.activation), self.y)
 
     def collapsed(self, params: Params) -> bool:
         """Whether distinct probe inputs all get the very same output."""
@@ -217,6 +215,28 @@ def predict_proba(backend: Backend, params: Params, X: np.ndarray, activation: s
     if not chunks:
         return np.zeros((0, params.n_out), dtype=params.dtype)
     return np.concatenate(chunks)
+
+
+def cross_entropy(P: np.ndarray, y: np.ndarray) -> float:
+    """The mean of -log P[i, y[i]], in float64; a probability of 0 counts as the smallest
+    positive float64, so the loss stays finite."""
+    picked = P[np.arange(len(y)), y].astype(np.float64)
+    return float(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)).mean())
+
+
+class Evaluation(NamedTuple):
+    loss: float  # mean cross-entropy, without the L2 penalty (nan on no rows)
+    accuracy: float  # nan on no rows
+
+
+def evaluate(
+    backend: Backend, params: Params, X: np.ndarray, y: np.ndarray, activation: str
+) -> Evaluation:
+    """The loss and accuracy of params on (X, y), from one forward pass."""
+    if len(X) == 0:
+        return Evaluation(float("nan"), float("nan"))
+    P = predict_proba(backend, params, X, activation)
+    return Evaluation(cross_entropy(P, y), float((P.argmax(axis=1) == y).mean()))
 
 
 def accuracy(

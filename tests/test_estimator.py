@@ -63,6 +63,7 @@ def test_fit_returns_self_and_sets_attributes():
     assert model.n_iter_ == 5 and len(model.loss_curve_) == 5
     assert model.loss_curve_[-1] < model.loss_curve_[0]
     assert model.validation_scores_ is None and model.best_validation_score_ is None
+    assert model.validation_loss_curve_ is None
     assert not hasattr(model, "feature_names_in_")
     np.testing.assert_allclose(model.predict_proba(X).sum(axis=1), 1, rtol=1e-5)
     assert model.score(X, y) > 0.9
@@ -227,6 +228,8 @@ def test_early_stopping_stops_after_patience_runs_out():
     # Epoch 1 sets the best; no later epoch can beat it by more than tol=1.
     assert model.n_iter_ == 3 and len(model.validation_scores_) == 3
     assert model.best_validation_score_ == model.validation_scores_[0]
+    assert len(model.validation_loss_curve_) == 3
+    assert all(0 < loss < np.log(3) for loss in model.validation_loss_curve_)  # it learned
 
 
 def test_early_stopping_keeps_the_best_weights():
@@ -241,6 +244,7 @@ def test_early_stopping_keeps_the_best_weights():
     # The same run cut off at the best epoch ends with the weights the long run kept.
     short = small(max_iter=best_epoch, **params).fit(X_noisy, y_noisy)
     assert short.validation_scores_ == scores[:best_epoch]
+    assert short.validation_loss_curve_ == model.validation_loss_curve_[:best_epoch]
     for kept, at_best in zip(
         model.coefs_ + model.intercepts_, short.coefs_ + short.intercepts_, strict=True
     ):
@@ -264,12 +268,17 @@ def test_divergence_keeps_the_last_good_weights():
 
 
 def test_verbose_prints_one_line_per_epoch(capsys):
-    small(verbose=True, early_stopping=True, max_iter=3).fit(X, y)
+    model = small(verbose=True, early_stopping=True, max_iter=3).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     for epoch, line in enumerate(lines, 1):
-        pattern = rf"epoch {epoch}: loss \d+\.\d+, \d+\.\d ms, validation accuracy \d\.\d+"
-        assert re.fullmatch(pattern, line), line
+        pattern = (
+            rf"epoch {epoch}: loss \d+\.\d+, \d+\.\d ms, validation loss (\d+\.\d+), "
+            r"accuracy \d\.\d+"
+        )
+        match = re.fullmatch(pattern, line)
+        assert match, line
+        assert float(match[1]) == pytest.approx(model.validation_loss_curve_[epoch - 1], abs=1e-6)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

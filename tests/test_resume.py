@@ -156,6 +156,25 @@ def test_version_1_files_load_and_predict_as_before(tmp_path, backend):
     assert model.n_iter_ == 1
 
 
+def test_the_validation_curves_are_saved_and_files_from_before_them_load(tmp_path):
+    path = tmp_path / "m.npz"
+    fitted = _model("numpy", max_iter=3, early_stopping=True, n_iter_no_change=10).fit(X, y)
+    fitted.save(path)
+    loaded = fastnn.load(path)
+    assert len(fitted.validation_loss_curve_) == 3
+    assert loaded.validation_loss_curve_ == fitted.validation_loss_curve_
+    assert loaded.validation_scores_ == fitted.validation_scores_
+    # A file saved before validation_losses existed: the same history without it.
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    header = json.loads(arrays.pop("header").tobytes())
+    del header["history"]["validation_losses"]
+    np.savez(path, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    older = fastnn.load(path)
+    assert older.validation_loss_curve_ is None and older.n_iter_ == 3
+    assert older.validation_scores_ == fitted.validation_scores_
+
+
 def _saved_parts(tmp_path):
     path = tmp_path / "m.npz"
     _model("numpy", solver="adam", max_iter=1).fit(X, y).save(path)
@@ -169,6 +188,8 @@ def _saved_parts(tmp_path):
     [
         (lambda h, a: h["history"].update(epochs=-1), "epochs must be a whole number >= 0"),
         (lambda h, a: h["history"].update(loss_curve="x"), "loss_curve must be a list"),
+        (lambda h, a: h["history"].update(validation_losses=[1.0, "x"]),
+         "validation_losses must be a list"),
         (lambda h, a: h["history"].update(rate=0), "rate must be a positive number"),
         (lambda h, a: h["history"].update(order_state={"bit_generator": "MT19937"}),
          "not the state of a NumPy PCG64 generator"),

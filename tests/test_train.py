@@ -5,13 +5,16 @@ import os
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 from cli_helpers import run_main, write_kaggle
 
 import fastnn
-from fastnn import options, train
+from fastnn import options, plots, train, training
+from fastnn.backends import get_backend
+from fastnn.model import init_params
 
 needs_mnist = pytest.mark.skipif(
     not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
@@ -47,9 +50,39 @@ def test_short_run_writes_metrics_and_plots(tmp_path, capsys):
     assert [e["epoch"] for e in result["epochs"]] == [1, 2]
     assert result["epochs"][1]["loss"] < result["epochs"][0]["loss"]
     assert 0.85 < result["test_accuracy"] <= 1 and 0.85 < result["dev_accuracy"] <= 1
+    dev_losses = [e["dev_loss"] for e in result["epochs"]]
+    assert all(0 < loss < 0.6 for loss in dev_losses), dev_losses  # 0.31 and 0.32 here
     for name in ("loss.png", "accuracy.png", "samples.png"):
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.rglob(".*") if p.is_file()], "temporary files left behind"
+
+
+def test_evaluate_gives_the_mean_cross_entropy_and_the_accuracy():
+    params = init_params(5, 4, 3, seed=1, dtype="float64")
+    X = np.random.default_rng(0).standard_normal((9, 5))
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    P = get_backend("numpy").predict_proba(params, X)
+    loss, accuracy = training.evaluate(get_backend("numpy"), params, X, y, "relu")
+    assert loss == pytest.approx(-np.mean([np.log(P[i, y[i]]) for i in range(9)]), rel=1e-12)
+    assert accuracy == np.mean([P[i].argmax() == y[i] for i in range(9)])
+    assert all(np.isnan(training.evaluate(get_backend("numpy"), params, X[:0], y[:0], "relu")))
+
+
+@pytest.mark.parametrize("with_dev", [True, False])
+def test_the_curves_show_dev_loss_and_accuracy_where_measured(with_dev):
+    history = [
+        {"epoch": e, "loss": 1 / e, "train_accuracy": 1 - 1 / (e + 1),
+         "dev_loss": 1.1 / e if with_dev else None, "dev_accuracy": 0.9 if with_dev else None}
+        for e in (1, 2, 3)
+    ]  # fmt: skip
+    for key in ("loss", "accuracy"):
+        fig, ax = plt.subplots()
+        plots._plot_train_and_dev(ax, history, key)
+        lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+        plt.close(fig)
+        train_key = "loss" if key == "loss" else "train_accuracy"
+        assert lines.pop("train") == [h[train_key] for h in history]
+        assert lines == ({"dev": [h[f"dev_{key}"] for h in history]} if with_dev else {})
 
 
 @needs_mnist
