@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from fastnn.backends import BACKENDS
+from fastnn.dropout import check_rates
 from fastnn.model import ACTIVATIONS, INIT_SCHEMES, check_choice, check_dtype, pixels_or_floats
 from fastnn.optim import LEARNING_RATES, Optimizer
 
@@ -110,6 +111,7 @@ def hyperparameters(est: Any) -> tuple[int, ...]:
         _require(is_int(size) and size >= 1, "each hidden layer size",
                  "a positive whole number", size)  # fmt: skip
     check_choice("activation", est.activation, ACTIVATIONS)
+    check_rates(est.dropout, len(sizes))
     check_choice("backend", est.backend, BACKENDS)
     optimizer(est)
     check_choice("learning_rate", est.learning_rate, LEARNING_RATES)

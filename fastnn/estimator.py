@@ -11,6 +11,7 @@ import numpy as np
 
 from fastnn import checks, persist, training
 from fastnn.backends import get_backend
+from fastnn.dropout import check_rates
 from fastnn.history import History, generator_state
 from fastnn.model import Params, check_dtype, init_params
 from fastnn.optim import OptimizerState, Schedule
@@ -31,9 +32,10 @@ class MLPClassifier(ScikitLearnProtocol):
     schedules are scikit-learn's "constant", "invscaling" and "adaptive", which apply to every
     solver here, and "cosine" (per step down towards 0 over max_iter epochs). fastnn's own:
     `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier", "uniform"), `n_threads`,
-    and `rho`, RMSprop's decay (PyTorch's alpha). The optimizer's state lives with the model:
-    partial_fit goes on with it, fit starts a fresh one (with warm_start=True, from the fitted
-    weights), and `save` stores it.
+    `rho`, RMSprop's decay (PyTorch's alpha), and `dropout`, the probability of dropping a
+    hidden unit in training (one for all hidden layers or one per layer; see fastnn.dropout).
+    The optimizer's state lives with the model: partial_fit goes on with it, fit starts a
+    fresh one (with warm_start=True, from the fitted weights), and `save` stores it.
     Pixels (uint8, or integers of any type all within 0..255) are scaled to [0, 1]; other
     numbers are used as they are (with a warning if they are floats that look like pixels).
     `batch_size="auto"` means min(200, n_samples), as in scikit-learn. Without early stopping
@@ -75,6 +77,7 @@ class MLPClassifier(ScikitLearnProtocol):
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
         rho: float = 0.99,
+        dropout: float | tuple[float, ...] = 0.0,
         n_threads: int | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -103,6 +106,7 @@ class MLPClassifier(ScikitLearnProtocol):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.rho = rho
+        self.dropout = dropout
         self.n_threads = n_threads
 
     # -- checks ---------------------------------------------------------------------------------
@@ -160,16 +164,21 @@ class MLPClassifier(ScikitLearnProtocol):
         names: np.ndarray | None,
     ) -> np.random.SeedSequence:
         """Start from random weights; returns the seed of the validation split."""
-        init_seed, shuffle_seed, split_seed = self._seeds()
+        init_seed, shuffle_seed, split_seed, _ = self._seeds()
         seed = int(init_seed.generate_state(1)[0])
         params = init_params(n_features, hidden, len(classes), self.init, seed, self.dtype)
         self._start(params, classes, names)
         self._shuffle_rng = np.random.default_rng(shuffle_seed)
+        self._dropout_seed = self._new_dropout_seed()
         return split_seed
 
     def _seeds(self) -> list[np.random.SeedSequence]:
-        """Independent seeds for the initial weights, the epoch orders and the split."""
-        return np.random.SeedSequence(self.random_state).spawn(3)
+        """Independent seeds for the initial weights, the epoch orders, the split and the
+        dropout masks."""
+        return np.random.SeedSequence(self.random_state).spawn(4)
+
+    def _new_dropout_seed(self) -> int:
+        return int(self._seeds()[3].generate_state(1, np.uint64)[0])
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Train for up to `max_iter` epochs: from fresh weights, or with warm_start=True and a
@@ -275,7 +284,12 @@ class MLPClassifier(ScikitLearnProtocol):
             # New, or changed by set_params between calls: the new settings hold from here.
             self._schedule = Schedule(*settings)
             self._schedule.samples_seen = self.t_
-        how = training.Training(optimizer, state, self._schedule, batch_size, self.activation)
+        if getattr(self, "_dropout_seed", None) is None:  # a model loaded from a file without it
+            self._dropout_seed = self._new_dropout_seed()
+        how = training.Training(
+            optimizer, state, self._schedule, batch_size, self.activation,
+            check_rates(self.dropout, len(params.hidden_sizes)), self._dropout_seed,
+        )  # fmt: skip
         stalls = training.Stalls(self.tol, self.n_iter_no_change)
         best: Params | None = None
 
@@ -368,7 +382,7 @@ class MLPClassifier(ScikitLearnProtocol):
             self.n_iter_, self.t_, self.loss_curve_, self.validation_scores_,
             self.validation_loss_curve_,
             None if schedule is None or schedule.learning_rate == "cosine" else schedule.current,
-            generator_state(self._shuffle_rng),
+            generator_state(self._shuffle_rng), getattr(self, "_dropout_seed", None),
         )  # fmt: skip
         persist.save_model(
             path, self._params(), activation=self.activation, classes=self.classes_,

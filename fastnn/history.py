@@ -17,7 +17,7 @@ import numpy as np
 from fastnn.persist import ModelFileError
 
 # Fields that files written by fastnn 0.1.0 before they existed lack, and what they then are.
-OPTIONAL = {"validation_losses": None}
+OPTIONAL = {"validation_losses": None, "dropout_seed": None}
 
 
 class History(NamedTuple):
@@ -28,6 +28,7 @@ class History(NamedTuple):
     validation_losses: list[float] | None  # the loss beside each of validation_scores
     rate: float | None  # the schedule's current rate ("invscaling", "adaptive"), if one
     order_state: dict[str, Any] | None  # the epoch-order generator's state, if one
+    dropout_seed: int | None  # the seed of the dropout masks (see fastnn.dropout)
 
     def to_json(self) -> dict[str, Any]:
         return self._asdict()
@@ -57,6 +58,9 @@ class History(NamedTuple):
         rate = record["rate"]
         if rate is not None and not (_is_number(rate) and rate > 0):
             raise fail("rate must be a positive number")
+        seed = record["dropout_seed"]
+        if seed is not None and not (type(seed) is int and 0 <= seed < 2**64):
+            raise fail("dropout_seed must be a whole number from 0 to 2**64 - 1")
         order_state = record["order_state"]
         if order_state is not None and _generator(order_state) is None:
             raise fail("order_state is not the state of a NumPy PCG64 generator")

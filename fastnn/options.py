@@ -8,6 +8,7 @@ import argparse
 import numpy as np
 
 from fastnn.backends import BACKENDS
+from fastnn.dropout import check_rates
 from fastnn.model import ACTIVATIONS, INIT_SCHEMES, check_dtype
 from fastnn.optim import LEARNING_RATES, SOLVERS, Optimizer
 
@@ -27,7 +28,7 @@ ESTIMATOR_NAMES = {
 COMMON_DEFAULTS = dict(
     backend="numba", dataset="mnist", seed=0, solver="sgd", momentum=0.0,
     nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99, alpha=0.0,
-    learning_rate="constant", power_t=0.5,
+    learning_rate="constant", power_t=0.5, dropout=[0.0],
 )  # fmt: skip
 # `seeds` is the tutorials' run exactly; `default` is a modern recipe that reaches 97%+ on MNIST.
 PRESETS = {
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=number, help=f"adam's (default: {default})")
     p.add_argument("--rho", type=number, help="rmsprop's decay (default: 0.99)")
     p.add_argument("--alpha", type=number, help="L2 penalty on the weights (default: 0)")
+    p.add_argument("--dropout", type=number, nargs="+", metavar="RATE",
+                   help="probability of dropping a hidden unit in training: one rate for "
+                   "every hidden layer or one per layer (default: 0)")  # fmt: skip
     p.add_argument("--learning-rate", choices=LEARNING_RATES,
                    help="the schedule (default: constant)")  # fmt: skip
     p.add_argument("--power-t", type=number, help="invscaling's exponent (default: 0.5)")
@@ -174,6 +178,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     Optimizer.of(args).validate()
+    check_rates(args.dropout, len(args.hidden))
     if args.power_t < 0:
         raise ValueError(f"--power-t must be a number >= 0; got {args.power_t}")
     return args

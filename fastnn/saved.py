@@ -64,6 +64,7 @@ def load(path: str | os.PathLike) -> MLPClassifier:
         model.validation_scores_ = history.validation_scores
         model.validation_loss_curve_ = history.validation_losses
         model._shuffle_rng = history.order_generator()
+        model._dropout_seed = history.dropout_seed  # None: _train derives one
         model._schedule = Schedule(
             model.learning_rate, model.learning_rate_init, model.power_t, model.max_iter
         )

@@ -26,6 +26,7 @@ from fastnn.data import (
     train_dev_split,
     write_kaggle_submission,
 )
+from fastnn.dropout import check_rates
 from fastnn.history import History, generator_state
 from fastnn.model import Params, init_params
 from fastnn.optim import Optimizer, OptimizerState, Schedule
@@ -117,7 +118,10 @@ def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> t
     schedule.samples_seen = samples_seen
     if rate is not None:
         schedule.current = rate
-    how = training.Training(optimizer, state, schedule, batch_size, args.activation)
+    how = training.Training(
+        optimizer, state, schedule, batch_size, args.activation,
+        check_rates(args.dropout, len(params.hidden_sizes)), args.seed,
+    )  # fmt: skip
     return params, how, order_rng, done + 1
 
 
@@ -243,7 +247,7 @@ def planned_outputs(
             done, r.how.schedule.samples_seen, r.earlier_losses + [h["loss"] for h in history],
             None, None,
             None if args.learning_rate == "cosine" else r.how.schedule.current,
-            generator_state(r.order_rng),
+            generator_state(r.order_rng), args.seed,
         )  # fmt: skip
         writes.append(("the model", args.save, lambda: save_model(
             args.save, r.params, activation=args.activation, classes=np.arange(N_CLASSES),

@@ -13,6 +13,7 @@ import numpy as np
 
 from fastnn import interrupt
 from fastnn.backends import Backend
+from fastnn.dropout import Dropout
 from fastnn.model import Params
 from fastnn.optim import Optimizer, OptimizerState, Schedule
 
@@ -142,6 +143,16 @@ class Training(NamedTuple):
     schedule: Schedule  # updated in place: samples seen, the adaptive rate
     batch_size: int
     activation: str
+    dropout_rates: tuple[float, ...] = ()  # per hidden layer; none dropped if all 0 or empty
+    dropout_seed: int = 0
+
+    def dropout(self, epoch: int) -> Dropout | None:
+        """The dropout of the given epoch, or None without any."""
+        return (
+            Dropout(self.dropout_rates, self.dropout_seed, epoch)
+            if any(self.dropout_rates)
+            else None
+        )
 
 
 def run_epochs(
@@ -183,7 +194,7 @@ def run_epochs(
             with np.errstate(over="ignore", invalid="ignore"):  # judged below instead
                 loss, accuracy = backend.train_epoch(
                     params, X, y, epoch_order(rng, len(X)), how.batch_size, rates, activation,
-                    how.optimizer, state,
+                    how.optimizer, state, how.dropout(epoch),
                 )  # fmt: skip
                 seconds = time.perf_counter() - start
                 problem = _diagnosis(params, X, probe, loss, bound)

@@ -278,11 +278,12 @@ def test_bad_arguments_are_refused_like_the_reference(kwargs, message):
 
 
 def kernel_sources_digest() -> str:
-    """sha256 of the kernel modules that the entries compile in, all but epoch.py itself."""
+    """sha256 of the kernel modules that the entries compile in, all but epoch.py itself, and
+    of fastnn/dropout.py, whose constants the kernels compile in."""
     digest = hashlib.sha256()
-    for path in sorted((PACKAGE / "kernels").glob("*.py")):
-        if path.name != "epoch.py":
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    kernels = [p for p in (PACKAGE / "kernels").glob("*.py") if p.name != "epoch.py"]
+    for path in sorted(kernels) + [PACKAGE / "dropout.py"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

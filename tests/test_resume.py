@@ -20,6 +20,7 @@ SOLVERS = [
     dict(solver="adam", learning_rate_init=0.01, alpha=1e-3),
     dict(solver="sgd", momentum=0.9, learning_rate="invscaling", power_t=0.3),
     dict(solver="rmsprop", learning_rate_init=0.005, learning_rate="cosine"),
+    dict(solver="sgd", dropout=(0.3, 0.1)),  # masks drawn per epoch: the same after a load
 ]
 
 
@@ -36,7 +37,9 @@ def _same_bits(a, b):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("params", SOLVERS, ids=lambda p: p["solver"])
+@pytest.mark.parametrize(
+    "params", SOLVERS, ids=lambda p: p["solver"] + "-dropout" * ("dropout" in p)
+)
 def test_partial_fit_goes_on_after_save_and_load(tmp_path, backend, params):
     one_go = _model(backend, **params)
     for _ in range(5):
@@ -73,9 +76,13 @@ def kaggle(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "dropout"])
 def test_resume_three_plus_two_is_five(tmp_path, kaggle, capsys, solver):
+    dropout = solver == "dropout"
+    solver = "adam" if dropout else solver
     options = ["--solver", solver, "--lr", "0.05" if solver == "sgd" else "0.003"]
+    if dropout:
+        options += ["--dropout", "0.3", "0.1"]
     if solver == "sgd":
         options += ["--momentum", "0.9"]
     five, three, resumed = (tmp_path / name for name in ("5.npz", "3.npz", "3+2.npz"))

@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from fastnn.dropout import Dropout, check_rates
 from fastnn.model import ACTIVATIONS, Params, check_choice, pixels_or_floats
 from fastnn.optim import Optimizer, OptimizerState
 
@@ -44,8 +45,16 @@ class Backend(Protocol):
     def forward(self, params: Params, X: np.ndarray, activation: str = "relu") -> Forward: ...
 
     def loss_and_grads(
-        self, params: Params, X: np.ndarray, y: np.ndarray, activation: str = "relu"
-    ) -> tuple[float, Grads]: ...
+        self,
+        params: Params,
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str = "relu",
+        dropout: Dropout | None = None,
+    ) -> tuple[float, Grads]:
+        """The mean loss over X and its gradients; with dropout, row i of X is row i of the
+        masks (see fastnn.dropout)."""
+        ...
 
     def train_epoch(
         self,
@@ -58,13 +67,14 @@ class Backend(Protocol):
         activation: str = "relu",
         optimizer: Optimizer = PLAIN_SGD,
         state: OptimizerState | None = None,
+        dropout: Dropout | None = None,
     ) -> tuple[float, float]:
         """One pass of mini-batch gradient descent over X[order], batch by batch, the last
         batch possibly smaller, at rate lr (one for all batches, or one per batch), by the
         update rule `optimizer` (plain SGD by default) whose state (a fresh one if None) goes
-        on from step to step. Updates params and state in place; returns the mean loss
-        (with the L2 penalty, if any) and the accuracy over the epoch, each batch measured
-        before its update."""
+        on from step to step, dropping hidden units as `dropout` says (none if None).
+        Updates params and state in place; returns the mean loss (with the L2 penalty, if
+        any) and the accuracy over the epoch, each batch measured before its update."""
         ...
 
     def predict_proba(
@@ -151,9 +161,12 @@ def check_epoch_args(
     activation: str,
     optimizer: Optimizer,
     state: OptimizerState | None,
+    dropout: Dropout | None = None,
 ) -> tuple[np.ndarray, np.ndarray, OptimizerState]:
     """The checked sample order, one learning rate per batch (lr may be one for all), and the
     optimizer's state (a fresh one if None)."""
+    if dropout is not None:
+        check_dropout(params, dropout)
     _check_writable(params)
     check_choice("activation", activation, ACTIVATIONS)
     order = np.asarray(order)
@@ -180,3 +193,15 @@ def check_epoch_args(
             f"{optimizer.momentum}) on this network: start from OptimizerState.fresh"
         )
     return np.ascontiguousarray(order, dtype=np.int64), rates, state
+
+
+def check_dropout(params: Params, dropout: Dropout) -> None:
+    """A Dropout that fits the network: a rate per hidden layer, a 64-bit seed, an epoch."""
+    n_hidden = len(params.hidden_sizes)
+    if len(dropout.rates) != n_hidden:
+        raise ValueError(f"dropout needs one rate per hidden layer ({n_hidden}); got {dropout}")
+    check_rates(dropout.rates, n_hidden)
+    for name in ("seed", "epoch"):
+        value = getattr(dropout, name)
+        if not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
+            raise ValueError(f"dropout {name} must be a whole number from 0 to 2**64 - 1")

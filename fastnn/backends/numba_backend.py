@@ -21,10 +21,12 @@ from fastnn.backends.base import (
     Compilation,
     Forward,
     Grads,
+    check_dropout,
     check_epoch_args,
     check_X,
     check_y,
 )
+from fastnn.dropout import Dropout
 from fastnn.interrupt import deferred_keyboard_interrupt
 from fastnn.kernels.config import THREADING_LAYER, launch_guard
 from fastnn.kernels.epoch import Data, Net, State, descend, forward
@@ -117,16 +119,21 @@ def _units(buf: np.ndarray, n: int, layout: Layout, layer: int) -> np.ndarray:
     return buf[start:end].reshape(n, layout.sizes[layer + 1])
 
 
-def _network(params: Params, activation: str) -> tuple[Layout, Net]:
+def _network(params: Params, activation: str, dropout: Dropout | None = None) -> tuple[Layout, Net]:
     """The network as the kernels take it: where each layer's numbers sit, and a copy of them
-    in that layout (written back by `_unpack` after training)."""
+    in that layout (written back by `_unpack` after training); with its dropout, if any."""
     params.validate()  # one dtype for all arrays: no mixed specialisation compiled
-    dtype = params.dtype
+    dtype = params.dtype.newbyteorder("=")
     layout = make_layout([params.n_in, *params.hidden_sizes, params.n_out])
     later = [np.ravel(W) for W in params.coefs[1:]]  # coefs' layout, for the forward pass
-    ahead = np.concatenate(later, dtype=dtype.newbyteorder("="))
+    ahead = np.concatenate(later, dtype=dtype)
     leaky = activation == "leaky_relu"
-    return layout, Net(_pack(params.arrays(), dtype), ahead, dtype.type(LEAKY_SLOPE), leaky)
+    if dropout is None:  # keys and scales do not matter where nothing is dropped
+        dropout = Dropout((0.0,) * len(params.hidden_sizes), 0, 0)
+    return layout, Net(
+        _pack(params.arrays(), dtype), ahead, dtype.type(LEAKY_SLOPE), leaky,
+        dropout.layer_keys(), dropout.thresholds(), dropout.scales(dtype),
+    )  # fmt: skip
 
 
 def _rule(optimizer: Optimizer, rates: np.ndarray, steps_done: int, dtype: np.dtype) -> Rule:
@@ -176,12 +183,19 @@ class NumbaBackend:
         return Forward(Zs, As, P)
 
     def loss_and_grads(
-        self, params: Params, X: np.ndarray, y: np.ndarray, activation: str = "relu"
+        self,
+        params: Params,
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str = "relu",
+        dropout: Dropout | None = None,
     ) -> tuple[float, Grads]:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
         y = check_y(params, X, y)
-        layout, net = _network(params, activation)
+        if dropout is not None:
+            check_dropout(params, dropout)
+        layout, net = _network(params, activation, dropout)
         rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
         state = State(np.zeros_like(net.theta), net.theta[:0], net.theta[:0])
         data = Data(_read_only(X), _read_only(y), _read_only(np.arange(len(X))), max(len(X), 1))
@@ -201,13 +215,14 @@ class NumbaBackend:
         activation: str = "relu",
         optimizer: Optimizer = PLAIN_SGD,
         state: OptimizerState | None = None,
+        dropout: Dropout | None = None,
     ) -> tuple[float, float]:
         X = check_X(params, X)
         y = check_y(params, X, y)
         order, rates, state = check_epoch_args(
-            params, X, order, batch_size, lr, activation, optimizer, state
+            params, X, order, batch_size, lr, activation, optimizer, state, dropout
         )
-        layout, net = _network(params, activation)
+        layout, net = _network(params, activation, dropout)
         rule = _rule(optimizer, rates, state.step, net.theta.dtype)
         moments = State(
             np.zeros_like(net.theta), _moments(state.first, net), _moments(state.second, net)

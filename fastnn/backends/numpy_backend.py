@@ -11,12 +11,14 @@ from fastnn.backends.base import (
     PLAIN_SGD,
     Forward,
     Grads,
+    check_dropout,
     check_epoch_args,
     check_X,
     check_y,
     nothing_compiled,
     unchanged_threads,
 )
+from fastnn.dropout import Dropout
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice, scale_pixels
 from fastnn.optim import Optimizer, OptimizerState, adam_rate
 
@@ -51,19 +53,31 @@ def cross_entropy(Z2: np.ndarray, y: np.ndarray) -> np.ndarray:
     return log_sum - shifted[np.arange(len(y)), y]  # (n,)
 
 
-def forward(params: Params, X: np.ndarray, activation: str) -> Forward:
+def forward(params: Params, X: np.ndarray, activation: str, masks: list | None = None) -> Forward:
+    """masks: per hidden layer, the dropout factors of each sample's units (see
+    fastnn.dropout), or None for none; each A is then the activation times its mask."""
     Z, A = [], []
     inputs = X  # (n, n_in)
-    for W, b in zip(params.coefs, params.intercepts, strict=True):
+    for layer, (W, b) in enumerate(zip(params.coefs, params.intercepts, strict=True)):
         Z.append(inputs @ W + b)  # (n, fan_out)
         if len(Z) < len(params.coefs):
             inputs = activate(Z[-1], activation)  # (n, fan_out)
+            if masks is not None and masks[layer] is not None:
+                inputs = inputs * masks[layer]  # (n, fan_out) dropped units 0, kept scaled
             A.append(inputs)
     return Forward(Z, A, softmax(Z[-1]))
 
 
-def backward(params: Params, X: np.ndarray, y: np.ndarray, fwd: Forward, activation: str) -> Grads:
-    """Gradients of the mean cross-entropy (no penalty: the optimizer step adds alpha's)."""
+def backward(
+    params: Params,
+    X: np.ndarray,
+    y: np.ndarray,
+    fwd: Forward,
+    activation: str,
+    masks: list | None = None,
+) -> Grads:
+    """Gradients of the mean cross-entropy (no penalty: the optimizer step adds alpha's);
+    masks: the dropout factors the forward pass used."""
     n = X.shape[0]
     dZ = fwd.P.copy()  # (n, n_out)
     dZ[np.arange(n), y] -= 1
@@ -76,7 +90,16 @@ def backward(params: Params, X: np.ndarray, y: np.ndarray, fwd: Forward, activat
         if layer:
             slope = activation_slope(fwd.Z[layer - 1], activation)  # (n, fan_in)
             dZ = (dZ @ params.coefs[layer].T) * slope  # (n, fan_in)
+            if masks is not None and masks[layer - 1] is not None:
+                dZ = dZ * masks[layer - 1]  # through the kept units only
     return Grads(dW, db)
+
+
+def dropout_masks(params: Params, dropout: Dropout | None, rows: np.ndarray) -> list | None:
+    """The dropout factors of the given rows of X (see fastnn.dropout), or None for none."""
+    if dropout is None or not dropout.active:
+        return None
+    return dropout.masks(rows, params.hidden_sizes, params.dtype)
 
 
 def penalty(params: Params, alpha: float) -> float:
@@ -124,15 +147,23 @@ class NumpyBackend:
         return forward(params, to_float(check_X(params, X), params.dtype), activation)
 
     def loss_and_grads(
-        self, params: Params, X: np.ndarray, y: np.ndarray, activation: str = "relu"
+        self,
+        params: Params,
+        X: np.ndarray,
+        y: np.ndarray,
+        activation: str = "relu",
+        dropout: Dropout | None = None,
     ) -> tuple[float, Grads]:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
         y = check_y(params, X, y)
         X = to_float(X, params.dtype)
-        fwd = forward(params, X, activation)
+        if dropout is not None:
+            check_dropout(params, dropout)
+        masks = dropout_masks(params, dropout, np.arange(len(X)))
+        fwd = forward(params, X, activation, masks)
         loss = float(cross_entropy(fwd.Z[-1], y).mean())
-        return loss, backward(params, X, y, fwd, activation)
+        return loss, backward(params, X, y, fwd, activation, masks)
 
     def train_epoch(
         self,
@@ -145,21 +176,23 @@ class NumpyBackend:
         activation: str = "relu",
         optimizer: Optimizer = PLAIN_SGD,
         state: OptimizerState | None = None,
+        dropout: Dropout | None = None,
     ) -> tuple[float, float]:
         X = check_X(params, X)
         y = check_y(params, X, y)
         order, rates, state = check_epoch_args(
-            params, X, order, batch_size, lr, activation, optimizer, state
+            params, X, order, batch_size, lr, activation, optimizer, state, dropout
         )
         loss_sum = 0.0
         correct = 0
         for batch, start in enumerate(range(0, len(order), batch_size)):
             rows = order[start : start + batch_size]
             Xb, yb = to_float(X[rows], params.dtype), y[rows]
-            fwd = forward(params, Xb, activation)
+            masks = dropout_masks(params, dropout, rows)
+            fwd = forward(params, Xb, activation, masks)
             loss_sum += float(cross_entropy(fwd.Z[-1], yb).sum()) + penalty(params, optimizer.alpha)
             correct += int((fwd.Z[-1].argmax(axis=1) == yb).sum())
-            grads = backward(params, Xb, yb, fwd, activation)
+            grads = backward(params, Xb, yb, fwd, activation, masks)
             step(params, grads, optimizer, state, rates[batch], len(rows))
         return loss_sum / len(order), correct / len(order)
 

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastnn.kernels.config import PARALLEL, SERIAL
+from fastnn.kernels.dropout import drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
 from fastnn.kernels.layout import ahead_weights, bias, units, weights
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
@@ -41,8 +42,8 @@ BLOCK_JOB, COLUMN_JOB, BIAS_JOB = 0, 1, 2  # what a job of the update pass owns 
 def hidden_grad_rows(G, start, stop, WT, A, slope, leaky, D):
     """D[i] = (G[i] @ W.T) * activation'(z) for the rows i of start..stop-1, for the layer
     below W (WT: W transposed, G: the dZ of W's layer), telling z > 0 from A[i] > 0 (the same
-    test: the activation keeps the sign); the slope at 0 is the negative side's, as in the
-    reference."""
+    test: the activation and a dropout factor keep the sign; a dropped unit's D is zeroed
+    after); the slope at 0 is the negative side's, as in the reference."""
     zero = D.dtype.type(0)
     negative = slope if leaky else zero
     for i in range(start, stop):
@@ -92,6 +93,8 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
         start, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
         hidden_row(W1, b1, X, r, table, idx, start, end, Z, i)
         activate_row(Z[i], A[i], net.slope, net.leaky)
+        if drops(net, 0):
+            drop_units(A[i], net, 0, r)
     n_layers = layout.sizes.shape[0] - 1
     for layer in range(1, n_layers):
         Z = layer_rows(chunk.Z, chunk, layout, layer)
@@ -101,6 +104,8 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
             A = layer_rows(chunk.A, chunk, layout, layer)
             for i in range(lo, hi):
                 activate_row(Z[i], A[i], net.slope, net.leaky)
+                if drops(net, layer):
+                    drop_units(A[i], net, layer, rows[i])
 
 
 @njit(**SERIAL)
@@ -125,6 +130,9 @@ def backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits):
         A = layer_rows(chunk.A, chunk, layout, layer - 1)
         WT = weights(net.theta, layout, layer)
         hidden_grad_rows(G, lo, hi, WT, A, net.slope, net.leaky, D)
+        if drops(net, layer - 1):  # through the kept units only
+            for i in range(lo, hi):
+                drop_units(D[i], net, layer - 1, chunk.rows[i])
         G = D
 
 

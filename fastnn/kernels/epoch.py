@@ -29,9 +29,10 @@ from fastnn.kernels.sparse import BLOCK, pixel_table
 
 # Numba checks the cached code of an entry against this file only, yet that code includes every
 # kernel it calls: an edit to another kernel module (or to the options in config.py) would
-# leave a stale compiled entry in use. This digest of those modules, kept up to date by
+# leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
+# the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "b9b6358d440245a9e0affb96b10f3207a4a9e87d265dbe2c8cd01c9f8a5fed57"
+KERNEL_SOURCES_DIGEST = "de496d96ed61b2caaf9d80ec807866be6c4e424dc27d31b29a159f92eae0431f"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 
@@ -44,6 +45,10 @@ class Net(NamedTuple):
     ahead: np.ndarray  # the weights of the layers after the first, as the forward pass reads them
     slope: np.floating  # of leaky_relu below 0, in the parameters' dtype
     leaky: bool  # leaky_relu, else relu
+    # Dropout of each hidden layer (see fastnn.dropout): a threshold of 0 drops nothing.
+    drop_keys: np.ndarray  # (n_hidden,) uint64, the layers' keys in this epoch
+    drop_thresholds: np.ndarray  # (n_hidden,) uint64
+    drop_scales: np.ndarray  # (n_hidden,) the factor of a kept unit, in the parameters' dtype
 
 
 class Data(NamedTuple):

@@ -1,0 +1,39 @@
+"""Dropout in the kernels: the masks of fastnn.dropout, drawn unit by unit where a sample's
+activations (forward) or their gradients (backward) are made, so no mask is stored."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from fastnn.dropout import DRAW_BITS, GOLDEN, MIX_1, MIX_2
+from fastnn.kernels.config import SERIAL
+
+_GOLDEN, _MIX_1, _MIX_2 = np.uint64(GOLDEN), np.uint64(MIX_1), np.uint64(MIX_2)
+_DRAW_SHIFT = np.uint64(64 - DRAW_BITS)
+
+
+@njit(**SERIAL)
+def mix(z):
+    """fastnn.dropout.mix on a uint64 (Numba's uint64 arithmetic wraps mod 2**64)."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(**SERIAL)
+def drops(net, layer):
+    """Whether hidden layer `layer` drops units in this call."""
+    return net.drop_thresholds[layer] > 0
+
+
+@njit(**SERIAL)
+def drop_units(v, net, layer, row):
+    """v[j] *= the dropout factor of unit j of hidden layer `layer` for row `row` of X:
+    1 / (1 - rate) if kept, 0 if dropped; the same factors as fastnn.dropout.Dropout.masks."""
+    sample = mix(net.drop_keys[layer] ^ np.uint64(row))
+    threshold, scale = net.drop_thresholds[layer], net.drop_scales[layer]
+    zero = v.dtype.type(0)
+    for j in range(v.shape[0]):
+        draw = mix(sample + np.uint64(j + 1) * _GOLDEN) >> _DRAW_SHIFT
+        v[j] = v[j] * (scale if draw >= threshold else zero)
