@@ -33,7 +33,8 @@ class MLPClassifier(ScikitLearnProtocol):
     solver here, and "cosine" (per step down towards 0 over max_iter epochs). fastnn's own:
     `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier", "uniform"), `n_threads`,
     `rho`, RMSprop's decay (PyTorch's alpha), and `dropout`, the probability of dropping a
-    hidden unit in training (one for all hidden layers or one per layer; see fastnn.dropout).
+    hidden unit in training (one for all hidden layers or one per layer; see fastnn.dropout),
+    and `max_norm`, the longest a hidden unit's incoming weight vector may get (fastnn.optim).
     The optimizer's state lives with the model: partial_fit goes on with it, fit starts a
     fresh one (with warm_start=True, from the fitted weights), and `save` stores it.
     Pixels (uint8, or integers of any type all within 0..255) are scaled to [0, 1]; other
@@ -78,6 +79,7 @@ class MLPClassifier(ScikitLearnProtocol):
         epsilon: float = 1e-8,
         rho: float = 0.99,
         dropout: float | tuple[float, ...] = 0.0,
+        max_norm: float | None = None,
         n_threads: int | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -107,6 +109,7 @@ class MLPClassifier(ScikitLearnProtocol):
         self.epsilon = epsilon
         self.rho = rho
         self.dropout = dropout
+        self.max_norm = max_norm
         self.n_threads = n_threads
 
     # -- checks ---------------------------------------------------------------------------------

@@ -13,8 +13,14 @@ batch's learning rate:
                        W += -lr_t * m / (sqrt(s) + eps),  lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)
     rmsprop:           s = rho * s + (1 - rho) * g * g;  W += -lr * g / (sqrt(s) + eps)
 
-and the penalty adds alpha / 2 * sum(W * W) / n to the batch's mean loss. Scalars are rounded to
-the weights' dtype before use; both backends do these operations in this order.
+and the penalty adds alpha / 2 * sum(W * W) / n to the batch's mean loss. With max_norm = c
+(Srivastava et al. 2014's constraint, which goes with dropout), after each update every hidden
+unit's incoming weight vector w (a column of its layer's W) longer than c is scaled back to c:
+
+    norm = sqrt(sum(w * w)),  summed in the weights' order and dtype;  w *= c / norm if norm > c
+
+Scalars are rounded to the weights' dtype before use; both backends do these operations in
+this order.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class Optimizer(NamedTuple):
     epsilon: float = 1e-8
     rho: float = 0.99
     alpha: float = 0.0  # L2 penalty
+    max_norm: float | None = None  # bound on each hidden unit's incoming weights (None: none)
 
     @classmethod
     def of(cls, settings: object) -> Optimizer:
@@ -67,18 +74,22 @@ class Optimizer(NamedTuple):
             "epsilon": (0.0, math.inf, False),
             "alpha": (0.0, math.inf, False),
         }
+        if self.max_norm is not None:
+            ranges["max_norm"] = (0.0, math.inf, False)
         for name, (low, high, closed) in ranges.items():
             value = getattr(self, name)
             ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
                 value, (bool, np.bool_)
             )
             ok = ok and low <= value and (value <= high if closed else value < high)
-            if name == "epsilon":
+            if name in ("epsilon", "max_norm"):
                 ok = ok and value > 0
             if not ok:
                 bound = f"{low} <= {name} {'<=' if closed else '<'} {high}"
                 if name == "epsilon":
                     bound = "a positive number"
+                if name == "max_norm":
+                    bound = "None or a positive number"
                 raise ValueError(f"{name} must be {bound}; got {value!r}")
         return self
 

@@ -28,7 +28,7 @@ ESTIMATOR_NAMES = {
 COMMON_DEFAULTS = dict(
     backend="numba", dataset="mnist", seed=0, solver="sgd", momentum=0.0,
     nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99, alpha=0.0,
-    learning_rate="constant", power_t=0.5, dropout=[0.0],
+    learning_rate="constant", power_t=0.5, dropout=[0.0], max_norm=None,
 )  # fmt: skip
 # `seeds` is the tutorials' run exactly; `default` is a modern recipe that reaches 97%+ on MNIST.
 PRESETS = {
@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=number, nargs="+", metavar="RATE",
                    help="probability of dropping a hidden unit in training: one rate for "
                    "every hidden layer or one per layer (default: 0)")  # fmt: skip
+    p.add_argument("--max-norm", type=number,
+                   help="longest a hidden unit's incoming weight vector may get "
+                   "(default: no limit)")  # fmt: skip
     p.add_argument("--learning-rate", choices=LEARNING_RATES,
                    help="the schedule (default: constant)")  # fmt: skip
     p.add_argument("--power-t", type=number, help="invscaling's exponent (default: 0.5)")

@@ -171,6 +171,10 @@ def describe(args: argparse.Namespace) -> str:
         words[0] += f" momentum {args.momentum:g}" + (" nesterov" * args.nesterovs_momentum)
     if args.alpha:
         words.append(f"alpha {args.alpha:g}")
+    if any(args.dropout):
+        words.append("dropout " + " ".join(f"{rate:g}" for rate in args.dropout))
+    if args.max_norm is not None:
+        words.append(f"max-norm {args.max_norm:g}")
     schedule = "" if args.learning_rate == "constant" else f" {args.learning_rate}"
     return ", ".join([*words, f"lr {args.lr:g}{schedule}"])
 

@@ -200,3 +200,22 @@ def test_the_estimator_drops_in_training_only_and_both_backends_agree():
         dtype="float64", backend="numpy", random_state=1,
     ).fit(X, y)  # fmt: skip
     assert not np.array_equal(without.coefs_[0], numpy_model.coefs_[0])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_max_norm_bounds_each_hidden_units_incoming_weights(backend):
+    """The constraint the dropout paper trains with: after every step no hidden unit's incoming
+    weight vector is longer than max_norm; the output layer is not constrained."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (200, 30)).astype(np.uint8)
+    y = (X[:, :15].sum(axis=1) > X[:, 15:].sum(axis=1)).astype(int)
+    model = fastnn.MLPClassifier(
+        hidden_layer_sizes=(16, 8), max_norm=0.5, dropout=0.2, max_iter=3, batch_size=20,
+        learning_rate_init=0.5, init="uniform", backend=backend, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    for W in model.coefs_[:-1]:
+        norms = np.sqrt((W.astype(np.float64) ** 2).sum(axis=0))
+        assert norms.max() <= 0.5 * (1 + 1e-6) and norms.max() > 0.49  # the bound was reached
+    assert np.sqrt((model.coefs_[-1].astype(np.float64) ** 2).sum(axis=0)).max() > 0.5
+    with pytest.raises(ValueError, match="max_norm must be None or a positive number"):
+        fastnn.MLPClassifier(max_norm=-1.0, backend=backend).fit(X, y)

@@ -57,6 +57,12 @@ def _by_the_formulas(optimizer: Optimizer, params, X, y, lr, batch_size):
                     v[p] = optimizer.rho * v[p] + (1 - optimizer.rho) * g * g
                     update = -lr * g / (np.sqrt(v[p]) + optimizer.epsilon)
                 arrays[p] = arrays[p] + update
+            if optimizer.max_norm is not None:  # Srivastava et al. 2014, section 5.1
+                for p in range(0, len(arrays) - 2, 2):  # the hidden layers' weights
+                    norms = np.linalg.norm(arrays[p], axis=0)  # each unit's incoming weights
+                    arrays[p] = arrays[p] * np.where(
+                        norms > optimizer.max_norm, optimizer.max_norm / norms, 1
+                    )
     return arrays, t
 
 
@@ -70,6 +76,8 @@ def _by_the_formulas(optimizer: Optimizer, params, X, y, lr, batch_size):
         Optimizer("adam", beta_1=0.8, beta_2=0.99, epsilon=1e-6, alpha=0.1),
         Optimizer("rmsprop"),
         Optimizer("rmsprop", rho=0.9, alpha=0.2),
+        Optimizer("sgd", momentum=0.9, max_norm=0.4),
+        Optimizer("adam", alpha=0.1, max_norm=0.3),
     ],
     ids=str,
 )
@@ -127,6 +135,8 @@ def test_one_rate_per_batch():
         ({"alpha": float("inf")}, "alpha must be"),
         ({"momentum": "0.9"}, "momentum must be"),
         ({"nesterovs_momentum": 1}, "nesterovs_momentum must be True or False"),
+        ({"max_norm": 0.0}, "max_norm must be None or a positive number"),
+        ({"max_norm": "3"}, "max_norm must be None or a positive number"),
     ],
 )
 def test_bad_optimizer_settings(changes, message):

@@ -161,6 +161,7 @@ def _rule(optimizer: Optimizer, rates: np.ndarray, steps_done: int, dtype: np.dt
         d(optimizer.rho),
         d(1 - optimizer.rho),
         d(optimizer.epsilon),
+        d(optimizer.max_norm or 0),
     )
 
 

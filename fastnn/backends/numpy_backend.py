@@ -137,6 +137,12 @@ def step(
             param += mu * first[p] - rate * g if optimizer.nesterovs_momentum else first[p]
         else:
             param -= rate * g
+    if optimizer.max_norm is not None:
+        limit = dtype(optimizer.max_norm)
+        for W in params.coefs[:-1]:  # the hidden layers' incoming weights
+            norms = np.sqrt(np.sum(W * W, axis=0))  # (fan_out,) one per unit
+            longer = norms > limit
+            W[:, longer] *= limit / norms[longer]
 
 
 class NumpyBackend:

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastnn.kernels.config import PARALLEL, SERIAL
+from fastnn.kernels.constraint import cap_rows
 from fastnn.kernels.dropout import drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
 from fastnn.kernels.layout import ahead_weights, bias, units, weights
@@ -338,6 +339,9 @@ def finish_job(job, kind, layer, index, layout, net, state, rule, batch, touched
     decay = net.theta.dtype.type(rule.alpha / batch.size)
     step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, decay)
     if kind == COLUMN_JOB and rule.solver != GRADIENTS_ONLY:
+        if rule.max_norm > 0 and layer < layout.sizes.shape[0] - 2:  # a hidden layer's
+            first, end = units_of_group(layout, layer, index)
+            cap_rows(weights(net.theta, layout, layer), first, end, rule.max_norm)
         copy_ahead(layout, net, layer, index)
     if rule.alpha > 0:
         squares[job] = sum_squares(net.theta, start, stop)

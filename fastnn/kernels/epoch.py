@@ -25,6 +25,8 @@ from fastnn.kernels.backward import (
     weight_squares,
 )
 from fastnn.kernels.config import ENTRY
+from fastnn.kernels.constraint import cap_first_layer
+from fastnn.kernels.optimizer import GRADIENTS_ONLY
 from fastnn.kernels.sparse import BLOCK, pixel_table
 
 # Numba checks the cached code of an entry against this file only, yet that code includes every
@@ -32,7 +34,7 @@ from fastnn.kernels.sparse import BLOCK, pixel_table
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "de496d96ed61b2caaf9d80ec807866be6c4e424dc27d31b29a159f92eae0431f"
+KERNEL_SOURCES_DIGEST = "b124e1691e58b16390245134f7907dcdb6266560cffc233d53a6b1f435d71556"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 
@@ -107,6 +109,10 @@ def descend(layout, net, data, rule, state):
             sample_pass(layout, net, data.X, data.y, table, part, end - first, losses, hits)
             done = Batch(batch, end - first, start + m == end)
             gradient_pass(layout, net, data.X, table, part, state, rule, done, touched, squares)
+            if done.last and rule.max_norm > 0 and rule.solver != GRADIENTS_ONLY:
+                cap_first_layer(net.theta, layout, rule.max_norm)
+                if rule.alpha > 0:  # the penalty of the capped weights
+                    weight_squares(net.theta, layout, n_blocks, squares)
             for i in range(m):  # in order: the same sum whatever the threads
                 loss_sum += losses[i]
                 n_hits += hits[i]

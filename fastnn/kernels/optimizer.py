@@ -36,6 +36,7 @@ class Rule(NamedTuple):
     rho: np.floating
     one_minus_rho: np.floating
     epsilon: np.floating
+    max_norm: np.floating  # the limit of a hidden unit's incoming weights' norm; 0: none
 
 
 @njit(**SERIAL)
