@@ -30,20 +30,24 @@ COMMON_DEFAULTS = dict(
     nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99, alpha=0.0,
     learning_rate="constant", power_t=0.5, dropout=[0.0], max_norm=None,
 )  # fmt: skip
-# `seeds` is the tutorials' run exactly; `default` is a modern recipe that reaches 97%+ on MNIST.
+# `seeds` is the tutorials' run exactly. `default` reaches 98% on MNIST in about 2.5 s of
+# training (2 cores): chosen by dev accuracy among the recipes the README lists; until
+# 2026-12-01 it was hidden 128, plain SGD at a constant lr 0.2 (97.7%).
 PRESETS = {
-    "default": dict(
-        hidden=[128],
-        activation="relu",
-        init="he",
-        epochs=10,
-        batch_size=128,
-        lr=0.2,
-        dtype="float32",
-        dev_size=5000,
-        log_every=1,
+    "default": {
         **COMMON_DEFAULTS,
-    ),
+        "hidden": [256],
+        "activation": "relu",
+        "init": "he",
+        "epochs": 10,
+        "batch_size": 128,
+        "solver": "adam",
+        "lr": 0.003,
+        "learning_rate": "cosine",
+        "dtype": "float32",
+        "dev_size": 5000,
+        "log_every": 1,
+    },
     "seeds": dict(
         hidden=[10],
         activation="relu",

@@ -242,3 +242,31 @@ def test_no_warning_when_fit_is_not_interrupted():
         fastnn.MLPClassifier(
             hidden_layer_sizes=16, max_iter=2, backend="numpy", random_state=0
         ).fit(X, y)
+
+
+@needs_mnist
+def test_a_cosine_run_stopped_by_ctrl_c_resumes_to_the_bits_of_the_whole_run(tmp_path):
+    """The cosine schedule is planned over the run's epochs: resumed to that end after Ctrl-C,
+    the run takes the rates (and samples, and Adam's moments) it would have taken anyway."""
+    options = ["--epochs", "4", "--solver", "adam", "--lr", "0.003", "--learning-rate", "cosine"]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    whole.mkdir()
+    stopped.mkdir()
+    out, err = _train_command(whole, *options).communicate(timeout=300)
+    assert "epoch    4/4" in out, err
+    process = _train_command(stopped, *options)
+    _wait_for(process, "epoch    2/4")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, (out, err)
+    completed = json.loads((stopped / "metrics.json").read_text())["epochs_completed"]
+    assert 2 <= completed < 4, completed
+    resumed = subprocess.run(
+        [sys.executable, "-m", "fastnn.train", "--resume", str(stopped / "model.npz"),
+         "--save", str(stopped / "resumed.npz")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0 and "epoch    4/4" in resumed.stdout, resumed.stderr
+    a, b = fastnn.load(stopped / "resumed.npz"), fastnn.load(whole / "model.npz")
+    for x, z in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
+        np.testing.assert_array_equal(x, z)

@@ -65,8 +65,11 @@ def test_fit_starts_a_fresh_optimizer_even_warm(tmp_path):
 
 
 def _train_args(folder, *extra):
+    """A small run; plain SGD at a constant rate unless `extra` says otherwise (the default
+    preset's cosine schedule is planned over the run's epochs: see the README)."""
     return ["--backend", "numpy", "--data", str(folder / "train.csv"), "--dev-size", "40",
-            "--hidden", "12", "7", "--batch-size", "32", *extra]  # fmt: skip
+            "--hidden", "12", "7", "--batch-size", "32", "--solver", "sgd", "--lr", "0.1",
+            "--learning-rate", "constant", *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
