@@ -119,8 +119,8 @@ def hyperparameters(est: Any) -> tuple[int, ...]:
     check_dtype(est.dtype)
     check_choice("init", est.init, INIT_SCHEMES)
     batch = est.batch_size
-    _require(batch == "auto" if isinstance(batch, str) else is_int(batch) and batch >= 1,
-             "batch_size", "a positive whole number or 'auto'", batch)  # fmt: skip
+    _require(batch in ("auto", "full") if isinstance(batch, str) else is_int(batch) and batch >= 1,
+             "batch_size", "a positive whole number, 'auto' or 'full'", batch)  # fmt: skip
     lr = est.learning_rate_init
     _require(_is_real(lr) and lr > 0, "learning_rate_init", "a positive number", lr)
     for name in ("max_iter", "n_iter_no_change"):

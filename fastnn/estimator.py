@@ -15,6 +15,7 @@ from fastnn.dropout import check_rates
 from fastnn.history import History, generator_state
 from fastnn.model import Params, check_dtype, init_params
 from fastnn.optim import OptimizerState, Schedule
+from fastnn.options import estimator_params
 from fastnn.scikit import ScikitLearnProtocol
 
 
@@ -39,12 +40,13 @@ class MLPClassifier(ScikitLearnProtocol):
     fresh one (with warm_start=True, from the fitted weights), and `save` stores it.
     Pixels (uint8, or integers of any type all within 0..255) are scaled to [0, 1]; other
     numbers are used as they are (with a warning if they are floats that look like pixels).
-    `batch_size="auto"` means min(200, n_samples), as in scikit-learn. Without early stopping
-    training runs exactly `max_iter` epochs. An epoch after which the loss is not finite or has
-    blown up raises fastnn.training.TrainingDiverged; one after which the network gives one
-    output for every input stops training with a fastnn.training.TrainingCollapsedWarning;
-    either way the weights from before that epoch are kept. Ctrl-C stops training after the
-    current epoch, keeping its weights (a warning says so).
+    `batch_size="auto"` means min(200, n_samples), as in scikit-learn; "full" every sample.
+    Without early stopping training runs exactly `max_iter` epochs. An epoch after which the
+    loss is not finite or has blown up raises fastnn.training.TrainingDiverged; one after
+    which the network gives one output for every input stops training with a
+    fastnn.training.TrainingCollapsedWarning; either way the weights from before that epoch
+    are kept. Ctrl-C stops training after the current epoch, keeping its weights (a warning
+    says so). `from_preset` gives the training command's presets as estimators.
     """
 
     _estimator_type = "classifier"  # how scikit-learn < 1.6 recognises a classifier
@@ -111,6 +113,13 @@ class MLPClassifier(ScikitLearnProtocol):
         self.dropout = dropout
         self.max_norm = max_norm
         self.n_threads = n_threads
+
+    @classmethod
+    def from_preset(cls, name: str = "default", **params: Any) -> MLPClassifier:
+        """The training command's preset `name` ("default" or "seeds") as an estimator: its
+        network, update rule, max_iter (the command's epochs), batch size, dtype, backend and
+        random_state (its seed); `params` override them."""
+        return cls(**{**estimator_params(name, cls._param_names()), **params})
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -275,7 +284,8 @@ class MLPClassifier(ScikitLearnProtocol):
         backend = get_backend(self.backend)
         self._make_weights_writable()
         params = self._params()
-        batch_size = min(200 if self.batch_size == "auto" else self.batch_size, len(X))
+        batch_size = {"auto": 200, "full": len(X)}.get(self.batch_size, self.batch_size)
+        batch_size = min(batch_size, len(X))
         if self.shuffle and self._shuffle_rng is None:  # a loaded model's first training
             self._shuffle_rng = np.random.default_rng(self._seeds()[1])
         optimizer = checks.optimizer(self)

@@ -63,6 +63,20 @@ PRESETS = {
 }
 
 
+def estimator_params(name: str, valid: list[str]) -> dict[str, object]:
+    """Preset `name` under MLPClassifier's parameter names: those of its options that are
+    among `valid` (the estimator's parameters); what only the command has (the dataset, the
+    dev rows, logging) is left out. Lists become tuples, as scikit-learn writes them."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {name!r}")
+    params = {}
+    for key, value in PRESETS[name].items():
+        key = ESTIMATOR_NAMES.get(key, key)
+        if key in valid:
+            params[key] = tuple(value) if isinstance(value, list) else value
+    return params
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

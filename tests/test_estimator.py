@@ -124,8 +124,8 @@ def test_uint8_is_scaled_like_pixels():
         ({"power_t": -1}, "power_t must be a number >= 0"),
         ({"dtype": "float16"}, "dtype must be one of float32, float64"),
         ({"init": "zeros"}, "init must be one of uniform, he, xavier"),
-        ({"batch_size": 0}, "batch_size must be a positive whole number or 'auto'"),
-        ({"batch_size": "full"}, "batch_size must be a positive whole number or 'auto'"),
+        ({"batch_size": 0}, "batch_size must be a positive whole number, 'auto' or 'full'"),
+        ({"batch_size": "half"}, "batch_size must be a positive whole number, 'auto' or 'full'"),
         ({"learning_rate_init": 0}, "learning_rate_init must be a positive number"),
         ({"learning_rate_init": float("nan")}, "learning_rate_init must be a positive number"),
         ({"max_iter": 0}, "max_iter must be a positive whole number"),
@@ -474,3 +474,21 @@ def test_warm_start_needs_the_same_classes_and_network():
         model.set_params(hidden_layer_sizes=8).fit(X, y)
     with pytest.raises(ValueError, match="X has 5 features, but MLPClassifier is expecting 20"):
         model.set_params(hidden_layer_sizes=16).fit(X[:, :5], y)
+
+
+def test_the_commands_presets_as_estimators():
+    default = MLPClassifier.from_preset()
+    assert default.get_params() | {} == MLPClassifier(
+        hidden_layer_sizes=(256,), solver="adam", learning_rate_init=0.003,
+        learning_rate="cosine", max_iter=10, batch_size=128, dtype="float32", init="he",
+        random_state=0, dropout=(0.0,),
+    ).get_params()  # fmt: skip
+    seeds = MLPClassifier.from_preset("seeds", max_iter=3, backend="numpy")
+    assert (seeds.hidden_layer_sizes, seeds.init, seeds.dtype, seeds.batch_size) == (
+        (10,), "uniform", "float64", "full",
+    )  # fmt: skip
+    assert seeds.max_iter == 3 and seeds.learning_rate_init == 0.1  # an override wins
+    # A full batch: one step per epoch over every sample.
+    assert seeds.fit(X, y).t_ == 3 * len(X) and seeds._optimizer_state.step == 3
+    with pytest.raises(ValueError, match="preset must be one of default, seeds; got 'best'"):
+        MLPClassifier.from_preset("best")
