@@ -172,9 +172,10 @@ def sklearn_contender(p: Prepared, threads: int) -> Contender:
         raise PeerUnavailable("not installed") from None
     check_solver(p.workload)
     X, y = p.scaled(), p.y
-    # fastnn's optimizer settings go by MLPClassifier's names; only RMSprop's rho is ours.
+    # fastnn's optimizer settings go by MLPClassifier's names; RMSprop's rho and the max-norm
+    # constraint are ours (the workloads use neither).
     settings = p.workload.optimizer._asdict()
-    del settings["rho"]
+    del settings["rho"], settings["max_norm"]
 
     def setup() -> MLPClassifier:
         return MLPClassifier(
