@@ -23,7 +23,7 @@ ESTIMATOR_NAMES = {
     "threads": "n_threads",
 }
 
-# Both presets': the backend, the data, the seed, and the update rule and schedule under
+# Every preset's: the backend, the data, the seed, and the update rule and schedule under
 # MLPClassifier's names with its defaults (plain SGD at a constant rate).
 COMMON_DEFAULTS = dict(
     backend="numba", dataset="mnist", seed=0, solver="sgd", momentum=0.0,
@@ -47,6 +47,23 @@ PRESETS = {
         "dtype": "float32",
         "dev_size": 5000,
         "log_every": 1,
+    },
+    # Fashion-MNIST: 90.6% on its test set in under a minute (see the README's Results).
+    "fashion": {
+        **COMMON_DEFAULTS,
+        "dataset": "fashion-mnist",
+        "hidden": [512, 256],
+        "activation": "relu",
+        "init": "he",
+        "epochs": 40,
+        "batch_size": 128,
+        "solver": "adam",
+        "lr": 0.001,
+        "learning_rate": "cosine",
+        "dropout": [0.2],
+        "dtype": "float32",
+        "dev_size": 5000,
+        "log_every": 5,
     },
     "seeds": dict(
         hidden=[10],

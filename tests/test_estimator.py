@@ -490,5 +490,11 @@ def test_the_commands_presets_as_estimators():
     assert seeds.max_iter == 3 and seeds.learning_rate_init == 0.1  # an override wins
     # A full batch: one step per epoch over every sample.
     assert seeds.fit(X, y).t_ == 3 * len(X) and seeds._optimizer_state.step == 3
-    with pytest.raises(ValueError, match="preset must be one of default, seeds; got 'best'"):
-        MLPClassifier.from_preset("best")
+    fashion = MLPClassifier.from_preset("fashion")
+    assert (fashion.hidden_layer_sizes, fashion.dropout, fashion.max_iter) == (
+        (512, 256),
+        (0.2,),
+        40,
+    )
+    with pytest.raises(ValueError, match="preset must be one of default, fashion, seeds; got 'b'"):
+        MLPClassifier.from_preset("b")
