@@ -48,6 +48,22 @@ PRESETS = {
         "dev_size": 5000,
         "log_every": 1,
     },
+    # MNIST without augmentation: 98.7% (1.3% error) in under two minutes (README's Results).
+    "best": {
+        **COMMON_DEFAULTS,
+        "hidden": [800, 800],
+        "activation": "relu",
+        "init": "he",
+        "epochs": 36,
+        "batch_size": 128,
+        "solver": "adam",
+        "lr": 0.001,
+        "learning_rate": "cosine",
+        "dropout": [0.3],
+        "dtype": "float32",
+        "dev_size": 5000,
+        "log_every": 4,
+    },
     # Fashion-MNIST: 90.6% on its test set in under a minute (see the README's Results).
     "fashion": {
         **COMMON_DEFAULTS,

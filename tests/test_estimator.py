@@ -496,5 +496,5 @@ def test_the_commands_presets_as_estimators():
         (0.2,),
         40,
     )
-    with pytest.raises(ValueError, match="preset must be one of default, fashion, seeds; got 'b'"):
+    with pytest.raises(ValueError, match="one of default, best, fashion, seeds; got 'b'"):
         MLPClassifier.from_preset("b")
