@@ -112,6 +112,8 @@ def hyperparameters(est: Any) -> tuple[int, ...]:
                  "a positive whole number", size)  # fmt: skip
     check_choice("activation", est.activation, ACTIVATIONS)
     check_rates(est.dropout, len(sizes))
+    _require(_is_real(est.input_dropout) and 0 <= est.input_dropout < 1, "input_dropout",
+             "a number from 0 to less than 1", est.input_dropout)  # fmt: skip
     check_choice("backend", est.backend, BACKENDS)
     optimizer(est)
     check_choice("learning_rate", est.learning_rate, LEARNING_RATES)

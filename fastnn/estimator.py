@@ -33,9 +33,10 @@ class MLPClassifier(ScikitLearnProtocol):
     schedules are scikit-learn's "constant", "invscaling" and "adaptive", which apply to every
     solver here, and "cosine" (per step down towards 0 over max_iter epochs). fastnn's own:
     `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier", "uniform"), `n_threads`,
-    `rho`, RMSprop's decay (PyTorch's alpha), and `dropout`, the probability of dropping a
-    hidden unit in training (one for all hidden layers or one per layer; see fastnn.dropout),
-    and `max_norm`, the longest a hidden unit's incoming weight vector may get (fastnn.optim).
+    `rho`, RMSprop's decay (PyTorch's alpha), `dropout`, the probability of dropping a hidden
+    unit in training (one for all hidden layers or one per layer; see fastnn.dropout),
+    `input_dropout`, that of dropping an input feature, and `max_norm`, the longest a hidden
+    unit's incoming weight vector may get (fastnn.optim).
     The optimizer's state lives with the model: partial_fit goes on with it, fit starts a
     fresh one (with warm_start=True, from the fitted weights), and `save` stores it.
     Pixels (uint8, or integers of any type all within 0..255) are scaled to [0, 1]; other
@@ -81,6 +82,7 @@ class MLPClassifier(ScikitLearnProtocol):
         epsilon: float = 1e-8,
         rho: float = 0.99,
         dropout: float | tuple[float, ...] = 0.0,
+        input_dropout: float = 0.0,
         max_norm: float | None = None,
         n_threads: int | None = None,
     ) -> None:
@@ -111,6 +113,7 @@ class MLPClassifier(ScikitLearnProtocol):
         self.epsilon = epsilon
         self.rho = rho
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.max_norm = max_norm
         self.n_threads = n_threads
 
@@ -302,6 +305,7 @@ class MLPClassifier(ScikitLearnProtocol):
         how = training.Training(
             optimizer, state, self._schedule, batch_size, self.activation,
             check_rates(self.dropout, len(params.hidden_sizes)), self._dropout_seed,
+            check_rates(self.input_dropout, 1)[0],
         )  # fmt: skip
         stalls = training.Stalls(self.tol, self.n_iter_no_change)
         best: Params | None = None

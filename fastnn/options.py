@@ -28,7 +28,7 @@ ESTIMATOR_NAMES = {
 COMMON_DEFAULTS = dict(
     backend="numba", dataset="mnist", seed=0, solver="sgd", momentum=0.0,
     nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99, alpha=0.0,
-    learning_rate="constant", power_t=0.5, dropout=[0.0], max_norm=None,
+    learning_rate="constant", power_t=0.5, dropout=[0.0], input_dropout=0.0, max_norm=None,
 )  # fmt: skip
 # `seeds` is the tutorials' run exactly. `default` reaches 98% on MNIST in about 2.5 s of
 # training (2 cores): chosen by dev accuracy among the recipes the README lists; until
@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=number, nargs="+", metavar="RATE",
                    help="probability of dropping a hidden unit in training: one rate for "
                    "every hidden layer or one per layer (default: 0)")  # fmt: skip
+    p.add_argument(
+        "--input-dropout",
+        type=number,
+        metavar="RATE",
+        help="probability of dropping an input feature in training (default: 0)",
+    )
     p.add_argument("--max-norm", type=number,
                    help="longest a hidden unit's incoming weight vector may get "
                    "(default: no limit)")  # fmt: skip
@@ -233,6 +239,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, key, value)
     Optimizer.of(args).validate()
     check_rates(args.dropout, len(args.hidden))
+    if not 0 <= args.input_dropout < 1:
+        raise ValueError(f"--input-dropout must be from 0 to less than 1; got {args.input_dropout}")
     if args.power_t < 0:
         raise ValueError(f"--power-t must be a number >= 0; got {args.power_t}")
     return args

@@ -24,7 +24,7 @@ from fastnn.persist import read_model
 DECIDED_BY_THE_RUN = (
     "preset", "dataset", "data", "hidden", "activation", "init", "batch_size", "lr", "dtype",
     "seed", "dev_size", "solver", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
-    "epsilon", "rho", "alpha", "learning_rate", "power_t", "dropout", "max_norm",
+    "epsilon", "rho", "alpha", "learning_rate", "power_t", "dropout", "input_dropout", "max_norm",
 )  # fmt: skip
 
 

@@ -120,7 +120,7 @@ def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> t
         schedule.current = rate
     how = training.Training(
         optimizer, state, schedule, batch_size, args.activation,
-        check_rates(args.dropout, len(params.hidden_sizes)), args.seed,
+        check_rates(args.dropout, len(params.hidden_sizes)), args.seed, args.input_dropout,
     )  # fmt: skip
     return params, how, order_rng, done + 1
 
@@ -173,6 +173,8 @@ def describe(args: argparse.Namespace) -> str:
         words.append(f"alpha {args.alpha:g}")
     if any(args.dropout):
         words.append("dropout " + " ".join(f"{rate:g}" for rate in args.dropout))
+    if args.input_dropout:
+        words.append(f"input dropout {args.input_dropout:g}")
     if args.max_norm is not None:
         words.append(f"max-norm {args.max_norm:g}")
     schedule = "" if args.learning_rate == "constant" else f" {args.learning_rate}"

@@ -145,14 +145,12 @@ class Training(NamedTuple):
     activation: str
     dropout_rates: tuple[float, ...] = ()  # per hidden layer; none dropped if all 0 or empty
     dropout_seed: int = 0
+    input_dropout: float = 0.0  # the rate of the input features
 
     def dropout(self, epoch: int) -> Dropout | None:
         """The dropout of the given epoch, or None without any."""
-        return (
-            Dropout(self.dropout_rates, self.dropout_seed, epoch)
-            if any(self.dropout_rates)
-            else None
-        )
+        dropout = Dropout(self.dropout_rates, self.dropout_seed, epoch, self.input_dropout)
+        return dropout if dropout.active else None
 
 
 def run_epochs(

@@ -9,6 +9,7 @@ import pytest
 from test_numba_equivalence import TOLERANCE, TRAINED_TOLERANCE, check, make_data
 
 import fastnn
+from fastnn import options
 from fastnn.backends import get_backend
 from fastnn.backends.numpy_backend import activate, forward
 from fastnn.dropout import Dropout, check_rates
@@ -40,6 +41,15 @@ def test_masks_follow_the_formula_of_the_docstring():
                 draw = splitmix_finaliser((sample + (j + 1) * 0x9E3779B97F4A7C15) & M64) >> 11
                 want = 1 / (1 - rate) if draw >= int(rate * 2**53) else 0.0
                 assert masks[layer][n, j] == want, (layer, row, j)
+    inputs = dropout._replace(input_rate=0.4).input_mask(rows, 9, np.dtype("float64"))
+    key = splitmix_finaliser(splitmix_finaliser(dropout.seed ^ 0x6A09E667F3BCC909) ^ 7)
+    key = splitmix_finaliser(key ^ 2**32)  # the inputs' layer number
+    for n, row in enumerate(rows.tolist()):
+        sample = splitmix_finaliser(key ^ row)
+        for k in range(9):
+            draw = splitmix_finaliser((sample + (k + 1) * 0x9E3779B97F4A7C15) & M64) >> 11
+            assert inputs[n, k] == (1 / 0.6 if draw >= int(0.4 * 2**53) else 0.0), (row, k)
+    assert dropout.input_mask(rows, 9, np.dtype("float64")) is None  # input_rate 0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -84,6 +94,20 @@ def test_the_reference_multiplies_each_activation_by_its_factor():
         np.testing.assert_array_equal(a, b)
 
 
+def test_input_dropout_multiplies_each_input_by_its_factor():
+    params = init_params(12, (9,), 3, seed=0, dtype="float64")
+    X = np.random.default_rng(2).integers(0, 256, (8, 12)).astype(np.uint8)
+    y = np.arange(8) % 3
+    dropout = Dropout((0.0,), 4, 2, input_rate=0.3)
+    mask = dropout.input_mask(np.arange(8), 12, np.dtype("float64"))
+    assert (mask == 0).any() and (mask != 0).any()
+    loss, grads = numpy_backend.loss_and_grads(params, X, y, "relu", dropout)
+    want_loss, want_grads = numpy_backend.loss_and_grads(params, X / 255 * mask, y, "relu")
+    assert loss == want_loss
+    for a, b in zip(grads.arrays(), want_grads.arrays(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dropped_units_get_no_gradient():
     """A unit dropped for every sample (all rows share its mask only by chance, so use one row)
     passes nothing back: the weights into it get zero gradient from that row."""
@@ -108,17 +132,18 @@ DROPOUT_CASES = [
 ]
 
 
-def dropout_of(params, epoch=1):
-    return Dropout(RATES[len(params.hidden_sizes)], 12345, epoch)
+def dropout_of(params, epoch=1, input_rate=0.25):
+    return Dropout(RATES[len(params.hidden_sizes)], 12345, epoch, input_rate)
 
 
 @pytest.mark.parametrize("case", DROPOUT_CASES)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("kind", ["uint8", "float"])
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
-def test_numba_gradients_equal_the_reference(case, dtype, kind, activation):
+@pytest.mark.parametrize("input_rate", [0.0, 0.25])
+def test_numba_gradients_equal_the_reference(case, dtype, kind, activation, input_rate):
     params, X, y, _ = make_data(case, dtype, kind)
-    dropout = dropout_of(params)
+    dropout = dropout_of(params, input_rate=input_rate)
     loss, grads = numba_backend.loss_and_grads(params, X, y, activation, dropout)
     want_loss, want_grads = numpy_backend.loss_and_grads(params, X, y, activation, dropout)
     check("loss", loss, want_loss, TOLERANCE[dtype])
@@ -170,6 +195,14 @@ def test_bad_dropout_is_refused_clearly():
     for bad in (-0.1, 1, "half", (0.1, 0.2)):
         with pytest.raises(ValueError, match="dropout"):
             fastnn.MLPClassifier(hidden_layer_sizes=5, dropout=bad, backend="numpy").fit(X, y)
+    for bad in (-0.1, 1.0, "0.2"):
+        with pytest.raises(ValueError, match="input_dropout must be a number from 0 to less"):
+            fastnn.MLPClassifier(hidden_layer_sizes=5, input_dropout=bad).fit(X, y)
+    parse = options.build_parser().parse_args
+    with pytest.raises(ValueError, match="--input-dropout must be from 0 to less than 1"):
+        options.resolve(parse(["--input-dropout", "1"]))
+    with pytest.raises(ValueError, match="dropout must be one rate or one per hidden layer"):
+        options.resolve(parse(["--hidden", "8", "4", "--dropout", "0.1", "0.1", "0.1"]))
     params = init_params(4, (5,), 2, seed=0)
     with pytest.raises(ValueError, match="one rate per hidden layer"):
         numpy_backend.train_epoch(
@@ -183,8 +216,9 @@ def test_the_estimator_drops_in_training_only_and_both_backends_agree():
     y = (X[:, :15].sum(axis=1) > X[:, 15:].sum(axis=1)).astype(int)
     fitted = {
         backend: fastnn.MLPClassifier(
-            hidden_layer_sizes=(24, 12), dropout=(0.3, 0.2), max_iter=4, batch_size=32,
-            learning_rate_init=0.05, dtype="float64", backend=backend, random_state=1,
+            hidden_layer_sizes=(24, 12), dropout=(0.3, 0.2), input_dropout=0.2, max_iter=4,
+            batch_size=32, learning_rate_init=0.05, dtype="float64", backend=backend,
+            random_state=1,
         ).fit(X, y)
         for backend in ("numpy", "numba")
     }  # fmt: skip

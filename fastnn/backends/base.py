@@ -201,6 +201,7 @@ def check_dropout(params: Params, dropout: Dropout) -> None:
     if len(dropout.rates) != n_hidden:
         raise ValueError(f"dropout needs one rate per hidden layer ({n_hidden}); got {dropout}")
     check_rates(dropout.rates, n_hidden)
+    check_rates(dropout.input_rate, 1)
     for name in ("seed", "epoch"):
         value = getattr(dropout, name)
         if not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:

@@ -102,6 +102,13 @@ def dropout_masks(params: Params, dropout: Dropout | None, rows: np.ndarray) -> 
     return dropout.masks(rows, params.hidden_sizes, params.dtype)
 
 
+def drop_inputs(X: np.ndarray, dropout: Dropout | None, rows: np.ndarray) -> np.ndarray:
+    """X (the given rows of the data, as floats) times its input dropout factors, if any."""
+    if dropout is None or not dropout.input_rate:
+        return X
+    return X * dropout.input_mask(rows, X.shape[1], X.dtype)  # (n, n_in)
+
+
 def penalty(params: Params, alpha: float) -> float:
     """alpha / 2 * the sum of the squared weights (not biases): the batch's summed loss gains
     this, so its mean gains it / n, as scikit-learn adds it."""
@@ -163,10 +170,11 @@ class NumpyBackend:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
         y = check_y(params, X, y)
-        X = to_float(X, params.dtype)
         if dropout is not None:
             check_dropout(params, dropout)
-        masks = dropout_masks(params, dropout, np.arange(len(X)))
+        rows = np.arange(len(X))
+        X = drop_inputs(to_float(X, params.dtype), dropout, rows)
+        masks = dropout_masks(params, dropout, rows)
         fwd = forward(params, X, activation, masks)
         loss = float(cross_entropy(fwd.Z[-1], y).mean())
         return loss, backward(params, X, y, fwd, activation, masks)
@@ -193,7 +201,7 @@ class NumpyBackend:
         correct = 0
         for batch, start in enumerate(range(0, len(order), batch_size)):
             rows = order[start : start + batch_size]
-            Xb, yb = to_float(X[rows], params.dtype), y[rows]
+            Xb, yb = drop_inputs(to_float(X[rows], params.dtype), dropout, rows), y[rows]
             masks = dropout_masks(params, dropout, rows)
             fwd = forward(params, Xb, activation, masks)
             loss_sum += float(cross_entropy(fwd.Z[-1], yb).sum()) + penalty(params, optimizer.alpha)

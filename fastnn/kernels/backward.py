@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from fastnn.kernels.config import PARALLEL, SERIAL
 from fastnn.kernels.constraint import cap_rows
-from fastnn.kernels.dropout import drop_units, drops
+from fastnn.kernels.dropout import drop_features, drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
 from fastnn.kernels.layout import ahead_weights, bias, units, weights
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
@@ -86,11 +86,14 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
     Z = layer_rows(chunk.Z, chunk, layout, 0)
     A = layer_rows(chunk.A, chunk, layout, 0)
     W1, b1 = weights(net.theta, layout, 0), bias(net.theta, layout, 0)
+    inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
     for i in range(lo, hi):
         r = rows[i]
         if i + 1 < hi:
             prefetch_row(X, rows[i + 1])  # arrives while this sample is worked on
         scan_row(X, r, idx, i, bounds)
+        if drops(net, inputs):
+            drop_features(idx, bounds, i, net, inputs, r)
         start, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
         hidden_row(W1, b1, X, r, table, idx, start, end, Z, i)
         activate_row(Z[i], A[i], net.slope, net.leaky)

@@ -1,5 +1,7 @@
 """Dropout in the kernels: the masks of fastnn.dropout, drawn unit by unit where a sample's
-activations (forward) or their gradients (backward) are made, so no mask is stored."""
+activations (forward) or their gradients (backward) are made, so no mask is stored. Input
+features are dropped from a sample's list of non-zero features (which both passes read), and
+the kept ones scaled as they are read (`sparse.input_table`)."""
 
 from __future__ import annotations
 
@@ -37,3 +39,24 @@ def drop_units(v, net, layer, row):
     for j in range(v.shape[0]):
         draw = mix(sample + np.uint64(j + 1) * _GOLDEN) >> _DRAW_SHIFT
         v[j] = v[j] * (scale if draw >= threshold else zero)
+
+
+@njit(**SERIAL)
+def drop_features(idx, bounds, i, net, at, row):
+    """Removes from sample i's list of non-zero features (see `sparse`) those that entry `at`
+    of net's dropout (the inputs') drops for row `row` of X, keeping the order and each
+    block's bounds."""
+    sample = mix(net.drop_keys[at] ^ np.uint64(row))
+    threshold = net.drop_thresholds[at]
+    n_blocks = bounds.shape[0] - 1
+    kept = start = bounds[0, i]
+    for b in range(n_blocks):
+        end = bounds[b + 1, i]
+        bounds[b, i] = kept
+        for e in range(start, end):
+            k = idx[e]
+            if mix(sample + np.uint64(k + 1) * _GOLDEN) >> _DRAW_SHIFT >= threshold:
+                idx[kept] = k
+                kept += 1
+        start = end
+    bounds[n_blocks, i] = kept

@@ -26,15 +26,16 @@ from fastnn.kernels.backward import (
 )
 from fastnn.kernels.config import ENTRY
 from fastnn.kernels.constraint import cap_first_layer
+from fastnn.kernels.dropout import drops
 from fastnn.kernels.optimizer import GRADIENTS_ONLY
-from fastnn.kernels.sparse import BLOCK, pixel_table
+from fastnn.kernels.sparse import BLOCK, input_table
 
 # Numba checks the cached code of an entry against this file only, yet that code includes every
 # kernel it calls: an edit to another kernel module (or to the options in config.py) would
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "b124e1691e58b16390245134f7907dcdb6266560cffc233d53a6b1f435d71556"
+KERNEL_SOURCES_DIGEST = "875bcc119fde36f12d63ef30a5d0aeff64be02d0e655641ce900d964a869a3bd"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 
@@ -48,9 +49,10 @@ class Net(NamedTuple):
     slope: np.floating  # of leaky_relu below 0, in the parameters' dtype
     leaky: bool  # leaky_relu, else relu
     # Dropout of each hidden layer (see fastnn.dropout): a threshold of 0 drops nothing.
-    drop_keys: np.ndarray  # (n_hidden,) uint64, the layers' keys in this epoch
-    drop_thresholds: np.ndarray  # (n_hidden,) uint64
-    drop_scales: np.ndarray  # (n_hidden,) the factor of a kept unit, in the parameters' dtype
+    # Entry n_hidden is the inputs' (see fastnn.dropout).
+    drop_keys: np.ndarray  # (n_hidden + 1,) uint64, the layers' keys in this epoch
+    drop_thresholds: np.ndarray  # (n_hidden + 1,) uint64
+    drop_scales: np.ndarray  # (n_hidden + 1,) the factor of a kept unit, in the params' dtype
 
 
 class Data(NamedTuple):
@@ -91,7 +93,9 @@ def descend(layout, net, data, rule, state):
     squares = np.zeros(n_jobs(layout, n_blocks))  # (n_jobs,) float64, see weight_squares
     if rule.alpha > 0:
         weight_squares(net.theta, layout, n_blocks, squares)
-    table = pixel_table(net.theta)
+    inputs = n_layers - 1  # the inputs' entry in net's dropout arrays
+    factor = net.drop_scales[inputs] if drops(net, inputs) else dtype.type(1)
+    table = input_table(data.X, net.theta, factor)
     loss_sum = 0.0
     n_hits = 0
     for batch, first in enumerate(range(0, n, data.batch_size)):
@@ -134,7 +138,7 @@ def forward(layout, net, X):
     A = np.empty(n * layout.units_at[n_layers - 1], dtype)
     P = np.empty((n, layout.sizes[n_layers]), dtype)  # (n, n_out)
     rows = np.arange(n)
-    table = pixel_table(net.theta)
+    table = input_table(X, net.theta, dtype.type(1))
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         part = Chunk(rows[start : start + m], idx, bounds, Z, A, n, start)

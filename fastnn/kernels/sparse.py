@@ -25,7 +25,8 @@ BLOCK = 16  # input features per block: the rows of W1 that one job of the updat
 
 
 def load_x(X, r, k, table):
-    """X[r, k] in the parameters' dtype: uint8 pixels through `table`, floats as they are."""
+    """X[r, k] in the parameters' dtype times the input dropout factor of the kept features:
+    uint8 pixels through `table`, floats times table[0] (see `input_table`)."""
     raise NotImplementedError  # called only from jitted code, which compiles the overload
 
 
@@ -33,7 +34,34 @@ def load_x(X, r, k, table):
 def _load_x(X, r, k, table):
     if X.dtype == types.uint8:
         return lambda X, r, k, table: table[X[r, k]]
-    return lambda X, r, k, table: X[r, k]
+    return lambda X, r, k, table: X[r, k] * table[0]
+
+
+def input_table(X, like, factor):
+    """What `load_x` reads X through: for uint8 pixels v / 255 * factor for every byte v, for
+    floats [factor]; factor is a kept input's dropout factor (1 without input dropout, which
+    changes no bit: x * 1 is x)."""
+    raise NotImplementedError  # called only from jitted code, which compiles the overload
+
+
+@overload(input_table, jit_options=SERIAL)
+def _input_table(X, like, factor):
+    if X.dtype == types.uint8:
+
+        def pixels(X, like, factor):
+            table = pixel_table(like)
+            for v in range(256):
+                table[v] = table[v] * factor
+            return table
+
+        return pixels
+
+    def floats(X, like, factor):
+        table = np.empty(1, like.dtype)
+        table[0] = factor
+        return table
+
+    return floats
 
 
 @njit(**SERIAL)
