@@ -119,7 +119,7 @@ class MLPClassifier(ScikitLearnProtocol):
 
     @classmethod
     def from_preset(cls, name: str = "default", **params: Any) -> MLPClassifier:
-        """The training command's preset `name` ("default" or "seeds") as an estimator: its
+        """The training command's preset `name` (see fastnn.options.PRESETS) as an estimator: its
         network, update rule, max_iter (the command's epochs), batch size, dtype, backend and
         random_state (its seed); `params` override them."""
         return cls(**{**estimator_params(name, cls._param_names()), **params})
