@@ -184,16 +184,13 @@ class MLPClassifier(ScikitLearnProtocol):
         params = init_params(n_features, hidden, len(classes), self.init, seed, self.dtype)
         self._start(params, classes, names)
         self._shuffle_rng = np.random.default_rng(shuffle_seed)
-        self._dropout_seed = self._new_dropout_seed()
+        self._dropout_seed = None  # drawn by _train
         return split_seed
 
     def _seeds(self) -> list[np.random.SeedSequence]:
         """Independent seeds for the initial weights, the epoch orders, the split and the
         dropout masks."""
         return np.random.SeedSequence(self.random_state).spawn(4)
-
-    def _new_dropout_seed(self) -> int:
-        return int(self._seeds()[3].generate_state(1, np.uint64)[0])
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Train for up to `max_iter` epochs: from fresh weights, or with warm_start=True and a
@@ -300,8 +297,8 @@ class MLPClassifier(ScikitLearnProtocol):
             # New, or changed by set_params between calls: the new settings hold from here.
             self._schedule = Schedule(*settings)
             self._schedule.samples_seen = self.t_
-        if getattr(self, "_dropout_seed", None) is None:  # a model loaded from a file without it
-            self._dropout_seed = self._new_dropout_seed()
+        if getattr(self, "_dropout_seed", None) is None:  # new, or loaded from a file without it
+            self._dropout_seed = int(self._seeds()[3].generate_state(1, np.uint64)[0])
         how = training.Training(
             optimizer, state, self._schedule, batch_size, self.activation,
             check_rates(self.dropout, len(params.hidden_sizes)), self._dropout_seed,

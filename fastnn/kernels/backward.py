@@ -32,7 +32,7 @@ from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax
 from fastnn.kernels.layout import ahead_weights, bias, units, weights
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
 from fastnn.kernels.sparse import BLOCK, load_x, prefetch_row, scan_row
-from fastnn.kernels.vector import add_mat_mat, add_scaled_rows
+from fastnn.kernels.vector import add_mat_mat, add_scaled_rows, set_mat_mat
 
 RUN = 16  # samples a job of the sample pass takes (see forward_samples)
 GROUP = 4  # units of a later layer a job of the update pass owns (see vector.add_mat_mat)
@@ -47,10 +47,7 @@ def hidden_grad_rows(G, start, stop, WT, A, slope, leaky, D):
     after); the slope at 0 is the negative side's, as in the reference."""
     zero = D.dtype.type(0)
     negative = slope if leaky else zero
-    for i in range(start, stop):
-        for j in range(D.shape[1]):
-            D[i, j] = 0
-    add_mat_mat(D, start, stop, G, WT)
+    set_mat_mat(D, start, stop, G, WT)
     for i in range(start, stop):
         for j in range(D.shape[1]):
             if not A[i, j] > zero:

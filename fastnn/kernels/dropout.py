@@ -24,21 +24,32 @@ def mix(z):
 
 
 @njit(**SERIAL)
-def drops(net, layer):
-    """Whether hidden layer `layer` drops units in this call."""
-    return net.drop_thresholds[layer] > 0
+def drops(net, at):
+    """Whether entry `at` of net's dropout (a hidden layer, or the inputs) drops anything."""
+    return net.drop_thresholds[at] > 0
+
+
+@njit(**SERIAL)
+def sample_key(net, at, row):
+    """s of fastnn.dropout for row `row` of X and entry `at` of net's dropout."""
+    return mix(net.drop_keys[at] ^ np.uint64(row))
+
+
+@njit(**SERIAL)
+def keeps(sample, unit, threshold):
+    """Whether the unit (or input feature) numbered `unit` is kept for the sample keyed so."""
+    return mix(sample + np.uint64(unit + 1) * _GOLDEN) >> _DRAW_SHIFT >= threshold
 
 
 @njit(**SERIAL)
 def drop_units(v, net, layer, row):
     """v[j] *= the dropout factor of unit j of hidden layer `layer` for row `row` of X:
     1 / (1 - rate) if kept, 0 if dropped; the same factors as fastnn.dropout.Dropout.masks."""
-    sample = mix(net.drop_keys[layer] ^ np.uint64(row))
+    sample = sample_key(net, layer, row)
     threshold, scale = net.drop_thresholds[layer], net.drop_scales[layer]
     zero = v.dtype.type(0)
     for j in range(v.shape[0]):
-        draw = mix(sample + np.uint64(j + 1) * _GOLDEN) >> _DRAW_SHIFT
-        v[j] = v[j] * (scale if draw >= threshold else zero)
+        v[j] = v[j] * (scale if keeps(sample, j, threshold) else zero)
 
 
 @njit(**SERIAL)
@@ -46,7 +57,7 @@ def drop_features(idx, bounds, i, net, at, row):
     """Removes from sample i's list of non-zero features (see `sparse`) those that entry `at`
     of net's dropout (the inputs') drops for row `row` of X, keeping the order and each
     block's bounds."""
-    sample = mix(net.drop_keys[at] ^ np.uint64(row))
+    sample = sample_key(net, at, row)
     threshold = net.drop_thresholds[at]
     n_blocks = bounds.shape[0] - 1
     kept = start = bounds[0, i]
@@ -55,7 +66,7 @@ def drop_features(idx, bounds, i, net, at, row):
         bounds[b, i] = kept
         for e in range(start, end):
             k = idx[e]
-            if mix(sample + np.uint64(k + 1) * _GOLDEN) >> _DRAW_SHIFT >= threshold:
+            if keeps(sample, k, threshold):
                 idx[kept] = k
                 kept += 1
         start = end

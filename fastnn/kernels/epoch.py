@@ -35,7 +35,7 @@ from fastnn.kernels.sparse import BLOCK, input_table
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "875bcc119fde36f12d63ef30a5d0aeff64be02d0e655641ce900d964a869a3bd"
+KERNEL_SOURCES_DIGEST = "b1edb0d5960621c5f7a4b335f7a53785685febe8f2dbb914612d9e0976ce0e25"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 

@@ -13,7 +13,7 @@ from numba import njit
 
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.sparse import load_x
-from fastnn.kernels.vector import add_mat_mat, add_scaled_rows
+from fastnn.kernels.vector import add_scaled_rows, set_mat_mat
 
 
 @njit(**SERIAL)
@@ -53,10 +53,7 @@ def activate_row(z, a, slope, leaky):
 def dense_rows(A, start, stop, W, b, Z):
     """Z[i] = A[i] @ W + b for the rows i of start..stop-1: a layer after the first, W
     (fan_in, fan_out)."""
-    for i in range(start, stop):
-        for o in range(Z.shape[1]):
-            Z[i, o] = 0
-    add_mat_mat(Z, start, stop, A, W)
+    set_mat_mat(Z, start, stop, A, W)
     for i in range(start, stop):
         for o in range(Z.shape[1]):
             Z[i, o] += b[o]

@@ -128,6 +128,15 @@ def add_vec_mat(Y, i, c, M):
 
 
 @njit(**SERIAL)
+def set_mat_mat(Y, start, stop, C, M):
+    """Y[i] = C[i] @ M for the rows i of start..stop-1 (add_mat_mat onto zeros)."""
+    for i in range(start, stop):
+        for j in range(Y.shape[1]):
+            Y[i, j] = 0
+    add_mat_mat(Y, start, stop, C, M)
+
+
+@njit(**SERIAL)
 def add_mat_mat(Y, start, stop, C, M):
     """Y[i] += C[i] @ M for the rows i of start..stop-1: add_vec_mat four rows of Y at a time,
     each vector of M loaded once for the four (a dense layer's weights stream from cache once
