@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from fastnn import checks, persist, training
+from fastnn.augment import check_augment
 from fastnn.backends import get_backend
 from fastnn.dropout import check_rates
 from fastnn.history import History, generator_state
@@ -36,7 +37,10 @@ class MLPClassifier(ScikitLearnProtocol):
     `rho`, RMSprop's decay (PyTorch's alpha), `dropout`, the probability of dropping a hidden
     unit in training (one for all hidden layers or one per layer; see fastnn.dropout),
     `input_dropout`, that of dropping an input feature, and `max_norm`, the longest a hidden
-    unit's incoming weight vector may get (fastnn.optim).
+    unit's incoming weight vector may get (fastnn.optim). `augment` transforms every training
+    image afresh in every epoch: "shift", "affine" or "elastic", or a dict with "kind" and
+    strengths such as {"kind": "elastic", "alpha": 8}; rows are 28x28 images unless
+    `image_shape` says otherwise (see fastnn.augment).
     The optimizer's state lives with the model: partial_fit goes on with it, fit starts a
     fresh one (with warm_start=True, from the fitted weights), and `save` stores it.
     Pixels (uint8, or integers of any type all within 0..255) are scaled to [0, 1]; other
@@ -84,6 +88,8 @@ class MLPClassifier(ScikitLearnProtocol):
         dropout: float | tuple[float, ...] = 0.0,
         input_dropout: float = 0.0,
         max_norm: float | None = None,
+        augment: str | dict[str, Any] | None = None,
+        image_shape: tuple[int, int] | None = None,
         n_threads: int | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -115,6 +121,8 @@ class MLPClassifier(ScikitLearnProtocol):
         self.dropout = dropout
         self.input_dropout = input_dropout
         self.max_norm = max_norm
+        self.augment = augment
+        self.image_shape = image_shape
         self.n_threads = n_threads
 
     @classmethod
@@ -189,7 +197,7 @@ class MLPClassifier(ScikitLearnProtocol):
 
     def _seeds(self) -> list[np.random.SeedSequence]:
         """Independent seeds for the initial weights, the epoch orders, the split and the
-        dropout masks."""
+        dropout masks and augmentations."""
         return np.random.SeedSequence(self.random_state).spawn(4)
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
@@ -199,6 +207,7 @@ class MLPClassifier(ScikitLearnProtocol):
         hidden = checks.hyperparameters(self)
         warm = self.warm_start and hasattr(self, "coefs_")
         X, names = self._check_X(X, reset=not warm)
+        check_augment(self.augment, X.shape[1], self.image_shape, 0)  # before anything changes
         classes, y_index = checks.sorted_labels(checks.labels(y, len(X)), "y")
         if len(classes) < 2:
             raise ValueError(f"y has only one class {classes.tolist()}; a classifier needs two")
@@ -244,6 +253,7 @@ class MLPClassifier(ScikitLearnProtocol):
         hidden = checks.hyperparameters(self)
         first = not hasattr(self, "coefs_")
         X, names = self._check_X(X, reset=first)
+        check_augment(self.augment, X.shape[1], self.image_shape, 0)  # before anything changes
         y = checks.labels(y, len(X))
         if first and classes is None:
             raise ValueError(
@@ -303,6 +313,7 @@ class MLPClassifier(ScikitLearnProtocol):
             optimizer, state, self._schedule, batch_size, self.activation,
             check_rates(self.dropout, len(params.hidden_sizes)), self._dropout_seed,
             check_rates(self.input_dropout, 1)[0],
+            check_augment(self.augment, X.shape[1], self.image_shape, self._dropout_seed),
         )  # fmt: skip
         stalls = training.Stalls(self.tol, self.n_iter_no_change)
         best: Params | None = None

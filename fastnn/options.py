@@ -7,12 +7,14 @@ import argparse
 
 import numpy as np
 
+from fastnn.augment import KINDS, check_augment
 from fastnn.backends import BACKENDS
 from fastnn.dropout import check_rates
 from fastnn.model import ACTIVATIONS, INIT_SCHEMES, check_dtype
 from fastnn.optim import LEARNING_RATES, SOLVERS, Optimizer
 
 DEFAULT_SUBMISSION = "submission.csv"
+IMAGE_PIXELS = 28 * 28  # every dataset the command reads: MNIST, Fashion-MNIST, Kaggle's CSV
 # The command's short names of MLPClassifier's parameters. Both spellings are options, and a saved
 # model records the estimator's names too, so that fastnn.load gives every one of them back.
 ESTIMATOR_NAMES = {
@@ -29,6 +31,7 @@ COMMON_DEFAULTS = dict(
     backend="numba", dataset="mnist", seed=0, solver="sgd", momentum=0.0,
     nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99, alpha=0.0,
     learning_rate="constant", power_t=0.5, dropout=[0.0], input_dropout=0.0, max_norm=None,
+    augment=None,
 )  # fmt: skip
 # `seeds` is the tutorials' run exactly. `default` reaches 98% on MNIST in about 2.5 s of
 # training (2 cores): chosen by dev accuracy among the recipes the README lists; until
@@ -95,6 +98,26 @@ def estimator_params(name: str, valid: list[str]) -> dict[str, object]:
         if key in valid:
             params[key] = tuple(value) if isinstance(value, list) else value
     return params
+
+
+def augment_spec(words: list[str] | str | dict | None) -> str | dict | None:
+    """--augment's words (KIND [NAME=VALUE ...]) as MLPClassifier's augment: the kind alone,
+    or a dict of the kind and its strengths; a preset's value as it is."""
+    if not isinstance(words, list):
+        return words
+    kind, *pairs = words
+    if not pairs:
+        return kind
+    spec: dict[str, object] = {"kind": kind}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--augment takes a kind then NAME=VALUE strengths; got {pair!r}")
+        try:
+            spec[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--augment {name} must be a number; got {value!r}") from None
+    return spec
 
 
 def positive_int(text: str) -> int:
@@ -189,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-norm", type=number,
                    help="longest a hidden unit's incoming weight vector may get "
                    "(default: no limit)")  # fmt: skip
+    p.add_argument("--augment", nargs="+", metavar="KIND [NAME=VALUE]",
+                   help=f"transform every training image afresh each epoch: one of "
+                   f"{', '.join(KINDS)}, then any strengths, e.g. --augment elastic alpha=8 "
+                   "sigma=3 (see fastnn.augment for each kind's; default: none)")  # fmt: skip
     p.add_argument("--learning-rate", choices=LEARNING_RATES,
                    help="the schedule (default: constant)")  # fmt: skip
     p.add_argument("--power-t", type=number, help="invscaling's exponent (default: 0.5)")
@@ -228,6 +255,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     check_rates(args.dropout, len(args.hidden))
     if not 0 <= args.input_dropout < 1:
         raise ValueError(f"--input-dropout must be from 0 to less than 1; got {args.input_dropout}")
+    args.augment = augment_spec(args.augment)
+    check_augment(args.augment, IMAGE_PIXELS, None, 0)
     if args.power_t < 0:
         raise ValueError(f"--power-t must be a number >= 0; got {args.power_t}")
     return args

@@ -78,3 +78,17 @@ def plot_samples(
             label += f"\ntrue {true[k]}"
         ax.set_title(label, fontsize=8, color="red" if wrong else "black")
     return _save(fig, Path(out_dir) / "samples.png")
+
+
+def plot_augmentations(draws: np.ndarray, image: np.ndarray, out_dir: str | os.PathLike) -> Path:
+    """augment.png: one image (height, width) as it is, beside `draws` (n, height, width), the
+    same image under n random draws of the augmentation: what the network sees in training."""
+    cols = 6
+    rows = -(-(len(draws) + 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.4 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k <= len(draws):
+            ax.imshow(image if k == 0 else draws[k - 1], cmap="gray_r")
+            ax.set_title("original" if k == 0 else f"draw {k}", fontsize=8)
+    return _save(fig, Path(out_dir) / "augment.png")

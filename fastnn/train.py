@@ -18,6 +18,7 @@ from tqdm import tqdm
 import fastnn
 from fastnn import interrupt, training
 from fastnn.atomic import check_writable, write_text
+from fastnn.augment import check_augment
 from fastnn.backends import Backend, get_backend
 from fastnn.data import (
     DataError,
@@ -35,6 +36,7 @@ from fastnn.persist import save_model
 from fastnn.resume import Resumed, resume_from
 
 N_CLASSES = 10
+AUGMENT_DRAWS = 16  # of one image in augment.png
 EXIT_ERROR = 1
 # --learning-rate adaptive divides the rate by 5 after this many epochs in a row in which the
 # training loss fell by no more than ADAPTIVE_TOL: scikit-learn's n_iter_no_change and tol.
@@ -121,6 +123,7 @@ def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> t
     how = training.Training(
         optimizer, state, schedule, batch_size, args.activation,
         check_rates(args.dropout, len(params.hidden_sizes)), args.seed, args.input_dropout,
+        check_augment(args.augment, X.shape[1], None, args.seed),
     )  # fmt: skip
     return params, how, order_rng, done + 1
 
@@ -177,6 +180,8 @@ def describe(args: argparse.Namespace) -> str:
         words.append(f"input dropout {args.input_dropout:g}")
     if args.max_norm is not None:
         words.append(f"max-norm {args.max_norm:g}")
+    if args.augment is not None:
+        words.append(f"augment {args.augment}")
     schedule = "" if args.learning_rate == "constant" else f" {args.learning_rate}"
     return ", ".join([*words, f"lr {args.lr:g}{schedule}"])
 
@@ -269,8 +274,16 @@ def planned_outputs(
             predicted = training.predict_proba(r.backend, r.params, shown, args.activation)
             plots.plot_curves(history, args.plots)
             plots.plot_samples(shown, predicted.argmax(1), y_show[:16], args.plots)
+            if r.how.augmentation is not None:  # 16 rows of one image: 16 draws
+                copies = np.repeat(shown[:1], AUGMENT_DRAWS, axis=0)
+                draws = r.backend.augment(copies, r.how.augmentation.at(1))
+                side = r.how.augmentation.image_shape
+                plots.plot_augmentations(
+                    draws.reshape(-1, *side), shown[0].reshape(side), args.plots
+                )
 
-        writes.append(("loss.png, accuracy.png and samples.png", args.plots, write_plots))
+        names = "loss.png, accuracy.png and samples.png" + (", augment.png" * bool(args.augment))
+        writes.append((names, args.plots, write_plots))
     if r.X_new is not None:
         proba = training.predict_proba(r.backend, r.params, r.X_new, args.activation)
         labels = proba.argmax(axis=1)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import interrupt
+from fastnn.augment import Augmentation
 from fastnn.backends import Backend
 from fastnn.dropout import Dropout
 from fastnn.model import Params
@@ -146,6 +147,7 @@ class Training(NamedTuple):
     dropout_rates: tuple[float, ...] = ()  # per hidden layer; none dropped if all 0 or empty
     dropout_seed: int = 0
     input_dropout: float = 0.0  # the rate of the input features
+    augmentation: Augmentation | None = None  # of the images, drawn afresh every epoch
 
     def dropout(self, epoch: int) -> Dropout | None:
         """The dropout of the given epoch, or None without any."""
@@ -178,6 +180,7 @@ def run_epochs(
     """
     activation, schedule, state = how.activation, how.schedule, how.state
     probe = _Probe.of(backend, activation, X, y)
+    images = None if how.augmentation is None else np.empty_like(X)  # each epoch's, reused
     done, diverged, collapsed = 0, None, False
     with (
         interrupt.stop_requests(STOP_NOTICE) as stop,
@@ -189,9 +192,10 @@ def run_epochs(
             before, state_before = params.copy(), state.copy()
             rates = schedule.rates(state.step, len(X), how.batch_size)
             start = time.perf_counter()
+            seen = X if images is None else backend.augment(X, how.augmentation.at(epoch), images)
             with np.errstate(over="ignore", invalid="ignore"):  # judged below instead
                 loss, accuracy = backend.train_epoch(
-                    params, X, y, epoch_order(rng, len(X)), how.batch_size, rates, activation,
+                    params, seen, y, epoch_order(rng, len(X)), how.batch_size, rates, activation,
                     how.optimizer, state, how.dropout(epoch),
                 )  # fmt: skip
                 seconds = time.perf_counter() - start

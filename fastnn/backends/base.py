@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from fastnn.augment import Augmentation
 from fastnn.dropout import Dropout, check_rates
 from fastnn.model import ACTIVATIONS, Params, check_choice, pixels_or_floats
 from fastnn.optim import Optimizer, OptimizerState
@@ -81,6 +82,13 @@ class Backend(Protocol):
         self, params: Params, X: np.ndarray, activation: str = "relu"
     ) -> np.ndarray: ...
 
+    def augment(
+        self, X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Every row of X (images, see fastnn.augment) transformed as drawn for its row number
+        in the augmentation's epoch, into `out` (a new array if None): X's shape and dtype."""
+        ...
+
     def threads(self, n: int | None) -> contextlib.AbstractContextManager[None]:
         """Run the block with n threads (None: leave as is), restoring the count afterwards."""
         ...
@@ -124,6 +132,28 @@ def check_X(params: Params, X: np.ndarray) -> np.ndarray:
     if X.dtype != np.uint8 and not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinite values")
     return X
+
+
+def check_images(
+    X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """X as a C-contiguous 2-D uint8 or float array of the augmentation's images, and `out`
+    checked against it (or a new array)."""
+    X = np.ascontiguousarray(X)
+    height, width = augmentation.image_shape
+    if X.ndim != 2 or X.shape[1] != height * width:
+        raise ValueError(
+            f"X must be 2-D with one {height}x{width} image per row; got shape {X.shape}"
+        )
+    if X.dtype not in (np.uint8, np.float32, np.float64):
+        raise ValueError(f"X must be uint8 pixels or float32/float64; got dtype {X.dtype}")
+    if out is None:
+        return X, np.empty_like(X)
+    if out.shape != X.shape or out.dtype != X.dtype or not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous array of X's shape and dtype")
+    if not out.flags.writeable or np.shares_memory(out, X):
+        raise ValueError("out must be writable and must not overlap X")
+    return X, out
 
 
 def _check_writable(params: Params) -> None:

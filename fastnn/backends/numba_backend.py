@@ -16,6 +16,7 @@ import numba
 import numpy as np
 from numba.core import event
 
+from fastnn.augment import KINDS, Augmentation, working_dtype
 from fastnn.backends.base import (
     PLAIN_SGD,
     Compilation,
@@ -23,13 +24,15 @@ from fastnn.backends.base import (
     Grads,
     check_dropout,
     check_epoch_args,
+    check_images,
     check_X,
     check_y,
 )
 from fastnn.dropout import Dropout
 from fastnn.interrupt import deferred_keyboard_interrupt
+from fastnn.kernels.augment import Warp
 from fastnn.kernels.config import THREADING_LAYER, launch_guard
-from fastnn.kernels.epoch import Data, Net, State, descend, forward
+from fastnn.kernels.epoch import Data, Net, State, augment, descend, forward
 from fastnn.kernels.layout import Layout, make_layout
 from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SGD, Rule
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
@@ -240,6 +243,17 @@ class NumbaBackend:
     def predict_proba(self, params: Params, X: np.ndarray, activation: str = "relu") -> np.ndarray:
         return self.forward(params, X, activation).P
 
+    def augment(
+        self, X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        X, out = check_images(X, augmentation, out)
+        dtype = working_dtype(X)
+        warp = Warp(
+            KINDS.index(augmentation.kind), augmentation.key(), *augmentation.image_shape,
+            augmentation.numbers(dtype), augmentation.gauss(dtype),
+        )  # fmt: skip
+        return _call(augment, _read_only(X), warp, out)
+
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[None]:
         """Run the block with n threads (None: as is), then restore the previous count.
@@ -269,7 +283,7 @@ class NumbaBackend:
             yield record
 
 
-ENTRIES = (descend, forward)
+ENTRIES = (descend, forward, augment)
 
 
 class _CompileListener(event.Listener):
@@ -282,7 +296,7 @@ class _CompileListener(event.Listener):
     def on_start(self, ev: event.Event) -> None:
         if ev.data["dispatcher"] in ENTRIES:
             self.started = time.perf_counter()
-            if self.say is not None:
+            if self.say is not None and self.record.seconds is None:  # once for all entries
                 self.say(COMPILE_NOTICE)
 
     def on_end(self, ev: event.Event) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn.augment import Augmentation, transform
 from fastnn.backends.base import (
     PLAIN_SGD,
     Forward,
     Grads,
     check_dropout,
     check_epoch_args,
+    check_images,
     check_X,
     check_y,
     nothing_compiled,
@@ -212,6 +214,12 @@ class NumpyBackend:
 
     def predict_proba(self, params: Params, X: np.ndarray, activation: str = "relu") -> np.ndarray:
         return self.forward(params, X, activation).P
+
+    def augment(
+        self, X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        X, out = check_images(X, augmentation, out)
+        return transform(X, augmentation, out)
 
     def threads(self, n: int | None):
         # NumPy's BLAS threads are set by its own environment variables, before import.

@@ -1,5 +1,6 @@
-"""The two compiled entry points: `descend`, a whole epoch of mini-batch updates (or the
-gradients of one batch), and `forward`, a forward pass keeping every layer's activations.
+"""The compiled entry points: `descend`, a whole epoch of mini-batch updates (or the
+gradients of one batch), `forward`, a forward pass keeping every layer's activations, and
+`augment`, an epoch's augmented images (see `kernels.augment`).
 
 Each is a serial loop over batches, and over chunks of at most CHUNK samples within a batch,
 around the parallel passes of `backward`. Every buffer is allocated once per call and reused:
@@ -15,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from fastnn.kernels.augment import augment_rows
 from fastnn.kernels.backward import (
     Batch,
     Chunk,
@@ -35,7 +37,7 @@ from fastnn.kernels.sparse import BLOCK, input_table
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "b1edb0d5960621c5f7a4b335f7a53785685febe8f2dbb914612d9e0976ce0e25"
+KERNEL_SOURCES_DIGEST = "32d14fc61caad8eab362387e05fcdd0186c7f02c39ec51da85efac3d3c6cc17e"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 
@@ -144,3 +146,10 @@ def forward(layout, net, X):
         part = Chunk(rows[start : start + m], idx, bounds, Z, A, n, start)
         forward_pass(layout, net, X, table, part, P[start : start + m])
     return Z, A, P
+
+
+@njit(**ENTRY)
+def augment(X, warp, out):
+    """out[r] = row r of X (n, height * width) transformed by `warp`, for every row r."""
+    augment_rows(X, warp, out)
+    return out

@@ -1,0 +1,215 @@
+"""Data augmentation in the kernels: every row of X transformed as fastnn.augment describes,
+the same bits as its NumPy reference. Rows are split among threads in runs of ROWS; a row's
+draws depend on its number only, so the result does not depend on the threads."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from fastnn.dropout import GOLDEN
+from fastnn.kernels.config import PARALLEL, SERIAL
+from fastnn.kernels.dropout import mix
+
+SHIFT, AFFINE, ELASTIC = 0, 1, 2  # Warp.kind, in the order of fastnn.augment.KINDS
+ROWS = 32  # rows a job transforms with one set of scratch buffers
+_GOLDEN = np.uint64(GOLDEN)
+
+
+class Warp(NamedTuple):
+    """An augmentation as the kernels take it (see fastnn.augment.Augmentation)."""
+
+    kind: int  # SHIFT, AFFINE or ELASTIC
+    key: np.uint64  # the epoch key
+    height: int
+    width: int
+    numbers: np.ndarray  # the kind's strengths in the working dtype (Augmentation.numbers)
+    gauss: np.ndarray  # (2r + 1,) the elastic blur's weights; empty for the other kinds
+
+
+@njit(**SERIAL)
+def word(sample, q):
+    """w_q of the sample key."""
+    return mix(sample + np.uint64(q + 1) * _GOLDEN)
+
+
+@njit(**SERIAL)
+def lane(w, j):
+    """The 16 bits b_j of draw j from its word."""
+    return np.int64((w >> np.uint64(16 * (j % 4))) & np.uint64(0xFFFF))
+
+
+@njit(**SERIAL)
+def uniform(b, like):
+    """v = (2b + 1) / 65536 - 1 from 16 bits, exact, in the dtype of the array `like`."""
+    dtype = like.dtype
+    return dtype.type(2 * b + 1 - 65536) * dtype.type(1 / 65536)
+
+
+@njit(**SERIAL)
+def shift_row(X, r, warp, sample, out):
+    """out[r] = image r moved by whole pixels (fastnn.augment.shift_draw), 0 outside."""
+    h, w = warp.height, warp.width
+    k = np.int64(warp.numbers[0])
+    w0 = word(sample, 0)
+    dx = ((2 * lane(w0, 0) + 1) * (2 * k + 1)) // 131072 - k
+    dy = ((2 * lane(w0, 1) + 1) * (2 * k + 1)) // 131072 - k
+    zero = out.dtype.type(0)
+    for y in range(h):
+        for x in range(w):
+            sy, sx = y + dy, x + dx
+            inside = 0 <= sy < h and 0 <= sx < w
+            out[r, y * w + x] = X[r, sy * w + sx] if inside else zero
+
+
+@njit(**SERIAL)
+def affine_map(warp, sample, sx, sy):
+    """sx, sy (h, w) = the source coordinates of the sample's affine transform."""
+    dtype = sx.dtype
+    half_turn, scale, shear, shift = (
+        warp.numbers[0],
+        warp.numbers[1],
+        warp.numbers[2],
+        warp.numbers[3],
+    )
+    w0, w1 = word(sample, 0), word(sample, 1)
+    v0, v1 = uniform(lane(w0, 0), sx), uniform(lane(w0, 1), sx)
+    v2, v3 = uniform(lane(w0, 2), sx), uniform(lane(w0, 3), sx)
+    v4 = uniform(lane(w1, 4), sx)
+    one, two = dtype.type(1), dtype.type(2)
+    t = half_turn * v0
+    tt = t * t
+    cos, sin = (one - tt) / (one + tt), (two * t) / (one + tt)
+    inverse_scale = one / (one + scale * v1)
+    h_ = shear * v2
+    a00, a01 = cos * inverse_scale, (cos * h_ - sin) * inverse_scale
+    a10, a11 = sin * inverse_scale, (sin * h_ + cos) * inverse_scale
+    cx, cy = dtype.type((warp.width - 1) / 2), dtype.type((warp.height - 1) / 2)
+    ox, oy = cx + shift * v3, cy + shift * v4
+    for y in range(warp.height):
+        gy = dtype.type(y) - cy
+        for x in range(warp.width):
+            gx = dtype.type(x) - cx
+            sx[y, x] = a00 * gx + a01 * gy + ox
+            sy[y, x] = a10 * gx + a11 * gy + oy
+
+
+@njit(**SERIAL)
+def blur_columns(source, gauss, stride, blurred):
+    """blurred[p] = sum over t of gauss[t] * source[p + t * stride], t ascending, for every p:
+    the blur down the columns of a flat image of row length `stride` with 2r zero rows
+    around it. One long loop per tap, which vectorises."""
+    zero = blurred.dtype.type(0)
+    for p in range(blurred.shape[0]):
+        blurred[p] = zero
+    for t in range(gauss.shape[0]):
+        g = gauss[t]
+        shifted = source[t * stride : t * stride + blurred.shape[0]]
+        for p in range(blurred.shape[0]):
+            blurred[p] += g * shifted[p]
+
+
+@njit(**SERIAL)
+def elastic_map(warp, sample, noise, turned, blurred, sx, sy):
+    """sx, sy (h, w) = (x, y) + alpha * the blurred random field of the sample: the field
+    blurred along y, turned (transposed), blurred along x. noise (2, h + 2r, w) and turned
+    (2, w + 2r, h) keep zero rows around the field; blurred is (h * w,)."""
+    h, w = warp.height, warp.width
+    gauss = warp.gauss
+    r = gauss.shape[0] // 2
+    dtype = sx.dtype
+    j = 0
+    wq = np.uint64(0)
+    for c in range(2):
+        for y in range(h):
+            for x in range(w):
+                if j % 4 == 0:
+                    wq = word(sample, j // 4)
+                noise[c, r + y, x] = uniform(lane(wq, j), sx)
+                j += 1
+    alpha = warp.numbers[0]
+    for c in range(2):
+        blur_columns(noise[c].ravel(), gauss, w, blurred)  # along y: (h, w)
+        for y in range(h):
+            for x in range(w):
+                turned[c, r + x, y] = blurred[y * w + x]
+        blur_columns(turned[c].ravel(), gauss, h, blurred)  # along x: (w, h)
+        target = sx if c == 0 else sy
+        for y in range(h):
+            for x in range(w):
+                target[y, x] = dtype.type(x if c == 0 else y) + alpha * blurred[x * h + y]
+
+
+@njit(**SERIAL)
+def bilinear_row(X, r, warp, padded, sx, sy, out):
+    """out[r] = image r read at (sx, sy) by bilinear interpolation, 0 outside, as
+    fastnn.augment._bilinear (padded: (h + 3, w + 3) with zero borders, kept). A pixel whose
+    four neighbours lie outside the bounding box of the image's non-zero pixels is 0 without
+    reading them (the same value: each term is +0)."""
+    h, w = warp.height, warp.width
+    dtype = sx.dtype
+    zero_pixel = X.dtype.type(0)
+    top_row, bottom_row, left, right_col = h, -1, w, -1  # the non-zero pixels' box
+    for y in range(h):
+        for x in range(w):
+            v = X[r, y * w + x]
+            padded[y + 1, x + 1] = dtype.type(v)
+            if v != zero_pixel:
+                top_row, bottom_row = min(top_row, y), max(bottom_row, y)
+                left, right_col = min(left, x), max(right_col, x)
+    one, half, low = dtype.type(1), dtype.type(0.5), dtype.type(-1)
+    right, bottom_edge = dtype.type(w), dtype.type(h)
+    for y in range(h):
+        for x in range(w):
+            px = min(max(sx[y, x], low), right)
+            py = min(max(sy[y, x], low), bottom_edge)
+            x0, y0 = math.floor(px), math.floor(py)
+            if x0 + 1 < left or x0 > right_col or y0 + 1 < top_row or y0 > bottom_row:
+                out[r, y * w + x] = out.dtype.type(0)
+                continue
+            fx, fy = px - dtype.type(x0), py - dtype.type(y0)
+            i, j = x0 + 1, y0 + 1
+            top = padded[j, i] * (one - fx) + padded[j, i + 1] * fx
+            bottom = padded[j + 1, i] * (one - fx) + padded[j + 1, i + 1] * fx
+            out[r, y * w + x] = to_pixel(top * (one - fy) + bottom * fy, half, out)
+
+
+def to_pixel(value, half, out):
+    """An interpolated value in out's dtype: uint8 rounded to the nearest (halves up)."""
+    raise NotImplementedError  # called only from jitted code, which compiles the overload
+
+
+@overload(to_pixel, jit_options=SERIAL)
+def _to_pixel(value, half, out):
+    if out.dtype == types.uint8:
+        return lambda value, half, out: np.uint8(min(max(math.floor(value + half), 0), 255))
+    return lambda value, half, out: out.dtype.type(value)
+
+
+@njit(**PARALLEL)
+def augment_rows(X, warp, out):
+    """out[r] = row r of X transformed as drawn for row r in the warp's epoch, every r."""
+    n = X.shape[0]
+    h, w = warp.height, warp.width
+    r = warp.gauss.shape[0] // 2
+    dtype = warp.numbers.dtype
+    for job in prange((n + ROWS - 1) // ROWS):
+        padded = np.zeros((h + 3, w + 3), dtype)
+        noise = np.zeros((2, h + 2 * r, w), dtype)
+        turned = np.zeros((2, w + 2 * r, h), dtype)
+        blurred = np.empty(h * w, dtype)
+        sx, sy = np.empty((h, w), dtype), np.empty((h, w), dtype)
+        for row in range(job * ROWS, min(n, (job + 1) * ROWS)):
+            sample = mix(warp.key ^ np.uint64(row))
+            if warp.kind == SHIFT:
+                shift_row(X, row, warp, sample, out)
+                continue
+            if warp.kind == AFFINE:
+                affine_map(warp, sample, sx, sy)
+            else:
+                elastic_map(warp, sample, noise, turned, blurred, sx, sy)
+            bilinear_row(X, row, warp, padded, sx, sy, out)
