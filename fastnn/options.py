@@ -4,6 +4,7 @@ and the estimator names they also go by."""
 from __future__ import annotations
 
 import argparse
+import copy
 
 import numpy as np
 
@@ -61,6 +62,16 @@ PRESETS = {
         "dropout": [0.3],
         "log_every": 4,
     },
+    # MNIST with elastic distortions: 99.3% (0.7% error) in about 3 minutes (README's Results).
+    "best-augmented": {
+        **DEFAULT_PRESET,
+        "hidden": [800, 800],
+        "epochs": 60,
+        "lr": 0.001,
+        "dropout": [0.3],
+        "augment": {"kind": "elastic", "alpha": 16.0},
+        "log_every": 5,
+    },
     # Fashion-MNIST: 90.6% on its test set in under a minute (see the README's Results).
     "fashion": {
         **DEFAULT_PRESET,
@@ -89,14 +100,15 @@ PRESETS = {
 def estimator_params(name: str, valid: list[str]) -> dict[str, object]:
     """Preset `name` under MLPClassifier's parameter names: those of its options that are
     among `valid` (the estimator's parameters); what only the command has (the dataset, the
-    dev rows, logging) is left out. Lists become tuples, as scikit-learn writes them."""
+    dev rows, logging) is left out. Lists become tuples, as scikit-learn writes them; dicts
+    are copies, so that changing a model's changes no preset."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {name!r}")
     params = {}
     for key, value in PRESETS[name].items():
         key = ESTIMATOR_NAMES.get(key, key)
         if key in valid:
-            params[key] = tuple(value) if isinstance(value, list) else value
+            params[key] = tuple(value) if isinstance(value, list) else copy.deepcopy(value)
     return params
 
 

@@ -496,5 +496,11 @@ def test_the_commands_presets_as_estimators():
         (0.2,),
         40,
     )
-    with pytest.raises(ValueError, match="one of default, best, fashion, seeds; got 'b'"):
+    augmented = MLPClassifier.from_preset("best-augmented")
+    assert (augmented.hidden_layer_sizes, augmented.augment, augmented.max_iter) == (
+        (800, 800),
+        {"kind": "elastic", "alpha": 16.0},
+        60,
+    )
+    with pytest.raises(ValueError, match="one of default, best, best-augmented, fashion, seeds"):
         MLPClassifier.from_preset("b")
