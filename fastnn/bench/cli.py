@@ -3,7 +3,8 @@
 For each workload numpy and numba take turns (numpy, numba, numpy, numba, ...) after one
 untimed warm-up round, and the medians are compared, as is each non-SGD workload's epoch with
 its plain-SGD twin's. Then, optionally, the same MNIST epochs in other libraries, and the
-start-up time of a fresh train process.
+start-up time of a fresh train process. With --time-to-accuracy, instead, the seconds of
+training each contender takes to reach given test accuracies (fastnn.bench.accuracy).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import fastnn
 from fastnn import interrupt
 from fastnn.atomic import check_writable, write_text
 from fastnn.backends import Backend, get_backend
-from fastnn.bench import report
+from fastnn.bench import accuracy, report
 from fastnn.bench.peers import run_peers
 from fastnn.bench.startup import measure_startup
 from fastnn.bench.timing import (
@@ -62,7 +63,8 @@ Log = Callable[[str], None]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fastnn.bench",
-        description="Time one training epoch of the numpy and numba backends side by side.",
+        description="Time one training epoch of the numpy and numba backends side by side; "
+        "or, with --time-to-accuracy, the seconds of training to given MNIST test accuracies.",
     )
     p.add_argument(
         "--workloads",
@@ -112,9 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"smoke test: 1 repeat, 1 full-batch step, {QUICK_ROWS} rows, "
         "no peers or startup unless asked for",
     )
-    p.add_argument("--json", default="bench.json", metavar="FILE", help="default: %(default)s")
-    p.add_argument("--png", default="bench.png", metavar="FILE", help="default: %(default)s")
+    for name in ("json", "png"):  # the default depends on the mode (resolve fills it in)
+        p.add_argument(f"--{name}", metavar="FILE",
+                       help=f"default: bench.{name}, or time-to-accuracy.{name}")  # fmt: skip
     p.add_argument("--markdown", metavar="FILE", help="also write the printed report here")
+    accuracy.add_arguments(p)
     return p
 
 
@@ -127,6 +131,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         ("rows", None, QUICK_ROWS),
         ("peers", True, False),
         ("startup", True, False),
+        ("json", "bench.json", "bench.json"),
+        ("png", "bench.png", "bench.png"),
     ):
         if getattr(args, key) is None:
             setattr(args, key, short if quick else full)
@@ -299,7 +305,10 @@ def collect(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     argv = sys.argv[1:] if argv is None else argv
-    args = resolve(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not accuracy.resolve(parser, args):  # the epoch timing
+        resolve(args)
     args.command = shlex.join(["python", "-m", "fastnn.bench", *argv])
     return args
 
@@ -307,7 +316,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return run(args)
+        return accuracy.run(args) if args.time_to_accuracy else run(args)
     except KeyboardInterrupt:
         print("fastnn.bench: interrupted; nothing was written", file=sys.stderr)
         return interrupt.EXIT_INTERRUPTED
@@ -339,21 +348,26 @@ def run(args: argparse.Namespace) -> int:
         log(f"numba: {exc}; timing numpy alone")
     result = collect(args, data, backends, numba_unavailable, log)
     print(result["markdown"])
-    writers = {
-        "--json": lambda: report.write_json(args.json, result),
-        "--png": lambda: report.write_png(args.png, result),
-        "--markdown": lambda: write_text(args.markdown, result["markdown"]),
-    }
-    failed = False
-    for option, path in outputs:
+    writers = [
+        ("--json", args.json, lambda: report.write_json(args.json, result)),
+        ("--png", args.png, lambda: report.write_png(args.png, result)),
+        ("--markdown", args.markdown, lambda: write_text(args.markdown, result["markdown"])),
+    ]
+    return 0 if write_outputs(writers, log) else 1
+
+
+def write_outputs(writers: Sequence[tuple[str, str | None, Callable[[], None]]], log: Log) -> bool:
+    """Call each (option, path, write) whose path was given; whether all of them succeeded."""
+    ok = True
+    for option, path, write in writers:
         if not path:
             continue
         try:
-            writers[option]()
+            write()
         except OSError as exc:  # e.g. a full disk: say so, and still write the others
-            failed = True
+            ok = False
             print(f"fastnn.bench: error: could not write {option} {path}: {exc.strerror or exc}",
                   file=sys.stderr)  # fmt: skip
         else:
             log(f"wrote {path}")
-    return 1 if failed else 0
+    return ok
