@@ -4,7 +4,6 @@ draws depend on its number only, so the result does not depend on the threads.""
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -181,7 +180,7 @@ def bilinear_row(X, r, warp, padded, sx, sy, out):
         for x in range(w):
             px = min(max(sx[y, x], low), right)
             py = min(max(sy[y, x], low), bottom_edge)
-            x0, y0 = math.floor(px), math.floor(py)
+            x0, y0 = floor_int(px), floor_int(py)
             if x0 + 1 < left or x0 > right_col or y0 + 1 < top_row or y0 > bottom_row:
                 out[r, y * w + x] = out.dtype.type(0)
                 continue
@@ -192,6 +191,14 @@ def bilinear_row(X, r, warp, padded, sx, sy, out):
             out[r, y * w + x] = to_pixel(top * (one - fy) + bottom * fy, half, out)
 
 
+@njit(**SERIAL)
+def floor_int(v):
+    """math.floor(v) as an int, by truncation then one step down for negatives with a
+    fraction: no call into the maths library (which math.floor of a float32 makes)."""
+    t = int(v)
+    return t - (v < type(v)(t))
+
+
 def to_pixel(value, half, out):
     """An interpolated value in out's dtype: uint8 rounded to the nearest (halves up)."""
     raise NotImplementedError  # called only from jitted code, which compiles the overload
@@ -200,7 +207,7 @@ def to_pixel(value, half, out):
 @overload(to_pixel, jit_options=SERIAL)
 def _to_pixel(value, half, out):
     if out.dtype == types.uint8:
-        return lambda value, half, out: np.uint8(min(max(math.floor(value + half), 0), 255))
+        return lambda value, half, out: np.uint8(min(int(value + half), 255))  # value >= 0
     return lambda value, half, out: out.dtype.type(value)
 
 
