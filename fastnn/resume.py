@@ -16,6 +16,7 @@ from typing import NamedTuple
 from fastnn.history import History
 from fastnn.model import Params
 from fastnn.optim import Optimizer, OptimizerState
+from fastnn.options import augment_spec
 from fastnn.persist import read_model
 
 # The options a resumed run takes from the saved one. Any other (epochs, logging, outputs,
@@ -25,7 +26,10 @@ DECIDED_BY_THE_RUN = (
     "preset", "dataset", "data", "hidden", "activation", "init", "batch_size", "lr", "dtype",
     "seed", "dev_size", "solver", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
     "epsilon", "rho", "alpha", "learning_rate", "power_t", "dropout", "input_dropout", "max_norm",
+    "augment",
 )  # fmt: skip
+# What a run saved before an option existed did without it.
+ADDED_LATER = {"augment": None}
 
 
 class Resumed(NamedTuple):
@@ -40,6 +44,7 @@ def resume_from(args: argparse.Namespace) -> Resumed:
     path = args.resume
     saved = read_model(path)
     config, history = saved.config, History.from_json(saved.history, path)
+    config = {**ADDED_LATER, **config}
     missing = [name for name in (*DECIDED_BY_THE_RUN, "max_iter", "backend") if name not in config]
     if history is None or missing:
         raise ValueError(
@@ -49,6 +54,8 @@ def resume_from(args: argparse.Namespace) -> Resumed:
         )
     for name in DECIDED_BY_THE_RUN:
         given, theirs = getattr(args, name), config[name]
+        if name == "augment":  # the command's words, as the saved run recorded them
+            given = augment_spec(given)
         if given is not None and given != theirs and name != "preset":
             option = "--" + name.replace("_", "-")
             raise ValueError(

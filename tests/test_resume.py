@@ -79,13 +79,15 @@ def kaggle(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("solver", ["sgd", "adam", "dropout"])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "dropout", "augment"])
 def test_resume_three_plus_two_is_five(tmp_path, kaggle, capsys, solver):
-    dropout = solver == "dropout"
-    solver = "adam" if dropout else solver
+    dropout, augment = solver == "dropout", solver == "augment"
+    solver = "adam" if dropout or augment else solver
     options = ["--solver", solver, "--lr", "0.05" if solver == "sgd" else "0.003"]
     if dropout:
         options += ["--dropout", "0.3", "0.1"]
+    if augment:
+        options += ["--augment", "elastic", "alpha=8"]
     if solver == "sgd":
         options += ["--momentum", "0.9"]
     five, three, resumed = (tmp_path / name for name in ("5.npz", "3.npz", "3+2.npz"))
@@ -123,6 +125,7 @@ def test_an_interrupted_run_resumes_to_its_planned_end(tmp_path, kaggle, capsys)
         (["--hidden", "30"], "--hidden [30] differs from its [12, 7]: leave --hidden out"),
         (["--solver", "adam"], "--solver adam differs from its sgd"),
         (["--lr", "0.5"], "--lr 0.5 differs from its 0.1"),
+        (["--augment", "shift"], "--augment shift differs from its None"),
     ],
 )
 def test_resume_refuses_options_that_change_the_run(tmp_path, kaggle, capsys, extra, message):
