@@ -245,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: those it had left)",
     )
     p.add_argument("--metrics", metavar="FILE", help="write config and per-epoch results as JSON")
-    p.add_argument("--plots", metavar="DIR", help="write loss, accuracy and sample-digit PNGs")
+    p.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write loss, accuracy and sample-digit PNGs (and augment.png with --augment)",
+    )
     p.add_argument("--save", metavar="FILE", help="write the trained model (.npz)")
     p.add_argument("--predict-csv", metavar="FILE", help="a Kaggle test.csv to predict")
     p.add_argument(
