@@ -7,7 +7,7 @@ interpolation, zero outside the image, then rounded to the nearest integer for u
 
 - "shift": (sx, sy) = (x + dx, y + dy), whole dx, dy from -shift to shift (an exact copy);
 - "affine": (sx, sy) = c + A (x - cx, y - cy) + (tx, ty), c the centre, A = R S / s: a
-  rotation R (up to `rotation` degrees), a shear S = [[1, h], [0, 1]] (|h| up to `shear`),
+  rotation R (up to `rotation` degrees), a shear S = [[1, k], [0, 1]] (|k| up to `shear`),
   a scale s (1 +- `scale`) and a translation (up to `shift` pixels each way);
 - "elastic" (Simard et al. 2003): (sx, sy) = (x, y) + alpha * G(u), u a field of uniform
   numbers in (-1, 1) per pixel and direction, G a Gaussian blur of width sigma, along y then
@@ -214,9 +214,9 @@ def _transform_images(images: np.ndarray, rows: np.ndarray, aug: Augmentation) -
         tt = t * t
         cos, sin = (one - tt) / (one + tt), (two * t) / (one + tt)
         inverse_scale = one / (one + scale * v[:, 1])
-        h_ = shear * v[:, 2]
-        a00, a01 = cos * inverse_scale, (cos * h_ - sin) * inverse_scale
-        a10, a11 = sin * inverse_scale, (sin * h_ + cos) * inverse_scale
+        skew = shear * v[:, 2]
+        a00, a01 = cos * inverse_scale, (cos * skew - sin) * inverse_scale
+        a10, a11 = sin * inverse_scale, (sin * skew + cos) * inverse_scale
         cx, cy = dtype.type((w - 1) / 2), dtype.type((h - 1) / 2)
         ox, oy = cx + shift * v[:, 3], cy + shift * v[:, 4]
         gx, gy = x - cx, y - cy

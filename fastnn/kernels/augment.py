@@ -69,12 +69,8 @@ def shift_row(X, r, warp, sample, out):
 def affine_map(warp, sample, sx, sy):
     """sx, sy (h, w) = the source coordinates of the sample's affine transform."""
     dtype = sx.dtype
-    half_turn, scale, shear, shift = (
-        warp.numbers[0],
-        warp.numbers[1],
-        warp.numbers[2],
-        warp.numbers[3],
-    )
+    numbers = warp.numbers  # (tan(rotation / 2), scale, shear, shift)
+    half_turn, scale, shear, shift = numbers[0], numbers[1], numbers[2], numbers[3]
     w0, w1 = word(sample, 0), word(sample, 1)
     v0, v1 = uniform(lane(w0, 0), sx), uniform(lane(w0, 1), sx)
     v2, v3 = uniform(lane(w0, 2), sx), uniform(lane(w0, 3), sx)
@@ -84,9 +80,9 @@ def affine_map(warp, sample, sx, sy):
     tt = t * t
     cos, sin = (one - tt) / (one + tt), (two * t) / (one + tt)
     inverse_scale = one / (one + scale * v1)
-    h_ = shear * v2
-    a00, a01 = cos * inverse_scale, (cos * h_ - sin) * inverse_scale
-    a10, a11 = sin * inverse_scale, (sin * h_ + cos) * inverse_scale
+    skew = shear * v2
+    a00, a01 = cos * inverse_scale, (cos * skew - sin) * inverse_scale
+    a10, a11 = sin * inverse_scale, (sin * skew + cos) * inverse_scale
     cx, cy = dtype.type((warp.width - 1) / 2), dtype.type((warp.height - 1) / 2)
     ox, oy = cx + shift * v3, cy + shift * v4
     for y in range(warp.height):
