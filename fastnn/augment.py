@@ -187,14 +187,19 @@ def transform(X: np.ndarray, aug: Augmentation, out: np.ndarray | None = None) -
     return out
 
 
-def uniforms(aug: Augmentation, rows: np.ndarray, count: int, dtype: np.dtype) -> np.ndarray:
-    """(len(rows), count) draws v_j in (-1, 1) of each row's sample key."""
+def draw_bits(aug: Augmentation, rows: np.ndarray, count: int) -> np.ndarray:
+    """(len(rows), count) the 16 bits b_j of each row's draws j, as int64."""
     samples = mix_array(aug.key() ^ rows.astype(np.uint64))  # (n,)
     words = np.arange((count + 3) // 4, dtype=np.uint64) + np.uint64(1)
     w = mix_array(samples[:, None] + words * np.uint64(GOLDEN))  # (n, n_words)
     lanes = np.arange(4, dtype=np.uint64) * np.uint64(16)
     bits = (w[:, :, None] >> lanes) & np.uint64(0xFFFF)  # (n, n_words, 4)
-    b = bits.reshape(len(rows), -1)[:, :count].astype(np.int64)
+    return bits.reshape(len(rows), -1)[:, :count].astype(np.int64)
+
+
+def uniforms(aug: Augmentation, rows: np.ndarray, count: int, dtype: np.dtype) -> np.ndarray:
+    """(len(rows), count) draws v_j in (-1, 1) of each row's sample key."""
+    b = draw_bits(aug, rows, count)
     return (2 * b + 1 - 65536).astype(dtype) * dtype.type(1 / 65536)
 
 
@@ -231,12 +236,11 @@ def _transform_images(images: np.ndarray, rows: np.ndarray, aug: Augmentation) -
 def _shift(images: np.ndarray, rows: np.ndarray, aug: Augmentation) -> np.ndarray:
     """Whole-pixel translations: out[y, x] = image[y + dy, x + dx], 0 outside."""
     k = int(aug.strength("shift"))
-    samples = mix_array(aug.key() ^ rows.astype(np.uint64))
-    word = mix_array(samples + np.uint64(GOLDEN))  # w_0
+    bits = draw_bits(aug, rows, 2)  # (n, 2): dx's, dy's
     out = np.zeros_like(images)
     n, h, w = images.shape
     for i in range(n):  # per image: a slice copy
-        dx, dy = (shift_draw(int(word[i]) >> (16 * lane) & 0xFFFF, k) for lane in (0, 1))
+        dx, dy = shift_draw(int(bits[i, 0]), k), shift_draw(int(bits[i, 1]), k)
         out[i, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = images[
             i, max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)
         ]

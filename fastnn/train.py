@@ -223,7 +223,8 @@ def summarise(r: Run, history: list[dict], outcome: training.Outcome) -> dict:
     """Timings and final accuracies; printed, and returned for the metrics."""
     test_acc = None
     if r.X_test is not None:
-        test_acc = training.accuracy(r.backend, r.params, r.X_test, r.y_test, r.args.activation)
+        test = training.evaluate(r.backend, r.params, r.X_test, r.y_test, r.args.activation)
+        test_acc = test.accuracy
     later = [h["seconds"] for h in history[1:]]
     summary = dict(
         first_epoch_seconds=history[0]["seconds"] if history else None,
@@ -282,7 +283,8 @@ def planned_outputs(
                     draws.reshape(-1, *side), shown[0].reshape(side), args.plots
                 )
 
-        names = "loss.png, accuracy.png and samples.png" + (", augment.png" * bool(args.augment))
+        names = "loss.png, accuracy.png and samples.png"
+        names += "" if r.how.augmentation is None else ", augment.png"
         writes.append((names, args.plots, write_plots))
     if r.X_new is not None:
         proba = training.predict_proba(r.backend, r.params, r.X_new, args.activation)

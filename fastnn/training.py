@@ -250,11 +250,3 @@ def evaluate(
         return Evaluation(float("nan"), float("nan"))
     P = predict_proba(backend, params, X, activation)
     return Evaluation(cross_entropy(P, y), float((P.argmax(axis=1) == y).mean()))
-
-
-def accuracy(
-    backend: Backend, params: Params, X: np.ndarray, y: np.ndarray, activation: str
-) -> float:
-    if len(X) == 0:
-        return float("nan")
-    return float((predict_proba(backend, params, X, activation).argmax(axis=1) == y).mean())

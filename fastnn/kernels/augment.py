@@ -50,13 +50,18 @@ def uniform(b, like):
 
 
 @njit(**SERIAL)
+def whole_shift(b, k):
+    """fastnn.augment.shift_draw: a whole number from -k to k from 16 bits b."""
+    return ((2 * b + 1) * (2 * k + 1)) // 131072 - k
+
+
+@njit(**SERIAL)
 def shift_row(X, r, warp, sample, out):
     """out[r] = image r moved by whole pixels (fastnn.augment.shift_draw), 0 outside."""
     h, w = warp.height, warp.width
     k = np.int64(warp.numbers[0])
     w0 = word(sample, 0)
-    dx = ((2 * lane(w0, 0) + 1) * (2 * k + 1)) // 131072 - k
-    dy = ((2 * lane(w0, 1) + 1) * (2 * k + 1)) // 131072 - k
+    dx, dy = whole_shift(lane(w0, 0), k), whole_shift(lane(w0, 1), k)
     zero = out.dtype.type(0)
     for y in range(h):
         for x in range(w):
