@@ -19,7 +19,7 @@ import fastnn
 from fastnn import interrupt, training
 from fastnn.atomic import check_writable, write_text
 from fastnn.augment import check_augment
-from fastnn.backends import Backend, get_backend
+from fastnn.backends import Backend, get_backend, start_loading
 from fastnn.data import (
     DataError,
     load_dataset,
@@ -131,8 +131,9 @@ def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> t
 def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> int:
     """Train, then write every output asked for, even after Ctrl-C or divergence (marked as
     such); returns the exit status."""
-    backend = get_backend(args.backend)
+    start_loading(args.backend)  # while the data loads
     X_all, y_all, X_test, y_test = load_data(args)
+    backend = get_backend(args.backend)
     X_new = read_kaggle_csv(args.predict_csv)[0] if args.predict_csv else None
     X, y, X_dev, y_dev = train_dev_split(X_all, y_all, args.dev_size, seed=args.seed)
     params, how, order_rng, first = start(args, X, resumed)

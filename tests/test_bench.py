@@ -338,9 +338,9 @@ def test_startup_line_says_what_was_measured() -> None:
             second_wall_s=3.5,
             second_epoch_s=0.5,
             data_load_s=1.25,
-            second_beyond_data_s=2.25,
-            target_s=3.0,
+            target_s=1.3,
         )
     )
-    assert "3.50 s wall" in line and "1.25 s" in line and "2.25 s beyond" in line
+    assert "3.50 s wall, all included (target: at most 1.3 s" in line
+    assert "epoch took 0.50 s" in line and "data alone takes 1.25 s" in line
     assert report.startup_line(dict(skipped="no numba")) == "Startup not measured: no numba."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 import warnings
 
 from fastnn.backends.base import Backend, Forward, Grads
@@ -57,4 +58,22 @@ def get_backend(name: str) -> Backend:
     return _instances[name]
 
 
-__all__ = ["BACKENDS", "Backend", "Forward", "Grads", "get_backend"]
+def start_loading(name: str) -> None:
+    """Begin importing backend `name`, and readying what its first call needs, in a daemon
+    thread: for numba about half a second of Numba's own start-up, which then overlaps the
+    caller's (reading the data, whose hashing and gunzip release the GIL). Best effort: an error
+    is dropped here and raised again by get_backend in the caller's thread."""
+    if name not in _REGISTRY:
+        return
+
+    def load() -> None:
+        try:
+            module = importlib.import_module(_REGISTRY[name][0])
+            getattr(module, "warm_up", lambda: None)()
+        except BaseException:  # noqa: BLE001 - get_backend reports it where it is asked for
+            pass
+
+    threading.Thread(target=load, name=f"fastnn-load-{name}", daemon=True).start()
+
+
+__all__ = ["BACKENDS", "Backend", "Forward", "Grads", "get_backend", "start_loading"]

@@ -57,6 +57,17 @@ def forked_from_openmp() -> bool:
     return omppool.openmp_vendor == "GNU"
 
 
+def warm_up() -> None:
+    """Fill Numba's tables of implementations now: Numba does it once per process, at the
+    first compiled function it loads or compiles, and it takes about 0.4 s (see
+    backends.start_loading). Under Numba's compiler lock, as its own loading does it."""
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    with global_compiler_lock:
+        cpu_target.target_context.refresh()
+
+
 class ForkedProcessError(RuntimeError):
     """The Numba kernels cannot run in this forked process."""
 
