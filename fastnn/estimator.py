@@ -13,7 +13,7 @@ from fastnn import checks, persist, training
 from fastnn.augment import check_augment
 from fastnn.backends import get_backend
 from fastnn.dropout import check_rates
-from fastnn.history import History, generator_state
+from fastnn.history import EPOCH_RECORDS, History, generator_state
 from fastnn.model import Params, check_dtype, init_params
 from fastnn.optim import OptimizerState, Schedule
 from fastnn.options import estimator_params
@@ -172,6 +172,10 @@ class MLPClassifier(ScikitLearnProtocol):
         self.best_validation_score_: float | None = None
         self.t_ = 0  # samples trained on, as scikit-learn counts them (invscaling uses it)
         self._shuffle_rng: np.random.Generator | None = None  # made by _train if still None
+        # Each epoch's training accuracy, mean learning rate and seconds, saved for the report's
+        # curves (fastnn.history.EPOCH_RECORDS), and the name of the data, if save was told it.
+        self._epoch_records: dict[str, list[float]] = {name: [] for name in EPOCH_RECORDS}
+        self._dataset: str | None = None
         self._fresh_optimizer()
 
     def _fresh_optimizer(self) -> None:
@@ -323,6 +327,7 @@ class MLPClassifier(ScikitLearnProtocol):
             self.n_iter_ = result.epoch
             self.t_ = how.schedule.samples_seen
             self.loss_curve_.append(result.loss)
+            self._record_epoch(result)
             line = f"epoch {result.epoch}: loss {result.loss:.6f}, {1000 * result.seconds:.1f} ms"
             score = -result.loss  # progress, as scikit-learn judges it without a validation set
             if validation is not None:
@@ -369,6 +374,13 @@ class MLPClassifier(ScikitLearnProtocol):
                 stacklevel=3,
             )
 
+    def _record_epoch(self, result: training.EpochResult) -> None:
+        # A model unpickled from before the records existed has none: it starts them here.
+        records = self.__dict__.setdefault("_epoch_records", {name: [] for name in EPOCH_RECORDS})
+        values = (result.train_accuracy, result.learning_rate, result.seconds)
+        for name, value in zip(EPOCH_RECORDS, values, strict=True):
+            records[name].append(float(value))
+
     def _make_weights_writable(self) -> None:
         """Training updates the weights in place: a model whose weights are read-only (e.g.
         memory-mapped by joblib.load(..., mmap_mode="r")) continues from copies."""
@@ -395,10 +407,23 @@ class MLPClassifier(ScikitLearnProtocol):
         y = checks.labels(y, len(predicted))
         return float(np.average(predicted == y, weights=sample_weight))
 
-    def save(self, path: str | os.PathLike, scores: dict[str, float | None] | None = None) -> None:
+    def save(
+        self,
+        path: str | os.PathLike,
+        scores: dict[str, float | None] | None = None,
+        *,
+        dataset: str | None = None,
+    ) -> None:
         """Write the fitted model to one .npz file (see fastnn.persist), with what it takes to
-        go on training: the optimizer's state and the training history."""
+        go on training: the optimizer's state and the training history. `dataset` names the
+        data it was trained on ("mnist", "fashion-mnist" or any name), kept in the saved config
+        for `python -m fastnn.report`; a loaded model keeps the name its file had."""
         self._check_fitted()
+        if dataset is not None and not isinstance(dataset, str):
+            raise ValueError(f"dataset must be a name (a str); got {dataset!r}")
+        dataset = dataset or getattr(self, "_dataset", None)
+        config = self.get_params() if dataset is None else {**self.get_params(), "dataset": dataset}
+        records = getattr(self, "_epoch_records", {})
         known = {}
         if self.best_validation_score_ is not None:
             known["validation_accuracy"] = self.best_validation_score_
@@ -408,9 +433,10 @@ class MLPClassifier(ScikitLearnProtocol):
             self.validation_loss_curve_,
             None if schedule is None or schedule.learning_rate == "cosine" else schedule.current,
             generator_state(self._shuffle_rng), getattr(self, "_dropout_seed", None),
+            *(records.get(name) for name in EPOCH_RECORDS),
         )  # fmt: skip
         persist.save_model(
             path, self._params(), activation=self.activation, classes=self.classes_,
-            config=self.get_params(), scores={**known, **(scores or {})},
+            config=config, scores={**known, **(scores or {})},
             state=self._optimizer_state, history=history.to_json(),
         )  # fmt: skip

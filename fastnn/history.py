@@ -1,6 +1,7 @@
 """What a saved model carries besides its weights and optimizer state so that training can go
 on exactly where it stopped: epochs and samples so far, the loss curve, the schedule's rate and
-the state of the generator that shuffles each epoch's samples.
+the state of the generator that shuffles each epoch's samples; and, for the report's training
+curves (fastnn.report), each epoch's training accuracy, learning rate and seconds.
 
 It is stored as JSON in the model file's header (`history`), so reading it back checks every
 field: a damaged or tampered file is a ModelFileError, never a wrong continuation.
@@ -17,7 +18,17 @@ import numpy as np
 from fastnn.persist import ModelFileError
 
 # Fields that files written by fastnn 0.1.0 before they existed lack, and what they then are.
-OPTIONAL = {"validation_losses": None, "dropout_seed": None}
+OPTIONAL = {
+    "validation_losses": None,
+    "dropout_seed": None,
+    "train_scores": None,
+    "learning_rates": None,
+    "epoch_seconds": None,
+}
+# The per-epoch records beside loss_curve that the report draws. Each holds one number for each
+# of the LAST len(record) epochs of loss_curve: all of them, unless the model went on training
+# from a file saved before the record existed (then only the epochs trained since).
+EPOCH_RECORDS = ("train_scores", "learning_rates", "epoch_seconds")
 
 
 class History(NamedTuple):
@@ -29,6 +40,9 @@ class History(NamedTuple):
     rate: float | None  # the schedule's current rate ("invscaling", "adaptive"), if one
     order_state: dict[str, Any] | None  # the epoch-order generator's state, if one
     dropout_seed: int | None  # the seed of the dropout masks (see fastnn.dropout)
+    train_scores: list[float] | None = None  # each epoch's training accuracy, 0 to 1
+    learning_rates: list[float] | None = None  # each epoch's mean rate over its batches
+    epoch_seconds: list[float] | None = None  # each epoch's training time
 
     def to_json(self) -> dict[str, Any]:
         return self._asdict()
@@ -55,6 +69,18 @@ class History(NamedTuple):
                 continue
             if not isinstance(values, list) or not all(_is_number(v) for v in values):
                 raise fail(f"{name} must be a list of numbers")
+        for name in EPOCH_RECORDS:
+            values = record[name]
+            if values is None:
+                continue
+            top = 1 if name == "train_scores" else math.inf
+            if not (
+                isinstance(values, list)
+                and len(values) <= len(record["loss_curve"])
+                and all(_is_number(v) and 0 <= v <= top for v in values)
+            ):
+                bounds = "from 0 to 1" if top == 1 else ">= 0"
+                raise fail(f"{name} must be a list of numbers {bounds}, no longer than loss_curve")
         rate = record["rate"]
         if rate is not None and not (_is_number(rate) and rate > 0):
             raise fail("rate must be a positive number")
@@ -66,8 +92,19 @@ class History(NamedTuple):
             raise fail("order_state is not the state of a NumPy PCG64 generator")
         return cls(**record)
 
+    def epochs_of(self, values: list[float]) -> list[int]:
+        """The epoch numbers (from 1) of a per-epoch record: the last len(values) epochs."""
+        last = max(self.epochs, len(self.loss_curve))
+        return list(range(last - len(values) + 1, last + 1))
+
     def order_generator(self) -> np.random.Generator | None:
         return None if self.order_state is None else _generator(self.order_state)
+
+
+def continued(earlier: list[float] | None, new: list[float]) -> list[float]:
+    """A per-epoch record after more epochs: the earlier epochs' (none if the model came from a
+    file saved before the record existed) followed by the new ones."""
+    return [*(earlier or []), *new]
 
 
 def generator_state(rng: np.random.Generator | None) -> dict[str, Any] | None:

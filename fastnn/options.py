@@ -248,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write loss, accuracy and sample-digit PNGs (and augment.png with --augment)",
     )
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write report.html (one self-contained page) and its figures as PNGs at the end: "
+        "confusion matrix, per-class scores, confident mistakes, first-layer weights, curves",
+    )
     p.add_argument("--save", metavar="FILE", help="write the trained model (.npz)")
     p.add_argument("--predict-csv", metavar="FILE", help="a Kaggle test.csv to predict")
     p.add_argument(

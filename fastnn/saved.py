@@ -8,7 +8,7 @@ import warnings
 
 from fastnn import checks, persist
 from fastnn.estimator import MLPClassifier
-from fastnn.history import History
+from fastnn.history import EPOCH_RECORDS, History
 from fastnn.optim import Schedule
 
 
@@ -22,7 +22,12 @@ def load(path: str | os.PathLike) -> MLPClassifier:
     partial_fit continues the optimizer, the schedule and the sample order; n_iter_ and
     loss_curve_ go on counting. One saved without them starts those afresh.
     """
-    saved = persist.read_model(path)
+    return from_saved(persist.read_model(path), path)
+
+
+def from_saved(saved: persist.SavedModel, path: str | os.PathLike) -> MLPClassifier:
+    """The MLPClassifier of a model file already read by persist.read_model (see `load`);
+    `path` names the file in errors."""
     names = MLPClassifier._param_names()
     params = {k: v for k, v in saved.config.items() if k in names}
     hidden, sizes = saved.params.hidden_sizes, params.get("hidden_layer_sizes")
@@ -50,6 +55,8 @@ def load(path: str | os.PathLike) -> MLPClassifier:
         ) from None
     model._start(saved.params, saved.classes, None)
     model.best_validation_score_ = saved.scores.get("validation_accuracy")
+    dataset = saved.config.get("dataset")
+    model._dataset = dataset if isinstance(dataset, str) else None
     if saved.state is not None:
         if not saved.state.fits(optimizer, saved.params):
             raise persist.ModelFileError(
@@ -65,6 +72,8 @@ def load(path: str | os.PathLike) -> MLPClassifier:
         model.validation_loss_curve_ = history.validation_losses
         model._shuffle_rng = history.order_generator()
         model._dropout_seed = history.dropout_seed  # None: _train derives one
+        # Records the file lacks (saved before they existed) start with the coming epochs.
+        model._epoch_records = {name: list(getattr(history, name) or []) for name in EPOCH_RECORDS}
         model._schedule = Schedule(
             model.learning_rate, model.learning_rate_init, model.power_t, model.max_iter
         )

@@ -21,6 +21,7 @@ from fastnn.atomic import check_writable, write_text
 from fastnn.augment import check_augment
 from fastnn.backends import Backend, get_backend, start_loading
 from fastnn.data import (
+    CLASS_NAMES,
     DataError,
     load_dataset,
     read_kaggle_csv,
@@ -28,7 +29,7 @@ from fastnn.data import (
     write_kaggle_submission,
 )
 from fastnn.dropout import check_rates
-from fastnn.history import History, generator_state
+from fastnn.history import History, continued, generator_state
 from fastnn.model import Params, init_params
 from fastnn.optim import Optimizer, OptimizerState, Schedule
 from fastnn.options import DEFAULT_SUBMISSION, ESTIMATOR_NAMES, build_parser, resolve
@@ -37,6 +38,7 @@ from fastnn.resume import Resumed, resume_from
 
 N_CLASSES = 10
 AUGMENT_DRAWS = 16  # of one image in augment.png
+SAMPLES = 16  # test images in samples.png, the mistakes first
 EXIT_ERROR = 1
 # --learning-rate adaptive divides the rate by 5 after this many epochs in a row in which the
 # training loss fell by no more than ADAPTIVE_TOL: scikit-learn's n_iter_no_change and tol.
@@ -49,8 +51,9 @@ def check_outputs(args: argparse.Namespace) -> None:
     for option, path in (("--save", args.save), ("--metrics", args.metrics)):
         if path:
             check_writable(path, option)
-    if args.plots:
-        check_writable(args.plots, "--plots", folder=True)
+    for option, folder in (("--plots", args.plots), ("--report", args.report)):
+        if folder:
+            check_writable(folder, option, folder=True)
     if args.predict_csv:
         explicit = args.submission is not None
         args.submission = args.submission or DEFAULT_SUBMISSION
@@ -97,7 +100,7 @@ class Run:
     order_rng: np.random.Generator | None  # None: every epoch in row order (a full batch)
     first_epoch: int  # 1, or the next epoch of a resumed run
     planned: int  # the epoch this run ends at, if nothing stops it first
-    earlier_losses: list[float]  # the loss curve of the epochs before first_epoch
+    earlier: History | None  # a resumed run's record of the epochs before first_epoch
 
 
 def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> tuple:
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> in
     X_new = read_kaggle_csv(args.predict_csv)[0] if args.predict_csv else None
     X, y, X_dev, y_dev = train_dev_split(X_all, y_all, args.dev_size, seed=args.seed)
     params, how, order_rng, first = start(args, X, resumed)
-    earlier = [] if resumed is None else resumed.history.loss_curve
+    earlier = None if resumed is None else resumed.history
     r = Run(args, backend, params, X, y, X_dev, y_dev, X_test, y_test, X_new, how, order_rng,
             first, first - 1 + args.epochs, earlier)  # fmt: skip
     # From here on a Ctrl-C ends training at an epoch boundary and the outputs are still
@@ -243,50 +246,64 @@ def planned_outputs(
 ) -> list[tuple[str, str, Callable[[], None]]]:
     """(what, where, how) for each output asked for; the metrics last, to time everything."""
     args = r.args
-    config = {
-        k: v for k, v in vars(args).items() if k not in ("metrics", "plots", "save", "resume")
-    }
+    outputs = ("metrics", "plots", "report", "save", "resume")
+    config = {k: v for k, v in vars(args).items() if k not in outputs}
+    # Under the estimator's names as well, with the batch size actually used, so that
+    # fastnn.load gives an estimator with every hyperparameter of this run.
+    as_estimator = {name: config[short] for short, name in ESTIMATOR_NAMES.items()}
+    # max_iter: the epoch the run was planned to end at, which --resume goes on towards.
+    as_estimator["max_iter"] = r.planned
+    saved_config = dict(config, **as_estimator, batch_size=r.how.batch_size, **stopped)
+    scores = {k: summary[k] for k in ("dev_accuracy", "test_accuracy")}
+    record = training_history(r, history, stopped)
     writes = []
     if args.save:
-        # Under the estimator's names as well, with the batch size actually used, so that
-        # fastnn.load gives an estimator with every hyperparameter of this run.
-        as_estimator = {name: config[short] for short, name in ESTIMATOR_NAMES.items()}
-        # max_iter: the epoch the run was planned to end at, which --resume goes on towards.
-        as_estimator["max_iter"] = r.planned
-        saved_config = dict(config, **as_estimator, batch_size=r.how.batch_size, **stopped)
-        scores = {k: summary[k] for k in ("dev_accuracy", "test_accuracy")}
-        done = r.first_epoch - 1 + stopped["epochs_completed"]
-        record = History(
-            done, r.how.schedule.samples_seen, r.earlier_losses + [h["loss"] for h in history],
-            None, None,
-            None if args.learning_rate == "cosine" else r.how.schedule.current,
-            generator_state(r.order_rng), args.seed,
-        )  # fmt: skip
         writes.append(("the model", args.save, lambda: save_model(
             args.save, r.params, activation=args.activation, classes=np.arange(N_CLASSES),
             config=saved_config, scores=scores, state=r.how.state, history=record.to_json(),
         )))  # fmt: skip
+    X_show, y_show = (r.X_dev, r.y_dev) if r.X_test is None else (r.X_test, r.y_test)
     if args.plots:
-        X_show, y_show = (r.X_dev, r.y_dev) if r.X_test is None else (r.X_test, r.y_test)
 
         def write_plots() -> None:
             from fastnn import plots  # matplotlib takes a while to import: only when asked
 
-            shown = X_show[:16]
-            predicted = training.predict_proba(r.backend, r.params, shown, args.activation)
+            predicted = training.predict_proba(r.backend, r.params, X_show, args.activation)
+            labels = predicted.argmax(1)
+            shown = plots.mistakes_first(labels, y_show, SAMPLES)
+            wrong = int((labels != y_show).sum())
+            which = "dev" if r.X_test is None else "test"
             plots.plot_curves(history, args.plots)
-            plots.plot_samples(shown, predicted.argmax(1), y_show[:16], args.plots)
+            plots.plot_samples(
+                X_show[shown], labels[shown], y_show[shown], args.plots,
+                names=CLASS_NAMES["fashion-mnist"] if is_fashion(args) else None,
+                title=f"{which} images, the {wrong:,} mistakes (of {len(y_show):,}) first",
+            )  # fmt: skip
             if r.how.augmentation is not None:  # 16 rows of one image: 16 draws
-                copies = np.repeat(shown[:1], AUGMENT_DRAWS, axis=0)
+                copies = np.repeat(X_show[:1], AUGMENT_DRAWS, axis=0)
                 draws = r.backend.augment(copies, r.how.augmentation.at(1))
                 side = r.how.augmentation.image_shape
                 plots.plot_augmentations(
-                    draws.reshape(-1, *side), shown[0].reshape(side), args.plots
+                    draws.reshape(-1, *side), X_show[0].reshape(side), args.plots
                 )
 
         names = "loss.png, accuracy.png and samples.png"
         names += "" if r.how.augmentation is None else ", augment.png"
         writes.append((names, args.plots, write_plots))
+    if args.report:
+
+        def write_report() -> None:
+            from fastnn import report_page  # matplotlib: only when asked
+
+            proba = training.predict_proba(r.backend, r.params, X_show, args.activation)
+            csv = kaggle_csv(args)
+            dataset = args.dataset if csv is None else csv.name
+            report_page.write_report(args.report, report_page.ReportInput(
+                r.params, np.arange(N_CLASSES), saved_config, scores, record, X_show, y_show,
+                proba, dataset, "dev set" if r.X_test is None else "test set", r.backend.name,
+            ))  # fmt: skip
+
+        writes.append(("the report (report.html and its figures)", args.report, write_report))
     if r.X_new is not None:
         proba = training.predict_proba(r.backend, r.params, r.X_new, args.activation)
         labels = proba.argmax(axis=1)
@@ -302,6 +319,41 @@ def planned_outputs(
 
         writes.append(("metrics", args.metrics, write_metrics))
     return writes
+
+
+def kaggle_csv(args: argparse.Namespace) -> Path | None:
+    """The Kaggle train.csv the run trains on, if it does (else it reads args.dataset)."""
+    path = Path(args.data) if args.data else None
+    return path if path is not None and path.suffix.lower() == ".csv" else None
+
+
+def is_fashion(args: argparse.Namespace) -> bool:
+    """Whether the run's labels are Fashion-MNIST's articles (not a Kaggle digits CSV)."""
+    return args.dataset == "fashion-mnist" and kaggle_csv(args) is None
+
+
+def training_history(r: Run, history: list[dict], stopped: dict) -> History:
+    """The record of the training so far that the model file keeps: what --resume needs to go
+    on, and the per-epoch curves (a resumed run's earlier epochs first) that fastnn.report
+    draws."""
+    args = r.args
+
+    def curve(name: str, new: list[float]) -> list[float]:
+        return continued(None if r.earlier is None else getattr(r.earlier, name), new)
+
+    dev = [(h["dev_accuracy"], h["dev_loss"]) for h in history]
+    measured = all(a is not None and loss is not None for a, loss in dev)  # no dev rows: none
+    return History(
+        r.first_epoch - 1 + stopped["epochs_completed"], r.how.schedule.samples_seen,
+        curve("loss_curve", [h["loss"] for h in history]),
+        curve("validation_scores", [a for a, _ in dev]) if measured else None,
+        curve("validation_losses", [loss for _, loss in dev]) if measured else None,
+        None if args.learning_rate == "cosine" else r.how.schedule.current,
+        generator_state(r.order_rng), args.seed,
+        curve("train_scores", [h["train_accuracy"] for h in history]),
+        curve("learning_rates", [h["learning_rate"] for h in history]),
+        curve("epoch_seconds", [h["seconds"] for h in history]),
+    )  # fmt: skip
 
 
 def print_summary(summary: dict) -> None:

@@ -43,6 +43,7 @@ class EpochResult(NamedTuple):
     loss: float  # mean over the epoch, each batch measured before its update
     train_accuracy: float
     seconds: float
+    learning_rate: float  # the mean of the epoch's per-batch rates (cosine moves within one)
 
 
 class Outcome(NamedTuple):
@@ -214,7 +215,8 @@ def run_epochs(
                 break
             schedule.samples_seen += len(X)
             done += 1
-            if after_epoch(EpochResult(epoch, loss, accuracy, seconds)) or stop.requested:
+            result = EpochResult(epoch, loss, accuracy, seconds, float(rates.mean()))
+            if after_epoch(result) or stop.requested:
                 break
     return Outcome(done, stop.requested, diverged, collapsed, compilation.seconds)
 

@@ -344,3 +344,39 @@ def test_startup_line_says_what_was_measured() -> None:
     assert "3.50 s wall, all included (target: at most 1.3 s" in line
     assert "epoch took 0.50 s" in line and "data alone takes 1.25 s" in line
     assert report.startup_line(dict(skipped="no numba")) == "Startup not measured: no numba."
+
+
+def test_the_chart_shows_the_peers_and_says_when_the_machine_was_busy() -> None:
+    def timed(**medians: float) -> dict:
+        return {name: {"median_epoch_s": s} for name, s in medians.items()}
+
+    result = {
+        "date": "2026-12-01",
+        "settings": {"threads": 2},
+        "workloads": [
+            {"name": "mnist-h10", "results": timed(numpy=0.16, numba=0.1), "others_cores": 0.1},
+            {"name": "mnist-h128", "results": timed(numpy=0.37, numba=0.17), "others_cores": 0.1},
+        ],
+        "peers": [
+            {"workload": "mnist-h128", "others_cores": 0.05,
+             "results": {peers.OURS: {"median_epoch_s": 0.2}, "pytorch 2.13": {"median_epoch_s":
+                         0.5}, "jax 0.10": {"median_epoch_s": 0.25}}},
+        ],
+    }  # fmt: skip
+
+    def drawn() -> tuple[list[str], str, int, int]:
+        fig = report.figure(result)
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        text = " ".join(t.get_text() for t in fig.texts)
+        bars = fig.axes[0].patches
+        hatched = sum(bool(bar.get_hatch()) for bar in bars)
+        report._pyplot().close(fig)
+        return legend, text, len(bars), hatched
+
+    legend, text, bars, hatched = drawn()
+    assert legend == ["numpy", "numba", "pytorch 2.13", "jax 0.10"]  # fastnn numba's peer row out
+    assert bars == 6 and hatched == 0
+    assert "A quiet machine: other processes kept at most 0.10 cores busy" in text
+    result["workloads"][1]["others_cores"] = 1.5  # mnist-h128's numpy and numba bars
+    legend, text, bars, hatched = drawn()
+    assert "Busy machine" in text and "up to 1.5 cores" in text and hatched == 2

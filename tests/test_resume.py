@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn import persist
 from fastnn.backends import BACKENDS
+from fastnn.history import EPOCH_RECORDS, History
 from fastnn.model import init_params
 from fastnn.persist import ModelFileError
 from tests.cli_helpers import run_main, write_kaggle
@@ -207,6 +209,11 @@ def _saved_parts(tmp_path):
         (lambda h, a: h["history"].update(order_state={"bit_generator": "MT19937"}),
          "not the state of a NumPy PCG64 generator"),
         (lambda h, a: h["history"].update(evil=1), "its fields are"),
+        (lambda h, a: h["history"].update(train_scores=[1.5]),
+         "train_scores must be a list of numbers from 0 to 1"),
+        (lambda h, a: h["history"].update(epoch_seconds=[0.1, 0.1]),
+         "epoch_seconds must be a list of numbers >= 0, no longer than loss_curve"),
+        (lambda h, a: h["history"].update(learning_rates=[-0.1]), "learning_rates must be"),
         (lambda h, a: h["optimizer"].update(step=-3), "'step' must be a whole number >= 0"),
         (lambda h, a: a.pop("second_W2"), r"missing array\(s\) \['second_W2'\]"),
         (lambda h, a: a.update(first_b1=a["first_b1"][:2]), "'first_b1' is float64 with shape"),
@@ -221,3 +228,65 @@ def test_tampered_training_state_is_a_model_file_error(tmp_path, tamper, message
     np.savez(path, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
     with pytest.raises(ModelFileError, match=message):
         fastnn.load(path)
+
+
+def _records(path):
+    history = json.loads(np.load(path)["header"].tobytes())["history"]
+    return {name: history[name] for name in EPOCH_RECORDS}
+
+
+def test_the_epoch_records_go_on_after_save_load_and_partial_fit(tmp_path):
+    """Each epoch's training accuracy, mean learning rate and seconds, for the report's
+    curves: kept with the model and continued, as the loss curve is."""
+    model = _model("numpy", solver="sgd", learning_rate="invscaling", max_iter=2).fit(X, y)
+    model.save(tmp_path / "m.npz")
+    loaded = fastnn.load(tmp_path / "m.npz").partial_fit(X, y)
+    loaded.save(tmp_path / "m3.npz")
+    before, after = _records(tmp_path / "m.npz"), _records(tmp_path / "m3.npz")
+    for name in EPOCH_RECORDS:
+        assert len(before[name]) == 2 and after[name][:2] == before[name] and len(after[name]) == 3
+    assert all(0 <= a <= 1 for a in after["train_scores"]) and min(after["epoch_seconds"]) > 0
+    rates = after["learning_rates"]  # invscaling: lr / (t + 1) ** power_t, t before the epoch
+    assert rates == pytest.approx([0.1 / (t * 120 + 1) ** 0.5 for t in range(3)])
+
+
+def test_a_file_saved_before_the_epoch_records_loads_and_records_from_then_on(tmp_path):
+    path = tmp_path / "m.npz"
+    _model("numpy", max_iter=2).fit(X, y).save(path)
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    header = json.loads(arrays.pop("header").tobytes())
+    for name in EPOCH_RECORDS:
+        del header["history"][name]
+    np.savez(path, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    history = History.from_json(persist.read_model(path).history, path)
+    assert history.train_scores is None and history.loss_curve and history.epochs == 2
+    fastnn.load(path).partial_fit(X, y).save(tmp_path / "m3.npz")
+    records = _records(tmp_path / "m3.npz")
+    assert all(len(values) == 1 for values in records.values())  # the third epoch's
+    later = History.from_json(persist.read_model(tmp_path / "m3.npz").history, path)
+    assert later.epochs_of(later.train_scores) == [3]
+
+
+def test_the_dataset_given_to_save_is_kept_through_load(tmp_path):
+    model = _model("numpy", max_iter=1).fit(X, y)
+    model.save(tmp_path / "a.npz", dataset="my digits")
+    fastnn.load(tmp_path / "a.npz").save(tmp_path / "b.npz")
+    assert persist.read_model(tmp_path / "b.npz").config["dataset"] == "my digits"
+    model.save(tmp_path / "c.npz")
+    assert "dataset" not in persist.read_model(tmp_path / "c.npz").config
+    with pytest.raises(ValueError, match="dataset must be a name"):
+        model.save(tmp_path / "d.npz", dataset=7)
+
+
+def test_resume_continues_the_curves(tmp_path, kaggle, capsys):
+    two, three = tmp_path / "2.npz", tmp_path / "3.npz"
+    assert run_main(_train_args(kaggle, "--epochs", "2", "--save", str(two)), capsys)[0] == 0
+    code, _, err = run_main(["--resume", str(two), "--epochs", "1", "--save", str(three)], capsys)
+    assert code == 0, err
+    first, later = (History.from_json(persist.read_model(p).history, p) for p in (two, three))
+    for name in ("loss_curve", "validation_scores", "validation_losses", *EPOCH_RECORDS):
+        values = getattr(later, name)
+        assert len(values) == 3 and values[:2] == getattr(first, name), name
+    assert later.learning_rates == [0.1, 0.1, 0.1]  # --lr 0.1, constant
+    assert all(0 <= a <= 1 for a in later.validation_scores + later.train_scores)

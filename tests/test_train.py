@@ -52,6 +52,7 @@ def test_short_run_writes_metrics_and_plots(tmp_path, capsys):
     assert 0.85 < result["test_accuracy"] <= 1 and 0.85 < result["dev_accuracy"] <= 1
     dev_losses = [e["dev_loss"] for e in result["epochs"]]
     assert all(0 < loss < 0.6 for loss in dev_losses), dev_losses  # 0.31 and 0.32 here
+    assert all(e["learning_rate"] > 0 for e in result["epochs"])  # the epoch's mean rate
     for name in ("loss.png", "accuracy.png", "samples.png"):
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.rglob(".*") if p.is_file()], "temporary files left behind"
@@ -81,8 +82,49 @@ def test_the_curves_show_dev_loss_and_accuracy_where_measured(with_dev):
         lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
         plt.close(fig)
         train_key = "loss" if key == "loss" else "train_accuracy"
-        assert lines.pop("train") == [h[train_key] for h in history]
-        assert lines == ({"dev": [h[f"dev_{key}"] for h in history]} if with_dev else {})
+        scale = 100 if key == "accuracy" else 1  # in percent, as the console prints it
+        assert lines.pop("train") == pytest.approx([scale * h[train_key] for h in history])
+        want = [scale * h[f"dev_{key}"] for h in history] if with_dev else None
+        assert lines == ({"dev": pytest.approx(want)} if with_dev else {})
+
+
+def test_one_epoch_curves_are_readable():
+    """Not a lone dot on an axis running 0.96 to 1.04: whole-epoch ticks, room around the
+    point, an axis from 0, and the values in the legend."""
+    history = [{"epoch": 1, "loss": 0.38, "train_accuracy": 0.89, "dev_loss": 0.28,
+                "dev_accuracy": 0.92}]  # fmt: skip
+    for key, top in (("loss", 0.38 * 1.3), ("accuracy", 100)):
+        fig, ax = plt.subplots()
+        plots._plot_train_and_dev(ax, history, key)
+        fig.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        plt.close(fig)
+        assert ticks == [1.0] and ax.get_xlim() == (0.5, 1.5)
+        assert ax.get_ylim() == pytest.approx((0, top))
+        assert legend == (["train: 0.3800", "dev: 0.2800"] if key == "loss"
+                          else ["train: 89.00%", "dev: 92.00%"])  # fmt: skip
+
+
+def test_samples_show_mistakes_first_with_fashion_names(tmp_path):
+    predicted = np.array([0, 1, 2, 3, 9, 5])
+    true = np.array([0, 7, 2, 3, 4, 5])
+    shown = plots.mistakes_first(predicted, true, 4)
+    assert shown.tolist() == [1, 4, 0, 2]
+    images = np.zeros((6, 784), np.uint8)
+    names = train.CLASS_NAMES["fashion-mnist"]
+    titles = []
+    real_save = plots._save
+
+    def keep_titles(fig, path):
+        titles.extend(ax.get_title() for ax in fig.axes if ax.get_title())
+        return real_save(fig, path)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "_save", keep_titles)
+        plots.plot_samples(images[shown], predicted[shown], true[shown], tmp_path, 4, names)
+    assert titles[:2] == ["pred Trouser\ntrue Sneaker", "pred Ankle boot\ntrue Coat"]
+    assert (tmp_path / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @needs_mnist

@@ -6,8 +6,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from fastnn.atomic import atomic_path, write_text
+from fastnn.bench.peers import OURS
+
+if TYPE_CHECKING:  # matplotlib is imported where a chart is drawn, if one is
+    from matplotlib.figure import Figure
 
 BACKENDS = ("numpy", "numba")
 MISSING = "n/a"
@@ -201,32 +207,96 @@ def write_json(path: str | os.PathLike, result: dict) -> None:
     write_text(path, json.dumps(result, indent=2) + "\n")
 
 
-def write_png(path: str | os.PathLike, result: dict) -> None:
-    """Grouped bars: the median time of every backend on every workload."""
+def _bars(result: dict) -> dict[str, dict[str, tuple[float, float | None]]]:
+    """Per workload, each contender's median seconds and how many cores other processes kept
+    busy meanwhile: numpy and numba, then the peers (PyTorch, JAX, scikit-learn) where they
+    ran. fastnn numba's own row in the peer runs is left out: numba has its bar already."""
+    bars: dict[str, dict[str, tuple[float, float | None]]] = {}
+    for entry in result["workloads"]:
+        bars[entry["name"]] = {
+            backend: (value, entry.get("others_cores"))
+            for backend in BACKENDS
+            if (value := _get(entry, backend, "median_epoch_s")) is not None
+        }
+    for run in result.get("peers") or ():
+        shown = bars.setdefault(run["workload"], {})
+        for name, r in run["results"].items():
+            if name != OURS and r.get("median_epoch_s") is not None:
+                shown[name] = (r["median_epoch_s"], run.get("others_cores"))
+    return bars
+
+
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display is needed or assumed
     import matplotlib.pyplot as plt
 
-    entries = result["workloads"]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(entries)), 4.5))
-    width = 0.8 / len(BACKENDS)
-    heights = []
-    for i, backend in enumerate(BACKENDS):
-        values = [_get(e, backend, "median_epoch_s") for e in entries]
-        xs = [j + (i - (len(BACKENDS) - 1) / 2) * width for j in range(len(entries))]
-        shown = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
-        if shown:
-            bars = ax.bar(*zip(*shown, strict=True), width=width, label=backend)
-            ax.bar_label(bars, labels=[seconds(v) for _, v in shown], fontsize=7)
-            heights += [v for _, v in shown]
+    return plt
+
+
+def figure(result: dict) -> Figure:
+    """Grouped bars: the median time of every backend, and of every peer that ran, on every
+    workload; bars timed on a busy machine are hatched, and a line under the chart says how
+    busy it was."""
+    plt = _pyplot()
+    bars = _bars(result)
+    names = list(bars)
+    contenders = list(dict.fromkeys(name for shown in bars.values() for name in shown))
+    colours = {name: f"C{i}" for i, name in enumerate(contenders)}
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(names)), 4.8))
+    labelled, heights, busy = set(), [], []
+    for j, workload in enumerate(names):
+        shown = bars[workload]
+        width = 0.8 / max(len(shown), 1)
+        for i, (name, (value, others)) in enumerate(shown.items()):
+            crowded = others is not None and others > BUSY_OTHER_CORES
+            if crowded:
+                busy.append(others)
+            bar = ax.bar(
+                j + (i - (len(shown) - 1) / 2) * width, value, width=width, color=colours[name],
+                label=None if name in labelled else name, hatch="//" if crowded else None,
+                edgecolor="black" if crowded else None, linewidth=0,
+            )  # fmt: skip
+            labelled.add(name)
+            ax.bar_label(bar, labels=[seconds(value)], fontsize=7)
+            heights.append(value)
     if heights and max(heights) / min(heights) > LOG_SCALE_SPREAD:
         ax.set_yscale("log")
-    ax.set_xticks(range(len(entries)), [e["name"] for e in entries], rotation=20, ha="right")
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set(ylabel="median seconds per epoch (full batch: per step)")
     ax.set_title(f"fastnn epoch time, {result['date']}, {result['settings']['threads']} threads")
-    ax.legend()
+    if labelled:
+        ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    note = _load_note(result, busy)
+    if note:
+        fig.text(0.01, -0.02, note, fontsize=8, va="top", wrap=True,
+                 color="darkred" if busy else "dimgray")  # fmt: skip
+    return fig
+
+
+def _load_note(result: dict, busy: list[float]) -> str:
+    """How busy the machine was while timing, as contention_notes measured it."""
+    measured = [e.get("others_cores") for e in result["workloads"]]
+    measured += [run.get("others_cores") for run in result.get("peers") or ()]
+    measured = [cores for cores in measured if cores is not None]
+    if busy:
+        return (
+            f"Busy machine: hatched bars were timed while other processes kept up to "
+            f"{max(busy):.1f} cores busy on average (over {BUSY_OTHER_CORES} counts as busy); "
+            "those times can be several times too slow."
+        )
+    if measured:
+        return f"A quiet machine: other processes kept at most {max(measured):.2f} cores busy."
+    return ""
+
+
+def write_png(path: str | os.PathLike, result: dict) -> None:
+    """The chart of `figure` as a PNG file."""
+    fig = figure(result)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)

@@ -1,11 +1,12 @@
 """Loading and preparing MNIST-style data: IDX files, Kaggle CSVs, downloads, splits."""
 
-from .datasets import DATASET_NAMES, Dataset, find_dataset_files, load_dataset
+from .datasets import CLASS_NAMES, DATASET_NAMES, Dataset, find_dataset_files, load_dataset
 from .idx import DataError, read_idx
 from .kaggle import read_kaggle_csv, write_kaggle_submission
 from .preprocess import scale, shuffle, train_dev_split
 
 __all__ = [
+    "CLASS_NAMES",
     "DATASET_NAMES",
     "DataError",
     "Dataset",

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .idx import DataError, gunzip_if_compressed, parse_idx, read_decompressed, stored_size_bound
 from .watchdog import Watchdog
 
-__all__ = ["DATASET_NAMES", "Dataset", "find_dataset_files", "load_dataset"]
+__all__ = ["CLASS_NAMES", "DATASET_NAMES", "Dataset", "find_dataset_files", "load_dataset"]
 
 FILE_STEMS = (
     "train-images-idx3-ubyte",
@@ -68,6 +68,15 @@ MIRRORS: dict[str, tuple[str, ...]] = {
 }
 
 DATASET_NAMES = tuple(SHA256)
+# What each label 0..9 stands for: MNIST's digits, and Fashion-MNIST's articles as Zalando
+# Research names them.
+CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion-mnist": (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
+}  # fmt: skip
 
 # Where Debian's package dataset-fashion-mnist installs the files. Read at call
 # time, so tests can point it elsewhere.

@@ -1,0 +1,240 @@
+"""python -m fastnn.report and fastnn.train --report: the numbers against independent
+computations, the figures as real PNG files, the page self-contained, old model files, errors.
+
+One small model (numpy, hidden 32, 2 epochs on 3,000 real MNIST rows) and one report of it on
+the real test set are shared by the tests here."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import types
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+from cli_helpers import run_main
+
+import fastnn
+from fastnn import persist, report, report_page
+from fastnn.data import load_dataset
+from fastnn.model import init_params
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FIGURES = ("confusion.png", "mistakes.png", "weights.png", "curves.png")
+
+
+@pytest.fixture(scope="module")
+def made(real_data_dir, tmp_path_factory) -> types.SimpleNamespace:
+    """The model, its file, the MNIST test set with its predictions, and the report of it."""
+    folder = tmp_path_factory.mktemp("report")
+    data = load_dataset("mnist", data_dir=real_data_dir, download=False)
+    model = fastnn.MLPClassifier(
+        hidden_layer_sizes=32, backend="numpy", solver="adam", learning_rate_init=0.003,
+        max_iter=2, early_stopping=True, random_state=0,
+    ).fit(data.X_train[:3000], data.y_train[:3000])  # fmt: skip
+    model.save(folder / "model.npz", dataset="mnist")
+    out = folder / "out"
+    code = report.main([str(folder / "model.npz"), "--out", str(out),
+                        "--data", str(real_data_dir), "--no-download"])  # fmt: skip
+    assert code == 0
+    proba = model.predict_proba(data.X_test)
+    return types.SimpleNamespace(
+        model=model, path=folder / "model.npz", X=data.X_test, y=data.y_test, proba=proba,
+        out=out, page=(out / "report.html").read_text(encoding="utf-8"),
+    )  # fmt: skip
+
+
+def table_rows(page: str, first_header: str) -> list[list[str]]:
+    """The body rows of the page's table whose first column is headed `first_header`."""
+    table = re.search(rf"<table[^>]*><thead><tr><th>{first_header}</th>.*?</table>", page).group()
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])
+    return [re.findall(r"<td>(.*?)</td>", row) for row in rows]
+
+
+def test_the_confusion_matrix_is_the_count_of_each_true_and_predicted_pair(made):
+    predicted = made.proba.argmax(axis=1)
+    want = np.bincount(made.y * 10 + predicted, minlength=100).reshape(10, 10)
+    counts = report_page.confusion_matrix(made.y, predicted, 10)
+    np.testing.assert_array_equal(counts, want)
+    assert counts.sum() == len(made.y) == 10_000
+    accuracy = f"{100 * np.mean(predicted == made.y):.2f}%"
+    assert f"<td>accuracy on the MNIST test set</td><td>{accuracy}</td>" in made.page
+    errors = f"{int((predicted != made.y).sum()):,} of 10,000"
+    assert f"<td>errors on the MNIST test set</td><td>{errors}</td>" in made.page
+
+
+def test_precision_recall_and_f1_per_class_are_right(made):
+    predicted = made.proba.argmax(axis=1)
+    rows = table_rows(made.page, "class")
+    assert [row[0] for row in rows] == [str(d) for d in range(10)] + ["macro average"]
+    for digit in range(10):
+        hits = np.sum((predicted == digit) & (made.y == digit))
+        precision = hits / np.sum(predicted == digit)
+        recall = hits / np.sum(made.y == digit)
+        f1 = 2 * precision * recall / (precision + recall)
+        want = [str(digit), f"{np.sum(made.y == digit):,}"]
+        want += [f"{100 * v:.2f}%" for v in (precision, recall, f1)]
+        assert rows[digit] == want
+
+
+def test_class_scores_of_classes_never_predicted_or_absent():
+    counts = np.array([[3, 0, 1], [0, 0, 0], [1, 0, 0]])  # class 1: no images, never predicted
+    s = report_page.class_scores(counts)
+    np.testing.assert_allclose(s.precision, [0.75, np.nan, 0.0])
+    np.testing.assert_allclose(s.recall, [0.75, np.nan, 0.0])
+    np.testing.assert_allclose(s.f1, [0.75, np.nan, 0.0])  # 0 and 0 give 0, not NaN
+
+
+def test_the_mistakes_shown_are_the_most_confident_wrong_predictions(made):
+    predicted = made.proba.argmax(axis=1)
+    confidence = made.proba.max(axis=1)
+    wrong = np.flatnonzero(predicted != made.y)
+    want = wrong[np.argsort(-confidence[wrong], kind="stable")[:36]]
+    got = report_page.confident_mistakes(made.proba, made.y)
+    np.testing.assert_array_equal(got, want)
+    assert len(got) == 36 and (predicted[got] != made.y[got]).all()
+    others = np.setdiff1d(wrong, got)
+    assert confidence[got].min() >= confidence[others].max()
+    assert "<p>36 wrong predictions, those given the highest probability first.</p>" in made.page
+
+
+def test_the_strongest_units_have_the_longest_weight_vectors(made):
+    W = made.model.coefs_[0]
+    units = report_page.strongest_units(W)
+    assert len(units) == 32  # all of them: fewer than 64
+    norms = np.sqrt((W.astype(np.float64) ** 2).sum(axis=0))
+    assert list(units) == sorted(range(32), key=lambda j: -norms[j])
+
+
+def test_every_figure_is_a_png_of_a_sensible_size(made):
+    for name in FIGURES:
+        data = (made.out / name).read_bytes()
+        assert data[:8] == PNG_SIGNATURE, name
+        assert 5_000 < len(data) < 3_000_000, (name, len(data))
+        image = matplotlib.image.imread(made.out / name)
+        height, width = image.shape[:2]
+        assert 300 <= height <= 2500 and 400 <= width <= 2500, (name, image.shape)
+    assert not [p for p in made.out.iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+def test_the_page_embeds_every_figure_and_needs_no_network(made):
+    page = made.page
+    for name in FIGURES:
+        encoded = base64.b64encode((made.out / name).read_bytes()).decode("ascii")
+        assert f'src="data:image/png;base64,{encoded}"' in page, name
+    references = re.findall(r"""(?:src|href)=["']([^"']*)""", page)
+    assert len(references) == len(FIGURES)
+    assert all(r.startswith("data:image/png;base64,") for r in references)
+    assert "http://" not in page and "https://" not in page and "<link" not in page
+    title = re.search(r"<title>(.*?)</title>", page).group(1)
+    assert title == "fastnn report: MNIST, 784-32-10, adam, lr 0.003, numpy backend"
+
+
+def test_the_model_file_carries_the_curves(made):
+    saved = persist.read_model(made.path)
+    history = saved.history
+    assert len(history["loss_curve"]) == 2 and saved.config["dataset"] == "mnist"
+    assert len(history["train_scores"]) == len(history["validation_scores"]) == 2
+    assert all(0 < a < 1 for a in history["train_scores"])
+    assert history["learning_rates"] == pytest.approx([0.003, 0.003])  # means of the batches
+    assert all(s > 0 for s in history["epoch_seconds"])
+    assert "not recorded" not in made.page and "no training history" not in made.page
+
+
+def _strip_history(path: Path, keep: tuple[str, ...] | None) -> None:
+    """Rewrite the model file as an older fastnn wrote it: the history without the fields
+    not in `keep`, or (keep None) without any history."""
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    header = json.loads(arrays.pop("header").tobytes())
+    if keep is None:
+        header["history"] = {}
+    else:
+        header["history"] = {k: v for k, v in header["history"].items() if k in keep}
+    np.savez(path, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+
+
+@pytest.mark.parametrize("history", ["none", "before the epoch records"])
+def test_old_model_files_still_give_a_report(made, real_data_dir, tmp_path, history, capsys):
+    path = tmp_path / "old.npz"
+    path.write_bytes(made.path.read_bytes())
+    older = ("epochs", "samples_seen", "loss_curve", "validation_scores", "rate", "order_state")
+    _strip_history(path, None if history == "none" else older)
+    code = report.main([str(path), "--out", str(tmp_path / "out"), "--data", str(real_data_dir)])
+    assert code == 0, capsys.readouterr().err
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    for name in FIGURES:
+        assert (tmp_path / "out" / name).read_bytes()[:8] == PNG_SIGNATURE
+    if history == "none":
+        assert "This model file has no training history" in page
+        assert "<td>epochs trained</td><td>unknown</td>" in page
+    else:
+        assert "train_scores, learning_rates, epoch_seconds: not in this model file" in page
+        assert "<td>epochs trained</td><td>2</td>" in page
+    # The numbers do not depend on the history.
+    assert table_rows(page, "class") == table_rows(made.page, "class")
+
+
+def test_fashion_mnist_models_name_their_classes(made):
+    assert report_page.class_names("fashion-mnist", np.arange(10))[:2] == ["T-shirt/top", "Trouser"]
+    assert report_page.class_names("mnist", np.arange(10)) == [str(d) for d in range(10)]
+    assert report_page.class_names("fashion-mnist", np.array(["a", "b"])) == ["a", "b"]
+
+
+def test_command_errors_are_one_line_with_their_exit_status(made, tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    cases = [
+        ([str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o")], 1, "no such file"),
+        ([str(a_file), "--out", str(tmp_path / "o")], 1, "not a fastnn model file"),
+        ([str(made.path), "--out", str(a_file)], 2, "--out"),
+        ([str(made.path), "--out", str(a_file / "sub")], 2, "no folder can be made inside it"),
+    ]
+    for argv, status, words in cases:
+        assert report.main(argv) == status, argv
+        out, err = capsys.readouterr()
+        assert err.startswith("fastnn.report: error: ") and err.count("\n") == 1, err
+        assert words in err and out == ""
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(made.path)])  # no --out
+    assert exit_info.value.code == 2
+
+
+def test_a_dataset_the_model_does_not_fit_is_a_clear_error(made, real_data_dir, tmp_path, capsys):
+    path = tmp_path / "five.npz"
+    params = init_params(784, 4, 5, seed=0)
+    persist.save_model(path, params, activation="relu", classes=np.arange(5))  # labels 0..4
+    argv = [str(path), "--out", str(tmp_path / "o"), "--data", str(real_data_dir)]
+    assert report.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "holds labels [5, 6, 7, 8, 9] that" in err and err.count("\n") == 1
+
+
+def test_train_writes_the_report_at_the_end_of_a_run(real_data_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    code, stdout, err = run_main(
+        ["--backend", "numpy", "--hidden", "16", "--epochs", "1", "--dev-size", "50000",
+         "--data", str(real_data_dir), "--no-download", "--report", str(out)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"wrote the report (report.html and its figures) to {out}" in stdout
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<title>fastnn report: MNIST, 784-16-10, adam, lr 0.003 cosine, numpy backend" in page
+    test_accuracy = re.search(r"test accuracy (\d+\.\d\d%)", stdout).group(1)
+    assert f"<td>accuracy on the MNIST test set</td><td>{test_accuracy}</td>" in page
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+    assert "This model file has no training history" not in page
+
+
+def test_train_refuses_an_unwritable_report_folder_before_training(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    code, out, err = run_main(["--backend", "numpy", "--report", str(a_file)], capsys)
+    assert code == 1 and "--report" in err and "is a file, not a folder" in err
+    assert "epoch" not in out
