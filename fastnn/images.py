@@ -22,12 +22,20 @@ convention every MNIST digit has its centroid within half a pixel of (14, 14)
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImageError", "read_grey", "to_mnist", "load_digit"]
+__all__ = [
+    "ImageError",
+    "decode_grey",
+    "digit_from_bytes",
+    "load_digit",
+    "read_grey",
+    "to_mnist",
+]
 
 SIDE = 28  # MNIST field size
 BOX = 20  # the digit is fitted into a BOX x BOX square ...
@@ -52,33 +60,50 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
     Colour is reduced to luminance; an alpha channel is composited onto a background
     chosen so that transparent pixels look like paper (see ``_flatten_alpha``).
     """
-    # Imported lazily: importing fastnn should not pay for matplotlib.
-    import matplotlib.image as mpimg
-
     path = Path(path)
     if not path.is_file():
         what = "is a directory, not an image file" if path.is_dir() else "does not exist"
         raise ImageError(f"{path}: {what}")
+    return _decode_grey(path, str(path), MAX_PIXELS)
+
+
+def decode_grey(data: bytes, name: str = "the image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """``read_grey`` for an image file's bytes (e.g. an upload); `name` labels its errors.
+
+    An image declaring more than `max_pixels` is refused before decoding.
+    """
+    return _decode_grey(data, name, max_pixels)
+
+
+def _decode_grey(source: Path | bytes, name: str, max_pixels: int) -> np.ndarray:
+    """The one decoder behind ``read_grey`` and ``decode_grey``: a file or its bytes."""
+    # Imported lazily: importing fastnn should not pay for matplotlib.
+    import matplotlib.image as mpimg
+
+    def opened() -> Path | io.BytesIO:
+        # A fresh stream each time: Pillow leaves a stream's position after the header.
+        return _Bytes(source) if isinstance(source, bytes) else source
+
     try:
         # Pillow (matplotlib's image reader) parses only the header here.
         from PIL import Image
 
-        with Image.open(path) as image:
+        with Image.open(opened()) as image:
             width, height = image.size
-        if width * height > MAX_PIXELS:
+        if width * height > max_pixels:
             raise ImageError(
-                f"{path}: the image is {width} x {height} pixels ({width * height / 1e6:.0f} "
-                f"megapixels); fastnn reads images of up to {MAX_PIXELS / 1e6:.0f} megapixels. "
+                f"{name}: the image is {width} x {height} pixels ({width * height / 1e6:.0f} "
+                f"megapixels); fastnn reads images of up to {max_pixels / 1e6:.0f} megapixels. "
                 "Scale it down first."
             )
         # A non-"png" format makes matplotlib let Pillow sniff the real format from
         # the file's bytes; with the default it would trust a ".png" suffix and fail
         # on, say, a JPEG saved under that name.  PNGs still come back as floats.
-        data = mpimg.imread(path, format="auto")
+        data = mpimg.imread(opened(), format="auto")
     except ImageError:
         raise
     except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ...)
-        raise ImageError(f"{path}: cannot read as an image ({type(err).__name__}: {err})") from err
+        raise ImageError(f"{name}: cannot read as an image ({type(err).__name__}: {err})") from err
 
     arr = np.asarray(data)
     # Integer data (JPEG, 16-bit PNG, ...) -> [0, 1]; PNGs already come as floats.
@@ -93,10 +118,17 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
         if arr.shape[2] == 4:
             grey = _flatten_alpha(np.clip(grey, 0.0, 1.0), np.clip(arr[..., 3] / full, 0.0, 1.0))
     else:
-        raise ImageError(f"{path}: unsupported image layout {arr.shape}")
+        raise ImageError(f"{name}: unsupported image layout {arr.shape}")
     if grey.size == 0:
-        raise ImageError(f"{path}: image has no pixels")
+        raise ImageError(f"{name}: image has no pixels")
     return np.clip(grey.astype(np.float64, copy=False), 0.0, 1.0)
+
+
+class _Bytes(io.BytesIO):
+    """An in-memory file that Pillow's messages name by its size, not its memory address."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self.getbuffer())} bytes>"
 
 
 def _border(img: np.ndarray) -> np.ndarray:
@@ -273,8 +305,22 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
 
 def load_digit(path: str | os.PathLike) -> np.ndarray:
     """Read an image file and convert it to an MNIST-like uint8 row (784,)."""
-    grey = read_grey(path)
+    return _digit(read_grey(path), str(path))
+
+
+def digit_from_bytes(
+    data: bytes, name: str = "the image", max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """``load_digit`` for an image file's bytes (an upload): the same decoding and conversion.
+
+    `name` labels the errors, as the path does for ``load_digit``; an image declaring more
+    than `max_pixels` is refused before decoding.
+    """
+    return _digit(decode_grey(data, name, max_pixels), name)
+
+
+def _digit(grey: np.ndarray, name: str) -> np.ndarray:
     try:
         return to_mnist(grey)
     except ImageError as err:
-        raise ImageError(f"{path}: {err}") from err
+        raise ImageError(f"{name}: {err}") from err

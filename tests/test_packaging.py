@@ -118,6 +118,11 @@ def test_wheel_contents(built):
     modules = {p.relative_to(source).as_posix() for p in (source / "fastnn").rglob("*.py")}
     wheel_modules = {n.as_posix() for n in names if n.suffix == ".py"}
     assert modules <= wheel_modules, f"modules missing from the wheel: {modules - wheel_modules}"
+    # Data files: the page python -m fastnn.serve serves.
+    static = {p.relative_to(source).as_posix() for p in (source / "fastnn" / "static").iterdir()}
+    assert {"fastnn/static/index.html", "fastnn/static/app.js"} <= static, static
+    wheel_files = {n.as_posix() for n in names}
+    assert static <= wheel_files, f"page files missing from the wheel: {static - wheel_files}"
     top = {name.parts[0] for name in names}
     assert "tests" not in top and "benchmarks" not in top, sorted(top)
     assert top == {"fastnn", dist_info}, sorted(top)
@@ -149,6 +154,7 @@ VENV_SCRIPT = textwrap.dedent(
     import fastnn.bench
     import fastnn.data
     import fastnn.kernels
+    import fastnn.serve
 
     for name, module in sorted(sys.modules.items()):
         if name == "fastnn" or name.startswith("fastnn."):
@@ -169,6 +175,10 @@ VENV_SCRIPT = textwrap.dedent(
     assert set(predicted.tolist()) <= set(range(10)), set(predicted.tolist())
     proba = model.predict_proba(X)
     assert proba.shape == (200, 10) and np.allclose(proba.sum(axis=1), 1.0)
+
+    # python -m fastnn.serve finds its page in the installed package.
+    page = fastnn.serve.static_files()
+    assert b'id="prediction"' in page["index.html"] and page["app.js"] and page["style.css"]
     print("fastnn", fastnn.__version__, "from", Path(fastnn.__file__).resolve())
     """
 )

@@ -1,8 +1,11 @@
 """The README's examples run as written: every Python block, and the prediction commands."""
 
+import json
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,11 +40,15 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 DEEPER = "Deeper networks and optimizers"
+TRAIN = "python -m fastnn.train --save model.npz"  # the model of the sections below
+SERVE = "Drawing digits in the browser"
 
 
 def test_readme_has_the_examples_this_file_runs():
     assert len(blocks("python", "The library")) == 2
     assert len(blocks("bash", "Predicting digits")) == 1
+    assert len(blocks("bash", "The report")) == 1
+    assert len(blocks("bash", SERVE)) == 2
     assert len(blocks("python", DEEPER)) == 1 and len(blocks("bash", DEEPER)) == 1
 
 
@@ -56,9 +63,29 @@ def test_library_example_runs(index, tmp_path):
         assert (tmp_path / "mnist-model.npz").exists()
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A folder holding the model.npz that the README's first command of both sections makes."""
+    folder = tmp_path_factory.mktemp("readme")
+    assert blocks("bash", "Predicting digits")[0].splitlines()[0].startswith(TRAIN)
+    assert blocks("bash", "The report")[0].startswith(TRAIN + " && ")
+    assert blocks("bash", SERVE)[0].splitlines()[0] == TRAIN
+    run(_command(TRAIN), folder)
+    return folder
+
+
 @needs_data
-def test_prediction_commands_run(tmp_path):
+def test_report_command_runs(trained):
+    report = blocks("bash", "The report")[0].strip().split(" && ", 1)[1]
+    run(_command(report), trained)
+    assert (trained / "report" / "report.html").stat().st_size > 10_000
+
+
+@needs_data
+def test_prediction_commands_run(trained):
     from fastnn.data import load_dataset
+
+    tmp_path = trained
 
     _, _, X_test, _ = load_dataset("mnist", download=False)
     digit = X_test[0].reshape(28, 28)
@@ -67,7 +94,7 @@ def test_prediction_commands_run(tmp_path):
     Image.fromarray(np.stack([big, big, big // 2], axis=2)).save(tmp_path / "another.jpg")
     columns = [f"pixel{i}" for i in range(784)]
     pd.DataFrame(X_test[:20], columns=columns).to_csv(tmp_path / "test.csv", index=False)
-    for line in blocks("bash", "Predicting digits")[0].splitlines():
+    for line in blocks("bash", "Predicting digits")[0].splitlines()[1:]:  # trained: the first
         run(_command(line), tmp_path)
     assert len(pd.read_csv(tmp_path / "submission.csv")) == 20
 
@@ -87,3 +114,32 @@ def test_deeper_network_examples_run(tmp_path):
 def _command(line: str) -> list[str]:
     command = shlex.split(line.split("#")[0])
     return [sys.executable if command[0] == "python" else command[0], *command[1:]]
+
+
+@needs_data
+def test_serve_command_and_its_curl_examples_run(trained):
+    """The section's server, started as written (port 8000), answers the curl lines as
+    written; Ctrl-C stops it with status 130."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8000)) == 0:
+            pytest.skip("something on this machine already listens on port 8000")
+    from fastnn.data import load_dataset
+
+    _, _, X_test, y_test = load_dataset("mnist", download=False)
+    Image.fromarray(255 - X_test[0].reshape(28, 28)).save(trained / "my-digit.png")
+    (trained / "pixels.json").write_text(json.dumps(X_test[1].tolist()))
+    serve_line = blocks("bash", SERVE)[0].splitlines()[1]
+    server = subprocess.Popen(
+        _command(serve_line), cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert "http://127.0.0.1:8000/" in server.stdout.readline()  # printed once it listens
+        answers = []
+        for line in blocks("bash", SERVE)[1].splitlines():
+            answers.append(json.loads(run(shlex.split(line), trained).stdout))
+        assert [a["class"] for a in answers] == y_test[:2].tolist()
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 130, err

@@ -1,0 +1,414 @@
+"""python -m fastnn.serve: a local page to draw a digit on and watch a saved model read it.
+
+The page (fastnn/static/: plain HTML, CSS and JavaScript, no external requests) posts the
+drawing as a PNG to ``POST /predict`` while the person draws, and shows the predicted class, the
+probabilities and the 28x28 image the network received. The image goes through the same
+conversion as ``python -m fastnn.predict`` (fastnn.images.digit_from_bytes, the bytes form of
+load_digit). Only the standard library serves it.
+
+``POST /predict`` takes either an image file as the body (PNG, JPEG, anything Pillow reads) or
+JSON, ``[784 numbers]`` or ``{"pixels": [784 numbers]}``: whole numbers 0..255, row-major 28x28,
+light ink on black as in MNIST, used as they are (already preprocessed). It answers
+``{"class", "probabilities", "classes", "image"}``; a bad request gets ``{"error": "..."}`` with a
+4xx status, and the server goes on serving.
+
+Exit status: 1 when the model cannot be used, 2 for wrong arguments (including a port that is
+in use or an address that cannot be bound), 130 when Ctrl-C stopped it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import socket
+import sys
+import threading
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from fastnn import interrupt
+from fastnn.backends import BACKENDS, get_backend
+from fastnn.estimator import MLPClassifier
+from fastnn.images import SIDE, ImageError, digit_from_bytes
+from fastnn.persist import ModelFileError
+from fastnn.saved import load
+
+EXIT_MODEL, EXIT_ARGUMENTS = 1, 2
+N_PIXELS = SIDE * SIDE
+# A canvas drawing is a few kB and a phone photo a few MB; more than this is refused from the
+# Content-Length header, before a byte of the body is read.
+MAX_BODY = 2 * 1024 * 1024
+# An image may declare at most this many pixels (checked before decoding): decoding takes up to
+# 24 bytes a pixel, so a small file declaring a huge image would cost the server gigabytes.
+MAX_IMAGE_PIXELS = 4096 * 4096
+READ_TIMEOUT = 30.0  # seconds a client may take to send its request: no thread waits forever
+
+# The page's files, served from a fixed list: no path from a request ever reaches the disk.
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+}
+# The browser enforces what the page promises: it loads and sends nothing beyond this server.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class RequestError(Exception):
+    """A request that cannot be answered: its HTTP status and a one-line message."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def static_files() -> dict[str, bytes]:
+    """The page's files by name, read from the installed package (works from a wheel)."""
+    folder = resources.files("fastnn") / "static"
+    names = {name for name, _ in STATIC_FILES.values()}
+    return {name: (folder / name).read_bytes() for name in names}
+
+
+def pixels_from_json(body: bytes) -> np.ndarray:
+    """A JSON ``[784 numbers]`` or ``{"pixels": [...]}`` as a uint8 row, or RequestError."""
+    bad = HTTPStatus.BAD_REQUEST
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(bad, f"the body is not valid JSON ({exc})") from None
+    if isinstance(data, dict):
+        if "pixels" not in data:
+            raise RequestError(bad, 'a JSON object needs a "pixels" list of 784 values')
+        data = data["pixels"]
+    if not isinstance(data, list):
+        raise RequestError(bad, "expected a JSON list of 784 pixel values (28x28, row by row)")
+    if len(data) != N_PIXELS:
+        raise RequestError(
+            bad, f"expected {N_PIXELS} pixel values (28x28, row by row), got {len(data)}"
+        )
+    # bool is an int to Python, but `true` is no pixel value.
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
+        raise RequestError(bad, "every pixel value must be a number")
+    values = np.array(data, dtype=np.float64)
+    # Whole numbers only: values in [0, 1] (a scaled image) would otherwise pass as near-black.
+    wrong = ~np.isfinite(values) | (values < 0) | (values > 255) | (values != np.round(values))
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        raise RequestError(
+            bad, f"pixel values must be whole numbers from 0 to 255; value {i} is {data[i]!r}"
+        )
+    row = values.astype(np.uint8)
+    if not row.any():
+        raise RequestError(bad, "no digit found: the image is blank (every pixel is 0)")
+    return row
+
+
+def looks_like_json(body: bytes, content_type: str) -> bool:
+    """JSON by its Content-Type, or by its first character (no image format starts so)."""
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        return True
+    return body.lstrip()[:1] in (b"[", b"{")
+
+
+class Predictor:
+    """A loaded model, and the answers to /predict, one request at a time: a drawing takes a
+    few milliseconds, and one at a time bounds the memory that large uploads take and needs no
+    backend to be safe to call from several request threads at once."""
+
+    def __init__(self, model: MLPClassifier) -> None:
+        self.model = model
+        self._lock = threading.Lock()
+        self.classes = [_plain(label) for label in model.classes_]
+
+    def answer(self, body: bytes, content_type: str) -> dict[str, Any]:
+        """The answer to /predict for a request's body: an image file or JSON pixels."""
+        with self._lock:
+            if looks_like_json(body, content_type):
+                row = pixels_from_json(body)
+            else:
+                try:
+                    row = digit_from_bytes(body, "the image", MAX_IMAGE_PIXELS)
+                except ImageError as exc:
+                    raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+            return self.predict(row)
+
+    def predict(self, row: np.ndarray) -> dict[str, Any]:
+        """The answer for one uint8 row of 784 pixels."""
+        proba = self.model.predict_proba(row[None, :])[0]
+        # argmax takes the first of equal maxima, as fastnn.predict's stable sort does.
+        best = int(np.argmax(proba))
+        return {
+            "class": self.classes[best],
+            "probabilities": [float(p) for p in proba],
+            "classes": self.classes,
+            "image": row.tolist(),
+        }
+
+
+def _plain(label: Any) -> Any:
+    """A label as a JSON-able Python value."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
+class Handler(BaseHTTPRequestHandler):
+    """The routes: GET / and the page's files; POST /predict. Everything else is a JSON error."""
+
+    server: DigitServer
+    server_version = "fastnn.serve"
+    protocol_version = "HTTP/1.1"  # keep-alive: the page posts many times a second
+    timeout = READ_TIMEOUT
+    _body_read = False
+
+    def parse_request(self) -> bool:
+        self._body_read = False  # per request: a connection carries many
+        return super().parse_request()
+
+    def do_GET(self) -> None:
+        self._static(body=True)
+
+    def do_HEAD(self) -> None:
+        self._static(body=False)
+
+    def do_POST(self) -> None:
+        try:
+            path = self.path.split("?", 1)[0]
+            if path in STATIC_FILES:
+                raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} takes GET, not POST")
+            if path != "/predict":
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no such page: {path}")
+            body = self._read_body()
+            answer = self.server.predictor.answer(body, self.headers.get("Content-Type", ""))
+            self._send_json(HTTPStatus.OK, answer)
+        except RequestError as exc:
+            self._send_error(exc)
+        except Exception:  # a bug: say so, log it, and keep serving
+            traceback.print_exc(file=sys.stderr)
+            self._send_error(RequestError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
+
+    def _other_method(self) -> None:
+        self._send_error(
+            RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not supported here")
+        )
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other_method
+
+    def _static(self, body: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/predict":
+            message = "/predict takes POST: an image, or JSON pixels"
+            self._send_error(RequestError(HTTPStatus.METHOD_NOT_ALLOWED, message))
+            return
+        if path not in STATIC_FILES:
+            self._send_error(RequestError(HTTPStatus.NOT_FOUND, f"no such page: {path}"))
+            return
+        name, content_type = STATIC_FILES[path]
+        content = self.server.files[name]
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(content)))
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if body:
+            self.wfile.write(content)
+
+    def _read_body(self) -> bytes:
+        """The request's body, if it announced its length and it is not too long."""
+        length_header = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or length_header is None:
+            self.close_connection = True  # a body of unknown length cannot be skipped
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length")
+        try:
+            length = int(length_header)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"bad Content-Length: {length_header!r}"
+            ) from None
+        if length > MAX_BODY:
+            # The body is left unread, so this connection cannot carry another request.
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the body is {length:,} bytes; at most {MAX_BODY:,} are accepted",
+            )
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:  # the socket's timeout: the client stopped sending
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {self.timeout:g} s"
+            ) from None
+        self._body_read = True
+        if len(body) < length:
+            self.close_connection = True
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body ended before its Content-Length")
+        if not body:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body is empty: send an image")
+        return body
+
+    def _send_error(self, exc: RequestError) -> None:
+        announced = self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length")
+        if announced not in (None, "0") and not self._body_read:
+            # The body is still in the connection, where it would be read as the next request.
+            self.close_connection = True
+        headers = {}
+        if exc.status == HTTPStatus.METHOD_NOT_ALLOWED:
+            path = self.path.split("?", 1)[0]
+            headers["Allow"] = "POST" if path == "/predict" else "GET, HEAD"
+        self._send_json(exc.status, {"error": str(exc)}, headers)
+
+    def _send_json(
+        self, status: HTTPStatus, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        content = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(content)))
+        self.send_header("Cache-Control", "no-store")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(content)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The page posts several times a second while someone draws: log only what went wrong.
+        if isinstance(code, int) and code >= 400:
+            super().log_request(code, size)
+
+
+class DigitServer(ThreadingHTTPServer):
+    """The HTTP server with the model and the page's files it serves."""
+
+    daemon_threads = True  # Ctrl-C does not wait for a client that keeps its connection open
+
+    def __init__(self, address: tuple[str, int], predictor: Predictor) -> None:
+        if ":" in address[0]:  # an IPv6 address such as ::1
+            self.address_family = socket.AF_INET6
+        self.predictor = predictor
+        self.files = static_files()
+        super().__init__(address, Handler)
+
+    @property
+    def url(self) -> str:
+        """Where to open the page on this machine (the port is the bound one, for port 0)."""
+        host, port = self.server_address[:2]
+        # Listening on every address: this machine reaches it through its loopback address.
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(host), str(host))
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
+
+
+def create_server(model: MLPClassifier, host: str = "127.0.0.1", port: int = 8000) -> DigitServer:
+    """A server for `model`, bound (port 0: to a free port, see `.url`) but not yet serving:
+    call `serve_forever()`, and `shutdown()` from another thread to stop it.
+
+    Raises ValueError if the model does not take 28x28 images; OSError if the address cannot
+    be bound.
+    """
+    n_features = getattr(model, "n_features_in_", None)
+    if n_features != N_PIXELS:
+        raise ValueError(
+            f"the model takes {n_features} features; fastnn.serve needs one trained on 28x28 "
+            f"images ({N_PIXELS} features)"
+        )
+    # fastnn.images imports its image reader on first use: now, rather than in the first
+    # visitor's first stroke (half a second).
+    import matplotlib.image  # noqa: F401
+
+    return DigitServer((host, port), Predictor(model))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fastnn.serve",
+        description="Serve a page on which to draw a digit and see a saved model's prediction "
+        "as you draw; POST /predict takes an image or 784 pixel values as JSON.",
+        epilog="Exit status: 1 unusable model, 2 bad arguments (or a port in use), 130 Ctrl-C.",
+    )
+    p.add_argument(
+        "model", help="a model file written by MLPClassifier.save or fastnn.train --save"
+    )
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default: %(default)s, this machine only; "
+                   "0.0.0.0 lets other machines reach the page)")  # fmt: skip
+    p.add_argument("--port", type=int, default=8000,
+                   help="the port (default: %(default)s; 0 picks a free one)")  # fmt: skip
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="backend for the forward pass (default: %(default)s, which needs no "
+                   "compilation)")  # fmt: skip
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port}: give a port from 0 to 65535")
+    try:
+        return run(args)
+    except KeyboardInterrupt:  # raised in plain Python: serve_forever's loop, or loading
+        print("fastnn.serve: stopped", file=sys.stderr)
+        return interrupt.EXIT_INTERRUPTED
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        model = load(args.model)
+        backend = get_backend(args.backend)
+        model.set_params(backend=args.backend)
+        # One forward pass now, so that a backend that compiles does it before the first
+        # visitor rather than during their first stroke.
+        with backend.compilation(_say):
+            model.predict_proba(np.zeros((1, model.n_features_in_), dtype=np.uint8))
+        server = create_server(model, args.host, args.port)
+    except (ModelFileError, ValueError) as exc:
+        _say(f"fastnn.serve: error: {exc}")
+        return EXIT_MODEL
+    except OSError as exc:
+        _say(f"fastnn.serve: error: {_bind_problem(args.host, args.port, exc)}")
+        return EXIT_ARGUMENTS
+    with server:
+        # Printed (and flushed) once listening, so a script can read the port from it.
+        print(f"fastnn.serve: serving {args.model} at {server.url} (Ctrl-C to stop)", flush=True)
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            _say(f"fastnn.serve: note: listening on {args.host}: other machines can reach it")
+        server.serve_forever()
+    return 0
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    """One line on why (host, port) could not be bound, and what to do."""
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use (another fastnn.serve?); "
+            "choose another with --port, or --port 0 for a free one"
+        )
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}; use a port above 1023"
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host!r}: not an address of this machine ({exc.strerror})"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
