@@ -261,7 +261,9 @@ def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba
     args = cli.parse_args(["--quick", "--no-peers", "--no-startup", "--rows", "40"])
     backends = [get_backend("numpy")] + ([NumpyAsNumba()] if with_numba else [])
     missing = None if with_numba else "not available in this test"
-    result = cli.collect(args, data, backends, missing, lambda _: None, matmul_size=32)
+    result = cli.collect(
+        args, data, backends, missing, lambda _: None, matmul_size=32, fma_rounds=1000
+    )
     report.write_json(tmp_path / "b.json", result)
     report.write_png(tmp_path / "b.png", result)
     saved = json.loads((tmp_path / "b.json").read_text())
@@ -274,6 +276,27 @@ def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba
     assert len(rows) == 6  # one per MNIST workload
     deep = saved["workloads"][WORKLOAD_NAMES.index("mnist-h256-128")]
     assert (deep["hidden"], deep["depth"], deep["solver"]) == ([256, 128], 2, "sgd")
+    h10 = saved["workloads"][WORKLOAD_NAMES.index("mnist-h10")]
+    X = data["mnist"][0]
+    trained = X[:40] if not h10["full_batch"] else X[FULL_BATCH_HELD_OUT:][:40]
+    non_zero = np.count_nonzero(trained) / len(trained)  # of N_IN pixels, most of them here
+    expected = 4 * non_zero * 10 + 6 * 10 * 10  # FLOP_FORMULA with non-zero inputs only
+    assert h10["sparse_flops_per_sample"] == pytest.approx(expected)
+    assert all(w["sparse_flops_per_sample"] <= w["flops_per_sample"] for w in saved["workloads"])
+    if with_numba:
+        assert {d: f["gflops"] > 0 for d, f in saved["fma_peak"].items()} == {
+            "float32": True,
+            "float64": True,
+        }
+        for w in saved["workloads"]:
+            numba = w["results"]["numba"]
+            expected = numba["samples_per_s"] * w["sparse_flops_per_sample"] / 1e9
+            assert numba["work_gflops"] == pytest.approx(expected)
+            peak = saved["fma_peak"][w["dtype"]]["gflops"]
+            assert numba["pct_of_fma_peak"] == pytest.approx(100 * expected / peak)
+        assert "- FMA peak (measured: " in result["markdown"]
+    else:
+        assert saved["fma_peak"] is None and "- FMA peak" not in result["markdown"]
     assert deep["flops_per_sample"] == flops_per_sample(N_IN, (256, 128))
     adam = saved["workloads"][WORKLOAD_NAMES.index("mnist-h128-adam")]
     assert (adam["solver"], adam["learning_rate"], adam["sgd_twin"]) == (
@@ -316,7 +339,9 @@ def test_peers_run_on_each_chosen_peer_workload(data, monkeypatch) -> None:
     args = cli.parse_args(["--quick", "--peers", "--no-startup", "--rows", "200",
                            "--workloads", *chosen])  # fmt: skip
     backends = [get_backend("numpy"), NumpyAsNumba()]
-    result = cli.collect(args, data, backends, None, lambda _: None, matmul_size=32)
+    result = cli.collect(
+        args, data, backends, None, lambda _: None, matmul_size=32, fma_rounds=1000
+    )
     assert [run["workload"] for run in result["peers"]] == ["mnist-h256-128", "mnist-h128-adam"]
     for run in result["peers"]:
         assert run["results"].keys() == {peers.OURS, "fakelib 1.0"}
@@ -380,3 +405,22 @@ def test_the_chart_shows_the_peers_and_says_when_the_machine_was_busy() -> None:
     result["workloads"][1]["others_cores"] = 1.5  # mnist-h128's numpy and numba bars
     legend, text, bars, hatched = drawn()
     assert "Busy machine" in text and "up to 1.5 cores" in text and hatched == 2
+
+
+def test_fma_chains_compute_what_they_say():
+    """a = a * 0.5 + 0.5 from a = 0.5 * (k + 1) on chain k: before any round the lanes sum to
+    lanes * 0.5 * (1 + ... + CHAINS); after enough rounds every lane is exactly 1."""
+    from numba import njit
+
+    from fastnn.bench.peak import CHAINS, fma_peak_gflops, fma_rounds
+
+    @njit
+    def chains(rounds, b):
+        return fma_rounds(rounds, b, 256), fma_rounds(rounds, b, 512)
+
+    for dtype, lanes in ((np.float32, 8), (np.float64, 4)):
+        start = 0.5 * CHAINS * (CHAINS + 1) / 2
+        assert chains(0, dtype(0.5)) == (lanes * start, 2 * lanes * start)
+        assert chains(200, dtype(0.5)) == (lanes * CHAINS, 2 * lanes * CHAINS)
+    peak = fma_peak_gflops("float32", threads=1, rounds=1000)
+    assert peak["gflops"] > 0 and peak["vector_bits"] in (256, 512)

@@ -27,6 +27,8 @@ from fastnn import interrupt
 from fastnn.atomic import check_writable, write_text
 from fastnn.backends import Backend, get_backend
 from fastnn.bench import accuracy, report
+from fastnn.bench.peak import ROUNDS as FMA_ROUNDS
+from fastnn.bench.peak import fma_peaks, set_against_fma_peak
 from fastnn.bench.peers import run_peers
 from fastnn.bench.startup import measure_startup
 from fastnn.bench.timing import (
@@ -192,6 +194,7 @@ def run_workloads(
                 rows=len(p.order),
                 epochs_per_run=p.iterations,
                 flops_per_sample=p.flops_per_sample,
+                sparse_flops_per_sample=p.sparse_flops_per_sample,
                 results=results,
                 numpy_over_numba=speedup(medians.get("numpy"), medians.get("numba")),
                 others_cores=others["cores"],
@@ -254,6 +257,7 @@ def collect(
     numba_unavailable: str | None,
     log: Log,
     matmul_size: int = MATMUL_SIZE,
+    fma_rounds: int = FMA_ROUNDS,
 ) -> dict:
     """Run everything the options ask for; the JSON-ready result, its markdown included."""
     numba = next((b for b in backends if b.name == "numba"), None)
@@ -266,6 +270,11 @@ def collect(
         workloads = [workload(name) for name in args.workloads]
         entries = run_workloads(workloads, data, backends, args, peak, log)
         peers = run_peers_on(args.workloads, data, numba, args, peak, log) if args.peers else None
+        fma = None if numba is None else fma_peaks(args.threads, fma_rounds)
+    if fma is not None:
+        rates = (f"{dtype} {f['gflops']:.1f} GFLOP/s" for dtype, f in fma.items())
+        log(f"FMA peak: {', '.join(rates)}")
+        set_against_fma_peak(entries, fma)
     if not args.startup:
         startup = None
     elif numba is None:
@@ -294,6 +303,7 @@ def collect(
         numba_unavailable=numba_unavailable,
         flop_formula=FLOP_FORMULA,
         matmul_peak_gflops=peak,
+        fma_peak=fma,
         workloads=entries,
         optimizer_costs=optimizer_costs(entries),
         peers=peers,

@@ -65,6 +65,8 @@ def workload_table(result: dict) -> str:
         "numba samples/s",
         "numba GFLOP/s",
         "% of matmul peak",
+        "numba work GFLOP/s",
+        "% of FMA peak",
     )
     rows = [
         (
@@ -75,6 +77,8 @@ def workload_table(result: dict) -> str:
             count(_get(entry, "numba", "samples_per_s")),
             rate(_get(entry, "numba", "gflops")),
             percent(_get(entry, "numba", "pct_of_peak")),
+            rate(_get(entry, "numba", "work_gflops")),
+            percent(_get(entry, "numba", "pct_of_fma_peak")),
         )
         for entry in result["workloads"]
     ]
@@ -153,6 +157,19 @@ def contention_notes(result: dict) -> list[str]:
     ]
 
 
+def fma_line(fma: dict, threads: int) -> str:
+    rates = ", ".join(
+        f"{dtype} {f['gflops']:.1f} GFLOP/s ({f['vector_bits']}-bit vectors)"
+        for dtype, f in fma.items()
+    )
+    return (
+        f"- FMA peak (measured: {threads} thread(s) of independent fused multiply-adds in "
+        f"registers, see fastnn/bench/peak.py): {rates}. Work GFLOP/s counts the FLOPs the "
+        "numba kernels do, the first layer's on non-zero inputs only, over the time taken: "
+        "its share of the FMA peak is how close to the machine's arithmetic limit they run."
+    )
+
+
 def markdown(result: dict) -> str:
     """The whole report: heading, tables and the notes that say what was measured."""
     m, s = result["machine"], result["settings"]
@@ -196,6 +213,8 @@ def markdown(result: dict) -> str:
         f"{peak['float64']:.1f} GFLOP/s; each workload is set against the peak of its dtype. "
         "It is this machine's practical rate through numpy's BLAS, not a hard limit.",
     ]
+    if result.get("fma_peak"):
+        lines.append(fma_line(result["fma_peak"], s["threads"]))
     if result.get("peers"):
         lines += peer_lines(result["peers"])
     if result.get("startup"):

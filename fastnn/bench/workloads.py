@@ -129,6 +129,15 @@ class Prepared:
     def flops_per_sample(self) -> int:
         return flops_per_sample(self.X.shape[1], self.workload.hidden)
 
+    @property
+    def sparse_flops_per_sample(self) -> float:
+        """The FLOPs of FLOP_FORMULA that a kernel skipping zero inputs does: the first
+        layer's over the rows' mean number of non-zero features instead of all of them."""
+        non_zero = float(np.count_nonzero(self.X)) / max(len(self.X), 1)
+        dense = flops_per_sample(self.X.shape[1], self.workload.hidden)
+        first = self.X.shape[1] * self.workload.hidden[0]  # fan_in * fan_out of layer 1
+        return dense - 4 * first + 4 * non_zero * self.workload.hidden[0]
+
     def scaled(self) -> np.ndarray:
         """X / 255 in the workload's dtype, computed once and shared by every contender."""
         if self._scaled is None:
