@@ -8,3 +8,13 @@ from fastnn.saved import load
 __version__ = "0.1.0"
 
 __all__ = ["MLPClassifier", "__version__", "load"]
+
+
+def __getattr__(name: str):
+    # fastnn.sweep(...) without importing Dask (or pandas) with fastnn: the package
+    # fastnn.sweep is imported on first use, and is itself callable (see fastnn/sweep).
+    if name == "sweep":
+        import fastnn.sweep
+
+        return fastnn.sweep
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

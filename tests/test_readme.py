@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sweep_helpers
 from PIL import Image
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -42,6 +43,7 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 DEEPER = "Deeper networks and optimizers"
 TRAIN = "python -m fastnn.train --save model.npz"  # the model of the sections below
 SERVE = "Drawing digits in the browser"
+SWEEPS = "Hyperparameter sweeps"
 
 
 def test_readme_has_the_examples_this_file_runs():
@@ -49,6 +51,7 @@ def test_readme_has_the_examples_this_file_runs():
     assert len(blocks("bash", "Predicting digits")) == 1
     assert len(blocks("bash", "The report")) == 1
     assert len(blocks("bash", SERVE)) == 2
+    assert len(blocks("bash", SWEEPS)) == 2 and len(blocks("python", SWEEPS)) == 2
     assert len(blocks("python", DEEPER)) == 1 and len(blocks("bash", DEEPER)) == 1
 
 
@@ -143,3 +146,48 @@ def test_serve_command_and_its_curl_examples_run(trained):
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)
     assert server.returncode == 130, err
+
+
+def _lines(block: str) -> list[str]:
+    """A bash block's commands, continuation lines joined."""
+    return [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+@needs_data
+def test_sweep_examples_run(tmp_path):
+    """The local sweep as written, then the library's (which finds every trial in the
+    command's log and runs none), then the same sweep through a scheduler and two workers
+    started as written. The GridSearchCV example needs scikit-learn, which CI does not have."""
+    sweep_helpers.require_distributed()
+    install, local = _lines(blocks("bash", SWEEPS)[0])
+    assert install == 'pip install "fastnn[sweep]"'  # installed: pip install -e ".[dev,sweep]"
+    out = run(_command(local), tmp_path).stdout
+    assert "12 trials in" in out and "best: python -m fastnn.train" in out
+    out = run([sys.executable, "-c", blocks("python", SWEEPS)[0]], tmp_path).stdout
+    assert len(out.strip().splitlines()) == 6, out  # a header line, a title and 4 means
+    *services, cluster = _lines(blocks("bash", SWEEPS)[1])
+    started = []
+    try:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", 8786)) == 0:
+                pytest.skip("something on this machine already listens on port 8786")
+        for line in services:
+            assert line.endswith(" &")
+            started.append(
+                subprocess.Popen(
+                    shlex.split(line[:-2]),
+                    cwd=tmp_path,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            )
+        out = run(_command(cluster), tmp_path).stdout
+        assert "12 trials in" in out and "best: python -m fastnn.train" in out
+    finally:
+        for process in started:
+            process.terminate()
+        for process in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -1,0 +1,328 @@
+"""The sweep's driver on Dask: the trials of each stage submitted to the cluster, each row
+appended to the log the moment its trial finishes, failures recorded and passed over, and
+successive halving's rungs one after another. `sweep` is the library's entry point."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from fastnn import interrupt
+from fastnn.sweep import results, trial
+from fastnn.sweep.space import SpaceError, check_space, configurations, halving_rungs
+
+INSTALL_ADVICE = "install it with: pip install 'fastnn[sweep]'"
+RETRIES = 2  # a trial that raises is run again this often; a dying worker is Dask's count
+# Threads-per-trial variables for the worker processes: Numba's pool, and NumPy's BLAS (which
+# Dask caps at 1 already) so that workers x threads stays within the cores.
+THREAD_VARIABLES = (
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+
+def require_dask() -> None:
+    """ImportError with what to install, if dask.distributed is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"fastnn.sweep runs on Dask (dask.distributed), which is not installed; "
+            f"{INSTALL_ADVICE}"
+        ) from exc
+
+
+@dataclass
+class Settings:
+    """What a sweep trains: the space, the seeds, the epoch budget, the data; saved beside
+    the results so that --resume runs the very same trials."""
+
+    space: dict[str, Any]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    epochs: int | None = None  # None: the preset's
+    random: int | None = None  # draw this many configurations instead of the whole grid
+    random_seed: int = 0
+    halving: bool = False
+    min_epochs: int = 1
+    factor: int = 3
+    metric: str = "dev_accuracy"
+    preset: str = "default"
+    dataset: str = "mnist"
+    data: str | None = None
+    download: bool = True
+    dev_size: int | None = None  # None: the preset's
+    train_rows: int | None = None  # train on the first N rows after the dev split
+    backend: str = "numba"
+
+    def __post_init__(self) -> None:
+        from fastnn.options import PRESETS
+
+        self.space = check_space(self.space)
+        self.seeds = [int(s) for s in dict.fromkeys(self.seeds)]
+        if not self.seeds:
+            raise SpaceError("give at least one seed")
+        if self.preset not in PRESETS:
+            raise SpaceError(f"preset must be one of {', '.join(PRESETS)}; got {self.preset!r}")
+        self.epochs = self.epochs or PRESETS[self.preset]["epochs"]
+        if self.metric not in results.METRICS:
+            raise SpaceError(f"metric must be one of {', '.join(results.METRICS)}")
+        if self.halving and "max_iter" in self.space:
+            raise SpaceError("with halving the epochs are the rungs': do not sweep max_iter")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": 1, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, content: Mapping[str, Any]) -> Settings:
+        return cls(**{k: v for k, v in content.items() if k != "version"})
+
+    def names(self) -> list[str]:
+        """The parameters that vary (a one-value grid entry is fixed, not shown)."""
+        return [n for n, v in self.space.items() if isinstance(v, dict) or len(v) > 1]
+
+    def spec(self, config: dict[str, Any], seed: int, rung: int, epochs: int, threads: int):
+        config = dict(config)
+        epochs = config.pop("max_iter", epochs)
+        spec = dict(
+            preset=self.preset,
+            backend=self.backend,
+            dataset=self.dataset,
+            data=self.data,
+            download=self.download,
+            dev_size=self.dev_size,
+            train_rows=self.train_rows,
+            params=config,
+            seed=seed,
+            epochs=epochs,
+            threads=threads,
+            rung=rung,
+        )
+        spec["trial"] = trial.trial_id(spec)
+        return spec
+
+
+def load_data(settings: Settings) -> trial.SweepData:
+    """The command's data, read once here (and scattered to the workers)."""
+    from fastnn.train import load_data as command_data
+
+    probe = settings.spec(configurations(settings.space, 1, 0)[0], 0, 0, 1, 1)
+    args = trial.check_spec(probe)
+    X, y, X_test, y_test = command_data(args)
+    return trial.SweepData(f"{settings.dataset}:{settings.data}", X, y, X_test, y_test)
+
+
+def open_client(scheduler: Any = None, workers: int | None = None, threads: int = 1):
+    """(client, cluster): a Client of `scheduler` (an address, or a Client as it is), else of a
+    LocalCluster of one-thread worker processes, as many as the cores allow at `threads`
+    Numba threads per trial (workers x threads <= cores: each trial is one process's only
+    work, so nothing waits for a core)."""
+    require_dask()
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None and not isinstance(scheduler, str):
+        return scheduler, None
+    if scheduler is not None:
+        return Client(scheduler, timeout="20s"), None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n_workers = workers or max(1, (cores or 1) // threads)
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        env={name: str(threads) for name in THREAD_VARIABLES},
+    )
+    return Client(cluster), cluster
+
+
+class Driver:
+    """Runs the sweep's stages on a client, writing each row to the log as it arrives."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: Any,
+        log: results.ResultsLog,
+        *,
+        threads: int = 1,
+        retries: int = RETRIES,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.settings, self.client, self.log = settings, client, log
+        self.threads, self.retries, self.progress = threads, retries, progress
+        self.done = log.done()
+        self.data_future = None
+        self.ran: list[dict[str, Any]] = []  # rows of the trials run by this call
+
+    def run(self) -> list[dict[str, Any]]:
+        """Every trial's row, those found in the log included."""
+        s = self.settings
+        configs = configurations(s.space, s.random, s.random_seed)
+        for config in configs:  # refuse a bad configuration now, not in a worker
+            trial.check_spec(s.spec(config, s.seeds[0], 0, s.epochs, self.threads))
+        if not s.halving:
+            specs = [
+                s.spec(c, seed, 0, s.epochs, self.threads) for c in configs for seed in s.seeds
+            ]
+            return self.stage(specs)
+        rows: list[dict[str, Any]] = []
+        for rung, (epochs, count) in enumerate(
+            halving_rungs(len(configs), s.epochs, s.min_epochs, s.factor)
+        ):
+            configs = configs[:count]  # ranked best first by the rung before
+            trials = [
+                [s.spec(c, seed, rung, epochs, self.threads) for seed in s.seeds] for c in configs
+            ]
+            by_trial = {row["trial"]: row for row in self.stage([sp for t in trials for sp in t])}
+            rows += [by_trial[sp["trial"]] for t in trials for sp in t]
+            order = sorted(range(len(configs)), key=lambda i: self.score(trials[i], by_trial))
+            configs = [configs[i] for i in order]
+        return rows
+
+    def score(self, specs: list[dict[str, Any]], by_trial: dict[str, dict]) -> float:
+        """A configuration's rank key over its seeds' trials: smaller is better; failed,
+        diverged-without-a-score trials leave it out, and one with none ranks last."""
+        metric = self.settings.metric
+        values = [
+            by_trial[sp["trial"]][metric]
+            for sp in specs
+            if by_trial[sp["trial"]]["status"] in results.DONE
+            and by_trial[sp["trial"]].get(metric) is not None
+        ]
+        if not values:
+            return float("inf")
+        mean = sum(values) / len(values)
+        return -mean if results.METRICS[metric] == "max" else mean
+
+    def stage(self, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run the trials of `specs` not already done; all their rows, in `specs` order."""
+        from distributed import as_completed
+
+        rows = {sp["trial"]: self.done[sp["trial"]] for sp in specs if sp["trial"] in self.done}
+        todo = [sp for sp in specs if sp["trial"] not in rows]
+        if todo and self.data_future is None:
+            data = load_data(self.settings)
+            # Once to every worker; a worker that joins later gets it from a peer.
+            self.data_future = self.client.scatter(data, broadcast=True, hash=False)
+        pending = {
+            self.client.submit(
+                trial.run_trial,
+                self.data_future,
+                sp,
+                retries=self.retries,
+                pure=False,
+                key=f"fastnn-trial-{sp['trial']}-{uuid.uuid4().hex[:8]}",
+            ): sp
+            for sp in todo
+        }
+        try:
+            for future in as_completed(list(pending)):
+                row = self.row(future, pending.pop(future))
+                rows[row["trial"]] = row
+                # Let go of its result: were its worker to die now, Dask would recompute a
+                # trial that is already in the log.
+                future.release()
+        except KeyboardInterrupt:
+            # A second Ctrl-C while the cluster is told to stop quits at once.
+            signal.signal(signal.SIGINT, lambda *_: os._exit(interrupt.EXIT_INTERRUPTED))
+            for future, sp in list(pending.items()):
+                if future.status == "finished":  # done, just not read yet: keep it
+                    self.row(future, sp)
+            self.client.cancel(list(pending))
+            raise
+        return [rows[sp["trial"]] for sp in specs]
+
+    def row(self, future: Any, spec: dict[str, Any]) -> dict[str, Any]:
+        """The trial's row, appended to the log before anything else happens."""
+        base = {k: spec[k] for k in ("trial", "rung", "params", "seed", "epochs")}
+        if future.status == "finished":
+            row = {**base, **future.result()}
+        elif future.status == "error":  # raised every retry, or its workers kept dying
+            exc = future.exception()
+            row = {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        else:
+            raise ConnectionError(
+                f"trial {spec['trial']} was {future.status}: the scheduler was lost"
+            )
+        self.log.append(row)
+        self.ran.append(row)
+        if self.progress is not None:
+            self.progress(row)
+        return row
+
+
+def sweep(
+    grid: Mapping[str, Sequence[Any] | Mapping[str, Any]],
+    *,
+    seeds: Sequence[int] = (0,),
+    epochs: int | None = None,
+    random: int | None = None,
+    random_seed: int = 0,
+    halving: bool = False,
+    min_epochs: int = 1,
+    factor: int = 3,
+    metric: str = "dev_accuracy",
+    preset: str = "default",
+    dataset: str = "mnist",
+    data: str | os.PathLike | None = None,
+    download: bool = True,
+    dev_size: int | None = None,
+    train_rows: int | None = None,
+    backend: str = "numba",
+    scheduler: Any = None,
+    workers: int | None = None,
+    threads: int = 1,
+    retries: int = RETRIES,
+    results_file: str | os.PathLike | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> pd.DataFrame:
+    """Train every configuration of `grid` ({parameter: [values]}, MLPClassifier's names; or
+    ranges such as {"distribution": "loguniform", "low": 1e-4, "high": 1e-1} with `random`)
+    with each of `seeds` for `epochs` epochs, as python -m fastnn.train would, on a Dask
+    cluster: `scheduler` (an address or a Client), else a LocalCluster of `workers` processes
+    (default: the cores // `threads`). With `halving`, successive halving over the epochs.
+    Returns one row per trial: the parameters, seed, epochs, status, dev and test accuracy,
+    seconds and worker. With `results_file`, each finished trial is appended to that JSON-lines
+    file at once, and trials already in it are not run again (a resumed sweep)."""
+    settings = Settings(
+        dict(grid),
+        list(seeds),
+        epochs,
+        random,
+        random_seed,
+        halving,
+        min_epochs,
+        factor,
+        metric,
+        preset,
+        dataset,
+        None if data is None else str(data),
+        download,
+        dev_size,
+        train_rows,
+        backend,
+    )
+    log = results.ResultsLog(results_file)
+    client, cluster = open_client(scheduler, workers, threads)
+    try:
+        rows = Driver(
+            settings, client, log, threads=threads, retries=retries, progress=progress
+        ).run()
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()
+    return results.frame(rows, list(settings.space))
+
+
+__all__ = ["Driver", "Settings", "open_client", "require_dask", "sweep"]
