@@ -2,8 +2,11 @@
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,12 +26,17 @@ def real_data_dir() -> Path:
     return Path(_REAL_DATA_DIR)
 
 
-# Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 40-50 s, most of
-# the suite's time, on one core. A whole-suite run (many tests collected) starts, beside the
-# tests, one process that compiles the pairs the tests reach later (float X of either dtype,
-# and uint8 X with float64 parameters) into the same cache, on the other core: the tests then
-# load them instead of compiling. Its work is lost, not wrong, if a test gets there first.
-WARM_UP_MIN_TESTS = 500
+# Background work of a whole-suite run (WHOLE_SUITE or more tests collected), on the core the
+# tests mostly leave idle, one job after another:
+# 1. Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 40-50 s, most of
+#    the suite's time. WARM_UP compiles the pairs the tests reach later (float X of either
+#    dtype, uint8 X with float64 parameters) into the same cache: the tests then load them
+#    instead. Its work is lost, not wrong, if a test gets there first.
+# 2. The portable path: the equivalence and determinism suites again in a pytest of their own
+#    with the kernels compiled for a generic x86-64 CPU (NUMBA_CPU_NAME=generic: SSE2, none of
+#    AVX2's or AVX-512's instructions) into a cache of their own, as a machine without them
+#    would run them. test_portable.py (moved to the end of the run) waits for it and reports.
+WHOLE_SUITE = 500
 WARM_UP = """
 import numpy as np
 from fastnn import MLPClassifier
@@ -39,21 +47,91 @@ for X, dtype in ((pixels / np.float32(255), "float32"), (pixels / 255.0, "float6
     model = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, learning_rate_init=0.01, dtype=dtype)
     model.fit(X, y).predict(X)
 """
-_warm_up: subprocess.Popen | None = None
+PORTABLE_TESTS = [
+    "tests/test_numba_equivalence.py",
+    "tests/test_numba_optimizers.py",
+    "tests/test_numba_backend.py::test_same_bits_with_one_and_two_threads",
+    "tests/test_numba_backend.py::test_same_bits_run_after_run",
+    "tests/test_dropout.py::test_same_bits_with_one_and_two_threads_and_run_after_run",
+]
+PORTABLE_TEST = "test_portable.py"
+
+
+class Background:
+    """Commands run one after another in a thread, each one's output kept."""
+
+    def __init__(self, jobs: list[tuple[str, list[str], dict[str, str]]], folder: Path) -> None:
+        self.results: dict[str, tuple[int, str]] = {}  # name: (exit status, output)
+        self._jobs, self._folder = jobs, folder
+        self._process: subprocess.Popen | None = None
+        self._stopped = False
+        self._thread = threading.Thread(
+            target=self._run, name="fastnn-tests-background", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        for name, command, env in self._jobs:
+            if self._stopped:
+                return
+            log = self._folder / f"{name}.log"
+            with log.open("w") as out:
+                self._process = subprocess.Popen(
+                    command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                    cwd=Path(__file__).resolve().parent.parent,
+                )  # fmt: skip
+                status = self._process.wait()
+            self.results[name] = (status, log.read_text(errors="replace"))
+
+    def wait(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._thread.join(60)
+        shutil.rmtree(self._folder, ignore_errors=True)  # the logs and the generic code cache
+
+
+_background: Background | None = None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config, items: list) -> None:
+    """The portable-path check last: by then its background run has had the whole suite's time."""
+    items.sort(key=lambda item: item.path.name == PORTABLE_TEST)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    global _warm_up
-    if len(session.items) < WARM_UP_MIN_TESTS or os.environ.get("FASTNN_TEST_WARM_UP") == "0":
+    global _background
+    if len(session.items) < WHOLE_SUITE or os.environ.get("FASTNN_TEST_BACKGROUND") == "0":
         return
     if importlib.util.find_spec("numba") is None:
         return
-    _warm_up = subprocess.Popen(
-        [sys.executable, "-c", WARM_UP], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    folder = Path(tempfile.mkdtemp(prefix="fastnn-tests-"))
+    quiet = {"FASTNN_TEST_BACKGROUND": "0"}
+    portable = {**quiet, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(folder / "cache")}
+    pytest_command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    _background = Background(
+        [
+            ("warm-up", [sys.executable, "-c", WARM_UP], quiet),
+            ("portable", [*pytest_command, *PORTABLE_TESTS], portable),
+        ],
+        folder,
     )
 
 
+@pytest.fixture(scope="session")
+def background() -> Background | None:
+    """The whole-suite run's background jobs, or None in a run of a few tests."""
+    return _background
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _warm_up is not None and _warm_up.poll() is None:
-        _warm_up.terminate()
-        _warm_up.wait(timeout=30)
+    if _background is not None:
+        _background.stop()

@@ -1,0 +1,27 @@
+"""The portable path: the kernels compiled for a generic x86-64 CPU (no AVX2, no AVX-512) pass
+the equivalence and determinism suites too, as they must on a machine without those
+instructions. It runs in the background of a whole-suite run (see conftest.py) and this test,
+which the run takes last, reports it. By hand:
+
+    NUMBA_CPU_NAME=generic NUMBA_CACHE_DIR=/tmp/generic python -m pytest TESTS
+
+with TESTS the PORTABLE_TESTS of conftest.py.
+"""
+
+import os
+
+import pytest
+
+WAIT_S = 900  # the background run takes about 80 s on its own
+
+
+def test_the_equivalence_and_determinism_suites_pass_on_the_portable_path(background):
+    if background is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs the whole suite, which starts the portable run in the background")
+        pytest.skip("the portable path runs in the background of a whole-suite run only")
+    assert background.wait(WAIT_S), f"the background run did not end within {WAIT_S} s"
+    status, output = background.results["portable"]
+    tail = "\n".join(output.strip().splitlines()[-30:])
+    assert status == 0, f"the suites failed on the portable path:\n{tail}"
+    assert " passed" in tail and " failed" not in tail, tail
