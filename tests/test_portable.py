@@ -3,16 +3,17 @@ the equivalence and determinism suites too, as they must on a machine without th
 instructions. It runs in the background of a whole-suite run (see conftest.py) and this test,
 which the run takes last, reports it. By hand:
 
-    NUMBA_CPU_NAME=generic NUMBA_CACHE_DIR=/tmp/generic python -m pytest TESTS
+    NUMBA_CPU_NAME=generic NUMBA_CACHE_DIR=/tmp/generic python -m pytest TESTS SELECTION
 
-with TESTS the PORTABLE_TESTS of conftest.py.
+with TESTS and SELECTION the PORTABLE_TESTS and PORTABLE_SELECTION of conftest.py (uint8
+inputs only, to halve its compiling).
 """
 
 import os
 
 import pytest
 
-WAIT_S = 900  # the background run takes about 80 s on its own
+WAIT_S = 900  # the background run takes about 55 s on its own
 
 
 def test_the_equivalence_and_determinism_suites_pass_on_the_portable_path(background):
