@@ -39,7 +39,7 @@ from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
 from fastnn.optim import Optimizer, OptimizerState, adam_rate
 
 COMPILE_NOTICE = (
-    "compiling the Numba kernels once, about 20 s (later runs load them from the cache)"
+    "compiling the Numba kernels once, about 40 s (later runs load them from the cache)"
 )
 
 # Importing fastnn.kernels.config started the threading layer in this process.
