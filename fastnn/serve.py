@@ -24,6 +24,7 @@ import json
 import socket
 import sys
 import threading
+import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +49,7 @@ MAX_BODY = 2 * 1024 * 1024
 # 24 bytes a pixel, so a small file declaring a huge image would cost the server gigabytes.
 MAX_IMAGE_PIXELS = 4096 * 4096
 READ_TIMEOUT = 30.0  # seconds a client may take to send its request: no thread waits forever
+LINGER_SECONDS = 2.0  # after refusing a body unread, how long to take in what still arrives
 
 # The page's files, served from a fixed list: no path from a request ever reaches the disk.
 STATIC_FILES = {
@@ -167,10 +169,16 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the page posts many times a second
     timeout = READ_TIMEOUT
     _body_read = False
+    _body_left = False  # a refused body is still arriving: linger before closing
 
     def parse_request(self) -> bool:
         self._body_read = False  # per request: a connection carries many
         return super().parse_request()
+
+    def finish(self) -> None:
+        super().finish()
+        if self._body_left:
+            _linger(self.connection)
 
     def do_GET(self) -> None:
         self._static(body=True)
@@ -263,7 +271,7 @@ class Handler(BaseHTTPRequestHandler):
         announced = self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length")
         if announced not in (None, "0") and not self._body_read:
             # The body is still in the connection, where it would be read as the next request.
-            self.close_connection = True
+            self.close_connection = self._body_left = True
         headers = {}
         if exc.status == HTTPStatus.METHOD_NOT_ALLOWED:
             path = self.path.split("?", 1)[0]
@@ -290,6 +298,22 @@ class Handler(BaseHTTPRequestHandler):
         # The page posts several times a second while someone draws: log only what went wrong.
         if isinstance(code, int) and code >= 400:
             super().log_request(code, size)
+
+
+def _linger(connection: socket.socket) -> None:
+    """Ends our side of the connection, then reads and drops what the client still sends, for at
+    most LINGER_SECONDS. Closing a socket with unread data in it makes the kernel reset the
+    connection, and a client still sending its body then gets "broken pipe" or "connection
+    reset" instead of the refusal it was sent."""
+    try:
+        connection.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            connection.settimeout(left)
+            if not connection.recv(65536):
+                return  # the client closed its side
+    except OSError:  # a timeout or a reset: nothing more to save
+        pass
 
 
 class DigitServer(ThreadingHTTPServer):

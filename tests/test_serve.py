@@ -238,6 +238,28 @@ def test_a_body_without_its_length_is_refused(toy):
     assert predict(server, (folder / "ring.png").read_bytes())[0] == 200
 
 
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [("Transfer-Encoding: chunked", 411), (f"Content-Length: {5 * MAX_BODY}", 413)],
+)
+def test_a_client_still_sending_a_refused_body_reads_the_refusal(toy, header, status):
+    """The server refuses the body from the headers, before reading it. Had it closed the
+    connection with the body arriving, the kernel would reset it and the client, still
+    sending, would get a broken pipe or a reset instead of the answer (seen in CI)."""
+    _, folder, server = toy
+    with socket.create_connection(server.server_address[:2], timeout=TIMEOUT) as client:
+        client.sendall(f"POST /predict HTTP/1.1\r\nHost: test\r\n{header}\r\n\r\n".encode())
+        for _ in range(3):  # more of the body, after the server has answered
+            time.sleep(0.2)
+            client.sendall(b"8000\r\n" + b"x" * 32768 + b"\r\n")
+        reply = b""
+        while piece := client.recv(65536):
+            reply += piece
+    assert reply.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
+    assert b"Connection: close" in reply
+    assert predict(server, (folder / "ring.png").read_bytes())[0] == 200
+
+
 def test_one_connection_carries_many_predictions(toy):
     """The page keeps its connection open (HTTP/1.1) while it posts stroke after stroke."""
     _, folder, server = toy
