@@ -30,8 +30,10 @@ def real_data_dir() -> Path:
 # tests mostly leave idle, one job after another:
 # 1. Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 40-50 s, most of
 #    the suite's time. WARM_UP compiles the pairs the tests reach later (float X of either
-#    dtype, uint8 X with float64 parameters) into the same cache: the tests then load them
-#    instead. Its work is lost, not wrong, if a test gets there first.
+#    dtype) into the same cache while the first tests (test_augment.py) compile the uint8
+#    ones: the later tests then load them. Its work is lost, not wrong, if a test gets there
+#    first (both compile the pair: it once took uint8 X with float64 parameters too, which
+#    test_augment.py was still compiling when it got there).
 # 2. The portable path: the equivalence and determinism suites again in a pytest of their own
 #    with the kernels compiled for a generic x86-64 CPU (NUMBA_CPU_NAME=generic: SSE2, none of
 #    AVX2's or AVX-512's instructions) into a cache of their own, as a machine without them
@@ -46,8 +48,7 @@ import numpy as np
 from fastnn import MLPClassifier
 pixels = np.random.default_rng(0).integers(0, 256, (64, 784)).astype(np.uint8)
 y = np.arange(64) % 3
-for X, dtype in ((pixels / np.float32(255), "float32"), (pixels / 255.0, "float64"),
-                 (pixels, "float64")):
+for X, dtype in ((pixels / np.float32(255), "float32"), (pixels / 255.0, "float64")):
     model = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, learning_rate_init=0.01, dtype=dtype)
     model.fit(X, y).predict(X)
 """
