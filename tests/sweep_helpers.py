@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,17 +39,25 @@ def sweep_command(*args: str) -> list[str]:
 
 
 def start(command: list[str], log: Path, **env: str) -> subprocess.Popen:
-    """A process whose output goes to `log` (read when a test fails)."""
+    """A process whose output goes to `log` (read when a test fails), leading a process group
+    of its own, as a command started from a terminal does (see `press_ctrl_c`)."""
     with open(log, "wb") as out:
         return subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
-        )
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def press_ctrl_c(process: subprocess.Popen) -> None:
+    """SIGINT to the process and every process it started (a local cluster's workers), as a
+    terminal's Ctrl-C reaches its whole foreground process group."""
+    os.killpg(process.pid, signal.SIGINT)
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Kill the process if it still runs, and reap it."""
+    """Kill the process and its group if it still runs, and reap it."""
     if process.poll() is None:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:

@@ -142,7 +142,25 @@ def open_client(scheduler: Any = None, workers: int | None = None, threads: int 
         silence_logs=logging.ERROR,
         env={name: str(threads) for name in THREAD_VARIABLES},
     )
-    return Client(cluster), cluster
+    client = Client(cluster)
+    _workers_ignore_ctrl_c(client)
+    return client, cluster
+
+
+def _workers_ignore_ctrl_c(client: Any) -> None:
+    """A local cluster's worker processes share the terminal's process group, so its Ctrl-C
+    reached them too: each died printing tracebacks, and the trial it ran was lost, while the
+    driver stops the sweep in order anyway. They ignore it instead; a plugin is set up on every
+    worker that joins, so a worker restarted after a crash does too."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreCtrlC(WorkerPlugin):  # sent by value: cloudpickle takes local classes
+        name = "fastnn-ignore-ctrl-c"
+
+        def setup(self, worker: Any) -> None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker's main thread runs this
+
+    client.register_plugin(IgnoreCtrlC())
 
 
 class Driver:
