@@ -139,6 +139,11 @@ def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> in
     backend = get_backend(args.backend)
     X_new = read_kaggle_csv(args.predict_csv)[0] if args.predict_csv else None
     X, y, X_dev, y_dev = train_dev_split(X_all, y_all, args.dev_size, seed=args.seed)
+    if args.report and X_test is None and not len(X_dev):
+        raise ValueError(
+            "--report evaluates the model on the test set, or the dev set where there is none "
+            "(a Kaggle train.csv); with --dev-size 0 there is neither: keep a dev set"
+        )
     params, how, order_rng, first = start(args, X, resumed)
     earlier = None if resumed is None else resumed.history
     r = Run(args, backend, params, X, y, X_dev, y_dev, X_test, y_test, X_new, how, order_rng,
@@ -274,20 +279,24 @@ def planned_outputs(
             wrong = int((labels != y_show).sum())
             which = "dev" if r.X_test is None else "test"
             plots.plot_curves(history, args.plots)
-            plots.plot_samples(
-                X_show[shown], labels[shown], y_show[shown], args.plots,
-                names=CLASS_NAMES["fashion-mnist"] if is_fashion(args) else None,
-                title=f"{which} images, the {wrong:,} mistakes (of {len(y_show):,}) first",
-            )  # fmt: skip
+            if len(y_show):
+                plots.plot_samples(
+                    X_show[shown], labels[shown], y_show[shown], args.plots,
+                    names=CLASS_NAMES["fashion-mnist"] if is_fashion(args) else None,
+                    title=f"{which} images, the {wrong:,} mistakes (of {len(y_show):,}) first",
+                )  # fmt: skip
             if r.how.augmentation is not None:  # 16 rows of one image: 16 draws
-                copies = np.repeat(X_show[:1], AUGMENT_DRAWS, axis=0)
+                image = X_show[:1] if len(X_show) else r.X[:1]
+                copies = np.repeat(image, AUGMENT_DRAWS, axis=0)
                 draws = r.backend.augment(copies, r.how.augmentation.at(1))
                 side = r.how.augmentation.image_shape
                 plots.plot_augmentations(
-                    draws.reshape(-1, *side), X_show[0].reshape(side), args.plots
+                    draws.reshape(-1, *side), image[0].reshape(side), args.plots
                 )
 
-        names = "loss.png, accuracy.png and samples.png"
+        # Without a test set or a dev set (a Kaggle train.csv, --dev-size 0) there is nothing
+        # to show in samples.png.
+        names = "loss.png, accuracy.png" + (" and samples.png" if len(y_show) else "")
         names += "" if r.how.augmentation is None else ", augment.png"
         writes.append((names, args.plots, write_plots))
     if args.report:

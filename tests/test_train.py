@@ -206,6 +206,20 @@ def test_kaggle_csv_trains_and_writes_submission(tmp_path, capsys):
     assert "test accuracy n/a" in out
 
 
+def test_no_test_set_and_no_dev_set_leaves_out_samples_and_refuses_a_report(tmp_path, capsys):
+    """A Kaggle train.csv has no test set: with --dev-size 0 there are no rows to show."""
+    write_kaggle(tmp_path / "train.csv", 200, with_labels=True)
+    common = ["--backend", "numpy", "--data", str(tmp_path / "train.csv"), "--dev-size", "0"]
+    plots = tmp_path / "plots"
+    code, out, err = run_main([*common, "--epochs", "1", "--plots", str(plots)], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in plots.iterdir()) == ["accuracy.png", "loss.png"]
+    report = tmp_path / "report"
+    code, out, err = run_main([*common, "--report", str(report)], capsys)
+    assert code == 1 and "with --dev-size 0 there is neither: keep a dev set" in err
+    assert "epoch" not in out and not report.exists()  # refused before training
+
+
 def test_test_csv_given_as_training_data_is_explained(tmp_path, capsys):
     write_kaggle(tmp_path / "test.csv", 10, with_labels=False)
     code, _, err = run_main(["--backend", "numpy", "--data", str(tmp_path / "test.csv")], capsys)
