@@ -144,7 +144,12 @@ def test_serve_command_and_its_curl_examples_run(trained):
         assert [a["class"] for a in answers] == y_test[:2].tolist()
     finally:
         server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
+        try:
+            _, err = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # never left behind holding the port
+            server.kill()
+            _, err = server.communicate()
+            err = f"still serving 30 s after Ctrl-C:\n{err}"
     assert server.returncode == 130, err
 
 
