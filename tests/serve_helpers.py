@@ -13,7 +13,8 @@ from pathlib import Path
 import fastnn
 from fastnn import MLPClassifier
 from fastnn.data import Dataset, load_dataset
-from fastnn.serve import DigitServer, create_server
+from fastnn.serve import create_server
+from fastnn.serve_http import DigitServer
 
 
 @contextlib.contextmanager

@@ -155,6 +155,7 @@ VENV_SCRIPT = textwrap.dedent(
     import fastnn.data
     import fastnn.kernels
     import fastnn.serve
+    import fastnn.serve_http
 
     for name, module in sorted(sys.modules.items()):
         if name == "fastnn" or name.startswith("fastnn."):
@@ -177,7 +178,7 @@ VENV_SCRIPT = textwrap.dedent(
     assert proba.shape == (200, 10) and np.allclose(proba.sum(axis=1), 1.0)
 
     # python -m fastnn.serve finds its page in the installed package.
-    page = fastnn.serve.static_files()
+    page = fastnn.serve_http.static_files()
     assert b'id="prediction"' in page["index.html"] and page["app.js"] and page["style.css"]
     print("fastnn", fastnn.__version__, "from", Path(fastnn.__file__).resolve())
     """

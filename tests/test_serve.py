@@ -24,7 +24,8 @@ from serve_helpers import serving
 from fastnn import MLPClassifier
 from fastnn.images import load_digit
 from fastnn.predict import main as predict_main
-from fastnn.serve import MAX_BODY, Handler, main
+from fastnn.serve import main
+from fastnn.serve_http import MAX_BODY, Handler
 
 TIMEOUT = 10  # seconds for any one request
 

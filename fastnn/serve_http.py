@@ -1,0 +1,326 @@
+"""The server behind python -m fastnn.serve: its routes, its limits and its answers.
+
+``GET /`` and the page's files (fastnn/static/, read from the installed package, from a fixed
+list: no path from a request reaches the disk); ``POST /predict``, which takes an image file as
+the body (PNG, JPEG, anything Pillow reads) or JSON, ``[784 numbers]`` or ``{"pixels": [784
+numbers]}``: whole numbers 0..255, row-major 28x28, light ink on black as in MNIST, used as
+they are (already preprocessed). It answers ``{"class", "probabilities", "classes",
+"image"}``; a bad request gets ``{"error": "..."}`` with a 4xx status, and the server goes on
+serving. An image goes through the same conversion as ``python -m fastnn.predict``
+(fastnn.images.digit_from_bytes, the bytes form of load_digit). Only the standard library
+serves it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from fastnn.estimator import MLPClassifier
+from fastnn.images import SIDE, ImageError, digit_from_bytes
+
+N_PIXELS = SIDE * SIDE
+# A canvas drawing is a few kB and a phone photo a few MB; more than this is refused from the
+# Content-Length header, before a byte of the body is read.
+MAX_BODY = 2 * 1024 * 1024
+# An image may declare at most this many pixels (checked before decoding): decoding takes up to
+# 24 bytes a pixel, so a small file declaring a huge image would cost the server gigabytes.
+MAX_IMAGE_PIXELS = 4096 * 4096
+READ_TIMEOUT = 30.0  # seconds a client may take to send its request: no thread waits forever
+LINGER_SECONDS = 2.0  # after refusing a body unread, how long to take in what still arrives
+
+# The page's files, served from a fixed list: no path from a request ever reaches the disk.
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+}
+# The browser enforces what the page promises: it loads and sends nothing beyond this server.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class RequestError(Exception):
+    """A request that cannot be answered: its HTTP status and a one-line message."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def static_files() -> dict[str, bytes]:
+    """The page's files by name, read from the installed package (works from a wheel)."""
+    folder = resources.files("fastnn") / "static"
+    names = {name for name, _ in STATIC_FILES.values()}
+    return {name: (folder / name).read_bytes() for name in names}
+
+
+def pixels_from_json(body: bytes) -> np.ndarray:
+    """A JSON ``[784 numbers]`` or ``{"pixels": [...]}`` as a uint8 row, or RequestError."""
+    bad = HTTPStatus.BAD_REQUEST
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(bad, f"the body is not valid JSON ({exc})") from None
+    if isinstance(data, dict):
+        if "pixels" not in data:
+            raise RequestError(bad, 'a JSON object needs a "pixels" list of 784 values')
+        data = data["pixels"]
+    if not isinstance(data, list):
+        raise RequestError(bad, "expected a JSON list of 784 pixel values (28x28, row by row)")
+    if len(data) != N_PIXELS:
+        raise RequestError(
+            bad, f"expected {N_PIXELS} pixel values (28x28, row by row), got {len(data)}"
+        )
+    # bool is an int to Python, but `true` is no pixel value.
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
+        raise RequestError(bad, "every pixel value must be a number")
+    values = np.array(data, dtype=np.float64)
+    # Whole numbers only: values in [0, 1] (a scaled image) would otherwise pass as near-black.
+    wrong = ~np.isfinite(values) | (values < 0) | (values > 255) | (values != np.round(values))
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        raise RequestError(
+            bad, f"pixel values must be whole numbers from 0 to 255; value {i} is {data[i]!r}"
+        )
+    row = values.astype(np.uint8)
+    if not row.any():
+        raise RequestError(bad, "no digit found: the image is blank (every pixel is 0)")
+    return row
+
+
+def looks_like_json(body: bytes, content_type: str) -> bool:
+    """JSON by its Content-Type, or by its first character (no image format starts so)."""
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        return True
+    return body.lstrip()[:1] in (b"[", b"{")
+
+
+class Predictor:
+    """A loaded model, and the answers to /predict, one request at a time: a drawing takes a
+    few milliseconds, and one at a time bounds the memory that large uploads take and needs no
+    backend to be safe to call from several request threads at once."""
+
+    def __init__(self, model: MLPClassifier) -> None:
+        self.model = model
+        self._lock = threading.Lock()
+        self.classes = [_plain(label) for label in model.classes_]
+
+    def answer(self, body: bytes, content_type: str) -> dict[str, Any]:
+        """The answer to /predict for a request's body: an image file or JSON pixels."""
+        with self._lock:
+            if looks_like_json(body, content_type):
+                row = pixels_from_json(body)
+            else:
+                try:
+                    row = digit_from_bytes(body, "the image", MAX_IMAGE_PIXELS)
+                except ImageError as exc:
+                    raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+            return self.predict(row)
+
+    def predict(self, row: np.ndarray) -> dict[str, Any]:
+        """The answer for one uint8 row of 784 pixels."""
+        proba = self.model.predict_proba(row[None, :])[0]
+        # argmax takes the first of equal maxima, as fastnn.predict's stable sort does.
+        best = int(np.argmax(proba))
+        return {
+            "class": self.classes[best],
+            "probabilities": [float(p) for p in proba],
+            "classes": self.classes,
+            "image": row.tolist(),
+        }
+
+
+def _plain(label: Any) -> Any:
+    """A label as a JSON-able Python value."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
+class Handler(BaseHTTPRequestHandler):
+    """The routes: GET / and the page's files; POST /predict. Everything else is a JSON error."""
+
+    server: DigitServer
+    server_version = "fastnn.serve"
+    protocol_version = "HTTP/1.1"  # keep-alive: the page posts many times a second
+    timeout = READ_TIMEOUT
+    _body_read = False
+    _body_left = False  # a refused body is still arriving: linger before closing
+
+    def parse_request(self) -> bool:
+        self._body_read = False  # per request: a connection carries many
+        return super().parse_request()
+
+    def finish(self) -> None:
+        super().finish()
+        if self._body_left:
+            _linger(self.connection)
+
+    def do_GET(self) -> None:
+        self._static(body=True)
+
+    def do_HEAD(self) -> None:
+        self._static(body=False)
+
+    def do_POST(self) -> None:
+        try:
+            path = self.path.split("?", 1)[0]
+            if path in STATIC_FILES:
+                raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} takes GET, not POST")
+            if path != "/predict":
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no such page: {path}")
+            body = self._read_body()
+            answer = self.server.predictor.answer(body, self.headers.get("Content-Type", ""))
+            self._send_json(HTTPStatus.OK, answer)
+        except RequestError as exc:
+            self._send_error(exc)
+        except Exception:  # a bug: say so, log it, and keep serving
+            traceback.print_exc(file=sys.stderr)
+            self._send_error(RequestError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
+
+    def _other_method(self) -> None:
+        self._send_error(
+            RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not supported here")
+        )
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other_method
+
+    def _static(self, body: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/predict":
+            message = "/predict takes POST: an image, or JSON pixels"
+            self._send_error(RequestError(HTTPStatus.METHOD_NOT_ALLOWED, message))
+            return
+        if path not in STATIC_FILES:
+            self._send_error(RequestError(HTTPStatus.NOT_FOUND, f"no such page: {path}"))
+            return
+        name, content_type = STATIC_FILES[path]
+        content = self.server.files[name]
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(content)))
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if body:
+            self.wfile.write(content)
+
+    def _read_body(self) -> bytes:
+        """The request's body, if it announced its length and it is not too long."""
+        length_header = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or length_header is None:
+            self.close_connection = True  # a body of unknown length cannot be skipped
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length")
+        try:
+            length = int(length_header)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"bad Content-Length: {length_header!r}"
+            ) from None
+        if length > MAX_BODY:
+            # The body is left unread, so this connection cannot carry another request.
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the body is {length:,} bytes; at most {MAX_BODY:,} are accepted",
+            )
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:  # the socket's timeout: the client stopped sending
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {self.timeout:g} s"
+            ) from None
+        self._body_read = True
+        if len(body) < length:
+            self.close_connection = True
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body ended before its Content-Length")
+        if not body:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body is empty: send an image")
+        return body
+
+    def _send_error(self, exc: RequestError) -> None:
+        announced = self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length")
+        if announced not in (None, "0") and not self._body_read:
+            # The body is still in the connection, where it would be read as the next request.
+            self.close_connection = self._body_left = True
+        headers = {}
+        if exc.status == HTTPStatus.METHOD_NOT_ALLOWED:
+            path = self.path.split("?", 1)[0]
+            headers["Allow"] = "POST" if path == "/predict" else "GET, HEAD"
+        self._send_json(exc.status, {"error": str(exc)}, headers)
+
+    def _send_json(
+        self, status: HTTPStatus, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        content = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(content)))
+        self.send_header("Cache-Control", "no-store")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(content)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The page posts several times a second while someone draws: log only what went wrong.
+        if isinstance(code, int) and code >= 400:
+            super().log_request(code, size)
+
+
+def _linger(connection: socket.socket) -> None:
+    """Ends our side of the connection, then reads and drops what the client still sends, for at
+    most LINGER_SECONDS. Closing a socket with unread data in it makes the kernel reset the
+    connection, and a client still sending its body then gets "broken pipe" or "connection
+    reset" instead of the refusal it was sent."""
+    try:
+        connection.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            connection.settimeout(left)
+            if not connection.recv(65536):
+                return  # the client closed its side
+    except OSError:  # a timeout or a reset: nothing more to save
+        pass
+
+
+class DigitServer(ThreadingHTTPServer):
+    """The HTTP server with the model and the page's files it serves."""
+
+    daemon_threads = True  # Ctrl-C does not wait for a client that keeps its connection open
+
+    def __init__(self, address: tuple[str, int], predictor: Predictor) -> None:
+        if ":" in address[0]:  # an IPv6 address such as ::1
+            self.address_family = socket.AF_INET6
+        self.predictor = predictor
+        self.files = static_files()
+        super().__init__(address, Handler)
+
+    @property
+    def url(self) -> str:
+        """Where to open the page on this machine (the port is the bound one, for port 0)."""
+        host, port = self.server_address[:2]
+        # Listening on every address: this machine reaches it through its loopback address.
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(host), str(host))
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
