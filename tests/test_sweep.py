@@ -20,7 +20,7 @@ from sweep_helpers import (
     wait_for_rows,
 )
 
-from fastnn.sweep import results, trial
+from fastnn.sweep import cli, results, trial
 from fastnn.sweep.space import (
     SpaceError,
     check_space,
@@ -126,6 +126,16 @@ def test_an_unsweepable_value_is_refused_before_training():
     )
     with pytest.raises(ValueError, match="augment=none cannot be given"):
         trial.check_spec(spec)
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_in_one_line(tmp_path, capsys):
+    require_distributed()
+    (tmp_path / "a-file").write_text("")
+    for out, problem in ((tmp_path / "a-file", "is a file, not a folder"),
+                         (tmp_path / "a-file" / "sweep", "is a file, so no folder")):  # fmt: skip
+        assert cli.main(["--grid", "alpha=0.1,0.2", "--out", str(out)]) == cli.EXIT_ERROR
+        said = capsys.readouterr().err
+        assert said.count("\n") == 1 and f"--out {out}: " in said and problem in said, said
 
 
 def test_without_dask_the_command_says_what_to_install(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastnn import interrupt
-from fastnn.atomic import write_text
+from fastnn.atomic import check_writable, write_text
 from fastnn.options import PRESETS
 from fastnn.sweep.results import METRICS
 from fastnn.sweep.space import SpaceError, format_value, parse_assignment, read_space_file
@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{out} holds a sweep already: go on with it with --resume {out}, "
                 f"or give another --out"
             )
+        check_writable(out, "--resume" if args.resume else "--out", folder=True)
         if not args.resume:
             write_text(out / SETTINGS_FILE, json.dumps(settings.to_json(), indent=2) + "\n")
         return run(settings, args, out)
