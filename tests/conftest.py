@@ -81,12 +81,13 @@ class Background:
             if self._stopped:
                 return
             log = self._folder / f"{name}.log"
-            with log.open("w") as out:
-                self._process = subprocess.Popen(
-                    command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                    cwd=Path(__file__).resolve().parent.parent,
-                )  # fmt: skip
-                status = self._process.wait()
+            # The job opens its log itself: a file held open here for the job's length would
+            # change this process's count of open descriptors under the tests that check it.
+            redirected = ["sh", "-c", 'exec "$@" > "$0" 2>&1', str(log), *command]
+            self._process = subprocess.Popen(
+                redirected, env={**os.environ, **env}, cwd=Path(__file__).resolve().parent.parent
+            )
+            status = self._process.wait()
             self.results[name] = (status, log.read_text(errors="replace"))
 
     def wait(self, timeout: float) -> bool:
