@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,9 @@ def real_data_dir() -> Path:
 #    for each (inputs' dtype, parameters' dtype) pair, and float inputs differ from uint8 ones
 #    only in the table that scales the first layer's rows (kernels.sparse), while the
 #    parameters' dtype, kept both ways, is what the SIMD code is generated for.
+# 3. COLD_COMPILE_TEST, which compiles the kernels from nothing in a process of its own (30 s of
+#    one core, nearly all waiting), in a pytest of its own; in the run itself, moved to the end
+#    as well, it waits for that run and reports it.
 WHOLE_SUITE = 500
 WARM_UP = """
 import numpy as np
@@ -61,6 +65,11 @@ PORTABLE_TESTS = [
 ]
 PORTABLE_SELECTION = ["-k", "not 32-float- and not 64-float-"]  # the float-input cases
 PORTABLE_TEST = "test_portable.py"
+COLD_COMPILE_TEST = (
+    "tests/test_interrupt.py::"
+    "test_first_run_compiles_into_the_user_cache_says_so_and_ctrl_c_waits_for_it"
+)
+WAIT_S = 900  # for a background job, from when the test asks: they take 30-70 s on their own
 
 
 class Background:
@@ -69,6 +78,8 @@ class Background:
     def __init__(self, jobs: list[tuple[str, list[str], dict[str, str]]], folder: Path) -> None:
         self.results: dict[str, tuple[int, str]] = {}  # name: (exit status, output)
         self._jobs, self._folder = jobs, folder
+        # As it is now, before the tests: some take variables out for a while (monkeypatch).
+        self._environ = dict(os.environ)
         self._process: subprocess.Popen | None = None
         self._stopped = False
         self._thread = threading.Thread(
@@ -85,14 +96,22 @@ class Background:
             # change this process's count of open descriptors under the tests that check it.
             redirected = ["sh", "-c", 'exec "$@" > "$0" 2>&1', str(log), *command]
             self._process = subprocess.Popen(
-                redirected, env={**os.environ, **env}, cwd=Path(__file__).resolve().parent.parent
+                redirected, env={**self._environ, **env}, cwd=Path(__file__).resolve().parent.parent
             )
             status = self._process.wait()
             self.results[name] = (status, log.read_text(errors="replace"))
 
-    def wait(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+    def check(self, name: str) -> None:
+        """Fail unless job `name`, a pytest run, has ended and passed."""
+        deadline = time.monotonic() + WAIT_S
+        while name not in self.results and self._thread.is_alive():
+            assert time.monotonic() < deadline, f"the background job {name} took over {WAIT_S} s"
+            time.sleep(0.2)
+        assert name in self.results, f"the background job {name} did not run"
+        status, output = self.results[name]
+        tail = "\n".join(output.strip().splitlines()[-30:])
+        assert status == 0, f"the background job {name} failed:\n{tail}"
+        assert " passed" in tail and " failed" not in tail, tail
 
     def stop(self) -> None:
         self._stopped = True
@@ -109,9 +128,14 @@ class Background:
 _background: Background | None = None
 
 
+def _reports_a_job(item: pytest.Item) -> bool:
+    return item.path.name == PORTABLE_TEST or item.nodeid == COLD_COMPILE_TEST
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config, items: list) -> None:
-    """The portable-path check last: by then its background run has had the whole suite's time."""
-    items.sort(key=lambda item: item.path.name == PORTABLE_TEST)
+    """The tests that report background jobs last: by then the jobs have had the whole suite's
+    time."""
+    items.sort(key=_reports_a_job)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -124,13 +148,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     quiet = {"FASTNN_TEST_BACKGROUND": "0"}
     portable = {**quiet, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(folder / "cache")}
     pytest_command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    _background = Background(
-        [
-            ("warm-up", [sys.executable, "-c", WARM_UP], quiet),
-            ("portable", [*pytest_command, *PORTABLE_TESTS, *PORTABLE_SELECTION], portable),
-        ],
-        folder,
-    )
+    jobs = [("warm-up", [sys.executable, "-c", WARM_UP], quiet)]
+    if any(item.path.name == PORTABLE_TEST for item in session.items):
+        jobs.append(("portable", [*pytest_command, *PORTABLE_TESTS, *PORTABLE_SELECTION], portable))
+    if any(item.nodeid == COLD_COMPILE_TEST for item in session.items):
+        jobs.append(("cold-compile", [*pytest_command, COLD_COMPILE_TEST], quiet))
+    _background = Background(jobs, folder)
 
 
 @pytest.fixture(scope="session")
