@@ -162,7 +162,7 @@ def _lines(block: str) -> list[str]:
 def test_sweep_examples_run(tmp_path):
     """The local sweep as written, then the library's (which finds every trial in the
     command's log and runs none), then the same sweep through a scheduler and two workers
-    started as written. The GridSearchCV example needs scikit-learn, which CI does not have."""
+    started as written. The GridSearchCV example needs scikit-learn: see the next test."""
     sweep_helpers.require_distributed()
     install, local = _lines(blocks("bash", SWEEPS)[0])
     assert install == 'pip install "fastnn[sweep]"'  # installed: pip install -e ".[dev,sweep]"
@@ -196,3 +196,12 @@ def test_sweep_examples_run(tmp_path):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@needs_data
+def test_grid_search_under_dask_example_runs(tmp_path):
+    """Where scikit-learn is installed (not in CI: fastnn never needs it)."""
+    pytest.importorskip("sklearn")
+    sweep_helpers.require_distributed()
+    out = run([sys.executable, "-c", blocks("python", SWEEPS)[1]], tmp_path).stdout
+    assert "'hidden_layer_sizes'" in out and float(out.split("test accuracy")[1]) > 0.9, out
