@@ -4,16 +4,18 @@ the scan counts exactly the non-zero pixels. No time is asserted."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fastnn.bench import profile
 
 
-def test_stages_run_and_count_the_non_zero_pixels() -> None:
+@pytest.mark.parametrize("hidden", [13, (13, 7)])
+def test_stages_run_and_count_the_non_zero_pixels(hidden) -> None:
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (300, 48), dtype=np.uint8)
     X[rng.random(X.shape) < 0.7] = 0  # mostly zeros, as MNIST
     y = rng.integers(0, 10, 300)
-    result = profile.profile(X, y, hidden=13, dtype="float32", batch_size=50, repeats=1)
+    result = profile.profile(X, y, hidden=hidden, dtype="float32", batch_size=50, repeats=1)
     assert result["nonzeros"] == np.count_nonzero(X)
     assert len(result["stage_s"]) == len(profile.STAGES)
     assert result["epoch_s"] > 0

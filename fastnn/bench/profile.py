@@ -1,7 +1,8 @@
 """python -m fastnn.bench.profile: where a Numba epoch's time goes, stage by stage.
 
-A serial copy of one training epoch's work (`epoch.run` without the parallel passes and the
-update) calls the same kernel helpers over the training set in chunks, and is timed with its
+A serial copy of one training epoch's work (`epoch.descend` without the parallel passes and
+the update), for one hidden layer or more (`--hidden 256 128`), calls the same kernel helpers
+over the training set in chunks, and is timed with its
 stages switched on one after another: each stage's time is what it added to the ones before.
 One thread, so the stages add up to the work the two parallel passes share out; the real
 single-thread epoch is timed beside it. Per non-zero pixel figures show the cost of the sparse
@@ -18,11 +19,13 @@ import time
 import numba
 import numpy as np
 from numba import njit
+from numba.typed import List
 
 from fastnn.backends.numba_backend import NumbaBackend
 from fastnn.bench.workloads import N_CLASSES
 from fastnn.data import DataError, load_dataset
 from fastnn.kernels.backward import (
+    RUN,
     add_block_terms,
     add_column_terms,
     add_rows,
@@ -38,30 +41,37 @@ from fastnn.options import positive_int
 STAGES = (
     "list non-zero pixels (scan_row, prefetch)",
     "Z1 = X W1 + b1 over non-zeros (hidden_row)",
-    "A1, Z2, softmax, loss (activate, dense_rows, softmax)",
-    "dZ2, dZ1 (hidden_grad_rows)",
+    "A, the later layers' Z, softmax, loss (activate, dense_rows, softmax)",
+    "dZ of every layer, down to dZ1 (hidden_grad_rows)",
     "dW1 += X.T dZ1 over non-zeros (add_block_terms)",
-    "dW2, db1, db2 (add_column_terms, add_rows)",
+    "dW and db of the later layers, db1 (add_column_terms, add_rows)",
 )
 
 
 @njit(**SERIAL)
-def _epoch_stages(X, y, order, W1, b1, W2, b2, chunk, stages):
-    """The epoch's per-sample and per-chunk kernels, stages 1..`stages` of STAGES, serially.
-    Returns the number of non-zero pixels seen and a checksum that keeps the work alive."""
-    n_in, H = W1.shape
-    n_out = W2.shape[1]
+def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
+    """The epoch's per-sample and per-chunk kernels, stages 1..`stages` of STAGES, serially,
+    for any depth (coefs, intercepts: typed lists, one array a layer). Returns the number of
+    non-zero pixels seen and a checksum that keeps the work alive."""
+    n_layers = len(coefs)
+    W1 = coefs[0]
+    n_in = W1.shape[0]
     dtype = W1.dtype
     idx = np.empty(chunk * (n_in + 1), np.int32)
     bounds = np.empty(((n_in + BLOCK - 1) // BLOCK + 1, chunk), np.int32)
-    D = np.zeros((chunk, H), dtype)  # (chunk, H) Z1, then dZ1
-    A = np.zeros((chunk, H), dtype)  # (chunk, H)
-    G = np.zeros((chunk, n_out), dtype)  # (chunk, n_out) Z2, then dZ2
-    dW1 = np.zeros((n_in, H), dtype)
-    dW2T = np.zeros((n_out, H), dtype)
-    db1 = np.zeros(H, dtype)
-    db2 = np.zeros(n_out, dtype)
-    W2T = np.ascontiguousarray(W2.T)
+    Z = List()  # Z[l]: (chunk, fan_out) the layer's Z, then its dZ
+    A = List()  # A[l]: (chunk, fan_out) a hidden layer's activations
+    WT = List()  # WT[l]: coefs[l] transposed (W1's is not used)
+    dWT = List()  # dWT[l]: the gradient sums of coefs[l] transposed (dW1's is not used)
+    db = List()
+    for layer in range(n_layers):
+        fan_out = coefs[layer].shape[1]
+        Z.append(np.zeros((chunk, fan_out), dtype))
+        A.append(np.zeros((chunk, fan_out), dtype))
+        WT.append(np.ascontiguousarray(coefs[layer].T))
+        dWT.append(np.zeros((fan_out, coefs[layer].shape[0]), dtype))
+        db.append(np.zeros(fan_out, dtype))
+    dW1 = np.zeros(W1.shape, dtype)
     table = pixel_table(W1)
     slope = dtype.type(LEAKY_SLOPE)
     nonzeros = 0
@@ -77,23 +87,35 @@ def _epoch_stages(X, y, order, W1, b1, W2, b2, chunk, stages):
             first, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
             nonzeros += end - first
             if stages >= 2:
-                hidden_row(W1, b1, X, r, table, idx, first, end, D, i)
+                hidden_row(W1, intercepts[0], X, r, table, idx, first, end, Z[0], i)
+        # The dense layers a run of RUN samples at a time, as backward.sample_pass takes them.
+        for lo in range(0, m, RUN):
+            hi = min(lo + RUN, m)
             if stages >= 3:
-                activate_row(D[i], A[i], slope, False)
-                dense_rows(A, i, i + 1, W2, b2, G)
-                log_sum, top, _ = softmax_row(G[i], G[i])
-                checksum += log_sum + top
+                for layer in range(1, n_layers):
+                    for i in range(lo, hi):
+                        activate_row(Z[layer - 1][i], A[layer - 1][i], slope, False)
+                    dense_rows(A[layer - 1], lo, hi, coefs[layer], intercepts[layer], Z[layer])
+                logits = Z[n_layers - 1]
+                for i in range(lo, hi):
+                    log_sum, top, _ = softmax_row(logits[i], logits[i])
+                    checksum += log_sum + top
             if stages >= 4:
-                G[i, y[r]] -= 1
-                hidden_grad_rows(G, i, i + 1, W2T, A, slope, False, D)
+                for i in range(lo, hi):
+                    Z[n_layers - 1][i, y[rows[i]]] -= 1
+                for layer in range(n_layers - 1, 0, -1):
+                    G, below = Z[layer], Z[layer - 1]
+                    hidden_grad_rows(G, lo, hi, WT[layer], A[layer - 1], slope, False, below)
         if stages >= 5:
             for b in range(bounds.shape[0] - 1):
-                add_block_terms(b, X, rows, table, idx, bounds, D[:m], dW1)
+                add_block_terms(b, X, rows, table, idx, bounds, Z[0][:m], dW1)
         if stages >= 6:
-            add_column_terms(0, n_out, A[:m], G[:m], dW2T)
-            add_rows(D[:m], db1)
-            add_rows(G[:m], db2)
-        checksum += D[0, 0] + dW1[n_in // 2, 0] + dW2T[0, 0]
+            add_rows(Z[0][:m], db[0])
+            for layer in range(1, n_layers):
+                fan_out = coefs[layer].shape[1]
+                add_column_terms(0, fan_out, A[layer - 1][:m], Z[layer][:m], dWT[layer])
+                add_rows(Z[layer][:m], db[layer])
+        checksum += Z[0][0, 0] + dW1[n_in // 2, 0] + dWT[n_layers - 1][0, 0]
     return nonzeros, checksum
 
 
@@ -108,7 +130,12 @@ def _median_s(run, repeats: int) -> float:
 
 
 def profile(
-    X: np.ndarray, y: np.ndarray, hidden: int, dtype: str, batch_size: int, repeats: int
+    X: np.ndarray,
+    y: np.ndarray,
+    hidden: int | tuple[int, ...],
+    dtype: str,
+    batch_size: int,
+    repeats: int,
 ) -> dict:
     """Seconds each stage adds to a single-thread epoch (medians), the non-zero pixel count,
     and the real single-thread epoch (`NumbaBackend.train_epoch`) for comparison."""
@@ -117,6 +144,7 @@ def profile(
     order = np.random.default_rng(0).permutation(len(X))
     params = init_params(X.shape[1], hidden, N_CLASSES, "he", 0, dtype)
     chunk = min(CHUNK, batch_size, len(X))
+    coefs, intercepts = List(params.coefs), List(params.intercepts)
     previous = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
@@ -126,7 +154,7 @@ def profile(
 
             def run(stages: int = stages) -> None:
                 nonlocal nonzeros
-                nonzeros, _ = _epoch_stages(X, y, order, *params.arrays(), chunk, stages)
+                nonzeros, _ = _epoch_stages(X, y, order, coefs, intercepts, chunk, stages)
 
             cumulative.append(_median_s(run, repeats))
         backend = NumbaBackend()
@@ -170,7 +198,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Time the stages of a single-thread Numba training epoch.",
     )
     parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
-    parser.add_argument("--hidden", type=positive_int, default=128)
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[128],
+                        help="the hidden layers' widths, e.g. 256 128 (default: 128)")  # fmt: skip
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--repeats", type=positive_int, default=5)
@@ -188,9 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastnn.bench.profile: error: {exc}", file=sys.stderr)
         return 1
     X, y = ds.X_train[: args.rows], ds.y_train[: args.rows]
-    result = profile(X, y, args.hidden, args.dtype, args.batch_size, args.repeats)
+    result = profile(X, y, tuple(args.hidden), args.dtype, args.batch_size, args.repeats)
     title = (
-        f"{args.dataset}, hidden {args.hidden}, batch {args.batch_size}, {args.dtype}, "
+        f"{args.dataset}, hidden {'-'.join(map(str, args.hidden))}, batch {args.batch_size}, "
+        f"{args.dtype}, "
         f"one thread, medians of {args.repeats}"
     )
     print(render(result, title))
