@@ -4,7 +4,6 @@ training a saved run (--resume)."""
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -17,47 +16,27 @@ from tqdm import tqdm
 
 import fastnn
 from fastnn import interrupt, training
-from fastnn.atomic import check_writable, write_text
 from fastnn.augment import check_augment
 from fastnn.backends import Backend, get_backend, start_loading
 from fastnn.data import (
-    CLASS_NAMES,
     DataError,
     load_dataset,
     read_kaggle_csv,
     train_dev_split,
-    write_kaggle_submission,
 )
 from fastnn.dropout import check_rates
-from fastnn.history import History, continued, generator_state
+from fastnn.history import History
 from fastnn.model import Params, init_params
 from fastnn.optim import Optimizer, OptimizerState, Schedule
-from fastnn.options import DEFAULT_SUBMISSION, ESTIMATOR_NAMES, build_parser, resolve
-from fastnn.persist import save_model
+from fastnn.options import build_parser, resolve
 from fastnn.resume import Resumed, resume_from
+from fastnn.train_outputs import N_CLASSES, check_outputs, planned_outputs
 
-N_CLASSES = 10
-AUGMENT_DRAWS = 16  # of one image in augment.png
-SAMPLES = 16  # test images in samples.png, the mistakes first
 EXIT_ERROR = 1
 # --learning-rate adaptive divides the rate by 5 after this many epochs in a row in which the
 # training loss fell by no more than ADAPTIVE_TOL: scikit-learn's n_iter_no_change and tol.
 ADAPTIVE_PATIENCE = 10
 ADAPTIVE_TOL = 1e-4
-
-
-def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse, before any training, output paths that cannot be written."""
-    for option, path in (("--save", args.save), ("--metrics", args.metrics)):
-        if path:
-            check_writable(path, option)
-    for option, folder in (("--plots", args.plots), ("--report", args.report)):
-        if folder:
-            check_writable(folder, option, folder=True)
-    if args.predict_csv:
-        explicit = args.submission is not None
-        args.submission = args.submission or DEFAULT_SUBMISSION
-        check_writable(args.submission, "--submission", replace=explicit)
 
 
 def load_data(args: argparse.Namespace):
@@ -244,125 +223,6 @@ def summarise(r: Run, history: list[dict], outcome: training.Outcome) -> dict:
     )
     print_summary(summary)
     return summary
-
-
-def planned_outputs(
-    r: Run, history: list[dict], stopped: dict, summary: dict, started: float
-) -> list[tuple[str, str, Callable[[], None]]]:
-    """(what, where, how) for each output asked for; the metrics last, to time everything."""
-    args = r.args
-    outputs = ("metrics", "plots", "report", "save", "resume")
-    config = {k: v for k, v in vars(args).items() if k not in outputs}
-    # Under the estimator's names as well, with the batch size actually used, so that
-    # fastnn.load gives an estimator with every hyperparameter of this run.
-    as_estimator = {name: config[short] for short, name in ESTIMATOR_NAMES.items()}
-    # max_iter: the epoch the run was planned to end at, which --resume goes on towards.
-    as_estimator["max_iter"] = r.planned
-    saved_config = dict(config, **as_estimator, batch_size=r.how.batch_size, **stopped)
-    scores = {k: summary[k] for k in ("dev_accuracy", "test_accuracy")}
-    record = training_history(r, history, stopped)
-    writes = []
-    if args.save:
-        writes.append(("the model", args.save, lambda: save_model(
-            args.save, r.params, activation=args.activation, classes=np.arange(N_CLASSES),
-            config=saved_config, scores=scores, state=r.how.state, history=record.to_json(),
-        )))  # fmt: skip
-    X_show, y_show = (r.X_dev, r.y_dev) if r.X_test is None else (r.X_test, r.y_test)
-    if args.plots:
-
-        def write_plots() -> None:
-            from fastnn import plots  # matplotlib takes a while to import: only when asked
-
-            predicted = training.predict_proba(r.backend, r.params, X_show, args.activation)
-            labels = predicted.argmax(1)
-            shown = plots.mistakes_first(labels, y_show, SAMPLES)
-            wrong = int((labels != y_show).sum())
-            which = "dev" if r.X_test is None else "test"
-            plots.plot_curves(history, args.plots)
-            if len(y_show):
-                plots.plot_samples(
-                    X_show[shown], labels[shown], y_show[shown], args.plots,
-                    names=CLASS_NAMES["fashion-mnist"] if is_fashion(args) else None,
-                    title=f"{which} images, the {wrong:,} mistakes (of {len(y_show):,}) first",
-                )  # fmt: skip
-            if r.how.augmentation is not None:  # 16 rows of one image: 16 draws
-                image = X_show[:1] if len(X_show) else r.X[:1]
-                copies = np.repeat(image, AUGMENT_DRAWS, axis=0)
-                draws = r.backend.augment(copies, r.how.augmentation.at(1))
-                side = r.how.augmentation.image_shape
-                plots.plot_augmentations(
-                    draws.reshape(-1, *side), image[0].reshape(side), args.plots
-                )
-
-        # Without a test set or a dev set (a Kaggle train.csv, --dev-size 0) there is nothing
-        # to show in samples.png.
-        names = "loss.png, accuracy.png" + (" and samples.png" if len(y_show) else "")
-        names += "" if r.how.augmentation is None else ", augment.png"
-        writes.append((names, args.plots, write_plots))
-    if args.report:
-
-        def write_report() -> None:
-            from fastnn import report_page  # matplotlib: only when asked
-
-            proba = training.predict_proba(r.backend, r.params, X_show, args.activation)
-            csv = kaggle_csv(args)
-            dataset = args.dataset if csv is None else csv.name
-            report_page.write_report(args.report, report_page.ReportInput(
-                r.params, np.arange(N_CLASSES), saved_config, scores, record, X_show, y_show,
-                proba, dataset, "dev set" if r.X_test is None else "test set", r.backend.name,
-            ))  # fmt: skip
-
-        writes.append(("the report (report.html and its figures)", args.report, write_report))
-    if r.X_new is not None:
-        proba = training.predict_proba(r.backend, r.params, r.X_new, args.activation)
-        labels = proba.argmax(axis=1)
-        writes.append((f"{len(labels)} predictions", args.submission,
-                       lambda: write_kaggle_submission(args.submission, labels)))  # fmt: skip
-    if args.metrics:
-
-        def write_metrics() -> None:
-            metrics = dict(fastnn_version=fastnn.__version__, config=config, **stopped,
-                           epochs=history, **summary)  # fmt: skip
-            metrics["wall_seconds"] = time.perf_counter() - started
-            write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
-
-        writes.append(("metrics", args.metrics, write_metrics))
-    return writes
-
-
-def kaggle_csv(args: argparse.Namespace) -> Path | None:
-    """The Kaggle train.csv the run trains on, if it does (else it reads args.dataset)."""
-    path = Path(args.data) if args.data else None
-    return path if path is not None and path.suffix.lower() == ".csv" else None
-
-
-def is_fashion(args: argparse.Namespace) -> bool:
-    """Whether the run's labels are Fashion-MNIST's articles (not a Kaggle digits CSV)."""
-    return args.dataset == "fashion-mnist" and kaggle_csv(args) is None
-
-
-def training_history(r: Run, history: list[dict], stopped: dict) -> History:
-    """The record of the training so far that the model file keeps: what --resume needs to go
-    on, and the per-epoch curves (a resumed run's earlier epochs first) that fastnn.report
-    draws."""
-    args = r.args
-
-    def curve(name: str, new: list[float]) -> list[float]:
-        return continued(None if r.earlier is None else getattr(r.earlier, name), new)
-
-    dev = [(h["dev_accuracy"], h["dev_loss"]) for h in history]
-    measured = all(a is not None and loss is not None for a, loss in dev)  # no dev rows: none
-    return History(
-        r.first_epoch - 1 + stopped["epochs_completed"], r.how.schedule.samples_seen,
-        curve("loss_curve", [h["loss"] for h in history]),
-        curve("validation_scores", [a for a, _ in dev]) if measured else None,
-        curve("validation_losses", [loss for _, loss in dev]) if measured else None,
-        None if args.learning_rate == "cosine" else r.how.schedule.current,
-        generator_state(r.order_rng), args.seed,
-        curve("train_scores", [h["train_accuracy"] for h in history]),
-        curve("learning_rates", [h["learning_rate"] for h in history]),
-        curve("epoch_seconds", [h["seconds"] for h in history]),
-    )  # fmt: skip
 
 
 def print_summary(summary: dict) -> None:

@@ -14,6 +14,7 @@ from cli_helpers import run_main, write_kaggle
 import fastnn
 from fastnn import options, plots, train, training
 from fastnn.backends import get_backend
+from fastnn.data import CLASS_NAMES
 from fastnn.model import init_params
 
 needs_mnist = pytest.mark.skipif(
@@ -112,7 +113,7 @@ def test_samples_show_mistakes_first_with_fashion_names(tmp_path):
     shown = plots.mistakes_first(predicted, true, 4)
     assert shown.tolist() == [1, 4, 0, 2]
     images = np.zeros((6, 784), np.uint8)
-    names = train.CLASS_NAMES["fashion-mnist"]
+    names = CLASS_NAMES["fashion-mnist"]
     titles = []
     real_save = plots._save
 
