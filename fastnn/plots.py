@@ -18,13 +18,15 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from fastnn.atomic import atomic_path  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_png(fig: plt.Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Writes the figure to path as a PNG, whole or not at all (see fastnn.atomic), and closes
+    it. Every PNG fastnn writes goes through here."""
     try:
         with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return path
+    return Path(path)
 
 
 def plot_curves(history: list[dict], out_dir: str | os.PathLike) -> list[Path]:
@@ -41,7 +43,7 @@ def plot_curves(history: list[dict], out_dir: str | os.PathLike) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         _plot_train_and_dev(ax, history, key)
         ax.set(ylabel=ylabel, title=title)
-        paths.append(_save(fig, out / f"{key}.png"))
+        paths.append(save_png(fig, out / f"{key}.png"))
     return paths
 
 
@@ -126,7 +128,7 @@ def plot_samples(
         ax.set_title(label, fontsize=8, color="red" if wrong else "black")
     if title:
         fig.suptitle(title, fontsize=10, y=1.0, va="bottom")  # above the top row's labels
-    return _save(fig, Path(out_dir) / "samples.png")
+    return save_png(fig, Path(out_dir) / "samples.png")
 
 
 def plot_augmentations(draws: np.ndarray, image: np.ndarray, out_dir: str | os.PathLike) -> Path:
@@ -140,4 +142,4 @@ def plot_augmentations(draws: np.ndarray, image: np.ndarray, out_dir: str | os.P
         if k <= len(draws):
             ax.imshow(image if k == 0 else draws[k - 1], cmap="gray_r")
             ax.set_title("original" if k == 0 else f"draw {k}", fontsize=8)
-    return _save(fig, Path(out_dir) / "augment.png")
+    return save_png(fig, Path(out_dir) / "augment.png")

@@ -115,14 +115,14 @@ def test_samples_show_mistakes_first_with_fashion_names(tmp_path):
     images = np.zeros((6, 784), np.uint8)
     names = CLASS_NAMES["fashion-mnist"]
     titles = []
-    real_save = plots._save
+    real_save = plots.save_png
 
     def keep_titles(fig, path):
         titles.extend(ax.get_title() for ax in fig.axes if ax.get_title())
         return real_save(fig, path)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plots, "_save", keep_titles)
+        mp.setattr(plots, "save_png", keep_titles)
         plots.plot_samples(images[shown], predicted[shown], true[shown], tmp_path, 4, names)
     assert titles[:2] == ["pred Trouser\ntrue Sneaker", "pred Ankle boot\ntrue Coat"]
     assert (tmp_path / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -37,7 +37,7 @@ import numpy as np
 
 import fastnn
 from fastnn import interrupt
-from fastnn.atomic import atomic_path, check_writable, write_text
+from fastnn.atomic import check_writable, write_text
 from fastnn.backends import get_backend
 from fastnn.bench.peers import PeerUnavailable as Unavailable
 from fastnn.bench.report import BUSY_OTHER_CORES, markdown_table, write_json
@@ -259,11 +259,9 @@ def markdown(result: dict) -> str:
 
 def write_png(path: str, result: dict) -> None:
     """Test error against training seconds, both on log axes, one line per contender."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display is needed or assumed
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter
+
+    from fastnn.plots import plt, save_png  # plots sets the Agg backend: files only
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for c in result["contenders"]:
@@ -284,9 +282,7 @@ def write_png(path: str, result: dict) -> None:
     ax.set_title(f"MNIST time to accuracy, {cpu}, {result['threads']} threads", fontsize=10)
     ax.grid(which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from fastnn.atomic import atomic_path, write_text
+from fastnn.atomic import write_text
 from fastnn.bench.peers import OURS
 
 if TYPE_CHECKING:  # matplotlib is imported where a chart is drawn, if one is
@@ -246,10 +246,7 @@ def _bars(result: dict) -> dict[str, dict[str, tuple[float, float | None]]]:
 
 
 def _pyplot() -> ModuleType:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display is needed or assumed
-    import matplotlib.pyplot as plt
+    from fastnn.plots import plt  # matplotlib only when a figure is asked for; plots sets Agg
 
     return plt
 
@@ -313,9 +310,6 @@ def _load_note(result: dict, busy: list[float]) -> str:
 
 def write_png(path: str | os.PathLike, result: dict) -> None:
     """The chart of `figure` as a PNG file."""
-    fig = figure(result)
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    finally:
-        _pyplot().close(fig)
+    from fastnn.plots import save_png
+
+    save_png(figure(result), path)

@@ -6,27 +6,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only: no display is needed or assumed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from fastnn.atomic import atomic_path  # noqa: E402
-from fastnn.sweep.results import DONE  # noqa: E402
+from fastnn.plots import plt, save_png  # plots sets the Agg backend: files only
+from fastnn.sweep.results import DONE
 
 PANELS_PER_ROW = 3
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=80, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
 
 
 def _epochs_colours(table: pd.DataFrame) -> tuple[list[int], dict[int, tuple]]:
@@ -53,7 +39,7 @@ def write_figures(table: pd.DataFrame, names: list[str], out: Path) -> list[Path
         axes[0][0].set_ylabel("dev accuracy (%)")
         _legend(fig, epochs, colours)
         fig.suptitle("Dev accuracy of each trial by parameter (line: mean over seeds)")
-        written.append(_save(fig, out / "accuracy-by-parameter.png"))
+        written.append(save_png(fig, out / "accuracy-by-parameter.png", dpi=80))
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for e in epochs:
         part = ok[ok["epochs"] == e]
@@ -73,7 +59,7 @@ def write_figures(table: pd.DataFrame, names: list[str], out: Path) -> list[Path
     ax.grid(alpha=0.3)
     _legend(fig, epochs, colours)
     ax.set_title("Dev accuracy against training time")
-    written.append(_save(fig, out / "accuracy-vs-seconds.png"))
+    written.append(save_png(fig, out / "accuracy-vs-seconds.png", dpi=80))
     return written
 
 
