@@ -38,6 +38,7 @@ MAX_BODY = 2 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4096 * 4096
 READ_TIMEOUT = 30.0  # seconds a client may take to send its request: no thread waits forever
 LINGER_SECONDS = 2.0  # after refusing a body unread, how long to take in what still arrives
+CLOSE_WAIT_SECONDS = 3.0  # how long closing the server waits for its connections' threads
 
 # The page's files, served from a fixed list: no path from a request ever reaches the disk.
 STATIC_FILES = {
@@ -162,6 +163,12 @@ class Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         self._body_read = False  # per request: a connection carries many
         return super().parse_request()
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except ConnectionError:  # reset or broken pipe: the client went away (a closed tab)
+            self.close_connection = True  # nobody to answer: no error report either
 
     def finish(self) -> None:
         super().finish()
@@ -305,16 +312,49 @@ def _linger(connection: socket.socket) -> None:
 
 
 class DigitServer(ThreadingHTTPServer):
-    """The HTTP server with the model and the page's files it serves."""
+    """The HTTP server with the model and the page's files it serves, a thread a connection.
 
-    daemon_threads = True  # Ctrl-C does not wait for a client that keeps its connection open
+    Closing it ends the open connections too and waits (at most CLOSE_WAIT_SECONDS) for their
+    threads, so that none is stopped halfway through what it writes when the process exits
+    (one cut its error report short under "fastnn.serve: stopped")."""
 
     def __init__(self, address: tuple[str, int], predictor: Predictor) -> None:
         if ":" in address[0]:  # an IPv6 address such as ::1
             self.address_family = socket.AF_INET6
         self.predictor = predictor
         self.files = static_files()
+        self._open: dict[socket.socket, threading.Thread] = {}  # connection: its thread
+        self._open_lock = threading.Lock()
         super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # A daemon thread: one that outlasts CLOSE_WAIT_SECONDS does not keep the process alive.
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        with self._open_lock:
+            self._open[request] = thread
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.pop(request, None)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._open_lock:
+            still_open = dict(self._open)
+        for connection in still_open:  # a thread waiting for the next request sees the end
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+        for thread in still_open.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def url(self) -> str:

@@ -11,6 +11,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -259,6 +260,20 @@ def test_a_client_still_sending_a_refused_body_reads_the_refusal(toy, header, st
     assert reply.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
     assert b"Connection: close" in reply
     assert predict(server, (folder / "ring.png").read_bytes())[0] == 200
+
+
+def test_a_client_that_resets_its_connection_gets_no_error_report(toy, capfd):
+    """A browser tab closed mid-request resets the connection; the server says nothing of it
+    (it printed a traceback) and goes on serving."""
+    _, folder, server = toy
+    with socket.create_connection(server.server_address[:2], timeout=TIMEOUT) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        client.recv(1)  # the answer has begun; the rest is left unread
+        # Closed with unread data and no lingering: the kernel sends a reset.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert predict(server, (folder / "ring.png").read_bytes())[0] == 200
+    time.sleep(0.2)  # the reset's thread has had its turn
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_one_connection_carries_many_predictions(toy):
