@@ -23,7 +23,8 @@ from fastnn.backends import BACKENDS, get_backend
 from fastnn.estimator import MLPClassifier
 from fastnn.persist import ModelFileError
 from fastnn.saved import load
-from fastnn.serve_http import N_PIXELS, DigitServer, Predictor
+from fastnn.serve_answers import N_PIXELS, Predictor
+from fastnn.serve_http import DigitServer
 
 EXIT_MODEL, EXIT_ARGUMENTS = 1, 2
 

@@ -1,14 +1,10 @@
-"""The server behind python -m fastnn.serve: its routes, its limits and its answers.
+"""The server behind python -m fastnn.serve: its routes, its limits, its connections.
 
 ``GET /`` and the page's files (fastnn/static/, read from the installed package, from a fixed
-list: no path from a request reaches the disk); ``POST /predict``, which takes an image file as
-the body (PNG, JPEG, anything Pillow reads) or JSON, ``[784 numbers]`` or ``{"pixels": [784
-numbers]}``: whole numbers 0..255, row-major 28x28, light ink on black as in MNIST, used as
-they are (already preprocessed). It answers ``{"class", "probabilities", "classes",
-"image"}``; a bad request gets ``{"error": "..."}`` with a 4xx status, and the server goes on
-serving. An image goes through the same conversion as ``python -m fastnn.predict``
-(fastnn.images.digit_from_bytes, the bytes form of load_digit). Only the standard library
-serves it.
+list: no path from a request reaches the disk); ``POST /predict``, whose body (an image file,
+or JSON pixels) `serve_answers.Predictor` answers with ``{"class", "probabilities",
+"classes", "image"}``. A bad request gets ``{"error": "..."}`` with a 4xx status, and the
+server goes on serving. Only the standard library serves it.
 """
 
 from __future__ import annotations
@@ -24,18 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-import numpy as np
+from fastnn.serve_answers import Predictor, RequestError
 
-from fastnn.estimator import MLPClassifier
-from fastnn.images import SIDE, ImageError, digit_from_bytes
-
-N_PIXELS = SIDE * SIDE
 # A canvas drawing is a few kB and a phone photo a few MB; more than this is refused from the
 # Content-Length header, before a byte of the body is read.
 MAX_BODY = 2 * 1024 * 1024
-# An image may declare at most this many pixels (checked before decoding): decoding takes up to
-# 24 bytes a pixel, so a small file declaring a huge image would cost the server gigabytes.
-MAX_IMAGE_PIXELS = 4096 * 4096
 READ_TIMEOUT = 30.0  # seconds a client may take to send its request: no thread waits forever
 LINGER_SECONDS = 2.0  # after refusing a body unread, how long to take in what still arrives
 CLOSE_WAIT_SECONDS = 3.0  # how long closing the server waits for its connections' threads
@@ -54,100 +43,11 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-class RequestError(Exception):
-    """A request that cannot be answered: its HTTP status and a one-line message."""
-
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def static_files() -> dict[str, bytes]:
     """The page's files by name, read from the installed package (works from a wheel)."""
     folder = resources.files("fastnn") / "static"
     names = {name for name, _ in STATIC_FILES.values()}
     return {name: (folder / name).read_bytes() for name in names}
-
-
-def pixels_from_json(body: bytes) -> np.ndarray:
-    """A JSON ``[784 numbers]`` or ``{"pixels": [...]}`` as a uint8 row, or RequestError."""
-    bad = HTTPStatus.BAD_REQUEST
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(bad, f"the body is not valid JSON ({exc})") from None
-    if isinstance(data, dict):
-        if "pixels" not in data:
-            raise RequestError(bad, 'a JSON object needs a "pixels" list of 784 values')
-        data = data["pixels"]
-    if not isinstance(data, list):
-        raise RequestError(bad, "expected a JSON list of 784 pixel values (28x28, row by row)")
-    if len(data) != N_PIXELS:
-        raise RequestError(
-            bad, f"expected {N_PIXELS} pixel values (28x28, row by row), got {len(data)}"
-        )
-    # bool is an int to Python, but `true` is no pixel value.
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
-        raise RequestError(bad, "every pixel value must be a number")
-    values = np.array(data, dtype=np.float64)
-    # Whole numbers only: values in [0, 1] (a scaled image) would otherwise pass as near-black.
-    wrong = ~np.isfinite(values) | (values < 0) | (values > 255) | (values != np.round(values))
-    if wrong.any():
-        i = int(np.argmax(wrong))
-        raise RequestError(
-            bad, f"pixel values must be whole numbers from 0 to 255; value {i} is {data[i]!r}"
-        )
-    row = values.astype(np.uint8)
-    if not row.any():
-        raise RequestError(bad, "no digit found: the image is blank (every pixel is 0)")
-    return row
-
-
-def looks_like_json(body: bytes, content_type: str) -> bool:
-    """JSON by its Content-Type, or by its first character (no image format starts so)."""
-    if content_type.split(";")[0].strip().lower() == "application/json":
-        return True
-    return body.lstrip()[:1] in (b"[", b"{")
-
-
-class Predictor:
-    """A loaded model, and the answers to /predict, one request at a time: a drawing takes a
-    few milliseconds, and one at a time bounds the memory that large uploads take and needs no
-    backend to be safe to call from several request threads at once."""
-
-    def __init__(self, model: MLPClassifier) -> None:
-        self.model = model
-        self._lock = threading.Lock()
-        self.classes = [_plain(label) for label in model.classes_]
-
-    def answer(self, body: bytes, content_type: str) -> dict[str, Any]:
-        """The answer to /predict for a request's body: an image file or JSON pixels."""
-        with self._lock:
-            if looks_like_json(body, content_type):
-                row = pixels_from_json(body)
-            else:
-                try:
-                    row = digit_from_bytes(body, "the image", MAX_IMAGE_PIXELS)
-                except ImageError as exc:
-                    raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-            return self.predict(row)
-
-    def predict(self, row: np.ndarray) -> dict[str, Any]:
-        """The answer for one uint8 row of 784 pixels."""
-        proba = self.model.predict_proba(row[None, :])[0]
-        # argmax takes the first of equal maxima, as fastnn.predict's stable sort does.
-        best = int(np.argmax(proba))
-        return {
-            "class": self.classes[best],
-            "probabilities": [float(p) for p in proba],
-            "classes": self.classes,
-            "image": row.tolist(),
-        }
-
-
-def _plain(label: Any) -> Any:
-    """A label as a JSON-able Python value."""
-    return label.item() if isinstance(label, np.generic) else label
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -155,6 +155,7 @@ VENV_SCRIPT = textwrap.dedent(
     import fastnn.data
     import fastnn.kernels
     import fastnn.serve
+    import fastnn.serve_answers
     import fastnn.serve_http
 
     for name, module in sorted(sys.modules.items()):
