@@ -93,6 +93,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.OK, answer)
         except RequestError as exc:
             self._send_error(exc)
+        except ConnectionError:  # the client went away while answered: see handle_one_request
+            raise
         except Exception:  # a bug: say so, log it, and keep serving
             traceback.print_exc(file=sys.stderr)
             self._send_error(RequestError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
