@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -232,16 +233,9 @@ class Browser:
             raise BrowserError(
                 f"{method}: cannot reach the browser ({exc})\n{self.log()}"
             ) from None
-        deadline = time.monotonic() + (timeout or self.timeout)
-        with self._changed:
-            while message_id not in self._replies:
-                left = deadline - time.monotonic()
-                if self._ended:
-                    raise BrowserError(f"{method}: the browser quit\n{self.log()}")
-                if left <= 0:
-                    raise BrowserError(f"{method}: no answer in {timeout or self.timeout} s")
-                self._changed.wait(left)
-            reply = self._replies.pop(message_id)
+        reply = self._wait_for(
+            lambda: self._replies.pop(message_id, None), method, f"{method}: no answer", timeout
+        )
         if "error" in reply:
             raise BrowserError(f"{method}: {reply['error'].get('message', reply['error'])}")
         return reply.get("result", {})
@@ -252,18 +246,31 @@ class Browser:
 
     def wait_event(self, method: str, since: int, timeout: float | None = None) -> dict:
         """The first event `method` of the page's session after the first `since` events."""
-        deadline = time.monotonic() + (timeout or self.timeout)
+
+        def found() -> dict[str, Any] | None:
+            for event in self._events[since:]:
+                if event["method"] == method and event.get("sessionId") == self.session:
+                    return event.get("params", {})
+            return None
+
+        return self._wait_for(found, f"waiting for {method}", f"no {method}", timeout)
+
+    def _wait_for(
+        self, found: Callable[[], Any], doing: str, missing: str, timeout: float | None
+    ) -> Any:
+        """found()'s first answer other than None, asked under the lock at every change;
+        BrowserError if the browser quits or `timeout` (default self.timeout) passes first."""
+        limit = timeout or self.timeout
+        deadline = time.monotonic() + limit
         with self._changed:
-            while True:
-                for event in self._events[since:]:
-                    if event["method"] == method and event.get("sessionId") == self.session:
-                        return event.get("params", {})
+            while (answer := found()) is None:
                 left = deadline - time.monotonic()
                 if self._ended:
-                    raise BrowserError(f"waiting for {method}: the browser quit\n{self.log()}")
+                    raise BrowserError(f"{doing}: the browser quit\n{self.log()}")
                 if left <= 0:
-                    raise BrowserError(f"no {method} in {timeout or self.timeout} s")
+                    raise BrowserError(f"{missing} in {limit} s")
                 self._changed.wait(left)
+            return answer
 
     def _open_page(self, width: int, height: int) -> str:
         target = self.command("Target.createTarget", {"url": "about:blank"}, session=None)

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from drawn_digits import bar, paper_image, plumbing_model, ring
 from PIL import Image
 
 from fastnn import MLPClassifier
@@ -16,32 +17,12 @@ from fastnn.images import load_digit
 from fastnn.predict import main
 
 
-def paper_image(ink: np.ndarray) -> np.ndarray:
-    """Ink strength in [0, 1] -> RGB uint8: dark blue ink on cream paper."""
-    paper, pen = np.array([245.0, 238.0, 220.0]), np.array([25.0, 35.0, 110.0])
-    return (paper * (1 - ink[..., None]) + pen * ink[..., None]).round().astype(np.uint8)
-
-
-def ring(size=120) -> np.ndarray:
-    r = np.hypot(*np.meshgrid(np.arange(size) - size / 2, np.arange(size) - size / 2))
-    return ((r > size * 0.25) & (r < size * 0.35)).astype(float)
-
-
-def bar(size=120) -> np.ndarray:
-    ink = np.zeros((size, size))
-    ink[15:-15, size // 2 - 8 : size // 2 + 8] = 1.0
-    return ink
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """A model on 784 features (meaningless weights: these tests check the plumbing), its file,
     and a folder with a PNG and a JPEG of a drawn digit."""
     folder = tmp_path_factory.mktemp("predict")
-    rng = np.random.default_rng(0)
-    X = rng.integers(0, 256, (300, 784), dtype=np.uint8)
-    model = MLPClassifier(16, backend="numpy", max_iter=1, random_state=0)
-    model.fit(X, X[:, 300:400].argmax(axis=1) % 10)
+    model = plumbing_model()
     model.save(folder / "model.npz")
     Image.fromarray(paper_image(ring())).save(folder / "ring.png")
     Image.fromarray(paper_image(bar())).save(folder / "bar.jpg", quality=90)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from drawn_digits import paper_image, plumbing_model, ring
 from PIL import Image
 from serve_helpers import serving
 
@@ -59,26 +60,15 @@ def png_bytes(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def ring(size: int = 120) -> np.ndarray:
-    """A dark ring on light paper, RGB: a drawn 0."""
-    r = np.hypot(*np.meshgrid(np.arange(size) - size / 2, np.arange(size) - size / 2))
-    ink = ((r > size * 0.25) & (r < size * 0.35)).astype(float)
-    paper, pen = np.array([245.0, 238.0, 220.0]), np.array([25.0, 35.0, 110.0])
-    return (paper * (1 - ink[..., None]) + pen * ink[..., None]).round().astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """A model on 784 features (meaningless weights: these tests check the plumbing), its
     file, a PNG and a JPEG of a drawing, and the server answering for the model."""
     folder = tmp_path_factory.mktemp("serve")
-    rng = np.random.default_rng(0)
-    X = rng.integers(0, 256, (300, 784), dtype=np.uint8)
-    model = MLPClassifier(16, backend="numpy", max_iter=1, random_state=0)
-    model.fit(X, X[:, 300:400].argmax(axis=1) % 10)
+    model = plumbing_model()
     model.save(folder / "model.npz")
-    Image.fromarray(ring()).save(folder / "ring.png")
-    Image.fromarray(ring(200)).save(folder / "ring.jpg", quality=90)
+    Image.fromarray(paper_image(ring())).save(folder / "ring.png")
+    Image.fromarray(paper_image(ring(200))).save(folder / "ring.jpg", quality=90)
     with serving(model) as server:
         yield model, folder, server
 
