@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import sys
 import threading
-import warnings
 
 from fastnn.backends.base import Backend, Forward, Grads
 
@@ -15,35 +13,12 @@ _REGISTRY = {
     "numba": ("fastnn.backends.numba_backend", "NumbaBackend"),
 }
 _instances: dict[str, Backend] = {}
-_warned_fork = False
 
 BACKENDS = tuple(_REGISTRY)
 
 
 def get_backend(name: str) -> Backend:
-    """The backend called `name` ("numpy" or "numba").
-
-    In a process forked from one that ran the Numba kernels on GNU OpenMP (multiprocessing's
-    default start method on Linux), where they cannot run, "numba" gives the numpy backend,
-    with a warning: same maths, slower, equal to float rounding.
-    """
-    # Only a process that has loaded the kernels (itself or before a fork) can be such a child.
-    if name == "numba" and "fastnn.backends.numba_backend" in sys.modules:
-        from fastnn.backends.numba_backend import forked_from_openmp
-
-        global _warned_fork
-        if forked_from_openmp():
-            if not _warned_fork:  # once per process
-                _warned_fork = True
-                warnings.warn(
-                    "fastnn: this process was forked from one that ran the Numba kernels on "
-                    "GNU OpenMP, which cannot run after a fork; using the numpy backend here. "
-                    "To keep the Numba kernels in worker processes, start them with "
-                    "multiprocessing's 'spawn' or 'forkserver' method.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            name = "numpy"
+    """The backend called `name` ("numpy" or "numba")."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name not in _instances:

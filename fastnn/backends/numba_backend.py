@@ -8,7 +8,6 @@ the number of threads.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -28,11 +27,21 @@ from fastnn.backends.base import (
     check_X,
     check_y,
 )
+from fastnn.backends.numba_team import run_team, team_size
 from fastnn.dropout import Dropout
 from fastnn.interrupt import deferred_keyboard_interrupt
-from fastnn.kernels.augment import Warp
-from fastnn.kernels.config import THREADING_LAYER, launch_guard
-from fastnn.kernels.epoch import Data, Net, State, augment, descend, forward
+from fastnn.kernels.augment import ROWS, Warp
+from fastnn.kernels.epoch import (
+    CHUNK,
+    Data,
+    Net,
+    State,
+    augment,
+    descend,
+    descend_workspace,
+    forward,
+    forward_outputs,
+)
 from fastnn.kernels.layout import Layout, make_layout
 from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SGD, Rule
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
@@ -41,20 +50,6 @@ from fastnn.optim import Optimizer, OptimizerState, adam_rate
 COMPILE_NOTICE = (
     "compiling the Numba kernels once, about 40 s (later runs load them from the cache)"
 )
-
-# Importing fastnn.kernels.config started the threading layer in this process.
-_LAYER_PID = os.getpid()
-
-
-def forked_from_openmp() -> bool:
-    """Whether this process is a fork of one that started GNU OpenMP threads: GNU OpenMP
-    cannot run in such a child (Numba would end it with SIGTERM at the first parallel launch,
-    and a multiprocessing Pool waiting for it would hang)."""
-    if THREADING_LAYER != "omp" or os.getpid() == _LAYER_PID:
-        return False
-    from numba.np.ufunc import omppool
-
-    return omppool.openmp_vendor == "GNU"
 
 
 def warm_up() -> None:
@@ -68,10 +63,6 @@ def warm_up() -> None:
         cpu_target.target_context.refresh()
 
 
-class ForkedProcessError(RuntimeError):
-    """The Numba kernels cannot run in this forked process."""
-
-
 def _read_only(a: np.ndarray) -> np.ndarray:
     """A read-only view: inputs reach the kernels as one type whether the caller's array is
     writable or not (e.g. np.frombuffer), so Numba compiles one specialisation, not two."""
@@ -80,18 +71,11 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return view
 
 
-def _call(entry, *args) -> tuple:
-    """entry(*args) on the compiled kernels, refused in a forked OpenMP process, guarded as
-    the threading layer needs, Ctrl-C held until it returns."""
-    if forked_from_openmp():
-        raise ForkedProcessError(
-            "the Numba kernels cannot run in this process: it was forked from one that had "
-            "started GNU OpenMP threads, which do not survive a fork. Start worker processes "
-            "with multiprocessing's 'spawn' or 'forkserver' method, or take the backend anew "
-            "with fastnn.backends.get_backend('numba'), which gives the numpy one here."
-        )
-    with launch_guard(), deferred_keyboard_interrupt():
-        return entry(*args)
+def _call(entry, args: tuple, jobs: int | None = None) -> object:
+    """entry(team, *args) on the compiled kernels, by a team of threads (at most `jobs`), with
+    Ctrl-C held until it returns."""
+    with deferred_keyboard_interrupt():
+        return run_team(entry, args, team_size(jobs))
 
 
 def _kernel_shape(p: int, a: np.ndarray) -> np.ndarray:
@@ -191,8 +175,10 @@ class NumbaBackend:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
         layout, net = _network(params, activation)
-        Z, A, P = _call(forward, layout, net, _read_only(X))
         n = len(X)
+        out = forward_outputs(layout, n, net.theta.dtype)
+        _call(forward, (layout, net, _read_only(X), _read_only(np.arange(n)), out), -(-n // CHUNK))
+        Z, A, P = out
         Zs = [_units(Z, n, layout, layer) for layer in range(len(params.coefs))]
         As = [_units(A, n, layout, layer) for layer in range(len(params.coefs) - 1)]
         return Forward(Zs, As, P)
@@ -214,7 +200,8 @@ class NumbaBackend:
         rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
         state = State(np.zeros_like(net.theta), net.theta[:0], net.theta[:0])
         data = Data(_read_only(X), _read_only(y), _read_only(np.arange(len(X))), max(len(X), 1))
-        loss_sum, _ = _call(descend, layout, net, data, rule, state)
+        work = descend_workspace(layout, data, net.theta.dtype)
+        loss_sum, _ = _call(descend, (layout, net, data, rule, state, work))
         loss = loss_sum / len(X) if len(X) else float("nan")
         grads = [np.ascontiguousarray(g) for g in _pieces(state.sums, layout)]
         return loss, Grads(grads[0::2], grads[1::2])
@@ -243,7 +230,8 @@ class NumbaBackend:
             np.zeros_like(net.theta), _moments(state.first, net), _moments(state.second, net)
         )
         data = Data(_read_only(X), _read_only(y), _read_only(order), int(batch_size))
-        loss_sum, hits = _call(descend, layout, net, data, rule, moments)
+        work = descend_workspace(layout, data, net.theta.dtype)
+        loss_sum, hits = _call(descend, (layout, net, data, rule, moments, work))
         _unpack(net.theta, layout, list(params.arrays()))
         for packed, given in ((moments.first, state.first), (moments.second, state.second)):
             if given:
@@ -263,7 +251,8 @@ class NumbaBackend:
             KINDS.index(augmentation.kind), augmentation.key(), *augmentation.image_shape,
             augmentation.numbers(dtype), augmentation.gauss(dtype),
         )  # fmt: skip
-        return _call(augment, _read_only(X), warp, out)
+        _call(augment, (_read_only(X), warp, out), -(-len(X) // ROWS))
+        return out
 
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[None]:

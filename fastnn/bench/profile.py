@@ -1,10 +1,10 @@
 """python -m fastnn.bench.profile: where a Numba epoch's time goes, stage by stage.
 
-A serial copy of one training epoch's work (`epoch.descend` without the parallel passes and
+A serial copy of one training epoch's work (`epoch.descend` without the team's two passes and
 the update), for one hidden layer or more (`--hidden 256 128`), calls the same kernel helpers
 over the training set in chunks, and is timed with its
 stages switched on one after another: each stage's time is what it added to the ones before.
-One thread, so the stages add up to the work the two parallel passes share out; the real
+One thread, so the stages add up to the work the two passes share out among the team; the real
 single-thread epoch is timed beside it. Per non-zero pixel figures show the cost of the sparse
 loops, which touch W1 and dW1 once for each non-zero pixel.
 """

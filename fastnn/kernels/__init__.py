@@ -1,16 +1,17 @@
 """Numba kernels of the network, any number of hidden layers: plain functions of arrays,
 compiled by Numba.
 
-- `config`: every compiler option and the threading layer, in one place;
+- `config`: every compiler option, in one place;
+- `team`: the threads that run an entry together, and the barrier where they meet;
 - `sparse`: reading X (uint8 pixels scaled as x / 255 in the parameters' dtype, as the
   reference does) and listing each sample's non-zero features, all the first layer touches;
 - `vector`: the one inner loop, y += c0 * M[r0] + ..., as explicit SIMD code;
 - `forward`: the forward pass of one sample, as small serial helpers;
-- `backward`: a mini-batch's forward pass, backpropagation and update, fused into two parallel
-  passes, one over samples and one over the parameters' rows;
+- `backward`: a mini-batch's forward pass, backpropagation and update, fused into two passes
+  shared by the team, one over samples and one over the parameters' rows;
 - `layout`: where each layer's numbers sit in the flat buffers that let one compiled kernel
   take any number of hidden layers;
 - `optimizer`: the update rules (SGD, momentum, Adam, RMSprop, L2 penalty) on a flat range;
 - `epoch`: the entry points `fastnn.backends.numba_backend` calls: `descend` (a whole epoch, or
-  the gradients of one batch) and `forward`.
+  the gradients of one batch), `forward` and `augment`.
 """

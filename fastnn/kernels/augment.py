@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from fastnn.dropout import GOLDEN
-from fastnn.kernels.config import PARALLEL, SERIAL
+from fastnn.kernels.config import SERIAL
 from fastnn.kernels.dropout import mix
+from fastnn.kernels.team import my_jobs
 
 SHIFT, AFFINE, ELASTIC = 0, 1, 2  # Warp.kind, in the order of fastnn.augment.KINDS
 ROWS = 32  # rows a job transforms with one set of scratch buffers
@@ -212,14 +213,15 @@ def _to_pixel(value, half, out):
     return lambda value, half, out: out.dtype.type(value)
 
 
-@njit(**PARALLEL)
-def augment_rows(X, warp, out):
-    """out[r] = row r of X transformed as drawn for row r in the warp's epoch, every r."""
+@njit(**SERIAL)
+def augment_rows(team, X, warp, out):
+    """out[r] = row r of X transformed as drawn for row r in the warp's epoch, for the rows of
+    this member's jobs (ROWS rows a job; see `team`)."""
     n = X.shape[0]
     h, w = warp.height, warp.width
     r = warp.gauss.shape[0] // 2
     dtype = warp.numbers.dtype
-    for job in prange((n + ROWS - 1) // ROWS):
+    for job in my_jobs(team, (n + ROWS - 1) // ROWS):
         padded = np.zeros((h + 3, w + 3), dtype)
         noise = np.zeros((2, h + 2 * r, w), dtype)
         turned = np.zeros((2, w + 2 * r, h), dtype)

@@ -1,20 +1,21 @@
-"""A mini-batch's forward pass, backpropagation and update, fused, in two parallel passes that
-take the batch a chunk of samples at a time (so a full batch of 60,000 stays in cache too).
-Any number of hidden layers: the per-layer data sit in flat buffers (see `layout`).
+"""A mini-batch's forward pass, backpropagation and update, fused, in two passes shared by a
+team of threads (see `team`) that take the batch a chunk of samples at a time (so a full batch
+of 60,000 stays in cache too). Any number of hidden layers: the per-layer data sit in flat
+buffers (see `layout`).
 
-`sample_pass` splits a chunk's samples among threads in runs of RUN: a job takes its run
+`sample_pass` splits a chunk's samples among the members in runs of RUN: a job takes its run
 forward through every layer, through the softmax cross-entropy gradient, and back to the
 first layer, a layer at a time (the later layers four samples at once, see
 `vector.add_mat_mat`), keeping what the weight gradients need: each layer's A and dZ rows and
 each sample's list of non-zero features.
 
-`gradient_pass` splits the parameters among threads by output element: a job owns the BLOCK
+`gradient_pass` splits the parameters among the members by output element: a job owns the BLOCK
 rows of W1 of one block of input features, or the weights into a GROUP of units of a later
 layer (rows of its transposed weights), or one layer's biases. It adds the chunk's samples'
 terms, in ascending sample order, to its own range of the gradient sums; after the batch's
 last chunk it steps its own parameters (and optimizer state) by the update rule, or, for
 `loss_and_grads`, leaves the sums as the result. No element is written by two jobs and every
-sum runs in sample order whatever thread runs the job, so results are the same bits for any
+sum runs in sample order whatever member runs the job, so results are the same bits for any
 number of threads.
 """
 
@@ -23,15 +24,16 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from fastnn.kernels.config import PARALLEL, SERIAL
+from fastnn.kernels.config import SERIAL
 from fastnn.kernels.constraint import cap_rows
 from fastnn.kernels.dropout import drop_features, drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
 from fastnn.kernels.layout import ahead_weights, bias, units, weights
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
 from fastnn.kernels.sparse import BLOCK, load_x, prefetch_row, scan_row
+from fastnn.kernels.team import my_jobs
 from fastnn.kernels.vector import add_mat_mat, add_scaled_rows, set_mat_mat
 
 RUN = 16  # samples a job of the sample pass takes (see forward_samples)
@@ -143,11 +145,12 @@ def run_of(t, m):
     return t * RUN, min((t + 1) * RUN, m)
 
 
-@njit(**PARALLEL)
+@njit(**SERIAL)
 def forward_pass(layout, net, X, table, chunk, P):
-    """The chunk's samples forward, P[i] = softmax of their logits; a run of samples a job."""
+    """The chunk's samples forward, P[i] = softmax of their logits, a run of samples at a
+    time."""
     m = chunk.rows.shape[0]
-    for t in prange((m + RUN - 1) // RUN):
+    for t in range((m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
         forward_samples(layout, net, X, table, chunk, lo, hi)
         logits = layer_rows(chunk.Z, chunk, layout, layout.sizes.shape[0] - 2)
@@ -155,13 +158,14 @@ def forward_pass(layout, net, X, table, chunk, P):
             softmax_row(logits[i], P[i])
 
 
-@njit(**PARALLEL)
-def sample_pass(layout, net, X, y, table, chunk, batch_size, losses, hits):
-    """The chunk's samples forward and back to the first layer's dZ, a run of samples a job;
-    losses[i] and hits[i] get its cross-entropy and whether it was classified right. How the
-    samples are shared out changes no result: each sample's numbers are its own."""
+@njit(**SERIAL)
+def sample_pass(team, layout, net, X, y, table, chunk, batch_size, losses, hits):
+    """This member's share of the chunk's samples forward and back to the first layer's dZ, a
+    run of samples a job; losses[i] and hits[i] get its cross-entropy and whether it was
+    classified right. How the samples are shared out changes no result: each sample's numbers
+    are its own."""
     m = chunk.rows.shape[0]
-    for t in prange((m + RUN - 1) // RUN):
+    for t in my_jobs(team, (m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
         forward_samples(layout, net, X, table, chunk, lo, hi)
         backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits)
@@ -194,25 +198,6 @@ def add_rows(M, acc):
     for i in range(M.shape[0]):
         for j in range(M.shape[1]):
             acc[j] += M[i, j]
-
-
-@njit(**SERIAL)
-def job_stride(n):
-    """A stride coprime with n near 5n / 8. prange gives each thread a contiguous range of
-    iterations; iteration t doing job t * stride % n, every thread gets a mix of the busy
-    middle of the image, its empty borders and the small jobs of later layers and biases, and
-    so about the same work."""
-    stride = max(1, (n * 5) // 8)
-    while _gcd(stride, n) != 1:
-        stride += 1
-    return stride
-
-
-@njit(**SERIAL)
-def _gcd(a, b):
-    while b:
-        a, b = b, a % b
-    return a
 
 
 class Batch(NamedTuple):
@@ -347,16 +332,16 @@ def finish_job(job, kind, layer, index, layout, net, state, rule, batch, touched
         squares[job] = sum_squares(net.theta, start, stop)
 
 
-@njit(**PARALLEL)
-def gradient_pass(layout, net, X, table, chunk, state, rule, batch, touched, squares):
-    """Adds the chunk's terms to the gradient sums (state.sums, laid out as theta), every job
-    to its own range, and after the batch's last chunk updates that range (`finish_job`).
-    touched[b]: whether block b of input features had a non-zero in the batch so far."""
+@njit(**SERIAL)
+def gradient_pass(team, layout, net, X, table, chunk, state, rule, batch, touched, squares):
+    """This member's jobs: each adds the chunk's terms to its own range of the gradient sums
+    (state.sums, laid out as theta), and after the batch's last chunk updates that range
+    (`finish_job`). touched[b]: whether block b of input features had a non-zero in the batch
+    so far. Every size-th job a member, and neighbouring jobs cost about the same (blocks of
+    the image's busy middle, of its empty borders, the groups of a later layer), so members
+    get about the same work."""
     n_blocks = chunk.bounds.shape[0] - 1
-    total = n_jobs(layout, n_blocks)
-    stride = job_stride(total)
-    for t in prange(total):
-        job = t * stride % total
+    for job in my_jobs(team, n_jobs(layout, n_blocks)):
         kind, layer, index = locate(job, layout, n_blocks)
         hit = add_job_terms(kind, layer, index, layout, X, table, chunk, state.sums)
         if kind == BLOCK_JOB:

@@ -4,16 +4,17 @@ unit's incoming weight vector longer than the limit is scaled back to it.
 A later layer's weights are stored transposed (a unit's incoming weights are a row, owned by
 one job of the update pass: `cap_rows`); the first layer's by input feature (a unit's incoming
 weights are a column across every block of features), so it takes a pass of its own after the
-update pass (`cap_first_layer`), a group of columns a job.
+update pass (`cap_first_layer`), a group of columns a job, shared by the team (see `team`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from fastnn.kernels.config import PARALLEL, SERIAL
+from fastnn.kernels.config import SERIAL
 from fastnn.kernels.layout import weights
+from fastnn.kernels.team import my_jobs
 
 CAP_GROUP = 16  # first-layer columns a job of cap_first_layer owns
 
@@ -33,12 +34,12 @@ def cap_rows(WT, first, end, limit):
                 WT[o, j] = WT[o, j] * factor
 
 
-@njit(**PARALLEL)
-def cap_first_layer(theta, layout, limit):
-    """cap_rows for the columns of W1 (n_in, H), CAP_GROUP columns a job."""
+@njit(**SERIAL)
+def cap_first_layer(team, theta, layout, limit):
+    """cap_rows for the columns of W1 (n_in, H), CAP_GROUP columns a job: this member's jobs."""
     W1 = weights(theta, layout, 0)
     n_in, H = W1.shape
-    for g in prange((H + CAP_GROUP - 1) // CAP_GROUP):
+    for g in my_jobs(team, (H + CAP_GROUP - 1) // CAP_GROUP):
         first, end = g * CAP_GROUP, min((g + 1) * CAP_GROUP, H)
         totals = np.zeros(end - first, W1.dtype)  # (group,) sums of squares, in order
         for k in range(n_in):

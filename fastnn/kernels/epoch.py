@@ -2,11 +2,13 @@
 gradients of one batch), `forward`, a forward pass keeping every layer's activations, and
 `augment`, an epoch's augmented images (see `kernels.augment`).
 
-Each is a serial loop over batches, and over chunks of at most CHUNK samples within a batch,
-around the parallel passes of `backward`. Every buffer is allocated once per call and reused:
-no Python between batches and none of the reference's per-batch temporaries. The gradients of
-`loss_and_grads` come from `descend` too (one batch, rule GRADIENTS_ONLY), not from a third
-entry, because every entry costs seconds of compiling for every dtype pair.
+Each is called once per member of a team of threads (see `team`), all on the same buffers,
+which the backend allocates (`descend_workspace`, `Activations`). `descend` is a loop over
+batches, and over chunks of at most CHUNK samples within a batch, around the two passes of
+`backward`, with the team meeting after each: no Python between batches and none of the
+reference's per-batch temporaries. The gradients of `loss_and_grads` come from `descend` too
+(one batch, rule GRADIENTS_ONLY), not from a third entry, because every entry costs seconds of
+compiling for every dtype pair.
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ from fastnn.kernels.backward import (
 from fastnn.kernels.config import ENTRY
 from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
+from fastnn.kernels.layout import Layout
 from fastnn.kernels.optimizer import GRADIENTS_ONLY
 from fastnn.kernels.sparse import BLOCK, input_table
+from fastnn.kernels.team import meet, my_jobs
 
 # Numba checks the cached code of an entry against this file only, yet that code includes every
 # kernel it calls: an edit to another kernel module (or to the options in config.py) would
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "97e9744f010092734fa3958abb0448d24c38559dca0a1f2ffba4a10e413e0a58"
+KERNEL_SOURCES_DIGEST = "bc65ccc47d23f23c414a5e5486ccc1260ab6ca4f6ac1b85e566690fbbe2f39cb"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 
@@ -72,84 +76,140 @@ class State(NamedTuple):
     second: np.ndarray  # running means of g * g (empty if the rule keeps none)
 
 
+class Workspace(NamedTuple):
+    """What `descend`'s team shares besides its arguments: a chunk's per-sample data, and the
+    update jobs' flags and sums."""
+
+    idx: np.ndarray  # (chunk * (n_in + 1),) int32 the chunk's feature lists
+    bounds: np.ndarray  # (n_blocks + 1, chunk) int32
+    Z: np.ndarray  # every layer's Z, then dZ, of the chunk's samples
+    A: np.ndarray  # every hidden layer's A
+    losses: np.ndarray  # (chunk,)
+    hits: np.ndarray  # (chunk,) int64
+    touched: np.ndarray  # (n_blocks,) bool, all False
+    squares: np.ndarray  # (n_jobs,) float64, see weight_squares
+
+
+def descend_workspace(layout: Layout, data: Data, dtype: np.dtype) -> Workspace:
+    """Fresh buffers for one call of `descend`; chunks of min(CHUNK, batch_size, n) samples."""
+    chunk = min(CHUNK, data.batch_size, len(data.order))
+    n_in, n_layers = int(layout.sizes[0]), len(layout.sizes) - 1
+    n_blocks = (n_in + BLOCK - 1) // BLOCK
+    return Workspace(
+        np.empty(chunk * (n_in + 1), np.int32),
+        np.empty((n_blocks + 1, chunk), np.int32),
+        np.empty(chunk * int(layout.units_at[n_layers]), dtype),
+        np.empty(chunk * int(layout.units_at[n_layers - 1]), dtype),
+        np.empty(chunk, dtype),
+        np.empty(chunk, np.int64),
+        np.zeros(n_blocks, np.bool_),
+        np.zeros(n_jobs.py_func(layout, n_blocks)),
+    )
+
+
 @njit(**ENTRY)
-def descend(layout, net, data, rule, state):
+def descend(team, layout, net, data, rule, state, work):
     """Takes X[order] in batches of batch_size (the last one possibly smaller) and after each
-    steps theta (and `ahead`, and state) by `rule` (see `optimizer`), in place. Returns the
-    sum of the per-sample losses (plus, with alpha, each batch's L2 penalty) and the number
-    of correct argmax, each batch measured before its update."""
+    steps theta (and `ahead`, and state) by `rule` (see `optimizer`), in place; this member's
+    share of it. Returns (to member 0; the others get zeros) the sum of the per-sample losses
+    (plus, with alpha, each batch's L2 penalty) and the number of correct argmax, each batch
+    measured before its update. Returns early, with partial sums, if a member failed."""
     n = data.order.shape[0]
-    n_in = layout.sizes[0]
     n_layers = layout.sizes.shape[0] - 1
     dtype = net.theta.dtype
-    chunk = min(CHUNK, data.batch_size, n)
-    n_blocks = (n_in + BLOCK - 1) // BLOCK
-    rows = np.empty(chunk, np.int64)  # the chunk's rows of X (see below)
-    idx = np.empty(chunk * (n_in + 1), np.int32)  # the chunk's feature lists
-    bounds = np.empty((n_blocks + 1, chunk), np.int32)  # (n_blocks + 1, chunk)
-    Z = np.empty(chunk * layout.units_at[n_layers], dtype)  # every layer's Z, then dZ
-    A = np.empty(chunk * layout.units_at[n_layers - 1], dtype)  # every hidden layer's A
-    losses = np.empty(chunk, dtype)  # (chunk,)
-    hits = np.empty(chunk, np.int64)  # (chunk,)
-    touched = np.zeros(n_blocks, np.bool_)  # (n_blocks,)
-    squares = np.zeros(n_jobs(layout, n_blocks))  # (n_jobs,) float64, see weight_squares
-    if rule.alpha > 0:
-        weight_squares(net.theta, layout, n_blocks, squares)
+    chunk = work.losses.shape[0]
+    n_blocks = work.touched.shape[0]
+    lead = team.member == 0  # sums the losses, in sample order, and the penalty
+    if lead and rule.alpha > 0:
+        weight_squares(net.theta, layout, n_blocks, work.squares)
     inputs = n_layers - 1  # the inputs' entry in net's dropout arrays
     factor = net.drop_scales[inputs] if drops(net, inputs) else dtype.type(1)
-    table = input_table(data.X, net.theta, factor)
+    table = input_table(data.X, net.theta, factor)  # every member its own copy
     loss_sum = 0.0
     n_hits = 0
+    passed = 0  # barriers
     for batch, first in enumerate(range(0, n, data.batch_size)):
         end = min(first + data.batch_size, n)
-        if rule.alpha > 0:
-            loss_sum += 0.5 * rule.alpha * squares.sum()  # the penalty before the update
+        if lead and rule.alpha > 0:
+            loss_sum += 0.5 * rule.alpha * work.squares.sum()  # the penalty before the update
         for start in range(first, end, chunk):
             m = min(chunk, end - start)
-            # Copied out of the read-only order, the chunk's rows are a writable array as in
-            # `forward`: one type of Chunk, so the passes they share compile once for both. A
-            # loop: Numba's slice assignment compiles for seconds.
-            for i in range(m):
-                rows[i] = data.order[start + i]
-            part = Chunk(rows[:m], idx, bounds, Z, A, chunk, 0)
-            sample_pass(layout, net, data.X, data.y, table, part, end - first, losses, hits)
+            rows = data.order[start : start + m]
+            part = Chunk(rows, work.idx, work.bounds, work.Z, work.A, chunk, 0)
+            sample_pass(
+                team, layout, net, data.X, data.y, table, part, end - first, work.losses, work.hits
+            )
+            if not meet(team, passed):
+                return loss_sum, n_hits
+            passed += 1
             done = Batch(batch, end - first, start + m == end)
-            gradient_pass(layout, net, data.X, table, part, state, rule, done, touched, squares)
+            gradient_pass(
+                team,
+                layout,
+                net,
+                data.X,
+                table,
+                part,
+                state,
+                rule,
+                done,
+                work.touched,
+                work.squares,
+            )
+            if lead:
+                for i in range(m):  # in order: the same sum whatever the threads
+                    loss_sum += work.losses[i]
+                    n_hits += work.hits[i]
+            if not meet(team, passed):  # the next chunk overwrites what this one read
+                return loss_sum, n_hits
+            passed += 1
             if done.last and rule.max_norm > 0 and rule.solver != GRADIENTS_ONLY:
-                cap_first_layer(net.theta, layout, rule.max_norm)
-                if rule.alpha > 0:  # the penalty of the capped weights
-                    weight_squares(net.theta, layout, n_blocks, squares)
-            for i in range(m):  # in order: the same sum whatever the threads
-                loss_sum += losses[i]
-                n_hits += hits[i]
+                cap_first_layer(team, net.theta, layout, rule.max_norm)
+                if not meet(team, passed):
+                    return loss_sum, n_hits
+                passed += 1
+                if lead and rule.alpha > 0:  # the penalty of the capped weights
+                    weight_squares(net.theta, layout, n_blocks, work.squares)
     return loss_sum, n_hits
 
 
+class Activations(NamedTuple):
+    """What `forward` gives, for n rows: every layer's Z and every hidden layer's A, each flat
+    as `layout.units` reads them, and P (n, n_out)."""
+
+    Z: np.ndarray
+    A: np.ndarray
+    P: np.ndarray
+
+
+def forward_outputs(layout: Layout, n: int, dtype: np.dtype) -> Activations:
+    n_layers = len(layout.sizes) - 1
+    return Activations(
+        np.empty(n * int(layout.units_at[n_layers]), dtype),
+        np.empty(n * int(layout.units_at[n_layers - 1]), dtype),
+        np.empty((n, int(layout.sizes[n_layers])), dtype),
+    )
+
+
 @njit(**ENTRY)
-def forward(layout, net, X):
-    """Every row of X through the network. Returns Z of every layer and A of every hidden
-    layer, each flat as `layout.units` reads them for n rows, and P (n, n_out)."""
+def forward(team, layout, net, X, rows, out):
+    """Every row of X through the network into `out`, a chunk of CHUNK rows a job. rows:
+    0..n-1, read-only, as descend's chunks take theirs from data.order, so that the passes
+    both use compile once."""
     n = X.shape[0]
     n_in = layout.sizes[0]
-    n_layers = layout.sizes.shape[0] - 1
-    dtype = net.theta.dtype
     chunk = max(min(CHUNK, n), 1)
-    idx = np.empty(chunk * (n_in + 1), np.int32)
+    idx = np.empty(chunk * (n_in + 1), np.int32)  # this member's own
     bounds = np.empty(((n_in + BLOCK - 1) // BLOCK + 1, chunk), np.int32)
-    Z = np.empty(n * layout.units_at[n_layers], dtype)
-    A = np.empty(n * layout.units_at[n_layers - 1], dtype)
-    P = np.empty((n, layout.sizes[n_layers]), dtype)  # (n, n_out)
-    rows = np.arange(n)
-    table = input_table(X, net.theta, dtype.type(1))
-    for start in range(0, n, chunk):
+    table = input_table(X, net.theta, net.theta.dtype.type(1))
+    for job in my_jobs(team, (n + chunk - 1) // chunk):
+        start = job * chunk
         m = min(chunk, n - start)
-        part = Chunk(rows[start : start + m], idx, bounds, Z, A, n, start)
-        forward_pass(layout, net, X, table, part, P[start : start + m])
-    return Z, A, P
+        part = Chunk(rows[start : start + m], idx, bounds, out.Z, out.A, n, start)
+        forward_pass(layout, net, X, table, part, out.P[start : start + m])
 
 
 @njit(**ENTRY)
-def augment(X, warp, out):
-    """out[r] = row r of X (n, height * width) transformed by `warp`, for every row r."""
-    augment_rows(X, warp, out)
-    return out
+def augment(team, X, warp, out):
+    """out[r] = row r of X (n, height * width) transformed by `warp`, for this member's rows."""
+    augment_rows(team, X, warp, out)

@@ -74,14 +74,15 @@ def pixel_table(like):
     return table
 
 
-def _item_address(context, builder, signature, args):
-    """The address of array[i, j] for an intrinsic called as (array, i, j), whatever integer
-    types i and j have (LLVM needs them as wide as a pointer)."""
-    array_type = signature.args[0]
+def item_address(context, builder, arg_types, args):
+    """The address of array[i, ...] in an intrinsic's code, from its arguments (array, i, ...)
+    and their types, whatever integer types the indices have (LLVM needs them as wide as a
+    pointer)."""
+    array_type = arg_types[0]
     array = context.make_array(array_type)(context, builder, args[0])
     indices = [
         context.cast(builder, value, ty, types.intp)
-        for value, ty in zip(args[1:], signature.args[1:], strict=True)
+        for value, ty in zip(args[1:], arg_types[1:], strict=True)
     ]
     return cgutils.get_item_pointer(context, builder, array_type, array, indices)
 
@@ -91,7 +92,7 @@ def _prefetch(typingctx, X, r, k):
     """Asks the CPU to start loading the cache line of X[r, k] (llvm.prefetch: read, keep)."""
 
     def codegen(context, builder, signature, args):
-        address = _item_address(context, builder, signature, args)
+        address = item_address(context, builder, signature.args, args)
         byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         prefetch = builder.module.declare_intrinsic(  # mangled to suit llvmlite's pointers
             "llvm.prefetch",
@@ -160,7 +161,7 @@ def _nonzero_bits(typingctx, X, r, k):
     one compare and a move of the compare's sign bits (pcmpeqb, pmovmskb on x86). BLOCK <= 64."""
 
     def codegen(context, builder, signature, args):
-        address = _item_address(context, builder, signature, args)
+        address = item_address(context, builder, signature.args, args)
         lanes = ir.VectorType(ir.IntType(8), BLOCK)
         pixels = builder.load(builder.bitcast(address, lanes.as_pointer()), align=1)
         nonzero = builder.icmp_unsigned("!=", pixels, ir.Constant(lanes, None))

@@ -1,0 +1,125 @@
+"""A team of threads running one compiled entry together, in place of Numba's parallel loops.
+
+The backend calls an entry once per member of the team, each call in a thread of its own
+(`fastnn.backends.numba_team`), all on the same buffers. A member takes every size-th job of a
+pass, starting at its own index (`my_jobs`), and the members meet at a barrier (`meet`) where
+one pass must be complete before the next reads it: twice per chunk of an epoch, where Numba's
+parallel loops launched two parallel regions.
+
+Why not prange: every parallel loop costs Numba about 6 s of compiling per specialisation (the
+three of them were 36% of a cold compile: 46 s against 30 s without them), an OpenMP pool that
+a forked process cannot use and whose threads spin between regions, holding a core that other
+processes need. A team member spins only inside an entry, waiting at a barrier, and yields the
+core after a short spin; no thread is left once the entry returns.
+
+The jobs are the same whoever runs them, and every number is computed by one job in a fixed
+order, so results are the same bits for any team size.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import NamedTuple
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from fastnn.kernels.config import SERIAL
+from fastnn.kernels.sparse import item_address
+
+ARRIVED, ABORTED = 0, 1  # the slots of Team.sync
+SYNC_SLOTS = 2
+SPINS_BEFORE_YIELDING = 200  # pause instructions (about 10-40 µs in all) before sched_yield
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+YIELD = "SwitchToThread" if sys.platform == "win32" else "sched_yield"
+
+
+class Team(NamedTuple):
+    member: int  # this thread's index, 0 .. size - 1
+    size: int  # the number of members
+    # (SYNC_SLOTS,) int64, shared by the team, zero at the start: ARRIVED counts the arrivals
+    # at barriers so far; ABORTED is set (by the backend) when a member failed.
+    sync: np.ndarray
+
+
+@intrinsic
+def _fetch_add(typingctx, array, i, value):
+    """array[i] += value as one atomic step (sequentially consistent); returns the old value."""
+
+    def codegen(context, builder, signature, args):
+        address = item_address(context, builder, signature.args[:2], args[:2])
+        return builder.atomic_rmw("add", address, args[2], "seq_cst")
+
+    return types.int64(array, i, types.int64), codegen
+
+
+@intrinsic
+def _load_acquire(typingctx, array, i):
+    """array[i], read atomically: what other threads wrote before they changed it is visible
+    after this read sees the change."""
+
+    def codegen(context, builder, signature, args):
+        address = item_address(context, builder, signature.args, args)
+        return builder.load_atomic(address, "acquire", 8)
+
+    return types.int64(array, i), codegen
+
+
+@intrinsic
+def _spin_pause(typingctx):
+    """x86's pause between two reads of a flag (easier on the other hyperthread and on power);
+    nothing elsewhere."""
+
+    def codegen(context, builder, signature, args):
+        if X86:
+            pause = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause"
+            )
+            builder.call(pause, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def _yield_core(typingctx):
+    """Gives the core to another runnable thread, if any (sched_yield, or Windows'
+    SwitchToThread)."""
+
+    def codegen(context, builder, signature, args):
+        call = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(32), []), YIELD
+        )
+        builder.call(call, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@njit(**SERIAL)
+def meet(team, passed):
+    """Waits until every member has arrived here, at the team's barrier number passed + 1
+    (each member counts the barriers it has passed). Returns whether the team may go on:
+    False when a member failed, which ends the wait at once."""
+    _fetch_add(team.sync, ARRIVED, 1)
+    everyone = (passed + 1) * team.size
+    spins = 0
+    while _load_acquire(team.sync, ARRIVED) < everyone:
+        if _load_acquire(team.sync, ABORTED):
+            return False
+        spins += 1
+        if spins < SPINS_BEFORE_YIELDING:
+            _spin_pause()
+        else:
+            _yield_core()
+    return _load_acquire(team.sync, ABORTED) == 0
+
+
+@njit(**SERIAL)
+def my_jobs(team, n):
+    """The jobs 0..n-1 of a pass this member does: every size-th, from its own index."""
+    return range(team.member, n, team.size)

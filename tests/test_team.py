@@ -1,0 +1,64 @@
+"""The team of threads that runs a compiled entry (fastnn.kernels.team, backends.numba_team):
+every member does its share, the barrier orders the passes, a failing member stops the team
+instead of hanging it, and no thread outlives a call."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastnn.backends.numba_team import run_team
+from fastnn.kernels.team import meet, my_jobs
+
+ROUNDS = 50
+
+
+@njit(nogil=True)
+def relay(team, cells, totals, failing):
+    """Each round, the members fill cells (every job writes its own) and meet; then each
+    member sums all of them, which is right only if every member's writes of the round were
+    done before anyone read."""
+    passed = 0
+    for r in range(ROUNDS):
+        if team.member == failing and r == 3:
+            raise ValueError("member failed on purpose")
+        for job in my_jobs(team, cells.shape[0]):
+            cells[job] = r * cells.shape[0] + job
+        if not meet(team, passed):
+            return -1
+        passed += 1
+        total = 0
+        for job in range(cells.shape[0]):
+            total += cells[job]
+        totals[team.member, r] = total
+        if not meet(team, passed):  # nobody writes the next round's cells before all have read
+            return -1
+        passed += 1
+    return passed
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_members_share_the_jobs_and_meet_at_each_barrier(size):
+    cells = np.zeros(37, np.int64)
+    totals = np.zeros((size, ROUNDS), np.int64)
+    before = threading.active_count()
+    assert run_team(relay, (cells, totals, -1), size) == 2 * ROUNDS
+    n = cells.shape[0]
+    expected = [r * n * n + n * (n - 1) // 2 for r in range(ROUNDS)]
+    for member in range(size):
+        assert totals[member].tolist() == expected, f"member {member} of {size}"
+    assert threading.active_count() == before, "a team thread outlived the call"
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_failing_member_stops_the_team_and_its_error_is_raised(failing):
+    cells = np.zeros(8, np.int64)
+    totals = np.zeros((2, ROUNDS), np.int64)
+    before = threading.active_count()
+    with pytest.raises(ValueError, match="member failed on purpose"):
+        run_team(relay, (cells, totals, failing), 2)
+    assert threading.active_count() == before
+    assert not totals[:, 4:].any(), "the other member went on past the failure"
