@@ -29,7 +29,7 @@ def real_data_dir() -> Path:
 
 # Background work of a whole-suite run (WHOLE_SUITE or more tests collected), on the core the
 # tests mostly leave idle, one job after another:
-# 1. Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 40-50 s, most of
+# 1. Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 30-35 s, most of
 #    the suite's time. WARM_UP compiles the pairs the tests reach later (float X of either
 #    dtype) into the same cache while the first tests (test_augment.py) compile the uint8
 #    ones: the later tests then load them. Its work is lost, not wrong, if a test gets there

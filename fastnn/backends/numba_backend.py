@@ -48,7 +48,7 @@ from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
 from fastnn.optim import Optimizer, OptimizerState, adam_rate
 
 COMPILE_NOTICE = (
-    "compiling the Numba kernels once, about 40 s (later runs load them from the cache)"
+    "compiling the Numba kernels once, about 30 s (later runs load them from the cache)"
 )
 
 
