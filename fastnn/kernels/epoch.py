@@ -3,7 +3,7 @@ gradients of one batch), `forward`, a forward pass keeping every layer's activat
 `augment`, an epoch's augmented images (see `kernels.augment`).
 
 Each is called once per member of a team of threads (see `team`), all on the same buffers,
-which the backend allocates (`descend_workspace`, `Activations`). `descend` is a loop over
+which the backend allocates (`descend_workspace`, `forward_outputs`). `descend` is a loop over
 batches, and over chunks of at most CHUNK samples within a batch, around the two passes of
 `backward`, with the team meeting after each: no Python between batches and none of the
 reference's per-batch temporaries. The gradients of `loss_and_grads` come from `descend` too
