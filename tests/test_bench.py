@@ -4,6 +4,7 @@ medians and ratios, the table, the peers, and the JSON and PNG files. No time is
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from dataclasses import replace
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from fastnn.backends import get_backend
-from fastnn.bench import cli, peers, report
+from fastnn.bench import cli, peers, report, startup
 from fastnn.bench.timing import speedup, summarize, time_alternating
 from fastnn.bench.workloads import (
     FULL_BATCH_HELD_OUT,
@@ -360,15 +361,40 @@ def test_startup_line_says_what_was_measured() -> None:
         dict(
             command="python -m fastnn.train --epochs 1",
             first_wall_s=9.0,
-            second_wall_s=3.5,
-            second_epoch_s=0.5,
+            warm_wall_s=3.5,
+            warm_walls_s=[3.5, 4.0, 3.25],
+            warm_epoch_s=0.5,
             data_load_s=1.25,
             target_s=1.3,
         )
     )
-    assert "3.50 s wall, all included (target: at most 1.3 s" in line
+    assert "3.50 s wall, all included, the median of 3 (3.25-4.00 s; target: at most 1.3 s" in line
     assert "epoch took 0.50 s" in line and "data alone takes 1.25 s" in line
     assert report.startup_line(dict(skipped="no numba")) == "Startup not measured: no numba."
+
+
+def test_startup_reports_the_median_of_the_warm_processes(monkeypatch) -> None:
+    """The first (cache-filling) train process is not counted; the warm ones are, by median."""
+    walls = iter([9.0, 1.4, 1.1, 2.5, 1.2, 1.3, 0.0, 0.0, 0.0])  # 1 + WARM_RUNS, then LOAD_RUNS
+    loads = iter(["0.3", "0.25", "0.4"])
+
+    def fake_timed(cmd):
+        wall = next(walls)
+        if "fastnn.train" in cmd:
+            metrics = cmd[cmd.index("--metrics") + 1]
+            with open(metrics, "w") as f:
+                json.dump({"first_epoch_seconds": wall / 10}, f)
+            return wall, subprocess.CompletedProcess(cmd, 0, "", "")
+        return wall, subprocess.CompletedProcess(cmd, 0, next(loads) + "\n", "")
+
+    monkeypatch.setattr(startup, "_timed", fake_timed)
+    monkeypatch.setattr(startup, "SETTLE_S", 0)
+    measured = startup.measure_startup(threads=2, data_dir="somewhere")
+    assert startup.WARM_RUNS == 5
+    assert measured["first_wall_s"] == 9.0 and measured["warm_walls_s"] == [1.4, 1.1, 2.5, 1.2, 1.3]
+    assert measured["warm_wall_s"] == 1.3 and measured["warm_epoch_s"] == pytest.approx(0.13)
+    assert measured["data_load_s"] == 0.25
+    assert "--threads 2 --data somewhere" in measured["command"]
 
 
 def test_the_chart_shows_the_peers_and_says_when_the_machine_was_busy() -> None:

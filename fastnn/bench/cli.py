@@ -30,7 +30,7 @@ from fastnn.bench import accuracy, report
 from fastnn.bench.peak import ROUNDS as FMA_ROUNDS
 from fastnn.bench.peak import fma_peaks, set_against_fma_peak
 from fastnn.bench.peers import run_peers
-from fastnn.bench.startup import measure_startup
+from fastnn.bench.startup import WARM_RUNS, measure_startup
 from fastnn.bench.timing import (
     MATMUL_SIZE,
     MATMUL_TRIES,
@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--startup",
         action=argparse.BooleanOptionalAction,
-        help="also time a second, cached `python -m fastnn.train` (default: on)",
+        help=f"also time {WARM_RUNS} warm-cache `python -m fastnn.train` processes, by their "
+        "median (default: on)",
     )
     p.add_argument(
         "--quick",
@@ -280,7 +281,9 @@ def collect(
     elif numba is None:
         startup = dict(skipped="the numba backend is not available")
     else:
-        log("startup: two `python -m fastnn.train` processes ...")
+        log(
+            f"startup: `python -m fastnn.train`, once to fill the cache, {WARM_RUNS} times warm ..."
+        )
         startup = measure_startup(args.threads, args.data)
     result = dict(
         fastnn_version=fastnn.__version__,
