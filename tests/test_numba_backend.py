@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numba
@@ -17,6 +18,7 @@ import pytest
 
 import fastnn
 from fastnn.backends import get_backend
+from fastnn.backends.numba_team import team_size
 from fastnn.kernels import config, epoch, sparse, vector
 from fastnn.model import init_params
 
@@ -64,22 +66,56 @@ def named_tensors(fwd=None, grads=None):
 
 
 def test_threads_sets_and_restores_the_count():
-    before = numba.get_num_threads()
+    before = team_size()
+    assert before == MAX_THREADS  # outside any block: all the threads Numba may use
     with backend.threads(1):
-        assert numba.get_num_threads() == 1
+        assert team_size() == 1 and team_size(jobs=5) == 1
         with backend.threads(MAX_THREADS):
-            assert numba.get_num_threads() == MAX_THREADS
-        assert numba.get_num_threads() == 1
-    assert numba.get_num_threads() == before
+            assert team_size() == MAX_THREADS and team_size(jobs=1) == 1
+        assert team_size() == 1
+    assert team_size() == before
     with backend.threads(None):
-        assert numba.get_num_threads() == before
+        assert team_size() == before
 
 
 def test_threads_restores_the_count_after_an_error():
-    before = numba.get_num_threads()
+    before = team_size()
     with pytest.raises(RuntimeError), backend.threads(1):
         raise RuntimeError
-    assert numba.get_num_threads() == before
+    assert team_size() == before
+
+
+def test_threads_are_counted_per_python_thread():
+    seen = []
+    with backend.threads(1):
+        other = threading.Thread(target=lambda: seen.append(team_size()))
+        other.start()
+        other.join()
+    assert seen == [MAX_THREADS]
+
+
+def test_training_leaves_numbas_own_thread_pool_unstarted():
+    """The teams are threads of fastnn's own: Numba's OpenMP (or other) pool, which costs 40 ms
+    to start and spins between parallel loops, is never started."""
+    code = textwrap.dedent(
+        """
+        import threading
+        import numba
+        import numpy as np
+        import fastnn
+        X = np.random.default_rng(0).integers(0, 256, (50, 784)).astype(np.uint8)
+        model = fastnn.MLPClassifier(hidden_layer_sizes=(6,), max_iter=2, n_threads=2)
+        model.fit(X, np.arange(50) % 3).predict(X)
+        try:
+            numba.threading_layer()
+        except ValueError as error:
+            print(error)
+        print(threading.active_count())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-3:] == ["Threading layer is not initialized.", "1", ""]
 
 
 @pytest.mark.parametrize("n", [0, -1, MAX_THREADS + 1, 1.5, "2", True])

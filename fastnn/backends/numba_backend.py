@@ -27,7 +27,7 @@ from fastnn.backends.base import (
     check_X,
     check_y,
 )
-from fastnn.backends.numba_team import run_team, team_size
+from fastnn.backends.numba_team import run_team, team_size, team_threads
 from fastnn.dropout import Dropout
 from fastnn.interrupt import deferred_keyboard_interrupt
 from fastnn.kernels.augment import ROWS, Warp
@@ -256,8 +256,8 @@ class NumbaBackend:
 
     @contextlib.contextmanager
     def threads(self, n: int | None) -> Iterator[None]:
-        """Run the block with n threads (None: as is), then restore the previous count.
-        Numba keeps the count per Python thread, so other threads are not affected."""
+        """Run the block with n threads (None: as is), then restore the previous count. The
+        count is kept per Python thread, so other threads are not affected."""
         if n is None:
             yield
             return
@@ -267,12 +267,8 @@ class NumbaBackend:
                 f"threads must be a whole number from 1 to {most} "
                 f"(numba.config.NUMBA_NUM_THREADS); got {n!r}"
             )
-        previous = numba.get_num_threads()
-        numba.set_num_threads(int(n))
-        try:
+        with team_threads(int(n)):
             yield
-        finally:
-            numba.set_num_threads(previous)
 
     @contextlib.contextmanager
     def compilation(self, say: Callable[[str], None] | None) -> Iterator[Compilation]:

@@ -8,20 +8,38 @@ about 0.1 ms, against an epoch's tens of milliseconds).
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numba
 import numpy as np
 
 from fastnn.kernels.team import ABORTED, SYNC_SLOTS, Team
 
+# This thread's team size while `team_threads` says one. Not numba.get_num_threads(): asking
+# Numba starts its OpenMP thread pool (40 ms of every process's start), which the teams never use.
+_chosen = threading.local()
+
 
 def team_size(jobs: int | None = None) -> int:
-    """Numba's thread count in this thread (numba.set_num_threads), or fewer where a call has
-    fewer jobs to share."""
-    size = numba.get_num_threads()
+    """The team size set for this thread by `team_threads`, else numba.config.NUMBA_NUM_THREADS
+    (the cores this process may use, unless the NUMBA_NUM_THREADS variable says fewer); fewer
+    where a call has fewer jobs to share."""
+    size = getattr(_chosen, "size", None) or numba.config.NUMBA_NUM_THREADS
     return size if jobs is None else max(1, min(size, jobs))
+
+
+@contextlib.contextmanager
+def team_threads(n: int) -> Iterator[None]:
+    """Teams of n threads for the calls this thread makes in the block (validated by the
+    caller); the size before it is restored afterwards, even after an error."""
+    previous = getattr(_chosen, "size", None)
+    _chosen.size = n
+    try:
+        yield
+    finally:
+        _chosen.size = previous
 
 
 def run_team(entry: Callable, args: tuple, size: int) -> object:

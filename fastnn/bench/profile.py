@@ -16,7 +16,6 @@ import statistics
 import sys
 import time
 
-import numba
 import numpy as np
 from numba import njit
 from numba.typed import List
@@ -145,26 +144,22 @@ def profile(
     params = init_params(X.shape[1], hidden, N_CLASSES, "he", 0, dtype)
     chunk = min(CHUNK, batch_size, len(X))
     coefs, intercepts = List(params.coefs), List(params.intercepts)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        cumulative = []
-        nonzeros = 0
-        for stages in range(1, len(STAGES) + 1):
+    cumulative = []
+    nonzeros = 0
+    for stages in range(1, len(STAGES) + 1):
 
-            def run(stages: int = stages) -> None:
-                nonlocal nonzeros
-                nonzeros, _ = _epoch_stages(X, y, order, coefs, intercepts, chunk, stages)
+        def run(stages: int = stages) -> None:
+            nonlocal nonzeros
+            nonzeros, _ = _epoch_stages(X, y, order, coefs, intercepts, chunk, stages)
 
-            cumulative.append(_median_s(run, repeats))
-        backend = NumbaBackend()
+        cumulative.append(_median_s(run, repeats))  # serial code: one thread
+    backend = NumbaBackend()
 
-        def epoch() -> None:
-            backend.train_epoch(params.copy(), X, y, order, batch_size, 0.01, "relu")
+    def epoch() -> None:
+        backend.train_epoch(params.copy(), X, y, order, batch_size, 0.01, "relu")
 
+    with backend.threads(1):
         epoch_s = _median_s(epoch, repeats)
-    finally:
-        numba.set_num_threads(previous)
     added = [cumulative[0]] + [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]
     return dict(stage_s=added, nonzeros=nonzeros, epoch_s=epoch_s, rows=len(X))
 
