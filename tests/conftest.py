@@ -29,12 +29,11 @@ def real_data_dir() -> Path:
 
 # Background work of a whole-suite run (WHOLE_SUITE or more tests collected), on the core the
 # tests mostly leave idle, one job after another:
-# 1. Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 30-35 s, most of
-#    the suite's time. WARM_UP compiles the pairs the tests reach later (float X of either
-#    dtype) into the same cache while the first tests (test_augment.py) compile the uint8
-#    ones: the later tests then load them. Its work is lost, not wrong, if a test gets there
-#    first (both compile the pair: it once took uint8 X with float64 parameters too, which
-#    test_augment.py was still compiling when it got there).
+# 1. Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 25-35 s, most of
+#    the suite's time. WARM_UP compiles all four pairs into the package's cache, uint8 X first,
+#    while the test files that never compile the kernels (NUMBA_FREE, about a minute, a third
+#    of it waiting on test servers) run first: the others then load the kernels. Its work is
+#    lost, not wrong, if a test gets to a pair first (both compile it).
 # 2. The portable path: the equivalence and determinism suites again in a pytest of their own
 #    with the kernels compiled for a generic x86-64 CPU (NUMBA_CPU_NAME=generic: SSE2, none of
 #    AVX2's or AVX-512's instructions) into a cache of their own, as a machine without them
@@ -52,10 +51,20 @@ import numpy as np
 from fastnn import MLPClassifier
 pixels = np.random.default_rng(0).integers(0, 256, (64, 784)).astype(np.uint8)
 y = np.arange(64) % 3
-for X, dtype in ((pixels / np.float32(255), "float32"), (pixels / 255.0, "float64")):
-    model = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, learning_rate_init=0.01, dtype=dtype)
-    model.fit(X, y).predict(X)
+for X in (pixels, pixels / np.float32(255), pixels / 255.0):
+    for dtype in ("float32", "float64") if X.dtype == np.uint8 else (X.dtype.name,):
+        model = MLPClassifier(
+            hidden_layer_sizes=(4,), max_iter=1, learning_rate_init=0.01, dtype=dtype,
+            augment="shift",
+        )
+        model.fit(X, y).predict(X)
 """
+# Test files that never call the compiled kernels, each timed with an empty Numba cache.
+NUMBA_FREE = {
+    "test_backends.py", "test_data_idx.py", "test_data_kaggle.py", "test_data_load.py",
+    "test_data_preprocess.py", "test_images.py", "test_optim.py", "test_outputs.py",
+    "test_persist_fuzz.py", "test_reference.py", "test_report.py", "test_serve.py",
+}  # fmt: skip
 PORTABLE_TESTS = [
     "tests/test_numba_equivalence.py",
     "tests/test_numba_optimizers.py",
@@ -133,9 +142,9 @@ def _reports_a_job(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config, items: list) -> None:
-    """The tests that report background jobs last: by then the jobs have had the whole suite's
-    time."""
-    items.sort(key=_reports_a_job)
+    """NUMBA_FREE first, while the background compiles; the tests that report background jobs
+    last: by then the jobs have had the whole suite's time."""
+    items.sort(key=lambda item: (_reports_a_job(item), item.path.name not in NUMBA_FREE))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
