@@ -315,6 +315,13 @@ def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba
         for entry in result["workloads"]:
             entry["others_cores"] = cores
         assert ("Busy machine" in report.markdown(result)) == warned
+    assert saved["matmul_peak_after_gflops"].keys() == saved["matmul_peak_gflops"].keys()
+    start = result["matmul_peak_gflops"]["float32"]
+    for after, warned in ((0.5 * start, True), (0.9 * start, False), (1.2 * start, True)):
+        result["matmul_peak_after_gflops"]["float32"] = after
+        text = report.markdown(result)
+        assert ("The machine's speed changed during the run" in text) == warned
+        assert (f"{start:.1f} GFLOP/s before the workloads and {after:.1f} after" in text) == warned
     if with_numba:
         assert all(r > 0 for r in ratios) and "×" in rows[0]
     else:

@@ -272,6 +272,8 @@ def collect(
         entries = run_workloads(workloads, data, backends, args, peak, log)
         peers = run_peers_on(args.workloads, data, numba, args, peak, log) if args.peers else None
         fma = None if numba is None else fma_peaks(args.threads, fma_rounds)
+        # Again: whether the machine ran as fast at the end as at the start (see speed_note).
+        peak_after = {dtype: matmul_gflops(dtype, matmul_size) for dtype in peak}
     if fma is not None:
         rates = (f"{dtype} {f['gflops']:.1f} GFLOP/s" for dtype, f in fma.items())
         log(f"FMA peak: {', '.join(rates)}")
@@ -306,6 +308,7 @@ def collect(
         numba_unavailable=numba_unavailable,
         flop_formula=FLOP_FORMULA,
         matmul_peak_gflops=peak,
+        matmul_peak_after_gflops=peak_after,
         fma_peak=fma,
         workloads=entries,
         optimizer_costs=optimizer_costs(entries),

@@ -22,6 +22,8 @@ LOG_SCALE_SPREAD = 30
 # Other processes keeping more cores than this busy make a row's times unreliable: threads
 # that wait for each other stall whenever one of them has lost its core.
 BUSY_OTHER_CORES = 0.25
+# More than this change in the matmul rate between the start and the end of the timed part.
+SPEED_DRIFT = 0.15
 
 
 def seconds(value: float | None) -> str:
@@ -159,6 +161,22 @@ def contention_notes(result: dict) -> list[str]:
     ]
 
 
+def speed_note(result: dict) -> list[str]:
+    """Warn when the machine ran at another speed at the end of the timing than at its start.
+    A shared virtual machine can slow down by half for minutes while nothing else runs in it
+    (seen: float32 matmul 236 then 113 GFLOP/s), which /proc/stat does not show."""
+    before = result["matmul_peak_gflops"]["float32"]
+    after = result["matmul_peak_after_gflops"]["float32"]
+    if abs(after / before - 1) <= SPEED_DRIFT:
+        return []
+    return [
+        f"- **The machine's speed changed during the run**: NumPy's float32 matmul ran at "
+        f"{before:.1f} GFLOP/s before the workloads and {after:.1f} after, with nothing else "
+        "running that /proc/stat shows. Times from this run are not comparable with other "
+        "runs'; ratios, timed side by side, are affected less. Rerun later."
+    ]
+
+
 def fma_line(fma: dict, threads: int) -> str:
     rates = ", ".join(
         f"{dtype} {f['gflops']:.1f} GFLOP/s ({f['vector_bits']}-bit vectors)"
@@ -190,7 +208,7 @@ def markdown(result: dict) -> str:
         "",
     ]
     lines += [optimizer_cost_line(cost) for cost in result["optimizer_costs"]]
-    lines += contention_notes(result)
+    lines += contention_notes(result) + speed_note(result)
     for entry in result["workloads"]:
         if entry["full_batch"]:
             lines.append(
