@@ -197,9 +197,10 @@ def test_uint8_is_scaled_in_the_kernel_like_the_reference(dtype):
         assert_same_bits(a, b, name)
 
 
-def test_vector_scan_lists_the_same_features_as_the_plain_scan():
+@pytest.mark.parametrize("n_in", [16, 64, 80, 784])  # a block; a word; a word and a block; MNIST
+def test_vector_scan_lists_the_same_features_as_the_plain_scan(n_in):
     rng = np.random.default_rng(5)
-    X = rng.integers(0, 256, (50, 64), dtype=np.uint8)
+    X = rng.integers(0, 256, (50, n_in), dtype=np.uint8)
     X[rng.random(X.shape) < 0.6] = 0
     X[3] = 0  # a row of zeros
     X[4] = 255  # and one without a zero

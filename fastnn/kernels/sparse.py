@@ -22,6 +22,8 @@ from numba.extending import intrinsic, overload
 from fastnn.kernels.config import SERIAL
 
 BLOCK = 16  # input features per block: the rows of W1 that one job of the update pass owns
+WORD = 64  # pixels that scan_row_vector tests at once
+BLOCKS_PER_WORD = WORD // BLOCK
 
 
 def load_x(X, r, k, table):
@@ -155,34 +157,72 @@ def scan_row_any(X, r, idx, i, bounds):
     bounds[bounds.shape[0] - 1, i] = c
 
 
+def _nonzero_bits_of(width: int):
+    """An intrinsic f(X, r, k): bit q set where X[r, k + q] != 0, q < width <= 64, for uint8 X
+    in C order: one vector load, one compare and a move of the compare's sign bits (pcmpeqb,
+    pmovmskb on x86; one mask register on AVX-512)."""
+
+    @intrinsic
+    def nonzero_bits(typingctx, X, r, k):
+        def codegen(context, builder, signature, args):
+            address = item_address(context, builder, signature.args, args)
+            lanes = ir.VectorType(ir.IntType(8), width)
+            pixels = builder.load(builder.bitcast(address, lanes.as_pointer()), align=1)
+            nonzero = builder.icmp_unsigned("!=", pixels, ir.Constant(lanes, None))
+            return builder.zext(builder.bitcast(nonzero, ir.IntType(width)), ir.IntType(64))
+
+        return types.uint64(X, r, k), codegen
+
+    return nonzero_bits
+
+
+_nonzero_bits = _nonzero_bits_of(BLOCK)
+_nonzero_word = _nonzero_bits_of(WORD)
+
+
 @intrinsic
-def _nonzero_bits(typingctx, X, r, k):
-    """Bit q set where X[r, k + q] != 0, q < BLOCK, for uint8 X in C order: one vector load,
-    one compare and a move of the compare's sign bits (pcmpeqb, pmovmskb on x86). BLOCK <= 64."""
+def _bit_count(typingctx, m):
+    """The number of set bits of the uint64 m (llvm.ctpop: popcnt on x86), as an int64."""
 
     def codegen(context, builder, signature, args):
-        address = item_address(context, builder, signature.args, args)
-        lanes = ir.VectorType(ir.IntType(8), BLOCK)
-        pixels = builder.load(builder.bitcast(address, lanes.as_pointer()), align=1)
-        nonzero = builder.icmp_unsigned("!=", pixels, ir.Constant(lanes, None))
-        bits = builder.bitcast(nonzero, ir.IntType(BLOCK))
-        return builder.zext(bits, ir.IntType(64))
+        i64 = ir.IntType(64)
+        ctpop = builder.module.declare_intrinsic("llvm.ctpop", [i64])
+        return builder.call(ctpop, [args[0]])
 
-    return types.uint64(X, r, k), codegen
+    return types.int64(types.uint64), codegen
+
+
+@njit(**SERIAL)
+def list_set_bits(m, first, idx, c):
+    """idx[c], idx[c + 1], ... = first + the positions of m's set bits, lowest first; returns
+    the slot after the last one written."""
+    while m:
+        idx[c] = first + np.int64(trailing_zeros(m))  # int64 + uint64 would be a float
+        c += 1
+        m &= m - np.uint64(1)
+    return c
 
 
 @njit(**SERIAL)
 def scan_row_vector(X, r, idx, i, bounds):
-    """scan_row for uint8 pixels in C order, n_in a multiple of BLOCK: a bit mask of each
-    block's non-zeros from one vector compare, then only those written, lowest bit first
-    (ascending). On MNIST's 60,000 rows in order: 0.030 s, scan_row_any 0.046 s."""
+    """scan_row for uint8 pixels in C order, n_in a multiple of BLOCK: a bit mask of a WORD of
+    pixels from one vector compare, then only the non-zeros written, lowest bit first
+    (ascending); each block's bound is the count of set bits below it. A word, not a block, at
+    a time: the loop over set bits ends with a mispredicted branch, once a word instead of once
+    a block (MNIST's 60,000 rows in a shuffled order: 0.019 s against 0.029 s). The last pixels
+    that fill no word go a block at a time."""
+    n_blocks = bounds.shape[0] - 1
     c = i * (X.shape[1] + 1)
-    for b in range(bounds.shape[0] - 1):
-        bounds[b, i] = c
+    b = 0
+    while (b + BLOCKS_PER_WORD) * BLOCK <= X.shape[1]:
         first = b * BLOCK
-        m = _nonzero_bits(X, r, first)
-        while m:
-            idx[c] = first + trailing_zeros(m)
-            c += 1
-            m &= m - np.uint64(1)
-    bounds[bounds.shape[0] - 1, i] = c
+        m = _nonzero_word(X, r, first)
+        for q in range(BLOCKS_PER_WORD):
+            below = (np.uint64(1) << np.uint64(q * BLOCK)) - np.uint64(1)
+            bounds[b + q, i] = c + _bit_count(m & below)
+        c = list_set_bits(m, first, idx, c)
+        b += BLOCKS_PER_WORD
+    for rest in range(b, n_blocks):
+        bounds[rest, i] = c
+        c = list_set_bits(_nonzero_bits(X, r, rest * BLOCK), rest * BLOCK, idx, c)
+    bounds[n_blocks, i] = c
