@@ -169,7 +169,8 @@ def _nonzero_bits_of(width: int):
             lanes = ir.VectorType(ir.IntType(8), width)
             pixels = builder.load(builder.bitcast(address, lanes.as_pointer()), align=1)
             nonzero = builder.icmp_unsigned("!=", pixels, ir.Constant(lanes, None))
-            return builder.zext(builder.bitcast(nonzero, ir.IntType(width)), ir.IntType(64))
+            bits = builder.bitcast(nonzero, ir.IntType(width))
+            return bits if width == 64 else builder.zext(bits, ir.IntType(64))
 
         return types.uint64(X, r, k), codegen
 
