@@ -28,36 +28,36 @@ def real_data_dir() -> Path:
 
 
 # Background work of a whole-suite run (WHOLE_SUITE or more tests collected), on the core the
-# tests mostly leave idle, one job after another:
+# tests mostly leave idle: two lanes, each a thread running its jobs one after another.
 # 1. Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 25-35 s, most of
-#    the suite's time. WARM_UP compiles all four pairs into the package's cache, uint8 X first,
-#    while the test files that never compile the kernels (NUMBA_FREE, about a minute, a third
-#    of it waiting on test servers) run first: the others then load the kernels. Its work is
-#    lost, not wrong, if a test gets to a pair first (both compile it).
-# 2. The portable path: the equivalence and determinism suites again in a pytest of their own
-#    with the kernels compiled for a generic x86-64 CPU (NUMBA_CPU_NAME=generic: SSE2, none of
-#    AVX2's or AVX-512's instructions) into a cache of their own, as a machine without them
-#    would run them. test_portable.py (moved to the end of the run) waits for it and reports.
-#    On uint8 inputs only (PORTABLE_SELECTION): compiling is nearly all of its time, about 23 s
-#    for each (inputs' dtype, parameters' dtype) pair, and float inputs differ from uint8 ones
-#    only in the table that scales the first layer's rows (kernels.sparse), while the
-#    parameters' dtype, kept both ways, is what the SIMD code is generated for.
-# 3. COLD_COMPILE_TEST, which compiles the kernels from nothing in a process of its own (30 s of
-#    one core, nearly all waiting), in a pytest of its own; in the run itself, moved to the end
-#    as well, it waits for that run and reports it.
+#    the suite's time. WARM_UP compiles the two pairs of a parameters' dtype into the package's
+#    cache, uint8 X first, a lane each, both at once, while the test files that never compile
+#    the kernels (NUMBA_FREE, about a minute, a third of it waiting on test servers) run first:
+#    the others then load the kernels. Its work is lost, not wrong, if a test gets to a pair
+#    first (both compile it).
+# 2. Then, in the first lane, the portable path: the equivalence and determinism suites again
+#    in a pytest of their own with the kernels compiled for a generic x86-64 CPU
+#    (NUMBA_CPU_NAME=generic: SSE2, none of AVX2's or AVX-512's instructions) into a cache of
+#    their own, as a machine without them would run them. test_portable.py (moved to the end of
+#    the run) waits for it and reports. On uint8 inputs only (PORTABLE_SELECTION): compiling is
+#    nearly all of its time, about 23 s for each (inputs' dtype, parameters' dtype) pair, and
+#    float inputs differ from uint8 ones only in the table that scales the first layer's rows
+#    (kernels.sparse), while the parameters' dtype, kept both ways, is what the SIMD code is
+#    generated for.
+# 3. Then COLD_COMPILE_TEST, which compiles the kernels from nothing in a process of its own (30
+#    s of one core, nearly all waiting), in a pytest of its own; in the run itself, moved to the
+#    end as well, it waits for that run and reports it.
 WHOLE_SUITE = 500
 WARM_UP = """
 import numpy as np
 from fastnn import MLPClassifier
 pixels = np.random.default_rng(0).integers(0, 256, (64, 784)).astype(np.uint8)
-y = np.arange(64) % 3
-for X in (pixels, pixels / np.float32(255), pixels / 255.0):
-    for dtype in ("float32", "float64") if X.dtype == np.uint8 else (X.dtype.name,):
-        model = MLPClassifier(
-            hidden_layer_sizes=(4,), max_iter=1, learning_rate_init=0.01, dtype=dtype,
-            augment="shift",
-        )
-        model.fit(X, y).predict(X)
+for X in (pixels, (pixels / 255.0).astype({dtype!r})):
+    model = MLPClassifier(
+        hidden_layer_sizes=(4,), max_iter=1, learning_rate_init=0.01, dtype={dtype!r},
+        augment="shift",
+    )
+    model.fit(X, np.arange(64) % 3).predict(X)
 """
 # Test files that never call the compiled kernels, each timed with an empty Numba cache.
 NUMBA_FREE = {
@@ -81,39 +81,49 @@ COLD_COMPILE_TEST = (
 WAIT_S = 900  # for a background job, from when the test asks: they take 30-70 s on their own
 
 
-class Background:
-    """Commands run one after another in a thread, each one's output kept."""
+Job = tuple[str, list[str], dict[str, str]]  # name, command, environment variables
 
-    def __init__(self, jobs: list[tuple[str, list[str], dict[str, str]]], folder: Path) -> None:
+
+class Background:
+    """Lanes of commands: the commands of a lane run one after another in a thread of their own,
+    the lanes at once; each command's output is kept."""
+
+    def __init__(self, lanes: list[list[Job]], folder: Path) -> None:
         self.results: dict[str, tuple[int, str]] = {}  # name: (exit status, output)
-        self._jobs, self._folder = jobs, folder
+        self._folder = folder
         # As it is now, before the tests: some take variables out for a while (monkeypatch).
         self._environ = dict(os.environ)
-        self._process: subprocess.Popen | None = None
+        self._processes: list[subprocess.Popen | None] = [None] * len(lanes)
         self._stopped = False
-        self._thread = threading.Thread(
-            target=self._run, name="fastnn-tests-background", daemon=True
-        )
-        self._thread.start()
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(lane, jobs), name=f"fastnn-tests-background-{lane}",
+                daemon=True,
+            )
+            for lane, jobs in enumerate(lanes)
+        ]  # fmt: skip
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
-        for name, command, env in self._jobs:
+    def _run(self, lane: int, jobs: list[Job]) -> None:
+        for name, command, env in jobs:
             if self._stopped:
                 return
             log = self._folder / f"{name}.log"
             # The job opens its log itself: a file held open here for the job's length would
             # change this process's count of open descriptors under the tests that check it.
             redirected = ["sh", "-c", 'exec "$@" > "$0" 2>&1', str(log), *command]
-            self._process = subprocess.Popen(
+            process = subprocess.Popen(
                 redirected, env={**self._environ, **env}, cwd=Path(__file__).resolve().parent.parent
             )
-            status = self._process.wait()
+            self._processes[lane] = process
+            status = process.wait()
             self.results[name] = (status, log.read_text(errors="replace"))
 
     def check(self, name: str) -> None:
         """Fail unless job `name`, a pytest run, has ended and passed."""
         deadline = time.monotonic() + WAIT_S
-        while name not in self.results and self._thread.is_alive():
+        while name not in self.results and any(t.is_alive() for t in self._threads):
             assert time.monotonic() < deadline, f"the background job {name} took over {WAIT_S} s"
             time.sleep(0.2)
         assert name in self.results, f"the background job {name} did not run"
@@ -124,13 +134,15 @@ class Background:
 
     def stop(self) -> None:
         self._stopped = True
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-        self._thread.join(60)
+        for process in self._processes:
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        for thread in self._threads:
+            thread.join(60)
         shutil.rmtree(self._folder, ignore_errors=True)  # the logs and the generic code cache
 
 
@@ -157,12 +169,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     quiet = {"FASTNN_TEST_BACKGROUND": "0"}
     portable = {**quiet, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(folder / "cache")}
     pytest_command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    jobs = [("warm-up", [sys.executable, "-c", WARM_UP], quiet)]
+    lanes: list[list[Job]] = [
+        [(f"warm-up-{dtype}", [sys.executable, "-c", WARM_UP.format(dtype=dtype)], quiet)]
+        for dtype in ("float32", "float64")
+    ]
     if any(item.path.name == PORTABLE_TEST for item in session.items):
-        jobs.append(("portable", [*pytest_command, *PORTABLE_TESTS, *PORTABLE_SELECTION], portable))
+        lanes[0].append(
+            ("portable", [*pytest_command, *PORTABLE_TESTS, *PORTABLE_SELECTION], portable)
+        )
     if any(item.nodeid == COLD_COMPILE_TEST for item in session.items):
-        jobs.append(("cold-compile", [*pytest_command, COLD_COMPILE_TEST], quiet))
-    _background = Background(jobs, folder)
+        lanes[0].append(("cold-compile", [*pytest_command, COLD_COMPILE_TEST], quiet))
+    _background = Background(lanes, folder)
 
 
 @pytest.fixture(scope="session")
