@@ -4,13 +4,15 @@ instead of hanging it, and no thread outlives a call."""
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import threading
 
 import numpy as np
 import pytest
 from numba import njit
 
-from fastnn.backends.numba_team import run_team
+from fastnn.backends.numba_team import precise_naps, run_team
 from fastnn.kernels.team import meet, my_jobs
 
 ROUNDS = 50
@@ -62,3 +64,19 @@ def test_a_failing_member_stops_the_team_and_its_error_is_raised(failing):
         run_team(relay, (cells, totals, failing), 2)
     assert threading.active_count() == before
     assert not totals[:, 4:].any(), "the other member went on past the failure"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the timer slack is Linux's")
+def test_a_team_naps_with_a_timer_slack_of_one_microsecond_then_restores_it():
+    def slack() -> int:
+        return ctypes.CDLL(None).prctl(30, 0, 0, 0, 0)  # PR_GET_TIMERSLACK, in ns
+
+    before = slack()
+    seen = []
+    with precise_naps():
+        seen.append(slack())
+        helper = threading.Thread(target=lambda: seen.append(slack()))  # as a team member's
+        helper.start()
+        helper.join()
+    assert seen == [1000, 1000] and before != 1000
+    assert slack() == before

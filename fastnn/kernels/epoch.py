@@ -41,7 +41,7 @@ from fastnn.kernels.team import meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "df49d961f3cb635f2f178c5cc9ea09a3ceacc7a449aed70781298e419e026f8f"
+KERNEL_SOURCES_DIGEST = "ae3db637a0c49d9032c5f5b9199427d214597640fe10ab0b68a1f46b91c51f84"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 

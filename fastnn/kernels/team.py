@@ -37,10 +37,14 @@ from fastnn.kernels.sparse import item_address
 ARRIVED, ABORTED = 0, 1  # the slots of Team.sync
 SYNC_SLOTS = 2
 # A waiting member pauses (x86's pause instruction) PAUSES times, about 10-40 µs in all, then
-# yields its core YIELDS times, then naps NAP_MICROSECONDS at a time until the team is there.
-PAUSES, YIELDS, NAP_MICROSECONDS = 200, 50, 20
+# yields its core YIELDS times, then naps until the team is there: FIRST_NAP_US, then each nap
+# twice the last, up to LONGEST_NAP_US. Short naps end short waits soon (the backend makes
+# Linux keep them short: `numba_team.precise_naps`); long ones keep a member whose team is off
+# its cores from taking a core back every few microseconds.
+PAUSES, YIELDS, FIRST_NAP_US, LONGEST_NAP_US = 200, 50, 20, 320
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-YIELD = "SwitchToThread" if sys.platform == "win32" else "sched_yield"
+WINDOWS = sys.platform == "win32"
+YIELD = "SwitchToThread" if WINDOWS else "sched_yield"
 
 
 class Team(NamedTuple):
@@ -106,17 +110,19 @@ def _yield_core(typingctx):
 
 
 @intrinsic
-def _nap(typingctx):
-    """Sleeps about NAP_MICROSECONDS (usleep; Windows: Sleep(0), a yield)."""
+def _nap(typingctx, microseconds):
+    """Sleeps about `microseconds` (usleep; Windows: Sleep(0), a yield)."""
 
     def codegen(context, builder, signature, args):
         i32 = ir.IntType(32)
-        name, argument = ("Sleep", 0) if sys.platform == "win32" else ("usleep", NAP_MICROSECONDS)
-        call = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [i32]), name)
-        builder.call(call, [i32(argument)])
+        call = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i32, [i32]), "Sleep" if WINDOWS else "usleep"
+        )
+        argument = i32(0) if WINDOWS else builder.trunc(args[0], i32)
+        builder.call(call, [argument])
         return context.get_dummy_value()
 
-    return types.void(), codegen
+    return types.void(types.int64), codegen
 
 
 @njit(**SERIAL)
@@ -127,6 +133,7 @@ def meet(team, passed):
     _fetch_add(team.sync, ARRIVED, 1)
     everyone = (passed + 1) * team.size
     spins = 0
+    nap = FIRST_NAP_US
     while _load_acquire(team.sync, ARRIVED) < everyone:
         if _load_acquire(team.sync, ABORTED):
             return False
@@ -136,7 +143,8 @@ def meet(team, passed):
         elif spins < PAUSES + YIELDS:
             _yield_core()
         else:  # a member is kept waiting, probably off its core: give the core up for real
-            _nap()
+            _nap(nap)
+            nap = min(2 * nap, LONGEST_NAP_US)
     return _load_acquire(team.sync, ABORTED) == 0
 
 
