@@ -28,6 +28,7 @@ from fastnn.kernels.backward import (
     add_block_terms,
     add_column_terms,
     add_rows,
+    block_groups,
     hidden_grad_rows,
 )
 from fastnn.kernels.config import SERIAL
@@ -106,8 +107,8 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
                     G, below = Z[layer], Z[layer - 1]
                     hidden_grad_rows(G, lo, hi, WT[layer], A[layer - 1], slope, False, below)
         if stages >= 5:
-            for b in range(bounds.shape[0] - 1):
-                add_block_terms(b, X, rows, table, idx, bounds, Z[0][:m], dW1)
+            for g in range(block_groups(bounds.shape[0] - 1)):
+                add_block_terms(g, X, rows, table, idx, bounds, Z[0][:m], dW1)
         if stages >= 6:
             add_rows(Z[0][:m], db[0])
             for layer in range(1, n_layers):

@@ -22,6 +22,7 @@ from fastnn.kernels.augment import augment_rows
 from fastnn.kernels.backward import (
     Batch,
     Chunk,
+    block_groups,
     forward_pass,
     gradient_pass,
     n_jobs,
@@ -41,7 +42,7 @@ from fastnn.kernels.team import meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "ae3db637a0c49d9032c5f5b9199427d214597640fe10ab0b68a1f46b91c51f84"
+KERNEL_SOURCES_DIGEST = "f43ab7491b03be1c2055d10d4b3c5a2db736befe73ff2cb4048443c52ee3ff12"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 
@@ -86,7 +87,7 @@ class Workspace(NamedTuple):
     A: np.ndarray  # every hidden layer's A
     losses: np.ndarray  # (chunk,)
     hits: np.ndarray  # (chunk,) int64
-    touched: np.ndarray  # (n_blocks,) bool, all False
+    touched: np.ndarray  # (n_groups,) bool, all False: see backward.block_groups
     squares: np.ndarray  # (n_jobs,) float64, see weight_squares
 
 
@@ -95,6 +96,7 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype) -> Workspace:
     chunk = min(CHUNK, data.batch_size, len(data.order))
     n_in, n_layers = int(layout.sizes[0]), len(layout.sizes) - 1
     n_blocks = (n_in + BLOCK - 1) // BLOCK
+    n_groups = block_groups.py_func(n_blocks)
     return Workspace(
         np.empty(chunk * (n_in + 1), np.int32),
         np.empty((n_blocks + 1, chunk), np.int32),
@@ -102,8 +104,8 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype) -> Workspace:
         np.empty(chunk * int(layout.units_at[n_layers - 1]), dtype),
         np.empty(chunk, dtype),
         np.empty(chunk, np.int64),
-        np.zeros(n_blocks, np.bool_),
-        np.zeros(n_jobs.py_func(layout, n_blocks)),
+        np.zeros(n_groups, np.bool_),
+        np.zeros(n_jobs.py_func(layout, n_groups)),
     )
 
 
@@ -118,10 +120,10 @@ def descend(team, layout, net, data, rule, state, work):
     n_layers = layout.sizes.shape[0] - 1
     dtype = net.theta.dtype
     chunk = work.losses.shape[0]
-    n_blocks = work.touched.shape[0]
+    n_groups = work.touched.shape[0]  # the first layer's jobs of the update pass
     lead = team.member == 0  # sums the losses, in sample order, and the penalty
     if lead and rule.alpha > 0:
-        weight_squares(net.theta, layout, n_blocks, work.squares)
+        weight_squares(net.theta, layout, n_groups, work.squares)
     inputs = n_layers - 1  # the inputs' entry in net's dropout arrays
     factor = net.drop_scales[inputs] if drops(net, inputs) else dtype.type(1)
     table = input_table(data.X, net.theta, factor)  # every member its own copy
@@ -169,7 +171,7 @@ def descend(team, layout, net, data, rule, state, work):
                     return loss_sum, n_hits
                 passed += 1
                 if lead and rule.alpha > 0:  # the penalty of the capped weights
-                    weight_squares(net.theta, layout, n_blocks, work.squares)
+                    weight_squares(net.theta, layout, n_groups, work.squares)
     return loss_sum, n_hits
 
 
