@@ -6,8 +6,8 @@ kernels list, per sample of a chunk, its non-zero features in ascending order an
 there. Sample i of a chunk owns the n_in + 1 index slots from i * (n_in + 1) (see `scan_row`
 for the spare one). The features are grouped in blocks of BLOCK: block b is features
 b * BLOCK .. (b + 1) * BLOCK - 1, and bounds[b, i] .. bounds[b + 1, i] - 1 are the slots of
-sample i's features in block b, so that the job of `backward.gradient_pass` that owns block b
-finds its entries of every sample without searching.
+sample i's features in block b, so that the job of `backward.gradient_pass` that owns blocks
+b..b' finds its entries of every sample without searching: bounds[b, i] .. bounds[b' + 1, i] - 1.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from numba.extending import intrinsic, overload
 
 from fastnn.kernels.config import SERIAL
 
-BLOCK = 16  # input features per block: the rows of W1 that one job of the update pass owns
+BLOCK = 16  # input features per block (a job of the update pass owns backward.BLOCKS_PER_JOB)
 WORD = 64  # pixels that scan_row_vector tests at once
 BLOCKS_PER_WORD = WORD // BLOCK
 
