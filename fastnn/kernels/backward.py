@@ -32,9 +32,10 @@ from fastnn.kernels.dropout import drop_features, drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
 from fastnn.kernels.layout import ahead_weights, bias, units, weights
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
-from fastnn.kernels.sparse import BLOCK, load_x, prefetch_row, scan_row
+from fastnn.kernels.sparse import BLOCK, prefetch_row, scan_row
 from fastnn.kernels.team import my_jobs
-from fastnn.kernels.vector import add_mat_mat, add_scaled_rows, set_mat_mat
+from fastnn.kernels.tile import scatter_row
+from fastnn.kernels.vector import add_mat_mat, set_mat_mat
 
 RUN = 16  # samples a job of the sample pass takes (see forward_samples)
 GROUP = 4  # units of a later layer a job of the update pass owns (see vector.add_mat_mat)
@@ -185,17 +186,16 @@ def block_groups(n_blocks):
 @njit(**SERIAL)
 def add_block_terms(g, X, rows, table, idx, bounds, D, acc):
     """acc[k] += X[rows[i], k] * D[i] for the features k of block group g (blocks
-    g * BLOCKS_PER_JOB onwards), samples i in order. Returns whether any sample has a non-zero
-    feature there."""
+    g * BLOCKS_PER_JOB onwards), samples i in order (see `tile.scatter_row`). Returns whether
+    any sample has a non-zero feature there."""
     first = g * BLOCKS_PER_JOB
     end = min(first + BLOCKS_PER_JOB, bounds.shape[0] - 1)
     touched = False
     for i in range(rows.shape[0]):
-        r = rows[i]
-        for e in range(bounds[first, i], bounds[end, i]):  # a sample's entries: in a row
+        start, stop = bounds[first, i], bounds[end, i]  # a sample's entries: in a row
+        if stop > start:
             touched = True
-            k = idx[e]
-            add_scaled_rows(acc, k, D, (i,), (load_x(X, r, k, table),))
+            scatter_row(acc, i, D, idx, start, stop, X, rows[i], table)
     return touched
 
 

@@ -25,6 +25,7 @@ Python, each run by a team of threads: see `team`):
 from __future__ import annotations
 
 import numba
+from numba.core.codegen import get_host_cpu_features
 
 
 def _can_cache() -> bool:
@@ -41,7 +42,25 @@ def _can_cache() -> bool:
     return True
 
 
+def _register_bytes() -> int:
+    """The width of the vector registers of the CPU the kernels are compiled for: Numba's
+    target (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES when set, as for the portable path, else this
+    machine's CPU)."""
+    features = numba.core.config.CPU_FEATURES
+    if features is None:
+        features = get_host_cpu_features()
+    flags = set(features.split(","))
+    if "+avx512f" in flags:
+        return 64
+    return 32 if "+avx" in flags else 16
+
+
 CACHE = _can_cache()
+# The first layer's sums are kept in TILE_VECTORS vector registers of REGISTER_BYTES (see
+# `tile`): half the registers there are (32 with AVX-512, 16 otherwise), the rest holding
+# the loaded rows and products.
+REGISTER_BYTES = _register_bytes()
+TILE_VECTORS = 16 if REGISTER_BYTES == 64 else 8
 FASTMATH = False
 
 SERIAL = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}

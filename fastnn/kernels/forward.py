@@ -3,7 +3,7 @@
 Each helper writes only its own sample's outputs, so the parallel pass over samples
 (`backward.sample_pass`) can run them on any thread. Their sums run in a fixed order (features,
 then hidden units, ascending), which does not depend on the number of threads. Their inner
-loops are `vector.add_scaled_rows`.
+loops are `tile.gather_row` (the first layer) and `vector.add_scaled_rows`.
 """
 
 from __future__ import annotations
@@ -12,28 +12,16 @@ import numpy as np
 from numba import njit
 
 from fastnn.kernels.config import SERIAL
-from fastnn.kernels.sparse import load_x
-from fastnn.kernels.vector import add_scaled_rows, set_mat_mat
+from fastnn.kernels.tile import gather_row
+from fastnn.kernels.vector import set_mat_mat
 
 
 @njit(**SERIAL)
 def hidden_row(W1, b1, X, r, table, idx, start, end, Z, i):
     """Z[i] = X[r] @ W1 + b1, summing only over the features listed in idx[start:end], in that
-    order, four a pass."""
-    H = Z.shape[1]
-    for j in range(H):
-        Z[i, j] = 0
-    e = start
-    while e + 4 <= end:
-        k0, k1, k2, k3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
-        x0, x1 = load_x(X, r, k0, table), load_x(X, r, k1, table)
-        x2, x3 = load_x(X, r, k2, table), load_x(X, r, k3, table)
-        add_scaled_rows(Z, i, W1, (k0, k1, k2, k3), (x0, x1, x2, x3))
-        e += 4
-    for rest in range(e, end):
-        k = idx[rest]
-        add_scaled_rows(Z, i, W1, (k,), (load_x(X, r, k, table),))
-    for j in range(H):
+    order (see `tile`)."""
+    gather_row(Z, i, W1, idx, start, end, X, r, table)
+    for j in range(Z.shape[1]):
         Z[i, j] += b1[j]  # after the sum, as X @ W1 + b1 does
 
 
