@@ -19,7 +19,7 @@ import pytest
 import fastnn
 from fastnn.backends import get_backend
 from fastnn.backends.numba_team import team_size
-from fastnn.kernels import config, epoch, sparse, vector
+from fastnn.kernels import config, epoch, sparse, tile, vector
 from fastnn.model import init_params
 
 backend = get_backend("numba")
@@ -249,6 +249,57 @@ def test_several_target_rows_get_the_bits_each_would_get_alone(dtype, width):
         add_terms(expected, i, M, (4, 1), tuple(row))
     add_terms(Y, (3, 0, 2), M, (4, 1), tuple(tuple(row) for row in coefs))
     assert_same_bits(Y, expected, f"Y, {width} wide")
+
+
+def sparse_inputs(rng, dtype, pixels, n_features=37):
+    """X (3, n_features) of uint8 pixels or floats, the features listed for row 1 (distinct,
+    in a scrambled order), and the table that load_x reads X through."""
+    idx = rng.permutation(n_features)[:23].astype(np.int32)
+    if pixels:
+        X = rng.integers(0, 256, (3, n_features)).astype(np.uint8)
+        return X, idx, (np.arange(256) / 255).astype(dtype) * dtype(1.25)  # a dropout factor
+    return rng.standard_normal((3, n_features)).astype(dtype), idx, np.array([1.25], dtype)
+
+
+def input_of(X, r, k, table):
+    return table[X[r, k]] if X.dtype == np.uint8 else X[r, k] * table[0]
+
+
+# Widths that take every pass of tile.by_tiles (AVX-512 float32: whole tiles of 256, then 8,
+# 4, 2, 1 vectors of 16 and a ragged one; other vector sizes take them at other widths).
+TILE_WIDTHS = [1, 10, 16, 24, 40, 100, 250, 256, 300, 530]
+
+
+@pytest.mark.parametrize(("dtype", "pixels"), [("float32", True), ("float64", False)])
+def test_gather_row_sums_the_listed_rows_in_order(dtype, pixels):
+    rng = np.random.default_rng(1)
+    dtype = np.dtype(dtype).type
+    X, idx, table = sparse_inputs(rng, dtype, pixels)
+    for width in TILE_WIDTHS:
+        W = rng.standard_normal((X.shape[1], width)).astype(dtype)
+        Y = rng.standard_normal((4, width)).astype(dtype)
+        expected = Y.copy()
+        expected[2] = 0
+        for e in range(3, 20):  # one term after another: the bits of the plain loop
+            expected[2] = expected[2] + input_of(X, 1, idx[e], table) * W[idx[e]]
+        tile.gather_row(Y, 2, W, idx, 3, 20, X, 1, table)
+        assert_same_bits(Y, expected, f"Y, {width} wide")
+
+
+@pytest.mark.parametrize(("dtype", "pixels"), [("float32", True), ("float64", False)])
+def test_scatter_row_adds_to_the_listed_rows_in_order(dtype, pixels):
+    rng = np.random.default_rng(2)
+    dtype = np.dtype(dtype).type
+    X, idx, table = sparse_inputs(rng, dtype, pixels)
+    for width in TILE_WIDTHS:
+        D = rng.standard_normal((5, width)).astype(dtype)
+        Y = rng.standard_normal((X.shape[1], width)).astype(dtype)
+        expected = Y.copy()
+        for e in range(2, 21):
+            k = idx[e]
+            expected[k] = expected[k] + input_of(X, 1, k, table) * D[3]
+        tile.scatter_row(Y, 3, D, idx, 2, 21, X, 1, table)
+        assert_same_bits(Y, expected, f"Y, {width} wide")
 
 
 @pytest.mark.parametrize("rows", [(0, 9), (2, 7), (3, 4)])  # four at once and the rest alone
