@@ -76,6 +76,16 @@ def pixel_table(like):
     return table
 
 
+def splat(builder, value, vector_type):
+    """An intrinsic's code for a vector of vector_type with `value` in every lane (one insert
+    and a shuffle: a broadcast on x86)."""
+    single = builder.insert_element(ir.Constant(vector_type, None), value, ir.IntType(32)(0))
+    lanes = vector_type.count
+    return builder.shuffle_vector(
+        single, single, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    )
+
+
 def item_address(context, builder, arg_types, args):
     """The address of array[i, ...] in an intrinsic's code, from its arguments (array, i, ...)
     and their types, whatever integer types the indices have (LLVM needs them as wide as a
@@ -212,14 +222,14 @@ def _compress_block(typingctx, idx, c, bits, first):
     next sample's slots, which another member may be writing)."""
 
     def codegen(context, builder, signature, args):
-        i1, i16, i32 = ir.IntType(1), ir.IntType(BLOCK), ir.IntType(32)
+        i1, word, i32 = ir.IntType(1), ir.IntType(BLOCK), ir.IntType(32)  # word: a block's bits
         lanes = ir.VectorType(i32, BLOCK)
         masks = ir.VectorType(i1, BLOCK)
-        block_bits = builder.trunc(args[2], i16)
+        block_bits = builder.trunc(args[2], word)
         first = context.cast(builder, args[3], signature.args[3], types.int32)
-        start = builder.insert_element(ir.Constant(lanes, None), first, i32(0))
-        start = builder.shuffle_vector(start, start, ir.Constant(lanes, [0] * BLOCK))
-        positions = builder.add(start, ir.Constant(lanes, list(range(BLOCK))))
+        positions = builder.add(
+            splat(builder, first, lanes), ir.Constant(lanes, list(range(BLOCK)))
+        )
         compress = cgutils.get_or_insert_function(
             builder.module,
             ir.FunctionType(lanes, [lanes, lanes, masks]),
@@ -228,9 +238,9 @@ def _compress_block(typingctx, idx, c, bits, first):
         packed = builder.call(
             compress, [positions, ir.Constant(lanes, None), builder.bitcast(block_bits, masks)]
         )
-        ctpop = builder.module.declare_intrinsic("llvm.ctpop", [i16])
+        ctpop = builder.module.declare_intrinsic("llvm.ctpop", [word])
         count = builder.call(ctpop, [block_bits])
-        filled = builder.sub(builder.shl(i16(1), count), i16(1))  # the lowest `count` lanes
+        filled = builder.sub(builder.shl(word(1), count), word(1))  # the lowest `count` lanes
         store = cgutils.get_or_insert_function(
             builder.module,
             ir.FunctionType(ir.VoidType(), [lanes, lanes.as_pointer(), i32, masks]),

@@ -24,6 +24,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from fastnn.kernels.config import SERIAL
+from fastnn.kernels.sparse import splat
 
 VECTOR_BYTES = 32  # AVX2's width
 
@@ -79,13 +80,7 @@ def add_scaled_rows(typingctx, Y, i, M, rows, coefs):
         lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
         vector = ir.VectorType(context.get_data_type(dtype), lanes)
 
-        def splat(coef):
-            out = ir.Constant(vector, None)
-            for lane in range(lanes):
-                out = builder.insert_element(out, coef, ir.Constant(ir.IntType(32), lane))
-            return out
-
-        splats = [[splat(coef) for coef in row] for row in scalars]
+        splats = [[splat(builder, coef, vector) for coef in row] for row in scalars]
         align = dtype.bitwidth // 8
         step = ir.Constant(intp, lanes)
         whole = builder.mul(builder.udiv(width, step), step)  # elements in whole vectors
