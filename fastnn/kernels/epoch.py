@@ -29,7 +29,7 @@ from fastnn.kernels.backward import (
     sample_pass,
     weight_squares,
 )
-from fastnn.kernels.config import ENTRY
+from fastnn.kernels.config import ENTRY, SERIAL
 from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
 from fastnn.kernels.layout import Layout
@@ -42,7 +42,7 @@ from fastnn.kernels.team import meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "b96988989c370e7cb3ff2e8fea0fb571b03ea537270249efffb86627a4558b7c"
+KERNEL_SOURCES_DIGEST = "bd9aa5fac5bf8112572f92489ea4e55d6760f4d51b2d836cc70e9150adca070b"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 
@@ -79,10 +79,9 @@ class State(NamedTuple):
 
 class Workspace(NamedTuple):
     """What `descend`'s team shares besides its arguments: a chunk's per-sample data, and the
-    update jobs' flags and sums."""
+    update jobs' flags and sums. (The chunk's lists of non-zero features are each member's
+    own: see `sample_pass`.)"""
 
-    idx: np.ndarray  # (chunk * (n_in + 1),) int32 the chunk's feature lists
-    bounds: np.ndarray  # (n_blocks + 1, chunk) int32
     Z: np.ndarray  # every layer's Z, then dZ, of the chunk's samples
     A: np.ndarray  # every hidden layer's A
     losses: np.ndarray  # (chunk,)
@@ -94,12 +93,9 @@ class Workspace(NamedTuple):
 def descend_workspace(layout: Layout, data: Data, dtype: np.dtype) -> Workspace:
     """Fresh buffers for one call of `descend`; chunks of min(CHUNK, batch_size, n) samples."""
     chunk = min(CHUNK, data.batch_size, len(data.order))
-    n_in, n_layers = int(layout.sizes[0]), len(layout.sizes) - 1
-    n_blocks = (n_in + BLOCK - 1) // BLOCK
-    n_groups = block_groups.py_func(n_blocks)
+    n_layers = len(layout.sizes) - 1
+    n_groups = block_groups.py_func(n_blocks(layout))
     return Workspace(
-        np.empty(chunk * (n_in + 1), np.int32),
-        np.empty((n_blocks + 1, chunk), np.int32),
         np.empty(chunk * int(layout.units_at[n_layers]), dtype),
         np.empty(chunk * int(layout.units_at[n_layers - 1]), dtype),
         np.empty(chunk, dtype),
@@ -107,6 +103,21 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype) -> Workspace:
         np.zeros(n_groups, np.bool_),
         np.zeros(n_jobs.py_func(layout, n_groups)),
     )
+
+
+@njit(**SERIAL)
+def n_blocks(layout):
+    """The blocks of BLOCK input features the lists of non-zero features are kept by."""
+    return (layout.sizes[0] + BLOCK - 1) // BLOCK
+
+
+@njit(**SERIAL)
+def feature_lists(layout, chunk):
+    """Empty lists of the non-zero features of chunk samples (see `sparse.scan_row`): idx
+    (chunk * (n_in + 1),) and bounds (n_blocks + 1, chunk)."""
+    idx = np.empty(chunk * (layout.sizes[0] + 1), np.int32)
+    bounds = np.empty((n_blocks(layout) + 1, chunk), np.int32)
+    return idx, bounds
 
 
 @njit(**ENTRY)
@@ -127,6 +138,7 @@ def descend(team, layout, net, data, rule, state, work):
     inputs = n_layers - 1  # the inputs' entry in net's dropout arrays
     factor = net.drop_scales[inputs] if drops(net, inputs) else dtype.type(1)
     table = input_table(data.X, net.theta, factor)  # every member its own copy
+    idx, bounds = feature_lists(layout, chunk)  # and its own lists
     loss_sum = 0.0
     n_hits = 0
     passed = 0  # barriers
@@ -137,7 +149,7 @@ def descend(team, layout, net, data, rule, state, work):
         for start in range(first, end, chunk):
             m = min(chunk, end - start)
             rows = data.order[start : start + m]
-            part = Chunk(rows, work.idx, work.bounds, work.Z, work.A, chunk, 0)
+            part = Chunk(rows, idx, bounds, work.Z, work.A, chunk, 0)
             sample_pass(
                 team, layout, net, data.X, data.y, table, part, end - first, work.losses, work.hits
             )
@@ -199,10 +211,8 @@ def forward(team, layout, net, X, rows, out):
     0..n-1, read-only, as descend's chunks take theirs from data.order, so that the passes
     both use compile once."""
     n = X.shape[0]
-    n_in = layout.sizes[0]
     chunk = max(min(CHUNK, n), 1)
-    idx = np.empty(chunk * (n_in + 1), np.int32)  # this member's own
-    bounds = np.empty(((n_in + BLOCK - 1) // BLOCK + 1, chunk), np.int32)
+    idx, bounds = feature_lists(layout, chunk)  # this member's own
     table = input_table(X, net.theta, net.theta.dtype.type(1))
     for job in my_jobs(team, (n + chunk - 1) // chunk):
         start = job * chunk

@@ -150,5 +150,12 @@ def meet(team, passed):
 
 @njit(**SERIAL)
 def my_jobs(team, n):
-    """The jobs 0..n-1 of a pass this member does: every size-th, from its own index."""
+    """The jobs 0..n-1 of a pass this member does: every size-th, from its own index (the jobs
+    j with `is_mine(team, j)`)."""
     return range(team.member, n, team.size)
+
+
+@njit(**SERIAL)
+def is_mine(team, job):
+    """Whether `my_jobs` gives this member the job."""
+    return job % team.size == team.member
