@@ -13,7 +13,7 @@ import pytest
 from numba import njit
 
 from fastnn.backends.numba_team import precise_naps, run_team
-from fastnn.kernels.team import meet, my_jobs
+from fastnn.kernels.team import borrowed, meet, my_jobs
 
 ROUNDS = 50
 
@@ -80,3 +80,23 @@ def test_a_team_naps_with_a_timer_slack_of_one_microsecond_then_restores_it():
         helper.join()
     assert seen == [1000, 1000] and before != 1000
     assert slack() == before
+
+
+@njit
+def write_through_borrowed(pair):
+    """Through borrowed arrays (a nested tuple of them), views made and written to."""
+    a, (b, k) = borrowed(pair)
+    for i in range(a.shape[0]):
+        row = a[i]
+        row[:] = row * k
+    b[0] = a.sum()
+    return b[0], k
+
+
+def test_borrowed_arrays_are_the_callers_arrays():
+    a = np.arange(12.0).reshape(3, 4)
+    b = np.zeros(2, np.int64)
+    total, k = write_through_borrowed((a, (b, 3)))
+    assert k == 3
+    np.testing.assert_array_equal(a, 3 * np.arange(12.0).reshape(3, 4))
+    assert total == b[0] == 3 * 66

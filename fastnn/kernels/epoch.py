@@ -35,14 +35,14 @@ from fastnn.kernels.dropout import drops
 from fastnn.kernels.layout import Layout
 from fastnn.kernels.optimizer import GRADIENTS_ONLY
 from fastnn.kernels.sparse import BLOCK, input_table
-from fastnn.kernels.team import meet, my_jobs
+from fastnn.kernels.team import borrowed, meet, my_jobs
 
 # Numba checks the cached code of an entry against this file only, yet that code includes every
 # kernel it calls: an edit to another kernel module (or to the options in config.py) would
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "529706a2717314f91cd18ac7bb1479fadb324c9dbf22f8aeaa4642edd1651a21"
+KERNEL_SOURCES_DIGEST = "003df2fed04d141f6d47fd0d1b59af685b32f062fa5c4e2b0c3401ce4157f7ba"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 
@@ -127,6 +127,9 @@ def descend(team, layout, net, data, rule, state, work):
     share of it. Returns (to member 0; the others get zeros) the sum of the per-sample losses
     (plus, with alpha, each batch's L2 penalty) and the number of correct argmax, each batch
     measured before its update. Returns early, with partial sums, if a member failed."""
+    team, layout, net, data, rule, state, work = borrowed(
+        (team, layout, net, data, rule, state, work)
+    )
     n = data.order.shape[0]
     n_layers = layout.sizes.shape[0] - 1
     dtype = net.theta.dtype
@@ -210,6 +213,7 @@ def forward(team, layout, net, X, rows, out):
     """Every row of X through the network into `out`, a chunk of CHUNK rows a job. rows:
     0..n-1, read-only, as descend's chunks take theirs from data.order, so that the passes
     both use compile once."""
+    team, layout, net, X, rows, out = borrowed((team, layout, net, X, rows, out))
     n = X.shape[0]
     chunk = max(min(CHUNK, n), 1)
     idx, bounds = feature_lists(layout, chunk)  # this member's own
@@ -224,4 +228,4 @@ def forward(team, layout, net, X, rows, out):
 @njit(**ENTRY)
 def augment(team, X, warp, out):
     """out[r] = row r of X (n, height * width) transformed by `warp`, for this member's rows."""
-    augment_rows(team, X, warp, out)
+    augment_rows(*borrowed((team, X, warp, out)))

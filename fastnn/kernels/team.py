@@ -125,6 +125,34 @@ def _nap(typingctx, microseconds):
     return types.void(types.int64), codegen
 
 
+def _unowned(context, builder, typ, value):
+    """value (of Numba type typ) with the owner of every array in it set to none."""
+    if isinstance(typ, types.Array):
+        array = context.make_array(typ)(context, builder, value=value)
+        array.meminfo = ir.Constant(array.meminfo.type, None)
+        array.parent = ir.Constant(array.parent.type, None)
+        return array._getvalue()
+    if isinstance(typ, types.BaseTuple):
+        for i, member in enumerate(typ):
+            item = _unowned(context, builder, member, builder.extract_value(value, i))
+            value = builder.insert_value(value, item, i)
+    return value
+
+
+@intrinsic
+def borrowed(typingctx, value):
+    """value, with every array in it (value itself, or in a tuple, at any depth) made a borrowed
+    one: with no owner, so that a view made of it, or a call passing it, counts no reference.
+    Each count is an atomic add to the owner, which all members share: made per sample, in the
+    views and calls of the per-sample helpers, members fought over those cache lines. For an
+    entry's arguments, which the caller keeps alive until every member has returned."""
+
+    def codegen(context, builder, signature, args):
+        return _unowned(context, builder, signature.args[0], args[0])
+
+    return value(value), codegen
+
+
 @njit(**SERIAL)
 def meet(team, passed):
     """Waits until every member has arrived here, at the team's barrier number passed + 1
