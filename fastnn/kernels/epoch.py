@@ -78,14 +78,14 @@ class State(NamedTuple):
 
 
 class Workspace(NamedTuple):
-    """What `descend`'s team shares besides its arguments: a chunk's per-sample data, and the
-    update jobs' flags and sums. (The chunk's lists of non-zero features are each member's
-    own: see `sample_pass`.)"""
+    """What `descend`'s team shares besides its arguments: a chunk's per-sample data, twice (a
+    chunk's and the next one's: see `descend`), and the update jobs' flags and sums. (The
+    chunk's lists of non-zero features are each member's own: see `sample_pass`.)"""
 
-    Z: np.ndarray  # every layer's Z, then dZ, of the chunk's samples
-    A: np.ndarray  # every hidden layer's A
-    losses: np.ndarray  # (chunk,)
-    hits: np.ndarray  # (chunk,) int64
+    Z: np.ndarray  # (2, ...) every layer's Z, then dZ, of the chunk's samples
+    A: np.ndarray  # (2, ...) every hidden layer's A
+    losses: np.ndarray  # (2, chunk)
+    hits: np.ndarray  # (2, chunk) int64
     touched: np.ndarray  # (n_groups,) bool, all False: see backward.block_groups
     squares: np.ndarray  # (n_jobs,) float64, see weight_squares
 
@@ -96,10 +96,10 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype) -> Workspace:
     n_layers = len(layout.sizes) - 1
     n_groups = block_groups.py_func(n_blocks(layout))
     return Workspace(
-        np.empty(chunk * int(layout.units_at[n_layers]), dtype),
-        np.empty(chunk * int(layout.units_at[n_layers - 1]), dtype),
-        np.empty(chunk, dtype),
-        np.empty(chunk, np.int64),
+        np.empty((2, chunk * int(layout.units_at[n_layers])), dtype),
+        np.empty((2, chunk * int(layout.units_at[n_layers - 1])), dtype),
+        np.empty((2, chunk), dtype),
+        np.empty((2, chunk), np.int64),
         np.zeros(n_groups, np.bool_),
         np.zeros(n_jobs.py_func(layout, n_groups)),
     )
@@ -126,14 +126,21 @@ def descend(team, layout, net, data, rule, state, work):
     steps theta (and `ahead`, and state) by `rule` (see `optimizer`), in place; this member's
     share of it. Returns (to member 0; the others get zeros) the sum of the per-sample losses
     (plus, with alpha, each batch's L2 penalty) and the number of correct argmax, each batch
-    measured before its update. Returns early, with partial sums, if a member failed."""
+    measured before its update. Returns early, with partial sums, if a member failed.
+
+    The team meets twice per chunk: before the update pass reads what the sample pass wrote,
+    and, after a batch's last chunk, before the next batch's samples go forward through the
+    updated parameters. Within a batch, chunks take turns with the two halves of `work`, so
+    that a member may take the next chunk's samples forward while another is still reading
+    this one's: the meeting before the next update pass is soon enough. (A full batch of
+    60,000 samples: 235 meetings a step instead of 470.)"""
     team, layout, net, data, rule, state, work = borrowed(
         (team, layout, net, data, rule, state, work)
     )
     n = data.order.shape[0]
     n_layers = layout.sizes.shape[0] - 1
     dtype = net.theta.dtype
-    chunk = work.losses.shape[0]
+    chunk = work.losses.shape[1]
     n_groups = work.touched.shape[0]  # the first layer's jobs of the update pass
     lead = team.member == 0  # sums the losses, in sample order, and the penalty
     if lead and rule.alpha > 0:
@@ -152,10 +159,10 @@ def descend(team, layout, net, data, rule, state, work):
         for start in range(first, end, chunk):
             m = min(chunk, end - start)
             rows = data.order[start : start + m]
-            part = Chunk(rows, idx, bounds, work.Z, work.A, chunk, 0)
-            sample_pass(
-                team, layout, net, data.X, data.y, table, part, end - first, work.losses, work.hits
-            )
+            half = (start - first) // chunk % 2
+            part = Chunk(rows, idx, bounds, work.Z[half], work.A[half], chunk, 0)
+            losses, hits = work.losses[half], work.hits[half]
+            sample_pass(team, layout, net, data.X, data.y, table, part, end - first, losses, hits)
             if not meet(team, passed):
                 return loss_sum, n_hits
             passed += 1
@@ -175,12 +182,14 @@ def descend(team, layout, net, data, rule, state, work):
             )
             if lead:
                 for i in range(m):  # in order: the same sum whatever the threads
-                    loss_sum += work.losses[i]
-                    n_hits += work.hits[i]
-            if not meet(team, passed):  # the next chunk overwrites what this one read
+                    loss_sum += losses[i]
+                    n_hits += hits[i]
+            if not done.last:
+                continue
+            if not meet(team, passed):  # the parameters are updated
                 return loss_sum, n_hits
             passed += 1
-            if done.last and rule.max_norm > 0 and rule.solver != GRADIENTS_ONLY:
+            if rule.max_norm > 0 and rule.solver != GRADIENTS_ONLY:
                 cap_first_layer(team, net.theta, layout, rule.max_norm)
                 if not meet(team, passed):
                     return loss_sum, n_hits
