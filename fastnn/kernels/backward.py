@@ -85,9 +85,11 @@ def layer_rows(buf, chunk, layout, layer):
 def forward_samples(layout, net, X, table, chunk, lo, hi):
     """Samples lo..hi-1 of the chunk through every layer, a layer at a time: Z and A of each
     in their rows, the logits last. Their non-zero features are listed first, for this pass
-    and the update pass. Each layer's views are made once here, not per sample: every view
-    made counts a reference on its buffer, an atomic add that two threads making views of the
-    same buffer fight over (per sample, that made an epoch on 2 threads 40% slower)."""
+    and the update pass. Each layer's views are made once here, not per sample: a view of an
+    owned array counts a reference on its owner, an atomic add that two threads making views
+    of the same buffer fight over (per sample, that made an epoch on 2 threads 40% slower;
+    the entries now borrow their arrays, see `team.borrowed`, but the arrays a member makes
+    for itself are owned)."""
     rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
     Z = layer_rows(chunk.Z, chunk, layout, 0)
     A = layer_rows(chunk.A, chunk, layout, 0)
