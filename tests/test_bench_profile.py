@@ -25,6 +25,28 @@ def test_stages_run_and_count_the_non_zero_pixels(hidden) -> None:
     assert f"{np.count_nonzero(X):,} non-zero pixels" in table
 
 
+def test_each_members_passes_are_reported_on_one_and_two_threads() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, (700, 40), dtype=np.uint8)
+    X[rng.random(X.shape) < 0.7] = 0
+    y = rng.integers(0, 10, 700)
+    result = profile.profile(X, y, 11, "float32", 64, repeats=2, threads=2)
+    teams = result["teams"]
+    assert [team["threads"] for team in teams] == [1, 2]
+    table = profile.render(result, "tiny")
+    for team in teams:
+        passes = team["passes_s"]
+        if passes is None:  # no time stamp counter on this CPU: said so
+            assert "not measured" in table
+            continue
+        assert passes.shape == (team["threads"], len(profile.PASSES))
+        assert (passes >= 0).all() and (passes[:, 0] > 0).all()  # every member took samples
+        # Each run's four times add up to its epoch; the medians of two runs are their means.
+        np.testing.assert_allclose(passes.sum(axis=1), team["epoch_s"], rtol=1e-9)
+    if teams[1]["passes_s"] is not None:
+        assert f"| 2 | {teams[1]['epoch_s']:.4f} | 1 |" in table  # the second member's row
+
+
 def test_bad_arguments_are_reported(capsys) -> None:
     assert profile.main(["--dtype", "float16", "--data", "/nonexistent"]) == 1
     assert "fastnn.bench.profile: error: dtype" in capsys.readouterr().err

@@ -170,6 +170,10 @@ def _moments(moments: list[np.ndarray], net: Net) -> np.ndarray:
 
 class NumbaBackend:
     name = "numba"
+    # The last train_epoch's time stamp counter ticks per team member: in the sample passes,
+    # waiting after them, in the update passes, waiting after those (see kernels.epoch's
+    # Workspace.passes; zeros where the CPU has no such counter). For the profiler.
+    last_passes: np.ndarray | None = None
 
     def forward(self, params: Params, X: np.ndarray, activation: str = "relu") -> Forward:
         check_choice("activation", activation, ACTIVATIONS)
@@ -200,7 +204,7 @@ class NumbaBackend:
         rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
         state = State(np.zeros_like(net.theta), net.theta[:0], net.theta[:0])
         data = Data(_read_only(X), _read_only(y), _read_only(np.arange(len(X))), max(len(X), 1))
-        work = descend_workspace(layout, data, net.theta.dtype)
+        work = descend_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, _ = _call(descend, (layout, net, data, rule, state, work))
         loss = loss_sum / len(X) if len(X) else float("nan")
         grads = [np.ascontiguousarray(g) for g in _pieces(state.sums, layout)]
@@ -230,8 +234,9 @@ class NumbaBackend:
             np.zeros_like(net.theta), _moments(state.first, net), _moments(state.second, net)
         )
         data = Data(_read_only(X), _read_only(y), _read_only(order), int(batch_size))
-        work = descend_workspace(layout, data, net.theta.dtype)
+        work = descend_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, hits = _call(descend, (layout, net, data, rule, moments, work))
+        self.last_passes = work.passes
         _unpack(net.theta, layout, list(params.arrays()))
         for packed, given in ((moments.first, state.first), (moments.second, state.second)):
             if given:

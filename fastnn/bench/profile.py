@@ -7,6 +7,13 @@ stages switched on one after another: each stage's time is what it added to the 
 One thread, so the stages add up to the work the two passes share out among the team; the real
 single-thread epoch is timed beside it. Per non-zero pixel figures show the cost of the sparse
 loops, which touch W1 and dW1 once for each non-zero pixel.
+
+Then the real epoch on one thread and on a team of `--threads`: where each member's time goes
+(its sample passes, its update passes, and waiting for the others after each), from the time
+stamp counter ticks each member counts inside the compiled call (`NumbaBackend.last_passes`),
+scaled to the epoch's wall time. On two threads that shows what one thread's split does not:
+how much a member's share of the work costs more than half of one thread's, and how long the
+members wait for each other.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from numba import njit
 from numba.typed import List
 
 from fastnn.backends.numba_backend import NumbaBackend
+from fastnn.backends.numba_team import team_size
 from fastnn.bench.workloads import N_CLASSES
 from fastnn.data import DataError, load_dataset
 from fastnn.kernels.backward import (
@@ -136,9 +144,11 @@ def profile(
     dtype: str,
     batch_size: int,
     repeats: int,
+    threads: int = 1,
 ) -> dict:
     """Seconds each stage adds to a single-thread epoch (medians), the non-zero pixel count,
-    and the real single-thread epoch (`NumbaBackend.train_epoch`) for comparison."""
+    and the real epoch (`NumbaBackend.train_epoch`) on one thread and on `threads`, with
+    where each member's time went (see `team_epoch`)."""
     X = np.ascontiguousarray(X)
     y = np.ascontiguousarray(y, dtype=np.int64)
     order = np.random.default_rng(0).permutation(len(X))
@@ -159,10 +169,34 @@ def profile(
     def epoch() -> None:
         backend.train_epoch(params.copy(), X, y, order, batch_size, 0.01, "relu")
 
-    with backend.threads(1):
-        epoch_s = _median_s(epoch, repeats)
+    teams = [team_epoch(backend, epoch, n, repeats) for n in sorted({1, threads})]
     added = [cumulative[0]] + [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]
-    return dict(stage_s=added, nonzeros=nonzeros, epoch_s=epoch_s, rows=len(X))
+    return dict(
+        stage_s=added, nonzeros=nonzeros, epoch_s=teams[0]["epoch_s"], rows=len(X), teams=teams
+    )
+
+
+PASSES = ("sample passes", "waiting", "update passes", "waiting")  # kernels.epoch's PASS_TIMES
+
+
+def team_epoch(backend: NumbaBackend, epoch, threads: int, repeats: int) -> dict:
+    """The real epoch on a team of `threads`: its median seconds, and per member the median
+    seconds of each of PASSES (None where the CPU has no time stamp counter), each run's ticks
+    scaled to its wall time."""
+    with backend.threads(threads):
+        epoch()  # compiles, and warms the caches
+        times, shares = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            epoch()
+            seconds = time.perf_counter() - start
+            ticks = np.asarray(backend.last_passes, dtype=float)
+            totals = ticks.sum(axis=1, keepdims=True)
+            times.append(seconds)
+            if np.all(totals > 0):
+                shares.append(ticks / totals * seconds)
+    passes = np.median(shares, axis=0) if shares else None
+    return dict(threads=threads, epoch_s=statistics.median(times), passes_s=passes)
 
 
 def render(result: dict, title: str) -> str:
@@ -184,14 +218,29 @@ def render(result: dict, title: str) -> str:
         f"({result['nonzeros'] / max(result['rows'], 1):.0f} a row). The real epoch on one "
         f"thread (train_epoch, with the update): {result['epoch_s']:.4f} s. Each stage's time is "
         "what it added to the stages above it (medians); small negative values are noise.",
+        "",
+        "The real epoch (train_epoch) and where each thread's time goes in it, seconds (ticks "
+        "of the time stamp counter counted in the compiled call, scaled to the epoch's time; "
+        "medians):",
+        "",
+        "| threads | epoch s | member | " + " | ".join(PASSES) + " |",
+        "|---:|---:|---:|" + "---:|" * len(PASSES),
     ]
+    for team in result["teams"]:
+        head = f"| {team['threads']} | {team['epoch_s']:.4f} |"
+        if team["passes_s"] is None:
+            lines.append(head + " - | " + " | ".join("not measured" for _ in PASSES) + " |")
+            continue
+        for member, row in enumerate(team["passes_s"]):
+            lines.append(head + f" {member} | " + " | ".join(f"{s:.4f}" for s in row) + " |")
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m fastnn.bench.profile",
-        description="Time the stages of a single-thread Numba training epoch.",
+        description="Time the stages of a single-thread Numba training epoch, and where "
+        "each thread's time goes in a real epoch on one thread and on --threads.",
     )
     parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=[128],
@@ -199,6 +248,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--threads", type=positive_int, default=team_size(),
+                        help="threads of the second table (default: all cores)")  # fmt: skip
     parser.add_argument("--rows", type=positive_int, help="use only the first N training rows")
     parser.add_argument("--data", help="folder with mnist/ and fashion-mnist/")
     return parser.parse_args(argv)
@@ -213,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastnn.bench.profile: error: {exc}", file=sys.stderr)
         return 1
     X, y = ds.X_train[: args.rows], ds.y_train[: args.rows]
-    result = profile(X, y, tuple(args.hidden), args.dtype, args.batch_size, args.repeats)
+    result = profile(
+        X, y, tuple(args.hidden), args.dtype, args.batch_size, args.repeats, args.threads
+    )
     title = (
         f"{args.dataset}, hidden {'-'.join(map(str, args.hidden))}, batch {args.batch_size}, "
         f"{args.dtype}, "

@@ -35,16 +35,18 @@ from fastnn.kernels.dropout import drops
 from fastnn.kernels.layout import Layout
 from fastnn.kernels.optimizer import GRADIENTS_ONLY
 from fastnn.kernels.sparse import BLOCK, input_table
-from fastnn.kernels.team import borrowed, meet, my_jobs
+from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 
 # Numba checks the cached code of an entry against this file only, yet that code includes every
 # kernel it calls: an edit to another kernel module (or to the options in config.py) would
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "d8b1a0aa014d80ed4cb553c406e478542d9da4048c4cd4f3dfebe9a29aa49e5b"
+KERNEL_SOURCES_DIGEST = "847fb5c4555b8e60ac728733e97d265480be57a66d9fe39c5da76ca30e2b5996"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
+SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
+PASS_TIMES = 4
 
 
 class Net(NamedTuple):
@@ -88,10 +90,14 @@ class Workspace(NamedTuple):
     hits: np.ndarray  # (2, chunk) int64
     touched: np.ndarray  # (n_groups,) bool, all False: see backward.block_groups
     squares: np.ndarray  # (n_jobs,) float64, see weight_squares
+    # (members, PASS_TIMES) int64: each member's ticks of the time stamp counter (team.clock)
+    # in the sample passes, waiting after them, in the update passes, waiting after those.
+    passes: np.ndarray
 
 
-def descend_workspace(layout: Layout, data: Data, dtype: np.dtype) -> Workspace:
-    """Fresh buffers for one call of `descend`; chunks of min(CHUNK, batch_size, n) samples."""
+def descend_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int) -> Workspace:
+    """Fresh buffers for one call of `descend` by a team of `members`; chunks of
+    min(CHUNK, batch_size, n) samples."""
     chunk = min(CHUNK, data.batch_size, len(data.order))
     n_layers = len(layout.sizes) - 1
     n_groups = block_groups.py_func(n_blocks(layout))
@@ -102,6 +108,7 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype) -> Workspace:
         np.empty((2, chunk), np.int64),
         np.zeros(n_groups, np.bool_),
         np.zeros(n_jobs.py_func(layout, n_groups)),
+        np.zeros((members, PASS_TIMES), np.int64),
     )
 
 
@@ -128,12 +135,13 @@ def descend(team, layout, net, data, rule, state, work):
     (plus, with alpha, each batch's L2 penalty) and the number of correct argmax, each batch
     measured before its update. Returns early, with partial sums, if a member failed.
 
-    The team meets twice per chunk: before the update pass reads what the sample pass wrote,
-    and, after a batch's last chunk, before the next batch's samples go forward through the
-    updated parameters. Within a batch, chunks take turns with the two halves of `work`, so
-    that a member may take the next chunk's samples forward while another is still reading
-    this one's: the meeting before the next update pass is soon enough. (A full batch of
-    60,000 samples: 235 meetings a step instead of 470.)"""
+    The team meets before the update pass reads what the sample pass wrote, and, after a
+    batch's last chunk, before the next batch's samples go forward through the updated
+    parameters (and after max-norm's capping). Within a batch, chunks take turns with the two
+    halves of `work`, so that a member may take the next chunk's samples forward while
+    another is still reading this one's: the meeting before the next update pass is soon
+    enough. (A full batch of 60,000 samples: 235 meetings a step instead of 470.) Each member
+    records where its time went in work.passes."""
     team, layout, net, data, rule, state, work = borrowed(
         (team, layout, net, data, rule, state, work)
     )
@@ -152,6 +160,7 @@ def descend(team, layout, net, data, rule, state, work):
     loss_sum = 0.0
     n_hits = 0
     passed = 0  # barriers
+    ticks = np.zeros(PASS_TIMES, np.int64)  # see Workspace.passes
     for batch, first in enumerate(range(0, n, data.batch_size)):
         end = min(first + data.batch_size, n)
         if lead and rule.alpha > 0:
@@ -162,10 +171,13 @@ def descend(team, layout, net, data, rule, state, work):
             half = (start - first) // chunk % 2
             part = Chunk(rows, idx, bounds, work.Z[half], work.A[half], chunk, 0)
             losses, hits = work.losses[half], work.hits[half]
+            t0 = clock()
             sample_pass(team, layout, net, data.X, data.y, table, part, end - first, losses, hits)
+            t1 = clock()
             if not meet(team, passed):
                 return loss_sum, n_hits
             passed += 1
+            t2 = clock()
             done = Batch(batch, end - first, start + m == end)
             gradient_pass(
                 team,
@@ -184,18 +196,28 @@ def descend(team, layout, net, data, rule, state, work):
                 for i in range(m):  # in order: the same sum whatever the threads
                     loss_sum += losses[i]
                     n_hits += hits[i]
+            t3 = clock()
+            ticks[SAMPLING] += t1 - t0
+            ticks[WAITING] += t2 - t1
+            ticks[UPDATING] += t3 - t2
             if not done.last:
                 continue
             if not meet(team, passed):  # the parameters are updated
                 return loss_sum, n_hits
             passed += 1
+            t4 = clock()
+            ticks[SETTLING] += t4 - t3
             if rule.max_norm > 0 and rule.solver != GRADIENTS_ONLY:
                 cap_first_layer(team, net.theta, layout, rule.max_norm)
+                t5 = clock()
                 if not meet(team, passed):
                     return loss_sum, n_hits
                 passed += 1
                 if lead and rule.alpha > 0:  # the penalty of the capped weights
                     weight_squares(net.theta, layout, n_groups, work.squares)
+                ticks[UPDATING] += t5 - t4
+                ticks[SETTLING] += clock() - t5
+    work.passes[team.member] = ticks
     return loss_sum, n_hits
 
 

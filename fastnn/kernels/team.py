@@ -153,6 +153,23 @@ def borrowed(typingctx, value):
     return value(value), codegen
 
 
+@intrinsic
+def clock(typingctx):
+    """x86's time stamp counter (rdtsc: ticks at a constant rate, readable by any program);
+    0 elsewhere, where reading a cycle counter may not be allowed."""
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        if not X86:
+            return i64(0)
+        read = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i64, []), "llvm.readcyclecounter"
+        )
+        return builder.call(read, [])
+
+    return types.int64(), codegen
+
+
 @njit(**SERIAL)
 def meet(team, passed):
     """Waits until every member has arrived here, at the team's barrier number passed + 1
