@@ -20,6 +20,7 @@ import fastnn
 from fastnn.backends import get_backend
 from fastnn.backends.numba_team import team_size
 from fastnn.kernels import config, epoch, sparse, tile, vector
+from fastnn.kernels.layout import CACHE_LINE, line_aligned
 from fastnn.model import init_params
 
 backend = get_backend("numba")
@@ -512,3 +513,13 @@ def test_weights_of_any_layout_give_the_same_bits(kind, tmp_path):
     train(odd, X, y)
     for name, got, want in zip(odd.names(), odd.arrays(), trained.arrays(), strict=True):
         assert_same_bits(np.asarray(got, dtype=want.dtype), want, f"{kind}: trained {name}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+@pytest.mark.parametrize("shape", [7, (3, 5), (2, 130)])
+def test_line_aligned_arrays_start_on_a_cache_line(dtype, shape) -> None:
+    for _ in range(20):  # whatever offset NumPy's allocation happens to give
+        a = line_aligned(shape, dtype)
+        assert a.ctypes.data % CACHE_LINE == 0
+        assert a.shape == (shape if isinstance(shape, tuple) else (shape,))
+        assert a.dtype == np.dtype(dtype) and a.flags.c_contiguous and a.flags.writeable

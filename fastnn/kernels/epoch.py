@@ -32,7 +32,7 @@ from fastnn.kernels.backward import (
 from fastnn.kernels.config import ENTRY, SERIAL
 from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
-from fastnn.kernels.layout import Layout
+from fastnn.kernels.layout import Layout, line_aligned
 from fastnn.kernels.optimizer import GRADIENTS_ONLY
 from fastnn.kernels.sparse import BLOCK, input_table
 from fastnn.kernels.team import borrowed, clock, meet, my_jobs
@@ -42,7 +42,7 @@ from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "847fb5c4555b8e60ac728733e97d265480be57a66d9fe39c5da76ca30e2b5996"
+KERNEL_SOURCES_DIGEST = "913a5752df7e62c5b61875a7c80e2118c85d70cd0621ebca31a7c9daab203eef"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
@@ -102,8 +102,8 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int)
     n_layers = len(layout.sizes) - 1
     n_groups = block_groups.py_func(n_blocks(layout))
     return Workspace(
-        np.empty((2, chunk * int(layout.units_at[n_layers])), dtype),
-        np.empty((2, chunk * int(layout.units_at[n_layers - 1])), dtype),
+        line_aligned((2, chunk * int(layout.units_at[n_layers])), dtype),
+        line_aligned((2, chunk * int(layout.units_at[n_layers - 1])), dtype),
         np.empty((2, chunk), dtype),
         np.empty((2, chunk), np.int64),
         np.zeros(n_groups, np.bool_),
@@ -233,9 +233,9 @@ class Activations(NamedTuple):
 def forward_outputs(layout: Layout, n: int, dtype: np.dtype) -> Activations:
     n_layers = len(layout.sizes) - 1
     return Activations(
-        np.empty(n * int(layout.units_at[n_layers]), dtype),
-        np.empty(n * int(layout.units_at[n_layers - 1]), dtype),
-        np.empty((n, int(layout.sizes[n_layers])), dtype),
+        line_aligned(n * int(layout.units_at[n_layers]), dtype),
+        line_aligned(n * int(layout.units_at[n_layers - 1]), dtype),
+        line_aligned((n, int(layout.sizes[n_layers])), dtype),
     )
 
 
