@@ -42,6 +42,7 @@ from fastnn.kernels.backward import (
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
+from fastnn.kernels.layout import CACHE_LINE, line_aligned
 from fastnn.kernels.sparse import BLOCK, pixel_table, prefetch_row, scan_row
 from fastnn.model import LEAKY_SLOPE, check_dtype, init_params
 from fastnn.options import positive_int
@@ -54,6 +55,15 @@ STAGES = (
     "dW1 += X.T dZ1 over non-zeros (add_block_terms)",
     "dW and db of the later layers, db1 (add_column_terms, add_rows)",
 )
+
+
+@njit(**SERIAL)
+def _zeros_on_line(rows, cols, dtype):
+    """np.zeros((rows, cols), dtype) starting on a cache line, as the backend's buffers do
+    (`layout.line_aligned`; Numba's own start on 32 bytes)."""
+    buf = np.zeros(rows * cols + CACHE_LINE, dtype)
+    start = (-buf.ctypes.data % CACHE_LINE) // buf.itemsize
+    return buf[start : start + rows * cols].reshape(rows, cols)
 
 
 @njit(**SERIAL)
@@ -73,13 +83,14 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
     dWT = List()  # dWT[l]: the gradient sums of coefs[l] transposed (dW1's is not used)
     db = List()
     for layer in range(n_layers):
-        fan_out = coefs[layer].shape[1]
-        Z.append(np.zeros((chunk, fan_out), dtype))
-        A.append(np.zeros((chunk, fan_out), dtype))
-        WT.append(np.ascontiguousarray(coefs[layer].T))
-        dWT.append(np.zeros((fan_out, coefs[layer].shape[0]), dtype))
+        fan_in, fan_out = coefs[layer].shape
+        Z.append(_zeros_on_line(chunk, fan_out, dtype))
+        A.append(_zeros_on_line(chunk, fan_out, dtype))
+        WT.append(_zeros_on_line(fan_out, fan_in, dtype))
+        WT[layer][:] = coefs[layer].T
+        dWT.append(_zeros_on_line(fan_out, fan_in, dtype))
         db.append(np.zeros(fan_out, dtype))
-    dW1 = np.zeros(W1.shape, dtype)
+    dW1 = _zeros_on_line(W1.shape[0], W1.shape[1], dtype)
     table = pixel_table(W1)
     slope = dtype.type(LEAKY_SLOPE)
     nonzeros = 0
@@ -127,6 +138,12 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
     return nonzeros, checksum
 
 
+def _on_line(a: np.ndarray) -> np.ndarray:
+    aligned = line_aligned(a.shape, a.dtype)
+    aligned[...] = a
+    return aligned
+
+
 def _median_s(run, repeats: int) -> float:
     run()  # compiles, and warms the caches
     times = []
@@ -154,7 +171,8 @@ def profile(
     order = np.random.default_rng(0).permutation(len(X))
     params = init_params(X.shape[1], hidden, N_CLASSES, "he", 0, dtype)
     chunk = min(CHUNK, batch_size, len(X))
-    coefs, intercepts = List(params.coefs), List(params.intercepts)
+    coefs = List([_on_line(W) for W in params.coefs])  # as the backend's theta
+    intercepts = List([_on_line(b) for b in params.intercepts])
     cumulative = []
     nonzeros = 0
     for stages in range(1, len(STAGES) + 1):
