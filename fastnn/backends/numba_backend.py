@@ -209,7 +209,7 @@ class NumbaBackend:
             check_dropout(params, dropout)
         layout, net = _network(params, activation, dropout)
         rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
-        state = State(np.zeros_like(net.theta), net.theta[:0], net.theta[:0])
+        state = State(_line_aligned(np.zeros_like(net.theta)), net.theta[:0], net.theta[:0])
         data = Data(_read_only(X), _read_only(y), _read_only(np.arange(len(X))), max(len(X), 1))
         work = descend_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, _ = _call(descend, (layout, net, data, rule, state, work))
