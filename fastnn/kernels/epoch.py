@@ -42,7 +42,7 @@ from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "913a5752df7e62c5b61875a7c80e2118c85d70cd0621ebca31a7c9daab203eef"
+KERNEL_SOURCES_DIGEST = "bc5c28a8a73f88b6cc3b514b8116be12b903784a7fc584149bd37d456d199faa"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
