@@ -42,7 +42,7 @@ from fastnn.kernels.epoch import (
     forward,
     forward_outputs,
 )
-from fastnn.kernels.layout import Layout, line_aligned, make_layout
+from fastnn.kernels.layout import Layout, line_aligned, line_aligned_copy, make_layout
 from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SGD, Rule
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
 from fastnn.optim import Optimizer, OptimizerState, adam_rate
@@ -84,20 +84,13 @@ def _kernel_shape(p: int, a: np.ndarray) -> np.ndarray:
     return a.T if p % 2 == 0 and p > 0 else a
 
 
-def _line_aligned(a: np.ndarray) -> np.ndarray:
-    """A copy of the 1-D array a starting on a cache line (see `layout.line_aligned`)."""
-    aligned = line_aligned(a.shape, a.dtype)
-    aligned[...] = a
-    return aligned
-
-
 def _pack(arrays: list[np.ndarray] | tuple[np.ndarray, ...], dtype: np.dtype) -> np.ndarray:
     """Arrays laid out as Params.arrays(), as one flat buffer in the kernels' layout: always a
     fresh, writable, native-order copy, so weights of any kind (memory-mapped or read-only,
     Fortran-ordered or strided views, big-endian from a file) reach the kernels as the one
     kind of array they are compiled for."""
     pieces = [np.ravel(_kernel_shape(p, a)) for p, a in enumerate(arrays)]
-    return _line_aligned(np.concatenate(pieces, dtype=dtype.newbyteorder("=")))
+    return line_aligned_copy(np.concatenate(pieces, dtype=dtype.newbyteorder("=")))
 
 
 def _pieces(flat: np.ndarray, layout: Layout) -> list[np.ndarray]:
@@ -131,7 +124,7 @@ def _network(params: Params, activation: str, dropout: Dropout | None = None) ->
     dtype = params.dtype.newbyteorder("=")
     layout = make_layout([params.n_in, *params.hidden_sizes, params.n_out])
     later = [np.ravel(W) for W in params.coefs[1:]]  # coefs' layout, for the forward pass
-    ahead = _line_aligned(np.concatenate(later, dtype=dtype))
+    ahead = line_aligned_copy(np.concatenate(later, dtype=dtype))
     leaky = activation == "leaky_relu"
     if dropout is None:  # keys and scales do not matter where nothing is dropped
         dropout = Dropout((0.0,) * len(params.hidden_sizes), 0, 0)
@@ -209,7 +202,7 @@ class NumbaBackend:
             check_dropout(params, dropout)
         layout, net = _network(params, activation, dropout)
         rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
-        state = State(_line_aligned(np.zeros_like(net.theta)), net.theta[:0], net.theta[:0])
+        state = State(line_aligned(net.theta.shape, net.theta.dtype), net.theta[:0], net.theta[:0])
         data = Data(_read_only(X), _read_only(y), _read_only(np.arange(len(X))), max(len(X), 1))
         work = descend_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, _ = _call(descend, (layout, net, data, rule, state, work))
@@ -238,7 +231,7 @@ class NumbaBackend:
         layout, net = _network(params, activation, dropout)
         rule = _rule(optimizer, rates, state.step, net.theta.dtype)
         moments = State(
-            _line_aligned(np.zeros_like(net.theta)),  # the gradient sums
+            line_aligned(net.theta.shape, net.theta.dtype),  # the gradient sums
             _moments(state.first, net),
             _moments(state.second, net),
         )

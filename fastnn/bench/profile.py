@@ -42,7 +42,7 @@ from fastnn.kernels.backward import (
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
-from fastnn.kernels.layout import CACHE_LINE, line_aligned
+from fastnn.kernels.layout import CACHE_LINE, first_on_line, line_aligned_copy
 from fastnn.kernels.sparse import BLOCK, pixel_table, prefetch_row, scan_row
 from fastnn.model import LEAKY_SLOPE, check_dtype, init_params
 from fastnn.options import positive_int
@@ -59,10 +59,9 @@ STAGES = (
 
 @njit(**SERIAL)
 def _zeros_on_line(rows, cols, dtype):
-    """np.zeros((rows, cols), dtype) starting on a cache line, as the backend's buffers do
-    (`layout.line_aligned`; Numba's own start on 32 bytes)."""
+    """`layout.line_aligned` in compiled code (Numba's own arrays start on 32 bytes)."""
     buf = np.zeros(rows * cols + CACHE_LINE, dtype)
-    start = (-buf.ctypes.data % CACHE_LINE) // buf.itemsize
+    start = first_on_line(buf)
     return buf[start : start + rows * cols].reshape(rows, cols)
 
 
@@ -138,12 +137,6 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
     return nonzeros, checksum
 
 
-def _on_line(a: np.ndarray) -> np.ndarray:
-    aligned = line_aligned(a.shape, a.dtype)
-    aligned[...] = a
-    return aligned
-
-
 def _median_s(run, repeats: int) -> float:
     run()  # compiles, and warms the caches
     times = []
@@ -171,8 +164,8 @@ def profile(
     order = np.random.default_rng(0).permutation(len(X))
     params = init_params(X.shape[1], hidden, N_CLASSES, "he", 0, dtype)
     chunk = min(CHUNK, batch_size, len(X))
-    coefs = List([_on_line(W) for W in params.coefs])  # as the backend's theta
-    intercepts = List([_on_line(b) for b in params.intercepts])
+    coefs = List([line_aligned_copy(W) for W in params.coefs])  # as the backend's theta
+    intercepts = List([line_aligned_copy(b) for b in params.intercepts])
     cumulative = []
     nonzeros = 0
     for stages in range(1, len(STAGES) + 1):

@@ -42,7 +42,7 @@ from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "bc5c28a8a73f88b6cc3b514b8116be12b903784a7fc584149bd37d456d199faa"
+KERNEL_SOURCES_DIGEST = "433e5544323c25bc6b41703568affac960e8a8239b58e531fa12a112543ccf97"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
@@ -100,7 +100,7 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int)
     min(CHUNK, batch_size, n) samples."""
     chunk = min(CHUNK, data.batch_size, len(data.order))
     n_layers = len(layout.sizes) - 1
-    n_groups = block_groups.py_func(n_blocks(layout))
+    n_groups = block_groups.py_func(n_blocks.py_func(layout))  # not compiled at each start
     return Workspace(
         line_aligned((2, chunk * int(layout.units_at[n_layers])), dtype),
         line_aligned((2, chunk * int(layout.units_at[n_layers - 1])), dtype),
