@@ -19,8 +19,8 @@ import pytest
 import fastnn
 from fastnn.backends import get_backend
 from fastnn.backends.numba_team import team_size
-from fastnn.kernels import config, epoch, sparse, tile, vector
-from fastnn.kernels.layout import CACHE_LINE, line_aligned
+from fastnn.kernels import backward, config, epoch, sparse, tile, vector
+from fastnn.kernels.layout import CACHE_LINE, line_aligned, make_layout
 from fastnn.model import init_params
 
 backend = get_backend("numba")
@@ -324,6 +324,27 @@ def vec_mat(Y, i, c, M):
 @numba.njit
 def mat_mat(Y, start, stop, C, M):
     vector.add_mat_mat(Y, start, stop, C, M)
+
+
+@pytest.mark.parametrize("n_in", [13, 300, 784])
+@pytest.mark.parametrize("hidden", [1, 10, 100, 128, 512, 3000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_layer_jobs_own_every_w1_row_once(n_in, hidden, dtype):
+    """However many blocks a job takes (from all of MAX_BLOCKS_PER_JOB down to one), the jobs
+    of the first layer own consecutive ranges of theta that cover W1 once, each whole rows."""
+    layout = make_layout([n_in, hidden, 10])
+    itemsize = np.dtype(dtype).itemsize
+    per_job = backward.blocks_per_job.py_func(hidden, itemsize)
+    assert 1 <= per_job <= backward.MAX_BLOCKS_PER_JOB
+    n_blocks = epoch.n_blocks.py_func(layout)
+    n_groups = backward.block_groups.py_func(n_blocks, per_job)
+    assert (n_groups - 1) * per_job < n_blocks <= n_groups * per_job
+    start = int(layout.weights_at[0])
+    for g in range(n_groups):
+        first, end = backward.owned.py_func(backward.BLOCK_JOB, 0, g, layout, itemsize)
+        assert first == start and end > first and (end - first) % hidden == 0, g
+        start = end
+    assert start == layout.weights_at[0] + n_in * hidden
 
 
 def test_add_scaled_rows_refuses_rows_that_are_not_contiguous():

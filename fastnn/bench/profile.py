@@ -37,6 +37,7 @@ from fastnn.kernels.backward import (
     add_column_terms,
     add_rows,
     block_groups,
+    blocks_per_job,
     hidden_grad_rows,
 )
 from fastnn.kernels.config import SERIAL
@@ -125,8 +126,9 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
                     G, below = Z[layer], Z[layer - 1]
                     hidden_grad_rows(G, lo, hi, WT[layer], A[layer - 1], slope, False, below)
         if stages >= 5:
-            for g in range(block_groups(bounds.shape[0] - 1)):
-                add_block_terms(g, X, rows, table, idx, bounds, Z[0][:m], dW1)
+            per_job = blocks_per_job(W1.shape[1], W1.itemsize)
+            for g in range(block_groups(bounds.shape[0] - 1, per_job)):
+                add_block_terms(g, per_job, X, rows, table, idx, bounds, Z[0][:m], dW1)
         if stages >= 6:
             add_rows(Z[0][:m], db[0])
             for layer in range(1, n_layers):

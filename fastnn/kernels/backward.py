@@ -10,10 +10,10 @@ first layer, a layer at a time (the later layers four samples at once, see
 in lists of its own, every sample's non-zero features.
 
 `gradient_pass` splits the parameters among the members by output element: a job owns the rows
-of W1 of BLOCKS_PER_JOB blocks of input features, or the weights into a GROUP of units of a later
-layer (rows of its transposed weights), or one layer's biases. It adds the chunk's samples'
-terms, in ascending sample order, to its own range of the gradient sums; after the batch's
-last chunk it steps its own parameters (and optimizer state) by the update rule, or, for
+of W1 of a few blocks of input features (`blocks_per_job`), or the weights into a GROUP of units
+of a later layer (rows of its transposed weights), or one layer's biases. It adds the chunk's
+samples' terms, in ascending sample order, to its own range of the gradient sums; after the
+batch's last chunk it steps its own parameters (and optimizer state) by the update rule, or, for
 `loss_and_grads`, leaves the sums as the result. No element is written by two jobs and every
 sum runs in sample order whatever member runs the job, so results are the same bits for any
 number of threads.
@@ -41,11 +41,11 @@ RUN = 16  # samples a job of the sample pass takes (see forward_samples)
 LOAD_AHEAD = 4  # rows of X `list_others` loads ahead of the one it lists (8: no better)
 GROUP = 4  # units of a later layer a job of the update pass owns (see vector.add_mat_mat)
 BLOCK_JOB, COLUMN_JOB, BIAS_JOB = 0, 1, 2  # what a job of the update pass owns (`locate`)
-# Blocks of input features (sparse.BLOCK each) a job of the update pass owns: its loop over a
-# sample's entries then ends (a mispredicted branch) once for 4 blocks, not once a block. The
-# dW1 pass alone, MNIST in a shuffled order, one thread: hidden 10 0.047 -> 0.028 s, hidden
-# 128 0.098 -> 0.085 s; 49 blocks a job measured no better at 128.
-BLOCKS_PER_JOB = 4
+# A first-layer job of the update pass owns the W1 rows of a few blocks of input features
+# (sparse.BLOCK each): about JOB_BYTES of them, and at most MAX_BLOCKS_PER_JOB blocks (see
+# `blocks_per_job`).
+JOB_BYTES = 32768
+MAX_BLOCKS_PER_JOB = 8
 
 
 @njit(**SERIAL)
@@ -208,18 +208,34 @@ def list_others(team, layout, net, X, chunk):
 
 
 @njit(**SERIAL)
-def block_groups(n_blocks):
-    """The update pass's jobs of the first layer: one for every BLOCKS_PER_JOB blocks."""
-    return (n_blocks + BLOCKS_PER_JOB - 1) // BLOCKS_PER_JOB
+def blocks_per_job(hidden, itemsize):
+    """The blocks of input features a first-layer job of the update pass owns, for W1 rows of
+    `hidden` elements of itemsize bytes: the job's loop over a sample's entries ends (a
+    mispredicted branch) once for all its blocks, so narrow rows take several (up to
+    MAX_BLOCKS_PER_JOB: enough jobs left to share out evenly); wide rows fewer, keeping the
+    gradient sums the job adds to near JOB_BYTES, a core's L1 cache (they are visited by every
+    sample of the chunk). 2-thread epochs, processes taking turns with 4 blocks a job for every
+    width (Intel Xeon, AVX-512, 2026-12-02): hidden 10 float32 (40-byte rows) 8 blocks
+    1.13-1.20x, 16 blocks 1.19x; full batch hidden 10 float64 8 blocks 1.08x; hidden 512 (2 KB
+    rows) 1 block 1.10x, 2 blocks 1.18x, 8 blocks 0.87x; hidden 128 (512 bytes) 8 blocks
+    1.00-1.06x but Fashion-MNIST (denser lists) 0.94-0.97x, so 4 there (2 blocks: 0.89x)."""
+    fit = JOB_BYTES // (BLOCK * hidden * itemsize)
+    return max(1, min(MAX_BLOCKS_PER_JOB, fit))
 
 
 @njit(**SERIAL)
-def add_block_terms(g, X, rows, table, idx, bounds, D, acc):
-    """acc[k] += X[rows[i], k] * D[i] for the features k of block group g (blocks
-    g * BLOCKS_PER_JOB onwards), samples i in order (see `tile.scatter_row`). Returns whether
-    any sample has a non-zero feature there."""
-    first = g * BLOCKS_PER_JOB
-    end = min(first + BLOCKS_PER_JOB, bounds.shape[0] - 1)
+def block_groups(n_blocks, per_job):
+    """The update pass's jobs of the first layer: one for every per_job blocks."""
+    return (n_blocks + per_job - 1) // per_job
+
+
+@njit(**SERIAL)
+def add_block_terms(g, per_job, X, rows, table, idx, bounds, D, acc):
+    """acc[k] += X[rows[i], k] * D[i] for the features k of block group g (blocks g * per_job
+    onwards), samples i in order (see `tile.scatter_row`). Returns whether any sample has a
+    non-zero feature there."""
+    first = g * per_job
+    end = min(first + per_job, bounds.shape[0] - 1)
     touched = False
     for i in range(rows.shape[0]):
         start, stop = bounds[first, i], bounds[end, i]  # a sample's entries: in a row
@@ -286,12 +302,12 @@ def units_of_group(layout, layer, g):
 
 
 @njit(**SERIAL)
-def owned(kind, layer, index, layout):
-    """The flat range of theta a job owns: a block group's rows of W1, a group's rows of a
-    later layer's (transposed) weights, or a layer's biases."""
+def owned(kind, layer, index, layout, itemsize):
+    """The flat range of theta (of itemsize bytes an element) a job owns: a block group's rows
+    of W1, a group's rows of a later layer's (transposed) weights, or a layer's biases."""
     sizes = layout.sizes
     if kind == BLOCK_JOB:
-        features = BLOCKS_PER_JOB * BLOCK
+        features = blocks_per_job(sizes[1], itemsize) * BLOCK
         first, end = index * features, min((index + 1) * features, sizes[0])
         return layout.weights_at[0] + first * sizes[1], layout.weights_at[0] + end * sizes[1]
     if kind == COLUMN_JOB:
@@ -317,7 +333,7 @@ def weight_squares(theta, layout, n_groups, squares):
     penalty of the weights is alpha / 2 * their sum, summed in job order."""
     for job in range(squares.shape[0]):
         kind, layer, index = locate(job, layout, n_groups)
-        start, stop = owned(kind, layer, index, layout)
+        start, stop = owned(kind, layer, index, layout, theta.itemsize)
         squares[job] = 0.0 if kind == BIAS_JOB else sum_squares(theta, start, stop)
 
 
@@ -328,7 +344,10 @@ def add_job_terms(kind, layer, index, layout, X, table, chunk, sums):
     dZ = layer_rows(chunk.Z, chunk, layout, layer)
     if kind == BLOCK_JOB:
         dW1 = weights(sums, layout, 0)
-        return add_block_terms(index, X, chunk.rows, table, chunk.idx, chunk.bounds, dZ, dW1)
+        per_job = blocks_per_job(layout.sizes[1], sums.itemsize)
+        return add_block_terms(
+            index, per_job, X, chunk.rows, table, chunk.idx, chunk.bounds, dZ, dW1
+        )
     if kind == COLUMN_JOB:
         A = layer_rows(chunk.A, chunk, layout, layer - 1)
         first, end = units_of_group(layout, layer, index)
@@ -361,7 +380,7 @@ def finish_job(job, kind, layer, index, layout, net, state, rule, batch, touched
         touched[index] = False
         if idle and not moves_idle_weights(rule):
             return
-    start, stop = owned(kind, layer, index, layout)
+    start, stop = owned(kind, layer, index, layout, net.theta.itemsize)
     lr = rule.rates[batch.index]
     if kind == BIAS_JOB:
         step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, None)
@@ -385,7 +404,8 @@ def gradient_pass(team, layout, net, X, table, chunk, state, rule, batch, touche
     batch so far. Every size-th job a member, and neighbouring jobs cost about the same (blocks of
     the image's busy middle, of its empty borders, the groups of a later layer), so members
     get about the same work."""
-    n_groups = block_groups(chunk.bounds.shape[0] - 1)
+    per_job = blocks_per_job(layout.sizes[1], net.theta.itemsize)
+    n_groups = block_groups(chunk.bounds.shape[0] - 1, per_job)
     for job in my_jobs(team, n_jobs(layout, n_groups)):
         kind, layer, index = locate(job, layout, n_groups)
         hit = add_job_terms(kind, layer, index, layout, X, table, chunk, state.sums)

@@ -23,6 +23,7 @@ from fastnn.kernels.backward import (
     Batch,
     Chunk,
     block_groups,
+    blocks_per_job,
     forward_pass,
     gradient_pass,
     n_jobs,
@@ -42,7 +43,7 @@ from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "433e5544323c25bc6b41703568affac960e8a8239b58e531fa12a112543ccf97"
+KERNEL_SOURCES_DIGEST = "eef3278d54c6bde6e25d82e85af504a4e2ae65bc0ca1287e95c5a3f2cab1ad33"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
@@ -100,7 +101,9 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int)
     min(CHUNK, batch_size, n) samples."""
     chunk = min(CHUNK, data.batch_size, len(data.order))
     n_layers = len(layout.sizes) - 1
-    n_groups = block_groups.py_func(n_blocks.py_func(layout))  # not compiled at each start
+    # Python's functions, not the compiled ones: compiling them cost every process 0.23 s.
+    per_job = blocks_per_job.py_func(int(layout.sizes[1]), np.dtype(dtype).itemsize)
+    n_groups = block_groups.py_func(n_blocks.py_func(layout), per_job)
     return Workspace(
         line_aligned((2, chunk * int(layout.units_at[n_layers])), dtype),
         line_aligned((2, chunk * int(layout.units_at[n_layers - 1])), dtype),

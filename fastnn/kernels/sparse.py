@@ -21,7 +21,7 @@ from numba.extending import intrinsic, overload
 
 from fastnn.kernels.config import REGISTER_BYTES, SERIAL
 
-BLOCK = 16  # input features per block (a job of the update pass owns backward.BLOCKS_PER_JOB)
+BLOCK = 16  # input features per block (an update job owns a few: backward.blocks_per_job)
 WORD = 64  # pixels that scan_row_vector tests at once
 BLOCKS_PER_WORD = WORD // BLOCK
 
