@@ -213,14 +213,21 @@ def blocks_per_job(hidden, itemsize):
     `hidden` elements of itemsize bytes: the job's loop over a sample's entries ends (a
     mispredicted branch) once for all its blocks, so narrow rows take several (up to
     MAX_BLOCKS_PER_JOB: enough jobs left to share out evenly); wide rows fewer, keeping the
-    gradient sums the job adds to near JOB_BYTES, a core's L1 cache (they are visited by every
-    sample of the chunk). 2-thread epochs, processes taking turns with 4 blocks a job for every
-    width (Intel Xeon, AVX-512, 2026-12-02): hidden 10 float32 (40-byte rows) 8 blocks
-    1.13-1.20x, 16 blocks 1.19x; full batch hidden 10 float64 8 blocks 1.08x; hidden 512 (2 KB
-    rows) 1 block 1.10x, 2 blocks 1.18x, 8 blocks 0.87x; hidden 128 (512 bytes) 8 blocks
-    1.00-1.06x but Fashion-MNIST (denser lists) 0.94-0.97x, so 4 there (2 blocks: 0.89x)."""
-    fit = JOB_BYTES // (BLOCK * hidden * itemsize)
-    return max(1, min(MAX_BLOCKS_PER_JOB, fit))
+    gradient sums the job adds to near JOB_BYTES, a core's L1 cache (every sample of the chunk
+    visits them). Yet two blocks wherever one block's sums fit in JOB_BYTES: jobs of one block
+    deal every other block to a member, and MNIST's odd blocks are busier (blocks of 16
+    features against image rows of 28): 8% more pixels for one of two members (Fashion-MNIST
+    4%), whom the other then waits for at every batch's end.
+
+    2-thread epochs, processes taking turns with 4 blocks a job for every width (Intel Xeon,
+    AVX-512, 2026-12-02): hidden 10 float32 (40-byte rows) 8 blocks 1.13-1.20x, 16 blocks
+    1.19x; full batch hidden 10 float64 8 blocks 1.08x; hidden 128 (512 bytes) 8 blocks
+    1.00-1.06x but Fashion-MNIST (denser lists) 0.94-0.97x, so 4 there (2 blocks: 0.89x);
+    hidden 512 (2 KB) 1 block 1.10x, 2 blocks 1.18x, 8 blocks 0.87x; hidden 800 (3.2 KB) 2
+    blocks 0.97x against 1."""
+    block_bytes = BLOCK * hidden * itemsize
+    least = 2 if block_bytes <= JOB_BYTES else 1
+    return max(least, min(MAX_BLOCKS_PER_JOB, JOB_BYTES // block_bytes))
 
 
 @njit(**SERIAL)

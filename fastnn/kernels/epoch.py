@@ -43,7 +43,7 @@ from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "eef3278d54c6bde6e25d82e85af504a4e2ae65bc0ca1287e95c5a3f2cab1ad33"
+KERNEL_SOURCES_DIGEST = "a8c1464d394ffda0f9aa57229035b039621f2f30ffb39f4481e738ec810a40e1"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
