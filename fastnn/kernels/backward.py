@@ -345,13 +345,13 @@ def weight_squares(theta, layout, n_groups, squares):
 
 
 @njit(**SERIAL)
-def add_job_terms(kind, layer, index, layout, X, table, chunk, sums):
-    """Adds the chunk's terms to the job's gradient sums; returns whether any was non-zero
-    for certain (a block of the first layer where some sample has a non-zero input)."""
+def add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, sums):
+    """Adds the chunk's terms to the job's gradient sums (per_job: `blocks_per_job`); returns
+    whether any was non-zero for certain (a block of the first layer where some sample has a
+    non-zero input)."""
     dZ = layer_rows(chunk.Z, chunk, layout, layer)
     if kind == BLOCK_JOB:
         dW1 = weights(sums, layout, 0)
-        per_job = blocks_per_job(layout.sizes[1], sums.itemsize)
         return add_block_terms(
             index, per_job, X, chunk.rows, table, chunk.idx, chunk.bounds, dZ, dW1
         )
@@ -412,10 +412,10 @@ def gradient_pass(team, layout, net, X, table, chunk, state, rule, batch, touche
     the image's busy middle, of its empty borders, the groups of a later layer), so members
     get about the same work."""
     per_job = blocks_per_job(layout.sizes[1], net.theta.itemsize)
-    n_groups = block_groups(chunk.bounds.shape[0] - 1, per_job)
+    n_groups = touched.shape[0]  # block_groups of the lists' blocks, per_job a group
     for job in my_jobs(team, n_jobs(layout, n_groups)):
         kind, layer, index = locate(job, layout, n_groups)
-        hit = add_job_terms(kind, layer, index, layout, X, table, chunk, state.sums)
+        hit = add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, state.sums)
         if kind == BLOCK_JOB:
             touched[index] |= hit
         if batch.last:

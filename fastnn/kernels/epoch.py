@@ -43,7 +43,7 @@ from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "a8c1464d394ffda0f9aa57229035b039621f2f30ffb39f4481e738ec810a40e1"
+KERNEL_SOURCES_DIGEST = "9c025ed1a2b29e85071d21c553f91f3e6a1706263ef3826f0029740679bd1d11"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
