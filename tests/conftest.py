@@ -27,6 +27,16 @@ def real_data_dir() -> Path:
     return Path(_REAL_DATA_DIR)
 
 
+@pytest.fixture(params=["sparse", "dense"])
+def first_layer(request) -> str:
+    """The test runs once with each path of the numba backend's first layer forced: over each
+    sample's list of non-zero features, and as dense products over all of them."""
+    from fastnn.backends import get_backend
+
+    with get_backend("numba").first_layer(request.param):
+        yield request.param
+
+
 # Background work of a whole-suite run (WHOLE_SUITE or more tests collected), on the core the
 # tests mostly leave idle: two lanes, each a thread running its jobs one after another.
 # 1. Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 25-35 s, most of

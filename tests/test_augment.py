@@ -16,6 +16,7 @@ import fastnn
 from fastnn import augment, options
 from fastnn.augment import Augmentation, check_augment, shift_draw, uniforms
 from fastnn.backends import get_backend
+from fastnn.backends.tolerance import TRAINED
 
 numpy_backend = get_backend("numpy")
 numba_backend = get_backend("numba")
@@ -242,10 +243,12 @@ def test_the_estimator_trains_on_augmented_images_alike_on_both_backends(kind):
         learning_rate_init=0.05, random_state=2,
     )  # fmt: skip
     fitted = {b: fastnn.MLPClassifier(backend=b, **settings).fit(X, y) for b in ("numpy", "numba")}
-    np.testing.assert_allclose(fitted["numba"].loss_curve_, fitted["numpy"].loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(
+        fitted["numba"].loss_curve_, fitted["numpy"].loss_curve_, rtol=TRAINED["float64"]
+    )
     np.testing.assert_array_equal(fitted["numba"].predict(X), fitted["numpy"].predict(X))
     np.testing.assert_allclose(
-        fitted["numba"].predict_proba(X), fitted["numpy"].predict_proba(X), rtol=1e-9
+        fitted["numba"].predict_proba(X), fitted["numpy"].predict_proba(X), rtol=TRAINED["float64"]
     )
     plain = fastnn.MLPClassifier(backend="numba", **{**settings, "augment": None}).fit(X, y)
     assert plain.loss_curve_ != fitted["numba"].loss_curve_  # the images did change

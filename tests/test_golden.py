@@ -1,18 +1,20 @@
 """Golden runs: the one-hidden-layer network gives the same bits as when these were recorded.
 
-Recorded before the engine was generalised (deeper networks, optimizers): the `seeds` preset
-(the tutorials' recipe, float64, full batch) and the default preset (float32, mini-batch)
-through the training command, and the estimator with both activations and dtypes, on both
-backends; a few epochs' losses and a SHA-256 of the weights. The recording (golden.json)
-equals the results of the code at the start of this work (commit 26bab3e), checked side by
-side.
+The `seeds` preset (the tutorials' recipe, float64, full batch) and the default preset as it
+was when these runs were first recorded (float32, mini-batch) through the training command, and
+the estimator with both activations and dtypes, on both backends; a few epochs' losses and a
+SHA-256 of the weights. First recorded before the engine was generalised (commit 26bab3e);
+recorded again (2026-12-06, AMD EPYC, AVX2 and FMA, by `python tests/test_golden.py --record`)
+when the numba backend's dense products began fusing their multiply-adds, which changed its
+bits within fastnn.backends.tolerance's bounds (the numpy cases' bits did not change).
 
-Bits depend on the machine as well as the code (BLAS kernels, SIMD exp/log in NumPy and libm
-differ between AVX2 and AVX-512 parts), so they are compared exactly only on a machine like the
-one that recorded them (same CPU features and library versions); elsewhere the losses and a
-few weight statistics are compared to float64 1e-10 / float32 2e-5 relative, far below what
-any change to the maths would move them. To record anew (only on the commit before a change
-to the engine): `FASTNN_DATA_DIR=... python tests/test_golden.py --record`.
+Bits depend on the machine as well as the code (BLAS kernels, SIMD exp/log in NumPy and libm,
+FMA or not, differ between AVX2 and AVX-512 parts), so they are compared exactly only on a
+machine like the one that recorded them (same CPU features and library versions); elsewhere the
+losses and a few weight statistics are compared to float64 1e-10 / float32 2e-5 relative, far
+below what any change to the maths would move them. To record anew (only on the commit before
+a change to the engine, or for a change meant to move the bits, saying so in its commit):
+`FASTNN_DATA_DIR=... python tests/test_golden.py --record`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ cache cannot be written), and two Python threads training at once without aborti
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 import fastnn
 from fastnn.backends import get_backend
 from fastnn.backends.numba_team import team_size
-from fastnn.kernels import backward, config, epoch, sparse, tile, vector
+from fastnn.kernels import backward, config, dense, epoch, sparse, tile
 from fastnn.kernels.layout import CACHE_LINE, line_aligned, make_layout
 from fastnn.model import init_params
 
@@ -132,7 +133,7 @@ def test_threads_rejects_counts_numba_cannot_run(n):
 @pytest.mark.skipif(MAX_THREADS < 2, reason="needs at least 2 Numba threads")
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
 @pytest.mark.parametrize("batch", [32, 300])  # mini-batch; full batch over two chunks
-def test_same_bits_with_one_and_two_threads(activation, batch):
+def test_same_bits_with_one_and_two_threads(activation, batch, first_layer):
     results = {}
     for n in (1, 2):
         params, X, y = mnist_like()
@@ -149,7 +150,7 @@ def test_same_bits_with_one_and_two_threads(activation, batch):
         assert_same_bits(a, b, name)
 
 
-def test_same_bits_run_after_run():
+def test_same_bits_run_after_run(first_layer):
     runs = []
     for _ in range(2):
         params, X, y = mnist_like(dtype="float64")
@@ -172,7 +173,7 @@ def test_float32_stays_float32():
     assert all(a.dtype == np.float32 for a in params.arrays())
 
 
-def test_float32_is_computed_in_float32():
+def test_float32_is_computed_in_float32(first_layer):
     """A float32 kernel that promoted to float64 inside (a Python float literal is enough)
     would give the float64 results rounded once at the end; real float32 arithmetic rounds at
     every step and so differs from them somewhere."""
@@ -189,7 +190,7 @@ def test_float32_is_computed_in_float32():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_uint8_is_scaled_in_the_kernel_like_the_reference(dtype):
+def test_uint8_is_scaled_in_the_kernel_like_the_reference(dtype, first_layer):
     params, X, _ = mnist_like(n=20, dtype=dtype)
     scaled = X.astype(dtype) / np.asarray(255, dtype)  # the reference's scaling
     from_uint8, from_float = backend.forward(params, X), backend.forward(params, scaled)
@@ -215,41 +216,6 @@ def test_vector_scan_lists_the_same_features_as_the_plain_scan(n_in):
             lists.append((idx[: bounds[-1, 0]].tolist(), bounds[:, 0].tolist()))
         assert lists[0] == lists[1], f"row {r}"
         assert lists[0][0] == np.flatnonzero(X[r]).tolist(), f"row {r}"
-
-
-@numba.njit
-def add_terms(Y, i, M, rows, coefs):
-    vector.add_scaled_rows(Y, i, M, rows, coefs)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("width", [1, 3, 4, 7, 8, 9, 17, 33])
-def test_add_scaled_rows_adds_the_terms_in_order(dtype, width):
-    rng = np.random.default_rng(width)
-    Y = rng.standard_normal((3, width)).astype(dtype)
-    M = rng.standard_normal((6, width)).astype(dtype)
-    coefs = tuple(rng.standard_normal(4).astype(dtype))
-    expected = Y.copy()
-    for r, c in zip((5, 0, 2, 2), coefs, strict=True):
-        expected[1] = expected[1] + c * M[r]  # one term after another, as the kernels need
-    add_terms(Y, np.int32(1), M, (np.int32(5), 0, 2, 2), coefs)
-    assert_same_bits(Y, expected, f"Y, {width} wide")
-    add_terms(Y, 2, M, (3,), (coefs[0],))
-    assert_same_bits(Y[2], expected[2] + coefs[0] * M[3], "Y, one term")
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("width", [1, 7, 8, 33])
-def test_several_target_rows_get_the_bits_each_would_get_alone(dtype, width):
-    rng = np.random.default_rng(width)
-    Y = rng.standard_normal((4, width)).astype(dtype)
-    M = rng.standard_normal((5, width)).astype(dtype)
-    coefs = rng.standard_normal((3, 2)).astype(dtype)
-    expected = Y.copy()
-    for i, row in zip((3, 0, 2), coefs, strict=True):
-        add_terms(expected, i, M, (4, 1), tuple(row))
-    add_terms(Y, (3, 0, 2), M, (4, 1), tuple(tuple(row) for row in coefs))
-    assert_same_bits(Y, expected, f"Y, {width} wide")
 
 
 def sparse_inputs(rng, dtype, pixels, n_features=37):
@@ -303,27 +269,55 @@ def test_scatter_row_adds_to_the_listed_rows_in_order(dtype, pixels):
         assert_same_bits(Y, expected, f"Y, {width} wide")
 
 
-@pytest.mark.parametrize("rows", [(0, 9), (2, 7), (3, 4)])  # four at once and the rest alone
-def test_add_mat_mat_gives_the_bits_of_add_vec_mat(rows):
-    rng = np.random.default_rng(0)
-    Y = rng.standard_normal((9, 13)).astype(np.float32)
-    C, M = rng.standard_normal((9, 6)).astype(np.float32), rng.standard_normal((6, 13))
-    M = M.astype(np.float32)
-    expected = Y.copy()
-    for i in range(*rows):
-        vec_mat(expected, i, C[i], M)
-    mat_mat(Y, *rows, C, M)
-    assert_same_bits(Y, expected, "Y")
+# Widths that take every path of dense.add_products: whole tiles (of DENSE_VECTORS vectors),
+# then the rest of a row in fewer whole vectors, with or without a ragged end.
+DENSE_WIDTHS = [1, 5, 8, 13, 16, 24, 31, 40, 49, 64, 100]
 
 
-@numba.njit
-def vec_mat(Y, i, c, M):
-    vector.add_vec_mat(Y, i, c, M)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("transposed", [False, True], ids=["C", "C.T"])
+def test_add_products_adds_c_at_m_to_every_row(dtype, transposed):
+    """Against the float64 product, rows in tiles and alone, every width's path, and C a
+    transposed view as the weight gradients pass it."""
+    rng = np.random.default_rng(3)
+    tol = 1e-13 if dtype == "float64" else 1e-5
+    for width in DENSE_WIDTHS:
+        for n_rows, n_terms in [(1, 1), (3, 7), (config.DENSE_ROWS + 3, 19), (11, 2)]:
+            C = rng.standard_normal((n_terms, n_rows) if transposed else (n_rows, n_terms))
+            C = (C.T if transposed else C).astype(dtype)
+            M = rng.standard_normal((n_terms, width)).astype(dtype)
+            Y = rng.standard_normal((n_rows + 2, width)).astype(dtype)
+            expected = Y.astype(np.float64)
+            expected[1 : n_rows + 1] += C[:n_rows].astype(np.float64) @ M
+            got = Y.copy()
+            dense.add_products(got[1 : n_rows + 1], 0, n_rows, C, M)
+            scale = np.abs(expected).max()
+            assert np.abs(got - expected).max() <= tol * scale * n_terms, (width, n_rows)
+            assert_same_bits(got[[0, -1]], Y[[0, -1]], "rows outside the range")
 
 
-@numba.njit
-def mat_mat(Y, start, stop, C, M):
-    vector.add_mat_mat(Y, start, stop, C, M)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_add_products_gives_a_row_the_same_bits_however_the_rows_are_split(dtype):
+    """What makes the results independent of the number of threads: a row's sum is the same
+    whether its tile holds DENSE_ROWS rows or one."""
+    rng = np.random.default_rng(4)
+    n_rows = 3 * config.DENSE_ROWS + 1
+    C = rng.standard_normal((n_rows, 45)).astype(dtype)
+    M = rng.standard_normal((45, 37)).astype(dtype)
+    Y = rng.standard_normal((n_rows, 37)).astype(dtype)
+    whole = Y.copy()
+    dense.add_products(whole, 0, n_rows, C, M)
+    for cuts in ([0, n_rows], [0, 1, 5, n_rows], list(range(n_rows + 1))):
+        split = Y.copy()
+        for start, stop in itertools.pairwise(cuts):
+            dense.add_products(split, start, stop, C, M)
+        assert_same_bits(split, whole, f"Y, rows cut at {cuts}")
+
+
+def test_add_products_refuses_rows_that_are_not_contiguous():
+    M = np.zeros((4, 6))
+    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
+        dense.add_products(np.zeros((4, 6)), 0, 4, M, M[:, ::2])
 
 
 @pytest.mark.parametrize("n_in", [13, 300, 784])
@@ -345,12 +339,6 @@ def test_first_layer_jobs_own_every_w1_row_once(n_in, hidden, dtype):
         assert first == start and end > first and (end - first) % hidden == 0, g
         start = end
     assert start == layout.weights_at[0] + n_in * hidden
-
-
-def test_add_scaled_rows_refuses_rows_that_are_not_contiguous():
-    M = np.zeros((4, 6))
-    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
-        add_terms(M[:, ::2].copy(order="F"), 0, M, (1,), (1.0,))
 
 
 def test_read_only_inputs_are_accepted():

@@ -4,22 +4,10 @@ Every intermediate of the forward pass, the loss, every gradient, and the parame
 training steps and whole epochs are compared on the same inputs, each check naming its tensor
 and reporting the largest difference.
 
-Tolerances are relative to the largest magnitude in the tensor (elementwise relative error is
-meaningless for entries that cancel to nearly zero):
-
-- float64: 1e-10. Both sides compute the same sums in different orders (OpenBLAS blocks and
-  vectorises them, the kernels add features in ascending order and skip zeros), so they differ
-  by a few units of 2**-53 times the length of the sums; 1e-10 leaves room for a few hundred
-  training steps of that.
-- float32: 2e-5 for one pass, 5e-5 after training. A dot product of length n (n_in = 784 at
-  most here) in float32 carries a rounding error of about sqrt(n) units of 2**-24 (6e-8) of the
-  sum of its terms' magnitudes, n units at worst: 784 * 6e-8 = 4.7e-5. Two implementations
-  differ by about as much, so 2e-5 (~340 ulps) covers the typical case with room to spare yet
-  is far below what a wrong index, a missing term or a lost update would cause (promotion to
-  float64 is caught by test_numba_backend instead). Training feeds each step's rounding into
-  the next; 5e-5 allows for that growth over the few dozen steps below. Measured (pytest -s
-  prints every difference): float64 at most 1e-14, float32 at most 3e-6 (P and the trained
-  W1, W2), so both bounds hold with a margin of 7x or more.
+Every case runs with the first layer on each of its paths, sparse (over each sample's list of
+non-zero features) and dense (register tiles over every feature). The bounds are
+fastnn.backends.tolerance's, the one statement of how closely the backends agree; `pytest -s`
+prints every difference.
 """
 
 from __future__ import annotations
@@ -28,14 +16,14 @@ import numpy as np
 import pytest
 
 from fastnn.backends import get_backend
+from fastnn.backends.tolerance import ONE_PASS, TRAINED
 from fastnn.kernels.epoch import CHUNK
 from fastnn.model import init_params
 
 numpy_backend = get_backend("numpy")
 numba_backend = get_backend("numba")
 
-TOLERANCE = {"float64": 1e-10, "float32": 2e-5}
-TRAINED_TOLERANCE = {"float64": 1e-10, "float32": 5e-5}
+pytestmark = pytest.mark.usefixtures("first_layer")  # every test on both paths: see conftest
 
 
 def check(name: str, got, want, tol: float) -> None:
@@ -114,7 +102,7 @@ def test_forward_stage_by_stage(case, dtype, kind, activation):
     want = numpy_backend.forward(params, X, activation)
     pairs = zip(forward_tensors(got), forward_tensors(want), strict=True)
     for (name, a), (_, b) in pairs:
-        check(name, a, b, TOLERANCE[dtype])
+        check(name, a, b, ONE_PASS[dtype])
     check("predict_proba", numba_backend.predict_proba(params, X, activation), got.P, 0.0)
 
 
@@ -125,10 +113,10 @@ def test_loss_and_each_gradient(case, dtype, kind, activation):
     loss, grads = numba_backend.loss_and_grads(params, X, y, activation)
     want_loss, want_grads = numpy_backend.loss_and_grads(params, X, y, activation)
     assert isinstance(loss, float)
-    check("loss", loss, want_loss, TOLERANCE[dtype])
+    check("loss", loss, want_loss, ONE_PASS[dtype])
     names = ["d" + name for name in params.names()]
     for name, a, b in zip(names, grads.arrays(), want_grads.arrays(), strict=True):
-        check(name, a, b, TOLERANCE[dtype])
+        check(name, a, b, ONE_PASS[dtype])
 
 
 def train_both(params, X, y, order, batch, activation):
@@ -140,7 +128,7 @@ def train_both(params, X, y, order, batch, activation):
 
 
 def check_training(got, want, ours, theirs, dtype, n):
-    tol = TRAINED_TOLERANCE[dtype]
+    tol = TRAINED[dtype]
     check("epoch loss", got[0], want[0], tol)
     # A float32 near-tie between two logits may go either way: one sample of slack there.
     assert abs(got[1] - want[1]) <= (0 if dtype == "float64" else 1 / n), "epoch accuracy"
@@ -162,3 +150,19 @@ def test_n_steps_with_repeated_samples(steps, dtype, kind, activation):
     params, X, y, batch = make_data("mnist-like", dtype, kind)
     order = np.random.default_rng(steps).integers(0, len(X), steps * batch)  # with repeats
     check_training(*train_both(params, X, y, order, batch, activation), dtype, len(order))
+
+
+@cases
+@pytest.mark.parametrize("kind", ["uint8", "float"])
+def test_losses_of_several_epochs_and_float64_predictions(case, kind):
+    """Each epoch's loss within TRAINED after three epochs, and the float64 predictions the
+    same class for every sample."""
+    params, X, y, batch = make_data(case, "float64", kind)
+    ours, theirs = params.copy(), params.copy()
+    for epoch in range(3):
+        order = np.random.default_rng(epoch).permutation(len(X))
+        got = numba_backend.train_epoch(ours, X, y, order, batch, 0.5)
+        want = numpy_backend.train_epoch(theirs, X, y, order, batch, 0.5)
+        check(f"epoch {epoch + 1} loss", got[0], want[0], TRAINED["float64"])
+    predicted = numba_backend.predict_proba(ours, X).argmax(axis=1)
+    np.testing.assert_array_equal(predicted, numpy_backend.predict_proba(theirs, X).argmax(axis=1))

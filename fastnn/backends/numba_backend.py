@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 import numba
 import numpy as np
@@ -46,6 +47,27 @@ from fastnn.kernels.layout import Layout, line_aligned, line_aligned_copy, make_
 from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SGD, Rule
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
 from fastnn.optim import Optimizer, OptimizerState, adam_rate
+
+# How the first layer takes its inputs (see fastnn.kernels.backward): "sparse" over each
+# sample's list of non-zero features, "dense" as products of register tiles over all of them,
+# "auto" dense where more than DENSE_FROM of the inputs are non-zero (on up to DENSITY_ROWS
+# rows spread over X).
+FIRST_LAYER_PATHS = ("auto", "sparse", "dense")
+DENSE_FROM = 0.5
+DENSITY_ROWS = 1000
+_first_layer: ContextVar[str] = ContextVar("first_layer", default="auto")
+
+
+def dense_input(X: np.ndarray) -> bool:
+    """Whether the first layer takes X dense, by the path in force (`NumbaBackend.first_layer`)."""
+    path = _first_layer.get()
+    if path != "auto":
+        return path == "dense"
+    if X.size == 0:
+        return False
+    rows = X[:: max(1, len(X) // DENSITY_ROWS)]
+    return np.count_nonzero(rows) > DENSE_FROM * rows.size
+
 
 COMPILE_NOTICE = (
     "compiling the Numba kernels once, about 30 s (later runs load them from the cache)"
@@ -181,7 +203,8 @@ class NumbaBackend:
         layout, net = _network(params, activation)
         n = len(X)
         out = forward_outputs(layout, n, net.theta.dtype)
-        _call(forward, (layout, net, _read_only(X), _read_only(np.arange(n)), out), -(-n // CHUNK))
+        args = (layout, net, _read_only(X), _read_only(np.arange(n)), dense_input(X), out)
+        _call(forward, args, -(-n // CHUNK))
         Z, A, P = out
         Zs = [_units(Z, n, layout, layer) for layer in range(len(params.coefs))]
         As = [_units(A, n, layout, layer) for layer in range(len(params.coefs) - 1)]
@@ -203,7 +226,8 @@ class NumbaBackend:
         layout, net = _network(params, activation, dropout)
         rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
         state = State(line_aligned(net.theta.shape, net.theta.dtype), net.theta[:0], net.theta[:0])
-        data = Data(_read_only(X), _read_only(y), _read_only(np.arange(len(X))), max(len(X), 1))
+        rows = _read_only(np.arange(len(X)))
+        data = Data(_read_only(X), _read_only(y), rows, max(len(X), 1), dense_input(X))
         work = descend_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, _ = _call(descend, (layout, net, data, rule, state, work))
         loss = loss_sum / len(X) if len(X) else float("nan")
@@ -235,7 +259,8 @@ class NumbaBackend:
             _moments(state.first, net),
             _moments(state.second, net),
         )
-        data = Data(_read_only(X), _read_only(y), _read_only(order), int(batch_size))
+        order = _read_only(order)
+        data = Data(_read_only(X), _read_only(y), order, int(batch_size), dense_input(X))
         work = descend_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, hits = _call(descend, (layout, net, data, rule, moments, work))
         self.last_passes = work.passes
@@ -276,6 +301,18 @@ class NumbaBackend:
             )
         with team_threads(int(n)):
             yield
+
+    @contextlib.contextmanager
+    def first_layer(self, path: str) -> Iterator[None]:
+        """Run the block with the first layer's path forced ("sparse" or "dense") or chosen by
+        the data ("auto", the default); for tests and benchmarks. Kept per thread (a context
+        variable)."""
+        check_choice("first layer path", path, FIRST_LAYER_PATHS)
+        token = _first_layer.set(path)
+        try:
+            yield
+        finally:
+            _first_layer.reset(token)
 
     @contextlib.contextmanager
     def compilation(self, say: Callable[[str], None] | None) -> Iterator[Compilation]:

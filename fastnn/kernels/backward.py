@@ -5,9 +5,11 @@ buffers (see `layout`).
 
 `sample_pass` splits a chunk's samples among the members in runs of RUN: a job takes its run
 forward through every layer, through the softmax cross-entropy gradient, and back to the
-first layer, a layer at a time (the later layers four samples at once, see
-`vector.add_mat_mat`), keeping what the weight gradients need: each layer's A and dZ rows, and
-in lists of its own, every sample's non-zero features.
+first layer, a layer at a time (the later layers a tile of samples at once, see
+`dense.add_products`), keeping what the weight gradients need: each layer's A and dZ rows, and
+the first layer's inputs: where it runs sparse, in lists of its own, every sample's non-zero
+features; where it runs dense (`Chunk.dense_input`), their rows of X in the parameters' dtype,
+taken forward a tile of samples at a time too.
 
 `gradient_pass` splits the parameters among the members by output element: a job owns the rows
 of W1 of a few blocks of input features (`blocks_per_job`), or the weights into a GROUP of units
@@ -26,20 +28,20 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import DENSE_ROWS, SERIAL
 from fastnn.kernels.constraint import cap_rows
-from fastnn.kernels.dropout import drop_features, drop_units, drops
+from fastnn.kernels.dense import add_products
+from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
 from fastnn.kernels.layout import ahead_weights, bias, units, weights
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
-from fastnn.kernels.sparse import BLOCK, prefetch_row, scan_row
+from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, scan_row
 from fastnn.kernels.team import is_mine, my_jobs
 from fastnn.kernels.tile import scatter_row
-from fastnn.kernels.vector import add_mat_mat, set_mat_mat
 
 RUN = 16  # samples a job of the sample pass takes (see forward_samples)
 LOAD_AHEAD = 4  # rows of X `list_others` loads ahead of the one it lists (8: no better)
-GROUP = 4  # units of a later layer a job of the update pass owns (see vector.add_mat_mat)
+GROUP = DENSE_ROWS  # units of a later layer a job of the update pass owns: a dense tile's rows
 BLOCK_JOB, COLUMN_JOB, BIAS_JOB = 0, 1, 2  # what a job of the update pass owns (`locate`)
 # A first-layer job of the update pass owns the W1 rows of a few blocks of input features
 # (sparse.BLOCK each): about JOB_BYTES of them, and at most MAX_BLOCKS_PER_JOB blocks (see
@@ -56,7 +58,9 @@ def hidden_grad_rows(G, start, stop, WT, A, slope, leaky, D):
     after); the slope at 0 is the negative side's, as in the reference."""
     zero = D.dtype.type(0)
     negative = slope if leaky else zero
-    set_mat_mat(D, start, stop, G, WT)
+    for i in range(start, stop):
+        D[i] = zero
+    add_products(D, start, stop, G, WT)
     for i in range(start, stop):
         for j in range(D.shape[1]):
             if not A[i, j] > zero:
@@ -73,6 +77,10 @@ class Chunk(NamedTuple):
     A: np.ndarray  # every hidden layer's A, for `held` samples
     held: int  # samples the activation buffers hold
     at: int  # where this chunk's samples start in them
+    # The first layer runs dense: as products of tiles over every feature of `inputs`, rather
+    # than over each sample's list of non-zero features.
+    dense_input: bool
+    inputs: np.ndarray  # (CHUNK, n_in) row i: sample i's X in the params' dtype (if dense_input)
 
 
 @njit(**SERIAL)
@@ -95,15 +103,23 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
     A = layer_rows(chunk.A, chunk, layout, 0)
     W1, b1 = weights(net.theta, layout, 0), bias(net.theta, layout, 0)
     inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
+    if chunk.dense_input:
+        for i in range(lo, hi):
+            read_row(X, rows[i], table, chunk.inputs[i])
+            if drops(net, inputs):
+                drop_inputs(chunk.inputs[i], net, inputs, rows[i])
+            Z[i] = b1
+        add_products(Z, lo, hi, chunk.inputs, W1)
     for i in range(lo, hi):
         r = rows[i]
-        if i + 1 < hi:
-            prefetch_row(X, rows[i + 1])  # arrives while this sample is worked on
-        scan_row(X, r, idx, i, bounds)
-        if drops(net, inputs):
-            drop_features(idx, bounds, i, net, inputs, r)
-        start, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
-        hidden_row(W1, b1, X, r, table, idx, start, end, Z, i)
+        if not chunk.dense_input:
+            if i + 1 < hi:
+                prefetch_row(X, rows[i + 1])  # arrives while this sample is worked on
+            scan_row(X, r, idx, i, bounds)
+            if drops(net, inputs):
+                drop_features(idx, bounds, i, net, inputs, r)
+            start, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
+            hidden_row(W1, b1, X, r, table, idx, start, end, Z, i)
         activate_row(Z[i], A[i], net.slope, net.leaky)
         if drops(net, 0):
             drop_units(A[i], net, 0, r)
@@ -178,7 +194,8 @@ def sample_pass(team, layout, net, X, y, table, chunk, batch_size, losses, hits)
         lo, hi = run_of(t, m)
         forward_samples(layout, net, X, table, chunk, lo, hi)
         backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits)
-    list_others(team, layout, net, X, chunk)
+    if not chunk.dense_input:
+        list_others(team, layout, net, X, chunk)
 
 
 @njit(**SERIAL)
@@ -256,7 +273,7 @@ def add_block_terms(g, per_job, X, rows, table, idx, bounds, D, acc):
 def add_column_terms(first, end, A, G, dWT):
     """dWT[o] += G[:, o] @ A for the units o of first..end-1, samples in order: columns of
     dW = A.T @ dZ, for the layer taking A and giving dZ = G."""
-    add_mat_mat(dWT, first, end, G.T, A)
+    add_products(dWT, first, end, G.T, A)
 
 
 @njit(**SERIAL)
@@ -309,13 +326,20 @@ def units_of_group(layout, layer, g):
 
 
 @njit(**SERIAL)
+def features_of_group(g, per_job, n_in):
+    """Input features first..end-1 of block group g, per_job blocks a group."""
+    features = per_job * BLOCK
+    return g * features, min((g + 1) * features, n_in)
+
+
+@njit(**SERIAL)
 def owned(kind, layer, index, layout, itemsize):
     """The flat range of theta (of itemsize bytes an element) a job owns: a block group's rows
     of W1, a group's rows of a later layer's (transposed) weights, or a layer's biases."""
     sizes = layout.sizes
     if kind == BLOCK_JOB:
-        features = blocks_per_job(sizes[1], itemsize) * BLOCK
-        first, end = index * features, min((index + 1) * features, sizes[0])
+        per_job = blocks_per_job(sizes[1], itemsize)
+        first, end = features_of_group(index, per_job, sizes[0])
         return layout.weights_at[0] + first * sizes[1], layout.weights_at[0] + end * sizes[1]
     if kind == COLUMN_JOB:
         first, end = units_of_group(layout, layer, index)
@@ -348,10 +372,14 @@ def weight_squares(theta, layout, n_groups, squares):
 def add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, sums):
     """Adds the chunk's terms to the job's gradient sums (per_job: `blocks_per_job`); returns
     whether any was non-zero for certain (a block of the first layer where some sample has a
-    non-zero input)."""
+    non-zero input; every block, where the first layer runs dense)."""
     dZ = layer_rows(chunk.Z, chunk, layout, layer)
     if kind == BLOCK_JOB:
         dW1 = weights(sums, layout, 0)
+        if chunk.dense_input:  # dW1[k] += X[:, k] @ dZ1 for the group's features k
+            first, end = features_of_group(index, per_job, layout.sizes[0])
+            add_products(dW1, first, end, chunk.inputs[: chunk.rows.shape[0]].T, dZ)
+            return True
         return add_block_terms(
             index, per_job, X, chunk.rows, table, chunk.idx, chunk.bounds, dZ, dW1
         )

@@ -61,6 +61,10 @@ CACHE = _can_cache()
 # the loaded rows and products.
 REGISTER_BYTES = _register_bytes()
 TILE_VECTORS = 16 if REGISTER_BYTES == 64 else 8
+# A dense product's tile (see `dense`): DENSE_ROWS rows of DENSE_VECTORS vectors, its sums in
+# as many registers, with room beside them for a row of M's vectors and a broadcast: 16 of 32
+# registers with AVX-512, 12 of 16 otherwise.
+DENSE_ROWS, DENSE_VECTORS = (8, 2) if REGISTER_BYTES == 64 else (4, 3)
 FASTMATH = False
 
 SERIAL = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}

@@ -1,7 +1,8 @@
 """Dropout in the kernels: the masks of fastnn.dropout, drawn unit by unit where a sample's
 activations (forward) or their gradients (backward) are made, so no mask is stored. Input
-features are dropped from a sample's list of non-zero features (which both passes read), and
-the kept ones scaled as they are read (`sparse.input_table`)."""
+features are dropped from a sample's list of non-zero features (which both passes read), or
+zeroed in its row of inputs where the first layer runs dense, and the kept ones scaled as they
+are read (`sparse.input_table`)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def drop_units(v, net, layer, row):
     zero = v.dtype.type(0)
     for j in range(v.shape[0]):
         v[j] = v[j] * (scale if keeps(sample, j, threshold) else zero)
+
+
+@njit(**SERIAL)
+def drop_inputs(x, net, at, row):
+    """x[k] = 0 for the input features k that entry `at` of net's dropout (the inputs') drops
+    for row `row` of X: a dense first layer's row of inputs, the kept ones already scaled."""
+    sample = sample_key(net, at, row)
+    threshold = net.drop_thresholds[at]
+    zero = x.dtype.type(0)
+    for k in range(x.shape[0]):
+        if not keeps(sample, k, threshold):
+            x[k] = zero
 
 
 @njit(**SERIAL)

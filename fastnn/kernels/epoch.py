@@ -43,7 +43,7 @@ from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "9c025ed1a2b29e85071d21c553f91f3e6a1706263ef3826f0029740679bd1d11"
+KERNEL_SOURCES_DIGEST = "73eaba1cac549067ac649fbfaefd6389a4435b4cd932d5f3582ef78ef766b5ea"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
@@ -70,6 +70,7 @@ class Data(NamedTuple):
     y: np.ndarray  # (n,) int64 labels
     order: np.ndarray  # (n_samples,) int64 rows of X, taken in batches in this order
     batch_size: int
+    dense_input: bool  # the first layer runs dense (see backward.Chunk)
 
 
 class State(NamedTuple):
@@ -87,6 +88,7 @@ class Workspace(NamedTuple):
 
     Z: np.ndarray  # (2, ...) every layer's Z, then dZ, of the chunk's samples
     A: np.ndarray  # (2, ...) every hidden layer's A
+    inputs: np.ndarray  # (2, chunk, n_in) their X if the first layer runs dense, else (2, 0, n_in)
     losses: np.ndarray  # (2, chunk)
     hits: np.ndarray  # (2, chunk) int64
     touched: np.ndarray  # (n_groups,) bool, all False: see backward.block_groups
@@ -107,6 +109,7 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int)
     return Workspace(
         line_aligned((2, chunk * int(layout.units_at[n_layers])), dtype),
         line_aligned((2, chunk * int(layout.units_at[n_layers - 1])), dtype),
+        line_aligned((2, chunk if data.dense_input else 0, int(layout.sizes[0])), dtype),
         np.empty((2, chunk), dtype),
         np.empty((2, chunk), np.int64),
         np.zeros(n_groups, np.bool_),
@@ -172,7 +175,10 @@ def descend(team, layout, net, data, rule, state, work):
             m = min(chunk, end - start)
             rows = data.order[start : start + m]
             half = (start - first) // chunk % 2
-            part = Chunk(rows, idx, bounds, work.Z[half], work.A[half], chunk, 0)
+            part = Chunk(
+                rows, idx, bounds, work.Z[half], work.A[half], chunk, 0,
+                data.dense_input, work.inputs[half],
+            )  # fmt: skip
             losses, hits = work.losses[half], work.hits[half]
             t0 = clock()
             sample_pass(team, layout, net, data.X, data.y, table, part, end - first, losses, hits)
@@ -243,19 +249,22 @@ def forward_outputs(layout: Layout, n: int, dtype: np.dtype) -> Activations:
 
 
 @njit(**ENTRY)
-def forward(team, layout, net, X, rows, out):
-    """Every row of X through the network into `out`, a chunk of CHUNK rows a job. rows:
-    0..n-1, read-only, as descend's chunks take theirs from data.order, so that the passes
-    both use compile once."""
+def forward(team, layout, net, X, rows, dense_input, out):
+    """Every row of X through the network into `out`, a chunk of CHUNK rows a job, the first
+    layer dense or not (see backward.Chunk). rows: 0..n-1, read-only, as descend's chunks take
+    theirs from data.order, so that the passes both use compile once."""
     team, layout, net, X, rows, out = borrowed((team, layout, net, X, rows, out))
     n = X.shape[0]
     chunk = max(min(CHUNK, n), 1)
     idx, bounds = feature_lists(layout, chunk)  # this member's own
+    inputs = np.empty((chunk if dense_input else 0, X.shape[1]), net.theta.dtype)  # and these
     table = input_table(X, net.theta, net.theta.dtype.type(1))
     for job in my_jobs(team, (n + chunk - 1) // chunk):
         start = job * chunk
         m = min(chunk, n - start)
-        part = Chunk(rows[start : start + m], idx, bounds, out.Z, out.A, n, start)
+        part = Chunk(
+            rows[start : start + m], idx, bounds, out.Z, out.A, n, start, dense_input, inputs
+        )
         forward_pass(layout, net, X, table, part, out.P[start : start + m])
 
 

@@ -67,6 +67,14 @@ def _input_table(X, like, factor):
 
 
 @njit(**SERIAL)
+def read_row(X, r, table, out):
+    """out[k] = X[r, k] as `load_x` reads it, for every feature k: a dense first layer's
+    input."""
+    for k in range(X.shape[1]):
+        out[k] = load_x(X, r, k, table)
+
+
+@njit(**SERIAL)
 def pixel_table(like):
     """v / 255 in the dtype of `like` for every byte v: the reference's division, done once."""
     dtype = like.dtype
