@@ -1,5 +1,6 @@
 """The figures of fastnn.report, each rendered to PNG bytes: the confusion matrix, the most
-confident mistakes, the first layer's weights as images and the training curves."""
+confident mistakes, the first layer's weights as images and the training curves; every text in
+them drawn as given (fastnn.plots.literal_text)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fastnn.history import History
-from fastnn.plots import draw_epochs, plt  # plots sets the Agg backend: files only
+from fastnn.plots import draw_epochs, literal_text, plt  # plots sets the Agg backend: files only
 
 DPI = 100
 GRID_COLS = 6  # of the mistakes: 36 make a 6 x 6 grid
@@ -26,6 +27,7 @@ def png(fig: plt.Figure) -> bytes:
     return buffer.getvalue()
 
 
+@literal_text()
 def confusion(counts: np.ndarray, names: Sequence[str], set_name: str) -> bytes:
     """Two panels: the counts, and each row as percentages of its true class (a class with no
     samples is left blank), each cell written in."""
@@ -85,6 +87,7 @@ def _captioned(
     return fig, ax, image
 
 
+@literal_text()
 def mistakes(
     images: np.ndarray,
     true: Sequence[str],
@@ -114,6 +117,7 @@ def mistakes(
     return png(fig)
 
 
+@literal_text()
 def weights(W: np.ndarray, units: np.ndarray, side: int) -> bytes:
     """Each given hidden unit's incoming weights (a column of the first layer's W) as a
     side x side image, on one diverging colour scale centred at zero, so that strengths
@@ -147,6 +151,7 @@ def validation_curves(history: History) -> tuple[list[float] | None, list[float]
     return aligned(history.validation_scores), aligned(history.validation_losses)
 
 
+@literal_text()
 def curves(history: History, title: str) -> bytes:
     """Four panels, per epoch: the loss and the accuracy (percent) on the training data and on
     the validation data (see validation_curves); the learning rate; the seconds.

@@ -196,3 +196,19 @@ def test_outputs_through_a_link_and_into_a_pipe(data, tmp_path, capsys):
     assert link.is_symlink() and fastnn.load(link).n_features_in_ == 784
     assert stat.S_ISFIFO(os.stat(pipe).st_mode)
     assert json.loads(received[0])["status"] == "finished"
+
+
+def test_a_data_file_named_with_dollars_gives_the_report_and_the_metrics(data, tmp_path, capsys):
+    """matplotlib would read "$5_and_$" as mathematics, and fail on it."""
+    named = tmp_path / "price_$5_and_$6.csv"
+    named.write_bytes((data / "train.csv").read_bytes())
+    outputs = ["--report", str(tmp_path / "report"), "--metrics", str(tmp_path / "m.json")]
+    code, out, err = run_main(
+        ["--backend", "numpy", "--data", str(named), "--epochs", "1", "--dev-size", "40",
+         "--hidden", "8", *outputs],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<td>accuracy on the price_$5_and_$6.csv dev set</td>" in page
+    assert json.loads((tmp_path / "m.json").read_text())["status"] == "finished"

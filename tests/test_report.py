@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from cli_helpers import run_main
+from cli_helpers import run_main, write_kaggle
 
 import fastnn
 from fastnn import persist, report, report_page
@@ -238,3 +238,62 @@ def test_train_refuses_an_unwritable_report_folder_before_training(tmp_path, cap
     code, out, err = run_main(["--backend", "numpy", "--report", str(a_file)], capsys)
     assert code == 1 and "--report" in err and "is a file, not a folder" in err
     assert "epoch" not in out
+
+
+# Text that matplotlib would read as mathematics ("$...$", and a double subscript inside that
+# it cannot parse), and text that HTML would read as markup.
+DOLLARS = "price_$5_and_$6.csv"
+
+
+def dollar_labelled(k: int, n: int = 600) -> report_page.ReportInput:
+    """Predictions of a random 784-4-k model on random images of the k string labels, the
+    right class given a higher probability: most are right, some wrong."""
+    rng = np.random.default_rng(k)
+    y = np.arange(n) % k
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), y] += 2.0
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    classes = np.array([f"$a_{c}_b$" if c % 2 else f"<b>&{c}" for c in range(k)])
+    X = rng.integers(0, 256, (n, 784), dtype=np.uint8)
+    return report_page.ReportInput(
+        init_params(784, 4, k, seed=0), classes, {"solver": "$x_y_z$"}, {}, None, X, y, proba,
+        DOLLARS, "rows", "numpy",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("k", [4, 30])  # every cell written in; a heat map
+def test_labels_and_names_with_dollars_and_markup_are_shown_as_given(k, tmp_path):
+    r = dollar_labelled(k)
+    report_page.write_report(tmp_path, r)
+    for name in FIGURES:
+        assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE, name
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"<title>fastnn report: {DOLLARS}, 784-4-{k}, $x_y_z$, backend unknown</title>" in page
+    rows = table_rows(page, "class")
+    assert [row[0] for row in rows[:2]] == ["&lt;b&gt;&amp;0", "$a_1_b$"]
+    assert "<b>&" not in page
+
+
+def test_the_training_plots_draw_dollars_as_given(tmp_path):
+    from fastnn import plots
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 784), dtype=np.uint8)
+    names = ["$a_1_b$", "<$>", "$", "$x_y_z$"]
+    path = plots.plot_samples(
+        images, np.array([0, 1, 2, 3]), np.array([3, 2, 1, 0]), tmp_path, names=names,
+        title=f"from {DOLLARS}",
+    )  # fmt: skip
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_a_kaggle_csv_named_with_dollars_gives_a_report(made, tmp_path, capsys):
+    data = tmp_path / DOLLARS
+    write_kaggle(data, 100, with_labels=True)
+    out = tmp_path / "out"
+    code = report.main([str(made.path), "--out", str(out), "--data", str(data)])
+    assert code == 0, capsys.readouterr().err
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert f"<title>fastnn report: {DOLLARS}, 784-32-10, adam" in page
+    assert f"<td>accuracy on the {DOLLARS} rows</td>" in page
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE, name
