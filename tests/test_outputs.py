@@ -212,3 +212,29 @@ def test_a_data_file_named_with_dollars_gives_the_report_and_the_metrics(data, t
     page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert "<td>accuracy on the price_$5_and_$6.csv dev set</td>" in page
     assert json.loads((tmp_path / "m.json").read_text())["status"] == "finished"
+
+
+def test_a_report_that_fails_is_one_line_and_the_other_outputs_are_written(
+    data, tmp_path, capsys, monkeypatch
+):
+    """A failure no check foresees (here a figure that raises, as matplotlib did on "$" in a
+    name) loses the report only."""
+    from fastnn import report_figures
+
+    def fails(*args, **kwargs):
+        raise ValueError("cannot draw this")
+
+    monkeypatch.setattr(report_figures, "weights", fails)
+    report = tmp_path / "report"
+    outputs = ["--report", str(report), "--metrics", str(tmp_path / "m.json"), "--save",
+               str(tmp_path / "model.npz")]  # fmt: skip
+    code, out, err = run_main(train_args(data, *outputs), capsys)
+    assert code == 1
+    assert json.loads((tmp_path / "m.json").read_text())["status"] == "finished"
+    assert fastnn.load(tmp_path / "model.npz").n_features_in_ == 784
+    assert err == (
+        f"fastnn.train: error: could not write the report (report.html and its figures) to "
+        f"{report}: ValueError: cannot draw this\n"
+    )
+    assert not (report / "report.html").exists()
+    assert f"wrote metrics to {tmp_path / 'm.json'}" in out
