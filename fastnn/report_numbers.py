@@ -21,7 +21,8 @@ def confusion_matrix(y: np.ndarray, predicted: np.ndarray, k: int, per_cell: int
     classes i * per_cell ... (i + 1) * per_cell - 1 predicted as one of j * per_cell ..., a
     matrix of ceil(k / per_cell) rows and columns."""
     cells = -(-k // per_cell)
-    true, guessed = y // per_cell, predicted // per_cell
+    # In int64: a product of uint8 labels would wrap round.
+    true, guessed = (np.asarray(a, dtype=np.int64) // per_cell for a in (y, predicted))
     return np.bincount(true * cells + guessed, minlength=cells * cells).reshape(cells, cells)
 
 

@@ -251,6 +251,7 @@ def _page(
 
 
 def _confusion_notes(k: int) -> list[str]:
+    """How the confusion matrix of k classes is drawn, where it is not every cell written in."""
     if k <= figures.ANNOTATED_CLASSES:
         return []
     per_cell = figures.cells_of(k)

@@ -371,6 +371,8 @@ def test_the_most_frequent_confusions_and_the_binned_confusion_matrix():
     padded = np.zeros((52, 52), dtype=np.int64)
     padded[:k, :k] = dense
     np.testing.assert_array_equal(binned, padded.reshape(13, 4, 13, 4).sum(axis=(1, 3)))
+    labels = y.astype(np.uint8)  # 49 * 50 wraps round in uint8
+    np.testing.assert_array_equal(report_numbers.confusion_matrix(labels, predicted, k), dense)
     assert report_numbers.confusions(y, y)[0].shape == (0, 2)
 
 
