@@ -1,8 +1,9 @@
-"""PNG figures of a training run: loss and accuracy curves, and a grid of test digits; and the
-per-epoch drawing that fastnn.report_figures shares."""
+"""PNG figures of a training run: loss and accuracy curves, and a grid of test digits; and what
+fastnn.report_figures shares: the per-epoch drawing, and text drawn as given."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,18 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fastnn.atomic import atomic_path  # noqa: E402
 
+# matplotlib would read text between two "$" as mathematics (and fail on "price_$5_and_$6.csv"),
+# or hand it all to LaTeX under a user's text.usetex: a file name or a class label is drawn as
+# the characters it is.
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def literal_text() -> contextlib.AbstractContextManager:
+    """A context, or a decorator of a function that makes and saves figures, in which every
+    text is drawn as given. A text takes the setting when it is made, and tick labels are made
+    as the figure is drawn: the figure must be made and saved within."""
+    return matplotlib.rc_context(LITERAL_TEXT)
+
 
 def save_png(fig: plt.Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Writes the figure to path as a PNG, whole or not at all (see fastnn.atomic), and closes
@@ -29,6 +42,7 @@ def save_png(fig: plt.Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     return Path(path)
 
 
+@literal_text()
 def plot_curves(history: list[dict], out_dir: str | os.PathLike) -> list[Path]:
     """loss.png and accuracy.png: per epoch, on the training set and (where there is one) the
     dev set. The training loss of an epoch is the mean over its batches, each measured before
@@ -93,6 +107,7 @@ def mistakes_first(predicted: np.ndarray, true: np.ndarray, count: int) -> np.nd
     return np.concatenate([np.flatnonzero(wrong), np.flatnonzero(~wrong)])[:count]
 
 
+@literal_text()
 def plot_samples(
     images: np.ndarray,
     predicted: np.ndarray,
@@ -131,6 +146,7 @@ def plot_samples(
     return save_png(fig, Path(out_dir) / "samples.png")
 
 
+@literal_text()
 def plot_augmentations(draws: np.ndarray, image: np.ndarray, out_dir: str | os.PathLike) -> Path:
     """augment.png: one image (height, width) as it is, beside `draws` (n, height, width), the
     same image under n random draws of the augmentation: what the network sees in training."""

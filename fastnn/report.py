@@ -1,8 +1,10 @@
 """python -m fastnn.report MODEL.npz --out DIR: how a saved model does on a test set, as one
-self-contained page (DIR/report.html, every image embedded, no network access needed) and each
-figure as its own PNG beside it: the confusion matrix and per-class precision, recall and F1,
-the most confident mistakes, the first layer's weights, the training curves from the model's
-history, and its configuration and scores. See fastnn.report_page for what each shows.
+self-contained page (DIR/report.html, every image embedded, no network access needed), each
+figure as its own PNG beside it and per-class.csv: the confusion matrix, the most frequent
+confusions and per-class precision, recall and F1, the most confident mistakes, the first
+layer's weights, the training curves from the model's history, and its configuration and
+scores. See fastnn.report_page for what each shows; each is of bounded size whatever the
+number of classes.
 
 The test set is that of --dataset, else of the dataset the model's saved config names, else
 MNIST's; --data PATH reads it from a folder of IDX files, or takes every row of a labelled
@@ -173,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         error("interrupted; the report was not finished")
         return interrupt.EXIT_INTERRUPTED
-    figures = ", ".join(p.name for p in paths[:-1])
-    print(f"wrote {paths[-1]} (and {figures} beside it)")
+    beside = ", ".join(p.name for p in paths[:-1])
+    print(f"wrote {paths[-1]} (and {beside} beside it)")
     return 0
 
 

@@ -1,5 +1,10 @@
 """The figures of fastnn.report, each rendered to PNG bytes: the confusion matrix, the most
-confident mistakes, the first layer's weights as images and the training curves."""
+confident mistakes, the first layer's weights as images and the training curves.
+
+Each is of bounded size whatever the classes: the confusion matrix of up to ANNOTATED_CLASSES
+classes has every cell written in, that of more is a heat map of at most HEAT_CELLS rows and
+columns, in a figure of fixed size, beside the most frequent confusions; names and titles are
+cut short, and drawn as given (fastnn.plots.literal_text)."""
 
 from __future__ import annotations
 
@@ -7,13 +12,26 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.colors import PowerNorm
 
 from fastnn.history import History
-from fastnn.plots import draw_epochs, plt  # plots sets the Agg backend: files only
+from fastnn.plots import draw_epochs, literal_text, plt  # plots sets the Agg backend: files only
+from fastnn.report_numbers import confusion_matrix
 
 DPI = 100
 GRID_COLS = 6  # of the mistakes: 36 make a 6 x 6 grid
 WEIGHT_COLS = 8  # of the weight images: 64 make an 8 x 8 grid
+ANNOTATED_CLASSES = 20  # a figure 27 inches wide; more classes' numbers would not be read
+HEAT_CELLS = 300  # rows and columns of the heat map: a few pixels each
+MAX_TICKS = 20  # class names along each side of the heat map
+NAME_CHARS = 16  # of a class name in a figure
+TITLE_CHARS = 100  # of a title that holds a name given by the user (a file name, the config)
+
+
+def short(text: str, chars: int = NAME_CHARS) -> str:
+    """text, cut to `chars` characters with an ellipsis: a label of any length would widen the
+    figure without bound."""
+    return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
 def png(fig: plt.Figure) -> bytes:
@@ -26,13 +44,44 @@ def png(fig: plt.Figure) -> bytes:
     return buffer.getvalue()
 
 
-def confusion(counts: np.ndarray, names: Sequence[str], set_name: str) -> bytes:
+def _row_percentages(counts: np.ndarray) -> np.ndarray:
+    """Each row as percentages of its total; NaN for a row of no images."""
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, 100 * counts / totals, np.nan)
+
+
+def confusion(
+    y: np.ndarray,
+    predicted: np.ndarray,
+    names: Sequence[str],
+    pairs: np.ndarray,
+    images: np.ndarray,
+    set_name: str,
+) -> bytes:
+    """The confusion matrix of the true classes y and the predicted ones: every cell written in
+    for up to ANNOTATED_CLASSES classes, else a heat map beside the most frequent confusions
+    (`pairs` of true and predicted classes, with their `images`: report_numbers.confusions)."""
+    k = len(names)
+    if k <= ANNOTATED_CLASSES:
+        return _annotated(confusion_matrix(y, predicted, k), names, set_name)
+    per_cell = cells_of(k)
+    counts = confusion_matrix(y, predicted, k, per_cell)
+    return _heat_map(counts, per_cell, names, pairs, images, set_name)
+
+
+def cells_of(k: int) -> int:
+    """The classes in each row and column of the heat map of k classes."""
+    return -(-k // HEAT_CELLS)
+
+
+@literal_text()
+def _annotated(counts: np.ndarray, names: Sequence[str], set_name: str) -> bytes:
     """Two panels: the counts, and each row as percentages of its true class (a class with no
     samples is left blank), each cell written in."""
     k = len(names)
-    totals = counts.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rows = np.where(totals > 0, 100 * counts / totals, np.nan)
+    names = [short(name) for name in names]
+    rows = _row_percentages(counts)
     side = max(5.0, 0.55 * k + 2)
     fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
     panels = (
@@ -50,7 +99,56 @@ def confusion(counts: np.ndarray, names: Sequence[str], set_name: str) -> bytes:
         ax.set_xticks(range(k), names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right")
         ax.set_yticks(range(k), names)
         ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.suptitle(f"Confusion matrix on the {set_name} ({int(counts.sum()):,} images)")
+    fig.suptitle(f"Confusion matrix on the {short(set_name, TITLE_CHARS)} "
+                 f"({int(counts.sum()):,} images)")  # fmt: skip
+    return png(fig)
+
+
+@literal_text()
+def _heat_map(
+    counts: np.ndarray,
+    per_cell: int,
+    names: Sequence[str],
+    pairs: np.ndarray,
+    images: np.ndarray,
+    set_name: str,
+) -> bytes:
+    """In a figure of fixed size: a heat map of the confusion matrix, each row as percentages
+    of its true classes' images, with no numbers in the cells (`counts` holds per_cell
+    consecutive classes a row and a column), and a bar for each of the most frequent
+    confusions."""
+    k = len(names)
+    fig, (heat, bars) = plt.subplots(1, 2, figsize=(15, 7))
+    cmap = plt.get_cmap("Blues").with_extremes(bad="#eeeeee")
+    edge = len(counts) * per_cell - 0.5  # the cells in class coordinates: ticks name classes
+    drawn = heat.imshow(
+        _row_percentages(counts), cmap=cmap, norm=PowerNorm(0.5, vmin=0, vmax=100),
+        interpolation="nearest", extent=(-0.5, edge, edge, -0.5),
+    )  # fmt: skip
+    heat.set(xlim=(-0.5, k - 0.5), ylim=(k - 0.5, -0.5), xlabel="predicted", ylabel="true")
+    ticks = list(range(0, k, -(-k // MAX_TICKS)))
+    labels = [short(names[c]) for c in ticks]
+    heat.set_xticks(ticks, labels, rotation=90)
+    heat.set_yticks(ticks, labels)
+    cells = "" if per_cell == 1 else f"; a cell holds {per_cell} consecutive classes"
+    heat.set_title(f"% of each true class's images (grey: no images{cells})", fontsize=10)
+    fig.colorbar(drawn, ax=heat, shrink=0.8, label="% of the row's images")
+    if len(images):
+        rows = np.arange(len(images))
+        bar_labels = [f"{short(names[t])} → {short(names[p])}" for t, p in pairs]
+        bars.bar_label(bars.barh(rows, images, color="tab:blue"), fontsize=8, padding=2)
+        bars.set_yticks(rows, bar_labels, fontsize=8)
+        bars.invert_yaxis()  # the most frequent on top
+        title = f"The {len(images)} most frequent confusions (true → predicted)"
+        bars.set(xlabel="images", title=title)
+        bars.margins(x=0.1)
+    else:
+        bars.text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=14)
+        bars.axis("off")
+    total = int(counts.sum())
+    fig.suptitle(f"Confusion matrix on the {short(set_name, TITLE_CHARS)} ({total:,} images, "
+                 f"{k:,} classes)")  # fmt: skip
+    fig.tight_layout()
     return png(fig)
 
 
@@ -85,6 +183,7 @@ def _captioned(
     return fig, ax, image
 
 
+@literal_text()
 def mistakes(
     images: np.ndarray,
     true: Sequence[str],
@@ -101,7 +200,7 @@ def mistakes(
         ax.text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=14)
         return png(fig)
     captions = [
-        f"true {t}\npred {p} ({q:.1%})"
+        f"true {short(t)}\npred {short(p)} ({q:.1%})"
         for t, p, q in zip(true, predicted, probability, strict=True)
     ]
     cmap = plt.get_cmap("gray_r").with_extremes(bad="white")
@@ -114,6 +213,7 @@ def mistakes(
     return png(fig)
 
 
+@literal_text()
 def weights(W: np.ndarray, units: np.ndarray, side: int) -> bytes:
     """Each given hidden unit's incoming weights (a column of the first layer's W) as a
     side x side image, on one diverging colour scale centred at zero, so that strengths
@@ -147,6 +247,7 @@ def validation_curves(history: History) -> tuple[list[float] | None, list[float]
     return aligned(history.validation_scores), aligned(history.validation_losses)
 
 
+@literal_text()
 def curves(history: History, title: str) -> bytes:
     """Four panels, per epoch: the loss and the accuracy (percent) on the training data and on
     the validation data (see validation_curves); the learning rate; the seconds.
@@ -179,6 +280,6 @@ def curves(history: History, title: str) -> bytes:
             ax.text(0.5, 0.5, "not recorded in this model file", ha="center", va="center",
                     transform=ax.transAxes, color="gray")  # fmt: skip
             ax.set(xticks=[], yticks=[])
-    fig.suptitle(title)
+    fig.suptitle(short(title, TITLE_CHARS))
     fig.tight_layout()
     return png(fig)

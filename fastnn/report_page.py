@@ -1,12 +1,14 @@
-"""What fastnn.report shows, and the page that shows it: the numbers (confusion matrix, per-class
-precision, recall and F1, the most confident mistakes, the strongest hidden units), computed
-from a model's predictions on labelled images, and report.html, one self-contained page with
-every figure embedded, written beside the figures' own PNG files."""
+"""The page of fastnn.report: report.html, one self-contained page with every figure embedded,
+written beside the figures' own PNG files and per-class.csv, every class's scores. What it
+shows is computed by fastnn.report_numbers and drawn by fastnn.report_figures; the page and
+each figure are of bounded size whatever the number of classes."""
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import json
 import math
 import os
@@ -16,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastnn import report_figures as figures
+from fastnn import report_numbers as numbers
 from fastnn.atomic import atomic_path
 from fastnn.data import CLASS_NAMES
 from fastnn.history import EPOCH_RECORDS, History
@@ -24,8 +27,8 @@ from fastnn.training import cross_entropy
 
 REPORT_FILE = "report.html"
 FIGURE_FILES = ("confusion.png", "mistakes.png", "weights.png", "curves.png")
-MISTAKES = 36
-MAX_UNITS = 64
+CLASS_FILE = "per-class.csv"
+CLASS_ROWS = 30  # of the per-class table: beyond, those of lowest F1 (all are in CLASS_FILE)
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 NO_HISTORY = History(0, 0, [], None, None, None, None, None)  # draws "not recorded" panels
 
@@ -44,46 +47,6 @@ class ReportInput(NamedTuple):
     dataset: str  # "mnist", "fashion-mnist", or the name of the data given
     set_name: str  # which of its images: "test set", "dev set", ...
     predicted_by: str  # the backend that computed proba
-
-
-def confusion_matrix(y: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
-    """counts[i, j]: the images of class i predicted as class j."""
-    counts = np.zeros((k, k), dtype=np.int64)
-    np.add.at(counts, (y, predicted), 1)
-    return counts
-
-
-class ClassScores(NamedTuple):
-    precision: np.ndarray  # per class; NaN for a class never predicted
-    recall: np.ndarray  # NaN for a class with no images
-    f1: np.ndarray  # their harmonic mean; 0 when both are 0, NaN when either is NaN
-    support: np.ndarray  # images of each class
-
-
-def class_scores(counts: np.ndarray) -> ClassScores:
-    hits = np.diag(counts).astype(np.float64)
-    predicted, support = counts.sum(axis=0), counts.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, hits / predicted, np.nan)
-        recall = np.where(support > 0, hits / support, np.nan)
-        total = precision + recall  # NaN if either is
-        f1 = np.where(total > 0, 2 * precision * recall / total, np.where(total == 0, 0, np.nan))
-    return ClassScores(precision, recall, f1, support)
-
-
-def confident_mistakes(proba: np.ndarray, y: np.ndarray, count: int = MISTAKES) -> np.ndarray:
-    """The rows of up to `count` wrong predictions, those given the highest probability first
-    (ties in row order)."""
-    predicted = proba.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != y)
-    confidence = proba[wrong, predicted[wrong]]
-    return wrong[np.argsort(-confidence, kind="stable")[:count]]
-
-
-def strongest_units(W: np.ndarray, count: int = MAX_UNITS) -> np.ndarray:
-    """The first layer's hidden units (columns of W) with the longest incoming weight vectors,
-    longest first: those that react most strongly to their input."""
-    return np.argsort(-np.linalg.norm(W, axis=0), kind="stable")[:count]
 
 
 def class_names(dataset: str, classes: np.ndarray) -> list[str]:
@@ -125,8 +88,8 @@ def title(r: ReportInput) -> str:
 
 
 def write_report(out_dir: str | os.PathLike, r: ReportInput) -> list[Path]:
-    """Write out_dir/report.html and each figure as its own PNG beside it (every file written
-    whole or not at all); returns the paths, the page last."""
+    """Write out_dir/report.html, each figure as its own PNG beside it and per-class.csv
+    (every file written whole or not at all); returns the paths, the page last."""
     out = Path(out_dir)
     k = len(r.classes)
     side = math.isqrt(r.params.n_in)
@@ -134,12 +97,13 @@ def write_report(out_dir: str | os.PathLike, r: ReportInput) -> list[Path]:
         raise ValueError(f"the report draws square images; the model takes {r.params.n_in} inputs")
     names = class_names(r.dataset, r.classes)
     predicted = r.proba.argmax(axis=1)
-    counts = confusion_matrix(r.y, predicted, k)
-    wrong = confident_mistakes(r.proba, r.y)
-    units = strongest_units(r.params.coefs[0])
+    scores = numbers.class_scores(r.y, predicted, k)
+    confused = numbers.confusions(r.y, predicted)
+    wrong = numbers.confident_mistakes(r.proba, r.y)
+    units = numbers.strongest_units(r.params.coefs[0])
     history = r.history or NO_HISTORY
     images = {
-        "confusion.png": figures.confusion(counts, names, _set_text(r)),
+        "confusion.png": figures.confusion(r.y, predicted, names, *confused, _set_text(r)),
         "mistakes.png": figures.mistakes(
             r.X[wrong],
             [names[i] for i in r.y[wrong]],
@@ -150,12 +114,22 @@ def write_report(out_dir: str | os.PathLike, r: ReportInput) -> list[Path]:
         "weights.png": figures.weights(r.params.coefs[0], units, side),
         "curves.png": figures.curves(history, title(r)),
     }
-    paths = []
-    for name, data in images.items():
-        paths.append(_write(out / name, data))
-    page = _page(r, names, counts, len(wrong), len(units), images)
+    paths = [_write(out / name, data) for name, data in images.items()]
+    paths.append(_write(out / CLASS_FILE, _class_csv(names, scores).encode("utf-8")))
+    page = _page(r, names, scores, confused, len(wrong), len(units), images)
     paths.append(_write(out / REPORT_FILE, page.encode("utf-8")))
     return paths
+
+
+def _class_csv(names: list[str], s: numbers.ClassScores) -> str:
+    """Every class's images, precision, recall and F1 (empty where n/a), one a row."""
+    text = io.StringIO()
+    rows = csv.writer(text, lineterminator="\n")
+    rows.writerow(["class", "images", "precision", "recall", "f1"])
+    for c, name in enumerate(names):
+        scores = (s.precision[c], s.recall[c], s.f1[c])
+        rows.writerow([name, s.support[c], *("" if np.isnan(v) else f"{v:.6f}" for v in scores)])
+    return text.getvalue()
 
 
 def _set_text(r: ReportInput) -> str:
@@ -215,7 +189,8 @@ figcaption, .note { color: #666; font-size: 0.9em; }
 def _page(
     r: ReportInput,
     names: list[str],
-    counts: np.ndarray,
+    s: numbers.ClassScores,
+    confused: tuple[np.ndarray, np.ndarray],
     n_mistakes: int,
     n_units: int,
     images: dict[str, bytes],
@@ -226,21 +201,10 @@ def _page(
     predicted = r.proba.argmax(axis=1)
     accuracy = float((predicted == r.y).mean()) if n else None
     loss = cross_entropy(r.proba, r.y) if n else None
-    s = class_scores(counts)
-    per_class = [
-        [names[c], f"{s.support[c]:,}", _percent(s.precision[c]), _percent(s.recall[c]),
-         _percent(s.f1[c])]
-        for c in range(len(names))
-    ]  # fmt: skip
-    with np.errstate(invalid="ignore"):
-        per_class.append(
-            ["macro average", f"{n:,}", *(_percent(np.nanmean(v)) if np.isfinite(v).any()
-                                          else "n/a" for v in (s.precision, s.recall, s.f1))]
-        )  # fmt: skip
     set_text = _set_text(r)
     scores = [
         [f"accuracy on the {set_text}", _percent(accuracy)],
-        [f"errors on the {set_text}", f"{n - int(np.trace(counts)):,} of {n:,}"],
+        [f"errors on the {set_text}", f"{int((predicted != r.y).sum()):,} of {n:,}"],
         [f"mean cross-entropy on the {set_text}", "n/a" if loss is None else f"{loss:.4f}"],
     ]
     scores += [
@@ -265,12 +229,10 @@ def _page(
         f"<p>{esc(_percent(accuracy))} accuracy on the {n:,} images of the {esc(set_text)}, "
         f"predicted with the {esc(r.predicted_by)} backend.</p>",
         "<h2>Scores</h2>", _table(["score", "value"], scores),
-        "<h2>Confusion matrix</h2>", _figure(images, "confusion.png", "confusion matrix"),
-        "<h2>Precision, recall and F1 per class</h2>",
-        _table(["class", "images", "precision", "recall", "F1"], per_class),
-        "<p class='note'>Precision: of the images predicted as the class, the share that are; "
-        "recall: of the images of the class, the share predicted as it; F1: their harmonic "
-        "mean. n/a: the class was never predicted (precision) or has no images (recall).</p>",
+        "<h2>Confusion matrix</h2>", *_confusion_notes(len(names)),
+        _figure(images, "confusion.png", "confusion matrix"),
+        "<h2>Most frequent confusions</h2>", _confusions_table(names, s, *confused),
+        "<h2>Precision, recall and F1 per class</h2>", *_class_table(names, s, n),
         "<h2>Most confident mistakes</h2>",
         f"<p>{n_mistakes} wrong predictions, those given the highest probability first.</p>"
         if n_mistakes else "<p>No mistakes.</p>",
@@ -286,6 +248,63 @@ def _page(
         "</body></html>",
     ]  # fmt: skip
     return "\n".join(parts) + "\n"
+
+
+def _confusion_notes(k: int) -> list[str]:
+    """How the confusion matrix of k classes is drawn, where it is not every cell written in."""
+    if k <= figures.ANNOTATED_CLASSES:
+        return []
+    per_cell = figures.cells_of(k)
+    cells = "" if per_cell == 1 else f", each cell {per_cell} consecutive classes"
+    return [
+        f"<p class='note'>Of {k:,} classes, as a heat map without numbers{cells}: each row as "
+        "percentages of its true classes' images; beside it the most frequent confusions, "
+        "which the table below lists.</p>"
+    ]
+
+
+def _confusions_table(
+    names: list[str], s: numbers.ClassScores, pairs: np.ndarray, images: np.ndarray
+) -> str:
+    """The most frequent wrong (true, predicted) pairs, with the share of the true class."""
+    if not len(images):
+        return "<p>No mistakes.</p>"
+    rows = [
+        [names[t], names[p], f"{count:,}", _percent(count / s.support[t])]
+        for (t, p), count in zip(pairs.tolist(), images.tolist(), strict=True)
+    ]
+    return _table(["true class", "predicted as", "images", "of the true class"], rows)
+
+
+def _class_table(names: list[str], s: numbers.ClassScores, n: int) -> list[str]:
+    """Each class's scores, or those of the CLASS_ROWS of lowest F1 (all are in CLASS_FILE),
+    and their macro average."""
+    k = len(names)
+    shown = range(k) if k <= CLASS_ROWS else numbers.weakest_classes(s, CLASS_ROWS).tolist()
+    rows = [
+        [names[c], f"{s.support[c]:,}", _percent(s.precision[c]), _percent(s.recall[c]),
+         _percent(s.f1[c])]
+        for c in shown
+    ]  # fmt: skip
+    with np.errstate(invalid="ignore"):
+        rows.append(
+            ["macro average", f"{n:,}", *(_percent(np.nanmean(v)) if np.isfinite(v).any()
+                                          else "n/a" for v in (s.precision, s.recall, s.f1))]
+        )  # fmt: skip
+    which = (
+        f"Every class's scores are also in {CLASS_FILE} beside this page."
+        if k <= CLASS_ROWS
+        else f"The {len(shown)} classes of lowest F1 of {k:,} (those whose F1 is n/a last), "
+        f"and the macro average over all; every class's scores are in {CLASS_FILE} beside "
+        "this page."
+    )
+    return [
+        f"<p>{html.escape(which)}</p>",
+        _table(["class", "images", "precision", "recall", "F1"], rows),
+        "<p class='note'>Precision: of the images predicted as the class, the share that are; "
+        "recall: of the images of the class, the share predicted as it; F1: their harmonic "
+        "mean. n/a: the class was never predicted (precision) or has no images (recall).</p>",
+    ]
 
 
 def _curve_notes(h: History | None) -> list[str]:

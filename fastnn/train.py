@@ -250,6 +250,9 @@ def write_outputs(writes: list[tuple[str, str, Callable[[], None]]]) -> bool:
         except OSError as exc:
             failed = True
             error(f"could not write {what} to {path}: {exc.strerror or exc}")
+        except Exception as exc:  # not foreseen (a bug): named, and the other outputs written
+            failed = True
+            error(f"could not write {what} to {path}: {type(exc).__name__}: {exc}")
         else:
             print(f"wrote {what} to {path}")
     return failed

@@ -196,3 +196,45 @@ def test_outputs_through_a_link_and_into_a_pipe(data, tmp_path, capsys):
     assert link.is_symlink() and fastnn.load(link).n_features_in_ == 784
     assert stat.S_ISFIFO(os.stat(pipe).st_mode)
     assert json.loads(received[0])["status"] == "finished"
+
+
+def test_a_data_file_named_with_dollars_gives_the_report_and_the_metrics(data, tmp_path, capsys):
+    """matplotlib would read "$5_and_$" as mathematics, and fail on it."""
+    named = tmp_path / "price_$5_and_$6.csv"
+    named.write_bytes((data / "train.csv").read_bytes())
+    outputs = ["--report", str(tmp_path / "report"), "--metrics", str(tmp_path / "m.json")]
+    code, out, err = run_main(
+        ["--backend", "numpy", "--data", str(named), "--epochs", "1", "--dev-size", "40",
+         "--hidden", "8", *outputs],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<td>accuracy on the price_$5_and_$6.csv dev set</td>" in page
+    assert json.loads((tmp_path / "m.json").read_text())["status"] == "finished"
+
+
+def test_a_report_that_fails_is_one_line_and_the_other_outputs_are_written(
+    data, tmp_path, capsys, monkeypatch
+):
+    """A failure no check foresees (here a figure that raises, as matplotlib did on "$" in a
+    name) loses the report only."""
+    from fastnn import report_figures
+
+    def fails(*args, **kwargs):
+        raise ValueError("cannot draw this")
+
+    monkeypatch.setattr(report_figures, "weights", fails)
+    report = tmp_path / "report"
+    outputs = ["--report", str(report), "--metrics", str(tmp_path / "m.json"), "--save",
+               str(tmp_path / "model.npz")]  # fmt: skip
+    code, out, err = run_main(train_args(data, *outputs), capsys)
+    assert code == 1
+    assert json.loads((tmp_path / "m.json").read_text())["status"] == "finished"
+    assert fastnn.load(tmp_path / "model.npz").n_features_in_ == 784
+    assert err == (
+        f"fastnn.train: error: could not write the report (report.html and its figures) to "
+        f"{report}: ValueError: cannot draw this\n"
+    )
+    assert not (report / "report.html").exists()
+    assert f"wrote metrics to {tmp_path / 'm.json'}" in out

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import subprocess
+import sys
+import threading
 import types
+from collections import Counter
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
+import pandas as pd
 import pytest
-from cli_helpers import run_main
+from cli_helpers import run_main, write_kaggle
 
 import fastnn
-from fastnn import persist, report, report_page
+from fastnn import persist, report, report_numbers, report_page
 from fastnn.data import load_dataset
 from fastnn.model import init_params
 
@@ -57,7 +63,7 @@ def table_rows(page: str, first_header: str) -> list[list[str]]:
 def test_the_confusion_matrix_is_the_count_of_each_true_and_predicted_pair(made):
     predicted = made.proba.argmax(axis=1)
     want = np.bincount(made.y * 10 + predicted, minlength=100).reshape(10, 10)
-    counts = report_page.confusion_matrix(made.y, predicted, 10)
+    counts = report_numbers.confusion_matrix(made.y, predicted, 10)
     np.testing.assert_array_equal(counts, want)
     assert counts.sum() == len(made.y) == 10_000
     accuracy = f"{100 * np.mean(predicted == made.y):.2f}%"
@@ -81,8 +87,10 @@ def test_precision_recall_and_f1_per_class_are_right(made):
 
 
 def test_class_scores_of_classes_never_predicted_or_absent():
-    counts = np.array([[3, 0, 1], [0, 0, 0], [1, 0, 0]])  # class 1: no images, never predicted
-    s = report_page.class_scores(counts)
+    # counts [[3, 0, 1], [0, 0, 0], [1, 0, 0]]: class 1 has no images and is never predicted
+    y = np.array([0, 0, 0, 0, 2])
+    predicted = np.array([0, 0, 0, 2, 0])
+    s = report_numbers.class_scores(y, predicted, 3)
     np.testing.assert_allclose(s.precision, [0.75, np.nan, 0.0])
     np.testing.assert_allclose(s.recall, [0.75, np.nan, 0.0])
     np.testing.assert_allclose(s.f1, [0.75, np.nan, 0.0])  # 0 and 0 give 0, not NaN
@@ -93,7 +101,7 @@ def test_the_mistakes_shown_are_the_most_confident_wrong_predictions(made):
     confidence = made.proba.max(axis=1)
     wrong = np.flatnonzero(predicted != made.y)
     want = wrong[np.argsort(-confidence[wrong], kind="stable")[:36]]
-    got = report_page.confident_mistakes(made.proba, made.y)
+    got = report_numbers.confident_mistakes(made.proba, made.y)
     np.testing.assert_array_equal(got, want)
     assert len(got) == 36 and (predicted[got] != made.y[got]).all()
     others = np.setdiff1d(wrong, got)
@@ -103,7 +111,7 @@ def test_the_mistakes_shown_are_the_most_confident_wrong_predictions(made):
 
 def test_the_strongest_units_have_the_longest_weight_vectors(made):
     W = made.model.coefs_[0]
-    units = report_page.strongest_units(W)
+    units = report_numbers.strongest_units(W)
     assert len(units) == 32  # all of them: fewer than 64
     norms = np.sqrt((W.astype(np.float64) ** 2).sum(axis=0))
     assert list(units) == sorted(range(32), key=lambda j: -norms[j])
@@ -238,3 +246,140 @@ def test_train_refuses_an_unwritable_report_folder_before_training(tmp_path, cap
     code, out, err = run_main(["--backend", "numpy", "--report", str(a_file)], capsys)
     assert code == 1 and "--report" in err and "is a file, not a folder" in err
     assert "epoch" not in out
+
+
+# Text that matplotlib would read as mathematics ("$...$", and a double subscript inside that
+# it cannot parse), and text that HTML would read as markup.
+DOLLARS = "price_$5_and_$6.csv"
+
+
+def dollar_labelled(k: int, n: int = 600) -> report_page.ReportInput:
+    """Predictions of a random 784-4-k model on random images of the k string labels, the
+    right class given a higher probability: most are right, some wrong."""
+    rng = np.random.default_rng(k)
+    y = np.arange(n) % k
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), y] += 2.0
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    classes = np.array([f"$a_{c}_b$" if c % 2 else f"<b>&{c}" for c in range(k)])
+    X = rng.integers(0, 256, (n, 784), dtype=np.uint8)
+    return report_page.ReportInput(
+        init_params(784, 4, k, seed=0), classes, {"solver": "$x_y_z$"}, {}, None, X, y, proba,
+        DOLLARS, "rows", "numpy",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("k", [4, 30])  # every cell written in; a heat map
+def test_labels_and_names_with_dollars_and_markup_are_shown_as_given(k, tmp_path):
+    r = dollar_labelled(k)
+    report_page.write_report(tmp_path, r)
+    for name in FIGURES:
+        assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE, name
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"<title>fastnn report: {DOLLARS}, 784-4-{k}, $x_y_z$, backend unknown</title>" in page
+    rows = table_rows(page, "class")
+    assert [row[0] for row in rows[:2]] == ["&lt;b&gt;&amp;0", "$a_1_b$"]
+    assert "<b>&" not in page
+
+
+def test_the_training_plots_draw_dollars_as_given(tmp_path):
+    from fastnn import plots
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 784), dtype=np.uint8)
+    names = ["$a_1_b$", "<$>", "$", "$x_y_z$"]
+    path = plots.plot_samples(
+        images, np.array([0, 1, 2, 3]), np.array([3, 2, 1, 0]), tmp_path, names=names,
+        title=f"from {DOLLARS}",
+    )  # fmt: skip
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_a_kaggle_csv_named_with_dollars_gives_a_report(made, tmp_path, capsys):
+    data = tmp_path / DOLLARS
+    write_kaggle(data, 100, with_labels=True)
+    out = tmp_path / "out"
+    code = report.main([str(made.path), "--out", str(out), "--data", str(data)])
+    assert code == 0, capsys.readouterr().err
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert f"<title>fastnn report: {DOLLARS}, 784-32-10, adam" in page
+    assert f"<td>accuracy on the {DOLLARS} rows</td>" in page
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE, name
+
+
+# The report runs in a process of its own, its address space capped as a guard: the report of
+# 3e737a5 asked for a 24 GB image for 1,000 classes, which would take the machine down.
+GUARDED_REPORT = """
+import resource, runpy, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+sys.argv[0] = "fastnn.report"
+runpy.run_module("fastnn.report", run_name="__main__")
+"""
+
+
+def run_measured(argv: list[str], err: Path, timeout: float) -> tuple[int, int]:
+    """python -m fastnn.report argv in a process of its own: (exit status, its peak resident
+    memory in bytes). The timeout guards against a hang."""
+    with err.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", GUARDED_REPORT, *argv], stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    killer = threading.Timer(timeout, process.kill)
+    killer.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)  # the usage of this process alone
+    finally:
+        killer.cancel()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_maxrss * 1024  # kilobytes on Linux
+
+
+def test_the_report_of_1000_classes_is_bounded_in_memory_and_size(real_data_dir, tmp_path):
+    k = 1000
+    path = tmp_path / "many.npz"
+    persist.save_model(path, init_params(784, 4, k, seed=0), activation="relu",
+                       classes=np.arange(k))  # fmt: skip
+    out = tmp_path / "out"
+    argv = [str(path), "--out", str(out), "--data", str(real_data_dir), "--no-download"]
+    code, peak = run_measured(argv, tmp_path / "err.txt", timeout=120)
+    assert code == 0, (tmp_path / "err.txt").read_text()
+    assert peak < 1 << 30, f"peak resident memory {peak / 2**20:.0f} MB"
+    for name in FIGURES:
+        height, width = matplotlib.image.imread(out / name).shape[:2]
+        assert height <= 2500 and width <= 2500, (name, height, width)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert len(page) < 3_000_000
+    rows = table_rows(page, "class")
+    assert len(rows) == report_page.CLASS_ROWS + 1 and rows[-1][0] == "macro average"
+    per_class = pd.read_csv(out / report_page.CLASS_FILE, keep_default_na=False)
+    assert list(per_class["class"]) == list(range(k))
+    assert per_class["images"].sum() == 10_000
+
+
+def test_the_most_frequent_confusions_and_the_binned_confusion_matrix():
+    rng = np.random.default_rng(0)
+    k = 50
+    y = rng.integers(0, k, 2000)
+    predicted = np.where(rng.random(2000) < 0.5, y, rng.integers(0, k, 2000))
+    pairs, images = report_numbers.confusions(y, predicted, 5)
+    counted = Counter((t, p) for t, p in zip(y.tolist(), predicted.tolist(), strict=True) if t != p)
+    want = sorted(counted.items(), key=lambda item: (-item[1], item[0]))[:5]
+    got = zip(map(tuple, pairs.tolist()), images.tolist(), strict=True)
+    assert list(got) == want
+    dense = report_numbers.confusion_matrix(y, predicted, k)
+    binned = report_numbers.confusion_matrix(y, predicted, k, per_cell=4)  # 13 cells: 52 wide
+    padded = np.zeros((52, 52), dtype=np.int64)
+    padded[:k, :k] = dense
+    np.testing.assert_array_equal(binned, padded.reshape(13, 4, 13, 4).sum(axis=(1, 3)))
+    labels = y.astype(np.uint8)  # 49 * 50 wraps round in uint8
+    np.testing.assert_array_equal(report_numbers.confusion_matrix(labels, predicted, k), dense)
+    assert report_numbers.confusions(y, y)[0].shape == (0, 2)
+
+
+def test_the_weakest_classes_come_first_those_without_images_last():
+    scores = report_numbers.ClassScores(
+        precision=np.zeros(5), recall=np.zeros(5),
+        f1=np.array([0.9, np.nan, 0.2, 0.2, 0.5]), support=np.array([10, 0, 3, 7, 1]),
+    )  # fmt: skip
+    assert report_numbers.weakest_classes(scores, 4).tolist() == [3, 2, 4, 0]
+    assert report_numbers.weakest_classes(scores, 10).tolist() == [3, 2, 4, 0, 1]
