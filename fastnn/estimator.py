@@ -356,6 +356,7 @@ class MLPClassifier(ScikitLearnProtocol):
             if best is not None:  # early stopping: end with the best weights seen
                 for param, kept in zip(params.arrays(), best.arrays(), strict=True):
                     param[...] = kept
+            self._freeze_weights()
         if outcome.diverged:
             message = (
                 f"MLPClassifier: {outcome.diverged} The learning rate is the parameter "
@@ -380,6 +381,12 @@ class MLPClassifier(ScikitLearnProtocol):
         values = (result.train_accuracy, result.learning_rate, result.seconds)
         for name, value in zip(EPOCH_RECORDS, values, strict=True):
             records[name].append(float(value))
+
+    def _freeze_weights(self) -> None:
+        """Fitted weights are read-only: a change is a new array (or a copy made writable), so
+        that the backends may prepare a fitted model once for all its predictions."""
+        for a in self.coefs_ + self.intercepts_:
+            a.flags.writeable = False
 
     def _make_weights_writable(self) -> None:
         """Training updates the weights in place: a model whose weights are read-only (e.g.

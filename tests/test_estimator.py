@@ -399,8 +399,8 @@ def test_read_only_weights_predict_and_train_from_copies(backend, tmp_path):
     fitted.coefs_, fitted.intercepts_ = mapped[:2], mapped[2:]
     assert not fitted.coefs_[0].flags.writeable
     np.testing.assert_array_equal(fitted.predict_proba(X), expected)
-    fitted.partial_fit(X, y)  # continues from writable copies; the files are untouched
-    assert fitted.coefs_[0].flags.writeable
+    fitted.partial_fit(X, y)  # continues from copies of its own; the files are untouched
+    assert fitted.coefs_[0].base is None and not fitted.coefs_[0].flags.writeable
     np.testing.assert_array_equal(np.load(tmp_path / "0.npy"), mapped[0])
 
     engine = get_backend(backend)
@@ -409,6 +409,30 @@ def test_read_only_weights_predict_and_train_from_copies(backend, tmp_path):
         array.flags.writeable = False
     with pytest.raises(ValueError, match="W1, b1, W2, b2 are read-only.*writable copy"):
         engine.train_epoch(frozen, X, np.asarray(y), np.arange(len(X)), 32, 0.1)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_fitted_weights_are_read_only_and_new_ones_are_used_at_once(backend):
+    """A backend may prepare a fitted model's weights once for its predictions: a change must
+    come as new arrays, which the next prediction uses."""
+    fitted = small(backend=backend).fit(X, y)
+    with pytest.raises(ValueError, match="read-only"):
+        fitted.coefs_[0][0, 0] = 1.0
+    before = fitted.predict_proba(X)
+    other = small(backend=backend, random_state=9).fit(X, y)
+    for _ in range(2):  # each model its own weights, whatever was predicted before
+        np.testing.assert_array_equal(fitted.predict_proba(X), before)
+        assert not np.array_equal(other.predict_proba(X), before)
+    fitted.coefs_ = [W * 0 for W in fitted.coefs_]  # new, writable arrays
+    uniform = fitted.predict_proba(X)
+    np.testing.assert_allclose(uniform, softmax_of(fitted.intercepts_[-1], len(X)), rtol=1e-6)
+    fitted.coefs_[-1][...] = other.coefs_[-1]  # writable weights are read afresh each time
+    assert not np.array_equal(fitted.predict_proba(X), uniform)
+
+
+def softmax_of(bias: np.ndarray, n: int) -> np.ndarray:
+    e = np.exp(bias - bias.max())
+    return np.tile(e / e.sum(), (n, 1))
 
 
 # --- models loaded from files ------------------------------------------------------------------

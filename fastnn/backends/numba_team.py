@@ -85,6 +85,8 @@ def run_team(entry: Callable, args: tuple, size: int) -> object:
     result. A member that fails makes the others stop at their next barrier; its exception is
     raised here once every member has returned."""
     sync = np.zeros(SYNC_SLOTS, np.int64)
+    if size == 1:  # no thread to start, nor to keep from compiling
+        return entry(Team(0, 1, sync), *args)
     teams = [Team(member, size, sync) for member in range(size)]
     # Compiled (or loaded from the cache) here first, so that only this thread compiles.
     entry.compile(tuple(entry.typeof_pyval(a) for a in (teams[0], *args)))

@@ -232,7 +232,7 @@ def descend(team, layout, net, data, rule, state, work):
 
 class Activations(NamedTuple):
     """What `forward` gives, for n rows: every layer's Z and every hidden layer's A, each flat
-    as `layout.units` reads them, and P (n, n_out)."""
+    as `layout.units` reads them (or both empty, when only P is wanted), and P (n, n_out)."""
 
     Z: np.ndarray
     A: np.ndarray
@@ -252,19 +252,25 @@ def forward_outputs(layout: Layout, n: int, dtype: np.dtype) -> Activations:
 def forward(team, layout, net, X, rows, dense_input, out):
     """Every row of X through the network into `out`, a chunk of CHUNK rows a job, the first
     layer dense or not (see backward.Chunk). rows: 0..n-1, read-only, as descend's chunks take
-    theirs from data.order, so that the passes both use compile once."""
+    theirs from data.order, so that the passes both use compile once. Where `out` has no room
+    for the activations, each member keeps a chunk's in buffers of its own."""
     team, layout, net, X, rows, out = borrowed((team, layout, net, X, rows, out))
     n = X.shape[0]
+    n_layers = layout.sizes.shape[0] - 1
+    dtype = net.theta.dtype
     chunk = max(min(CHUNK, n), 1)
     idx, bounds = feature_lists(layout, chunk)  # this member's own
-    inputs = np.empty((chunk if dense_input else 0, X.shape[1]), net.theta.dtype)  # and these
-    table = input_table(X, net.theta, net.theta.dtype.type(1))
+    inputs = np.empty((chunk if dense_input else 0, X.shape[1]), dtype)  # and these
+    keep = out.Z.shape[0] > 0
+    held = n if keep else chunk
+    Z = out.Z if keep else np.empty(chunk * layout.units_at[n_layers], dtype)
+    A = out.A if keep else np.empty(chunk * layout.units_at[n_layers - 1], dtype)
+    table = input_table(X, net.theta, dtype.type(1))
     for job in my_jobs(team, (n + chunk - 1) // chunk):
         start = job * chunk
         m = min(chunk, n - start)
-        part = Chunk(
-            rows[start : start + m], idx, bounds, out.Z, out.A, n, start, dense_input, inputs
-        )
+        at = start if keep else 0
+        part = Chunk(rows[start : start + m], idx, bounds, Z, A, held, at, dense_input, inputs)
         forward_pass(layout, net, X, table, part, out.P[start : start + m])
 
 
