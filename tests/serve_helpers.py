@@ -1,12 +1,15 @@
-"""Helpers for the fastnn.serve tests: a server running in a thread, and a small MNIST model."""
+"""Helpers for the fastnn.serve tests: a server running in a thread, a small MNIST model, and
+image files that declare more pixels than they hold."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,3 +59,18 @@ def train_mnist_model(data_dir: Path, model_file: Path) -> tuple[MLPClassifier, 
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return fastnn.load(model_file), load_dataset("mnist", data_dir=data_dir, download=False)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header declares `width` x `height` grey pixels (the
+    pixels themselves are missing): an upload that is cheap to send and dear to decode."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    pixels = zlib.compress(b"\0" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
