@@ -35,6 +35,10 @@ def pixels_from_json(body: bytes) -> np.ndarray:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(bad, f"the body is not valid JSON ({exc})") from None
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits)
+        raise RequestError(bad, "the body's JSON has a number with too many digits") from None
+    except RecursionError:
+        raise RequestError(bad, "the body's JSON is nested too deeply") from None
     if isinstance(data, dict):
         if "pixels" not in data:
             raise RequestError(bad, 'a JSON object needs a "pixels" list of 784 values')
@@ -45,21 +49,32 @@ def pixels_from_json(body: bytes) -> np.ndarray:
         raise RequestError(
             bad, f"expected {N_PIXELS} pixel values (28x28, row by row), got {len(data)}"
         )
-    # bool is an int to Python, but `true` is no pixel value.
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
-        raise RequestError(bad, "every pixel value must be a number")
-    values = np.array(data, dtype=np.float64)
-    # Whole numbers only: values in [0, 1] (a scaled image) would otherwise pass as near-black.
-    wrong = ~np.isfinite(values) | (values < 0) | (values > 255) | (values != np.round(values))
-    if wrong.any():
-        i = int(np.argmax(wrong))
-        raise RequestError(
-            bad, f"pixel values must be whole numbers from 0 to 255; value {i} is {data[i]!r}"
-        )
-    row = values.astype(np.uint8)
+    for i, value in enumerate(data):
+        # bool is an int to Python, but `true` is no pixel value.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RequestError(
+                bad, f"every pixel value must be a number; value {i} is {_shown(value)}"
+            )
+        # Compared as they are: a 400-digit integer has no float, and NaN fails every test.
+        # Whole numbers only: values in [0, 1] (a scaled image) would otherwise pass as
+        # near-black.
+        if not (0 <= value <= 255 and value == int(value)):
+            raise RequestError(
+                bad,
+                f"pixel values must be whole numbers from 0 to 255; value {i} is {_shown(value)}",
+            )
+    row = np.array(data, dtype=np.uint8)
     if not row.any():
         raise RequestError(bad, "no digit found: the image is blank (every pixel is 0)")
     return row
+
+
+def _shown(value: Any) -> str:
+    """A JSON value for a message: at most 40 characters of it, or what it is."""
+    if isinstance(value, (list, dict)):  # possibly nested hundreds deep: not written out
+        return "a list" if isinstance(value, list) else "an object"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text):,} characters)"
 
 
 def looks_like_json(body: bytes, content_type: str) -> bool:

@@ -1,9 +1,12 @@
-"""Helpers for the fastnn.serve tests: a server running in a thread, a small MNIST model, and
-image files that declare more pixels than they hold."""
+"""Helpers for the fastnn.serve tests: a server running in a thread and requests to it, a small
+MNIST model, and image files that declare more pixels than they hold."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import io
+import json
 import os
 import struct
 import subprocess
@@ -13,11 +16,44 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 import fastnn
 from fastnn import MLPClassifier
 from fastnn.data import Dataset, load_dataset
 from fastnn.serve import create_server
 from fastnn.serve_http import DigitServer
+
+TIMEOUT = 10  # seconds for any one request
+
+
+def request(
+    server, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of one request on a fresh connection."""
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def predict(server, body: bytes, content_type: str = "image/png") -> tuple[int, dict]:
+    status, headers, content = request(
+        server, "POST", "/predict", body, {"Content-Type": content_type}
+    )
+    assert headers["Content-Type"] == "application/json"
+    return status, json.loads(content)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
 
 
 @contextlib.contextmanager

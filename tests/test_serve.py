@@ -5,7 +5,6 @@ still answers), and the command line (a bad model, a port in use, Ctrl-C)."""
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import re
 import select
@@ -21,43 +20,13 @@ import numpy as np
 import pytest
 from drawn_digits import paper_image, plumbing_model, ring
 from PIL import Image
-from serve_helpers import serving
+from serve_helpers import TIMEOUT, png_bytes, predict, request, serving
 
 from fastnn import MLPClassifier
 from fastnn.images import load_digit
 from fastnn.predict import main as predict_main
 from fastnn.serve import main
 from fastnn.serve_http import MAX_BODY, Handler
-
-TIMEOUT = 10  # seconds for any one request
-
-
-def request(
-    server, method: str, path: str, body: bytes | None = None, headers: dict | None = None
-) -> tuple[int, dict, bytes]:
-    """(status, headers, body) of one request on a fresh connection."""
-    host, port = server.server_address[:2]
-    connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
-
-def predict(server, body: bytes, content_type: str = "image/png") -> tuple[int, dict]:
-    status, headers, content = request(
-        server, "POST", "/predict", body, {"Content-Type": content_type}
-    )
-    assert headers["Content-Type"] == "application/json"
-    return status, json.loads(content)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(image).save(out, format="PNG")
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
