@@ -28,6 +28,11 @@ MAX_BODY = 2 * 1024 * 1024
 READ_TIMEOUT = 30.0  # seconds a client may take to send its request: no thread waits forever
 LINGER_SECONDS = 2.0  # after refusing a body unread, how long to take in what still arrives
 CLOSE_WAIT_SECONDS = 3.0  # how long closing the server waits for its connections' threads
+WRITE_BUFFER = 64 * 1024  # a reply up to this size (any page file, an answer) is one write
+# Connections the kernel holds for the server to accept. A burst of clients (a class opening
+# the page at once) overflows a short queue (the standard library's is 5), and the kernel resets
+# the connections that do not fit, or drops them for the client to retry a second later.
+LISTEN_BACKLOG = 1024
 
 # The page's files, served from a fixed list: no path from a request ever reaches the disk.
 STATIC_FILES = {
@@ -57,6 +62,12 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "fastnn.serve"
     protocol_version = "HTTP/1.1"  # keep-alive: the page posts many times a second
     timeout = READ_TIMEOUT
+    # A reply leaves in one write (buffered until the request is answered), sent at once
+    # (TCP_NODELAY). Headers and body written apart leave as two packets, and Nagle's algorithm
+    # holds the second until the first is acknowledged, which clients delay by up to 40 ms:
+    # every answer on a kept-alive connection would wait that long.
+    wbufsize = WRITE_BUFFER
+    disable_nagle_algorithm = True
     _body_read = False
     _body_left = False  # a refused body is still arriving: linger before closing
 
@@ -69,6 +80,11 @@ class Handler(BaseHTTPRequestHandler):
             super().handle_one_request()
         except ConnectionError:  # reset or broken pipe: the client went away (a closed tab)
             self.close_connection = True  # nobody to answer: no error report either
+
+    def handle_expect_100(self) -> bool:
+        answer = super().handle_expect_100()
+        self.wfile.flush()  # "100 Continue" now: the client waits for it to send its body
+        return answer
 
     def finish(self) -> None:
         super().finish()
@@ -219,6 +235,8 @@ class DigitServer(ThreadingHTTPServer):
     Closing it ends the open connections too and waits (at most CLOSE_WAIT_SECONDS) for their
     threads, so that none is stopped halfway through what it writes when the process exits
     (one cut its error report short under "fastnn.serve: stopped")."""
+
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], predictor: Predictor) -> None:
         if ":" in address[0]:  # an IPv6 address such as ::1

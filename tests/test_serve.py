@@ -235,6 +235,24 @@ def test_a_client_that_resets_its_connection_gets_no_error_report(toy, capfd):
     assert "Traceback" not in capfd.readouterr().err
 
 
+def test_a_client_waiting_for_100_continue_gets_it_at_once(toy):
+    """curl asks for "100 Continue" before it sends a large body. Replies are buffered until the
+    request is answered (one write each); that interim one must leave at once."""
+    _, folder, server = toy
+    png = (folder / "ring.png").read_bytes()
+    with socket.create_connection(server.server_address[:2], timeout=TIMEOUT) as client:
+        client.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\n"
+            + f"Content-Length: {len(png)}\r\n\r\n".encode()
+        )
+        client.settimeout(5)  # a guard: it comes in milliseconds, or never
+        assert client.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.sendall(png)
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        assert response.status == 200 and "class" in json.loads(response.read())
+
+
 def test_one_connection_carries_many_predictions(toy):
     """The page keeps its connection open (HTTP/1.1) while it posts stroke after stroke."""
     _, folder, server = toy

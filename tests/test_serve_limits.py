@@ -1,11 +1,20 @@
-"""python -m fastnn.serve against what a careless client or an attacker sends: bodies that are
-JSON but not pixels (each a 400 with a JSON reason, and the server goes on)."""
+"""python -m fastnn.serve under load and against what a careless client or an attacker sends: a
+burst of clients on kept-alive connections, how long a kept-alive answer takes, and bodies that
+are JSON but not pixels (each a 400 with a JSON reason, and the server goes on)."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import statistics
+import threading
+import time
+
 import pytest
 from drawn_digits import paper_image, plumbing_model, ring
-from serve_helpers import png_bytes, predict, serving
+from serve_helpers import TIMEOUT, png_bytes, predict, serving
+
+from fastnn.images import digit_from_bytes
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +27,71 @@ def server():
 def drawing() -> bytes:
     """A PNG of a drawn 0, as the page posts it."""
     return png_bytes(paper_image(ring()))
+
+
+def post(connection: http.client.HTTPConnection, body: bytes) -> tuple[int, dict]:
+    """Status and JSON answer of a POST /predict on `connection`, kept open."""
+    connection.request("POST", "/predict", body=body)
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+# A burst: this many clients open their connections at the same moment, then post this many
+# requests each on them (a few seconds in all on two cores).
+BURST_CLIENTS, BURST_REQUESTS = 50, 8
+
+
+def test_a_burst_of_clients_on_kept_alive_connections_is_served_without_errors(server, drawing):
+    """With the standard library's listen queue of 5, such a burst had connections reset (4 to
+    97 of 50 clients x 20 requests) or waiting a second for the kernel's retry. The drawings
+    and JSON pixels, in turn, also check that answers stay right when many are decoded at once."""
+    row = digit_from_bytes(drawing)
+    pixels = json.dumps(row.tolist()).encode()
+    start = threading.Barrier(BURST_CLIENTS)
+    errors, answers = [], []
+
+    def client(number: int) -> None:
+        connection = http.client.HTTPConnection(*server.server_address[:2], timeout=TIMEOUT)
+        try:
+            start.wait(TIMEOUT)
+            for i in range(BURST_REQUESTS):  # the first request opens the connection
+                answers.append(post(connection, drawing if (number + i) % 2 else pixels))
+        except Exception as exc:  # a reset, a timeout: what the test counts
+            errors.append(f"client {number}: {exc!r}")
+        finally:
+            connection.close()
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(BURST_CLIENTS)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(60)  # a guard against a hang, far above the few seconds it takes
+    assert not any(thread.is_alive() for thread in clients)
+    assert not errors, f"{len(errors)} connection errors: {errors[:3]}"
+    assert len(answers) == BURST_CLIENTS * BURST_REQUESTS
+    assert all(status == 200 and answer["image"] == row.tolist() for status, answer in answers)
+
+
+def test_kept_alive_answers_take_under_5_ms_median(server):
+    """The page posts several times a second on one connection. Headers and body written apart
+    made each answer wait for the client's delayed acknowledgement, 40 ms; 5 ms is the bound the
+    issue set for this machine. The median of 200 answers after 20 to warm up, of JSON pixels:
+    the time measured is the connection's, not decoding's (the page's 280 x 280 PNG takes 3 to
+    15 ms to decode here, on any connection)."""
+    pixels = pixels_json("0")
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=TIMEOUT)
+    try:
+        for _ in range(20):
+            assert post(connection, pixels)[0] == 200
+        times = []
+        for _ in range(200):
+            started = time.perf_counter()
+            post(connection, pixels)
+            times.append(time.perf_counter() - started)
+    finally:
+        connection.close()
+    median = statistics.median(times)
+    assert median < 0.005, f"median {median * 1e3:.1f} ms over {len(times)} answers"
 
 
 def pixels_json(first: str) -> bytes:
