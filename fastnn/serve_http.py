@@ -33,6 +33,7 @@ WRITE_BUFFER = 64 * 1024  # a reply up to this size (any page file, an answer) i
 # the page at once) overflows a short queue (the standard library's is 5), and the kernel resets
 # the connections that do not fit, or drops them for the client to retry a second later.
 LISTEN_BACKLOG = 1024
+RETRY_AFTER_SECONDS = 5  # what a 503 (the server busy decoding images) tells the client to wait
 
 # The page's files, served from a fixed list: no path from a request ever reaches the disk.
 STATIC_FILES = {
@@ -189,6 +190,8 @@ class Handler(BaseHTTPRequestHandler):
         if exc.status == HTTPStatus.METHOD_NOT_ALLOWED:
             path = self.path.split("?", 1)[0]
             headers["Allow"] = "POST" if path == "/predict" else "GET, HEAD"
+        if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         self._send_json(exc.status, {"error": str(exc)}, headers)
 
     def _send_json(

@@ -130,13 +130,6 @@ def test_wrong_paths_and_methods_get_json_errors(toy, method, path, status, allo
     assert predict(server, (folder / "ring.png").read_bytes())[0] == 200
 
 
-def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(toy):
-    _, folder, server = toy
-    status, answer = predict(server, png_bytes(np.zeros((5000, 4000), dtype=bool)))
-    assert status == 400 and "5000 pixels (20 megapixels)" in answer["error"], answer
-    assert predict(server, (folder / "ring.png").read_bytes())[0] == 200
-
-
 def test_an_unread_body_closes_the_connection(toy):
     """A body the server does not read would otherwise be taken for the next request."""
     _, _, server = toy

@@ -1,6 +1,6 @@
 """python -m fastnn.serve under load and against what a careless client or an attacker sends: a
-burst of clients on kept-alive connections, how long a kept-alive answer takes, and bodies that
-are JSON but not pixels (each a 400 with a JSON reason, and the server goes on)."""
+burst of clients on kept-alive connections, how long a kept-alive answer takes, images that are
+large or declare too many pixels, and bodies that are JSON but not pixels."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import statistics
 import threading
 import time
 
+import numpy as np
 import pytest
 from drawn_digits import paper_image, plumbing_model, ring
-from serve_helpers import TIMEOUT, png_bytes, predict, serving
+from serve_helpers import TIMEOUT, png_bytes, png_declaring, predict, request, serving
 
+from fastnn import serve_answers
 from fastnn.images import digit_from_bytes
 
 
@@ -92,6 +94,87 @@ def test_kept_alive_answers_take_under_5_ms_median(server):
         connection.close()
     median = statistics.median(times)
     assert median < 0.005, f"median {median * 1e3:.1f} ms over {len(times)} answers"
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "reason"),
+    [
+        (5000, 4000, "5000 x 4000 pixels (20 megapixels); fastnn reads images of up to 16.8"),
+        (4097, 4096, "4097 x 4096 pixels"),
+        (20_000, 10_000, "more pixels than Pillow opens; fastnn reads images of up to 16.8"),
+    ],
+)
+def test_an_image_declaring_too_many_pixels_is_a_413_before_decoding(
+    server, drawing, width, height, reason
+):
+    status, answer = predict(server, png_declaring(width, height))
+    assert status == 413 and list(answer) == ["error"] and reason in answer["error"], answer
+    assert predict(server, drawing)[0] == 200
+
+
+def test_an_image_at_the_pixel_bound_is_decoded(server):
+    # 4096 x 4096 pixels declared, none there: past the bound, refused only by the decoder.
+    status, answer = predict(server, png_declaring(4096, 4096))
+    assert status == 400 and "cannot read as an image" in answer["error"], answer
+
+
+@pytest.fixture(scope="module")
+def large_image() -> bytes:
+    """A PNG of a drawn 0 over serve_answers.LARGE_IMAGE_PIXELS (1.2 megapixels)."""
+    ink = np.zeros((1000, 1200))
+    ink[:, 100:1100] = ring(1000)
+    return png_bytes((255 - 255 * ink).astype(np.uint8))
+
+
+class HeldDecodes:
+    """Makes the server's decoding of `body` wait, once begun, until `released` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, body: bytes) -> None:
+        self.begun = threading.Semaphore(0)  # released once by each decoding that began
+        self.released = threading.Event()
+        decode = serve_answers.digit_from_bytes
+
+        def held(data: bytes, *args) -> np.ndarray:
+            if data == body:
+                self.begun.release()
+                self.released.wait(TIMEOUT)
+            return decode(data, *args)
+
+        monkeypatch.setattr(serve_answers, "digit_from_bytes", held)
+
+
+@pytest.mark.parametrize("held", ["large", "small"])
+def test_images_are_decoded_in_turns_apart_from_the_forward_pass(
+    server, drawing, large_image, monkeypatch, held
+):
+    """Decoding held the lock every prediction takes: one upload declaring 16 megapixels (18 kB
+    of PNG, a second of decoding) stalled every drawer, four of them by 1.4 s, and the memory
+    they took was not bounded by count. Now large images are decoded one at a time, smaller
+    ones SMALL_DECODES at a time, both outside that lock: with every turn of one kind taken,
+    another of that kind is refused after DECODE_WAIT (503, Retry-After) while the other kind
+    is answered."""
+    monkeypatch.setattr(serve_answers, "DECODE_WAIT", 0.3)
+    body, other = (large_image, drawing) if held == "large" else (drawing, large_image)
+    turns = 1 if held == "large" else serve_answers.SMALL_DECODES
+    decodes = HeldDecodes(monkeypatch, body)
+    answers = []
+    holders = [
+        threading.Thread(target=lambda: answers.append(predict(server, body))) for _ in range(turns)
+    ]
+    for thread in holders:
+        thread.start()
+    try:
+        for _ in range(turns):
+            assert decodes.begun.acquire(timeout=TIMEOUT), "a held decoding did not begin"
+        status, headers, content = request(server, "POST", "/predict", body)
+        assert status == 503 and headers["Retry-After"] == "5", (status, content)
+        assert "busy decoding other images" in json.loads(content)["error"]
+        assert predict(server, other)[0] == 200
+    finally:
+        decodes.released.set()
+        for thread in holders:
+            thread.join(TIMEOUT)
+    assert [status for status, _ in answers] == [200] * turns
 
 
 def pixels_json(first: str) -> bytes:
