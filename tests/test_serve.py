@@ -22,11 +22,11 @@ from drawn_digits import paper_image, plumbing_model, ring
 from PIL import Image
 from serve_helpers import TIMEOUT, png_bytes, predict, request, serving
 
-from fastnn import MLPClassifier
+from fastnn import MLPClassifier, serve
 from fastnn.images import load_digit
 from fastnn.predict import main as predict_main
-from fastnn.serve import main
-from fastnn.serve_http import MAX_BODY, Handler
+from fastnn.serve import create_server, main
+from fastnn.serve_http import MAX_BODY, DigitServer, Handler
 
 
 @pytest.fixture(scope="module")
@@ -309,6 +309,24 @@ def test_a_port_in_use_is_exit_2(toy, capsys):
     with pytest.raises(SystemExit) as caught:
         main([str(folder / "model.npz"), "--port", "70000"])
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize("host", ["", "0.0.0.0", "::"])
+def test_listening_on_every_interface_is_said_so(toy, monkeypatch, capsys, host):
+    """--host "" listens on every interface, as 0.0.0.0 does; the note said "listening on : ..."."""
+    _, folder, _ = toy
+    asked = []
+
+    def on_loopback(model, host, port):  # tests listen on 127.0.0.1 only
+        asked.append(host)
+        return create_server(model, "127.0.0.1", port)
+
+    monkeypatch.setattr(serve, "create_server", on_loopback)
+    monkeypatch.setattr(DigitServer, "serve_forever", lambda self: None)
+    assert main([str(folder / "model.npz"), "--host", host, "--port", "0"]) == 0
+    given = host or "''"
+    note = f"note: listening on every interface (--host {given}): other machines can reach it"
+    assert asked == [host] and note in capsys.readouterr().err
 
 
 def test_the_command_serves_until_ctrl_c(toy):
