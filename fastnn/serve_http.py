@@ -25,7 +25,9 @@ from fastnn.serve_answers import Predictor, RequestError
 # A canvas drawing is a few kB and a phone photo a few MB; more than this is refused from the
 # Content-Length header, before a byte of the body is read.
 MAX_BODY = 2 * 1024 * 1024
-READ_TIMEOUT = 30.0  # seconds a client may take to send its request: no thread waits forever
+# Seconds a client may take to send a body, and to send each piece of the rest of a request: no
+# thread waits forever.
+READ_TIMEOUT = 30.0
 LINGER_SECONDS = 2.0  # after refusing a body unread, how long to take in what still arrives
 CLOSE_WAIT_SECONDS = 3.0  # how long closing the server waits for its connections' threads
 WRITE_BUFFER = 64 * 1024  # a reply up to this size (any page file, an answer) is one write
@@ -167,8 +169,8 @@ class Handler(BaseHTTPRequestHandler):
                 f"the body is {length:,} bytes; at most {MAX_BODY:,} are accepted",
             )
         try:
-            body = self.rfile.read(length)
-        except TimeoutError:  # the socket's timeout: the client stopped sending
+            body = self._read_within(length, self.timeout)
+        except TimeoutError:  # the client stopped sending, or sends too slowly
             self.close_connection = True
             raise RequestError(
                 HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {self.timeout:g} s"
@@ -180,6 +182,25 @@ class Handler(BaseHTTPRequestHandler):
         if not body:
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body is empty: send an image")
         return body
+
+    def _read_within(self, length: int, seconds: float) -> bytes:
+        """`length` bytes of the body (fewer if the client closes), all within `seconds`: the
+        socket's timeout bounds each read only, and a client sending a byte now and then would
+        hold this thread for as long as it liked. TimeoutError when the time is up."""
+        deadline = time.monotonic() + seconds
+        pieces, left = [], length
+        while left > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.connection.settimeout(remaining)
+            piece = self.rfile.read1(left)
+            if not piece:
+                break
+            pieces.append(piece)
+            left -= len(piece)
+        self.connection.settimeout(self.timeout)  # each read of the next request: its own timeout
+        return b"".join(pieces)
 
     def _send_error(self, exc: RequestError) -> None:
         announced = self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length")

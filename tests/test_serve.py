@@ -178,6 +178,25 @@ def test_a_client_that_stops_sending_is_timed_out(toy, monkeypatch):
     assert predict(server, (folder / "ring.png").read_bytes())[0] == 200
 
 
+def test_a_client_that_trickles_its_body_is_timed_out(toy, monkeypatch):
+    """Slow-body (slowloris): each piece arrives within the socket's timeout, so only a time for
+    the whole body bounds how long the client holds the connection's thread."""
+    _, folder, server = toy
+    monkeypatch.setattr(Handler, "timeout", 0.5)  # READ_TIMEOUT, 30 s, shortened for the test
+    with socket.create_connection(server.server_address[:2], timeout=TIMEOUT) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n[")
+        started = time.monotonic()
+        # Two bytes each 0.1 s (the whole body would take 50 s), for at most 5 s.
+        while not select.select([client], [], [], 0.1)[0] and time.monotonic() - started < 5:
+            client.sendall(b"0,")
+        elapsed = time.monotonic() - started
+        reply = client.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+    assert b"did not arrive within 0.5 s" in reply
+    assert elapsed < 3  # a guard: answered after about 0.5 s
+    assert predict(server, (folder / "ring.png").read_bytes())[0] == 200
+
+
 def test_a_body_without_its_length_is_refused(toy):
     _, folder, server = toy
     connection = http.client.HTTPConnection(*server.server_address[:2], timeout=TIMEOUT)
