@@ -19,14 +19,14 @@ from fastnn.images import SIDE, ImageError, ImageTooLarge, declared_size, digit_
 N_PIXELS = SIDE * SIDE
 # An image may declare at most this many pixels (checked from its header, before decoding; a
 # 413 over it): 4096 x 4096, which a phone's 12-megapixel photo (4032 x 3024) fits, and more
-# than a body of 2 MB (MAX_BODY) holds in a photo. Decoding takes 18 (grey) to 28 (colour PNG)
-# bytes a pixel: an image at the bound, up to 470 MB and a second of one core.
+# than a body of 2 MB (MAX_BODY) holds in a photo. Decoding takes 19 (grey) to 32 (colour PNG)
+# bytes a pixel, Pillow's own included: an image at the bound, up to about 540 MB and a second.
 MAX_IMAGE_PIXELS = 4096 * 4096
 # Images over this many pixels are decoded one at a time, apart from the smaller ones: the
 # page's drawings (280 x 280, milliseconds each) never wait behind a photo, and a few uploaders
 # of large images take the memory of one decode, not of one each.
 LARGE_IMAGE_PIXELS = 1024 * 1024
-SMALL_DECODES = 4  # smaller images decoded at once (2 cores; each at most 30 MB)
+SMALL_DECODES = 4  # smaller images decoded at once (2 cores; each up to about 34 MB)
 DECODE_WAIT = 10.0  # seconds an image waits for its turn to be decoded before a 503
 
 
