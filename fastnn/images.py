@@ -30,7 +30,9 @@ import numpy as np
 
 __all__ = [
     "ImageError",
+    "ImageTooLarge",
     "decode_grey",
+    "declared_size",
     "digit_from_bytes",
     "load_digit",
     "read_grey",
@@ -54,6 +56,10 @@ class ImageError(ValueError):
     """A file is not a usable digit image (unreadable, not an image, or blank)."""
 
 
+class ImageTooLarge(ImageError):
+    """An image declaring more pixels than allowed: refused from its header, before decoding."""
+
+
 def read_grey(path: str | os.PathLike) -> np.ndarray:
     """Read a PNG/JPEG (or anything Pillow reads) as a float64 (h, w) grey image in [0, 1].
 
@@ -70,9 +76,49 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
 def decode_grey(data: bytes, name: str = "the image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """``read_grey`` for an image file's bytes (e.g. an upload); `name` labels its errors.
 
-    An image declaring more than `max_pixels` is refused before decoding.
+    An image declaring more than `max_pixels` is refused before decoding (ImageTooLarge).
     """
     return _decode_grey(data, name, max_pixels)
+
+
+def declared_size(
+    data: bytes, name: str = "the image", max_pixels: int = MAX_PIXELS
+) -> tuple[int, int]:
+    """(width, height) that an image file's bytes declare, read from its header alone.
+
+    Raises ImageTooLarge over `max_pixels` pixels, ImageError if the bytes are not an image.
+    """
+    return _declared_size(_Bytes(data), name, max_pixels)
+
+
+def _declared_size(source: Path | io.BytesIO, name: str, max_pixels: int) -> tuple[int, int]:
+    from PIL import Image  # matplotlib's image reader
+
+    try:
+        # Pillow parses only the header here.
+        with Image.open(source) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # Pillow's own bound, far above any of fastnn's
+        raise ImageTooLarge(
+            f"{name}: the image declares more pixels than Pillow opens; {_within(max_pixels)}"
+        ) from None
+    except Exception as err:
+        raise _unreadable(name, err) from err
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{name}: the image is {width} x {height} pixels ({width * height / 1e6:.0f} "
+            f"megapixels); {_within(max_pixels)}"
+        )
+    return width, height
+
+
+def _within(max_pixels: int) -> str:
+    return f"fastnn reads images of up to {max_pixels / 1e6:.3g} megapixels. Scale it down first."
+
+
+def _unreadable(name: str, err: Exception) -> ImageError:
+    # Pillow raises many types (OSError, SyntaxError, ValueError, ...) for what it cannot read.
+    return ImageError(f"{name}: cannot read as an image ({type(err).__name__}: {err})")
 
 
 def _decode_grey(source: Path | bytes, name: str, max_pixels: int) -> np.ndarray:
@@ -84,32 +130,20 @@ def _decode_grey(source: Path | bytes, name: str, max_pixels: int) -> np.ndarray
         # A fresh stream each time: Pillow leaves a stream's position after the header.
         return _Bytes(source) if isinstance(source, bytes) else source
 
+    _declared_size(opened(), name, max_pixels)
     try:
-        # Pillow (matplotlib's image reader) parses only the header here.
-        from PIL import Image
-
-        with Image.open(opened()) as image:
-            width, height = image.size
-        if width * height > max_pixels:
-            raise ImageError(
-                f"{name}: the image is {width} x {height} pixels ({width * height / 1e6:.0f} "
-                f"megapixels); fastnn reads images of up to {max_pixels / 1e6:.0f} megapixels. "
-                "Scale it down first."
-            )
         # A non-"png" format makes matplotlib let Pillow sniff the real format from
         # the file's bytes; with the default it would trust a ".png" suffix and fail
         # on, say, a JPEG saved under that name.  PNGs still come back as floats.
         data = mpimg.imread(opened(), format="auto")
-    except ImageError:
-        raise
-    except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ...)
-        raise ImageError(f"{name}: cannot read as an image ({type(err).__name__}: {err})") from err
+    except Exception as err:
+        raise _unreadable(name, err) from err
 
     arr = np.asarray(data)
     # Integer data (JPEG, 16-bit PNG, ...) -> [0, 1]; PNGs already come as floats.
     full = float(np.iinfo(arr.dtype).max) if np.issubdtype(arr.dtype, np.integer) else 1.0
     if arr.ndim == 2:
-        grey = arr / full
+        grey = np.divide(arr, full, dtype=np.float64)
     elif arr.ndim == 3 and arr.shape[2] in (3, 4):
         # Channel by channel: a (h, w, 3) float64 copy of a photo would be huge.
         grey = arr[..., 0] * (_LUMA[0] / full)
@@ -121,7 +155,8 @@ def _decode_grey(source: Path | bytes, name: str, max_pixels: int) -> np.ndarray
         raise ImageError(f"{name}: unsupported image layout {arr.shape}")
     if grey.size == 0:
         raise ImageError(f"{name}: image has no pixels")
-    return np.clip(grey.astype(np.float64, copy=False), 0.0, 1.0)
+    # In place (`grey` is a new array either way): a photo's copy would be 8 bytes a pixel more.
+    return np.clip(grey, 0.0, 1.0, out=grey)
 
 
 class _Bytes(io.BytesIO):
@@ -250,7 +285,7 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
         raise ImageError(f"expected a non-empty 2-D grey image, got shape {img.shape}")
     if np.issubdtype(img.dtype, np.integer):
         img = img / np.iinfo(img.dtype).max
-    img = img.astype(np.float64)
+    img = img.astype(np.float64, copy=False)  # never written to: the caller's array is safe
     if not np.all(np.isfinite(img)):
         raise ImageError("grey image contains NaN or infinite values")
 

@@ -106,9 +106,17 @@ def run(args: argparse.Namespace) -> int:
         # Printed (and flushed) once listening, so a script can read the port from it.
         print(f"fastnn.serve: serving {args.model} at {server.url} (Ctrl-C to stop)", flush=True)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
-            _say(f"fastnn.serve: note: listening on {args.host}: other machines can reach it")
+            _say(f"fastnn.serve: note: {_listening_on(args.host)}: other machines can reach it")
         server.serve_forever()
     return 0
+
+
+def _listening_on(host: str) -> str:
+    """Where the server listens, in words: "", 0.0.0.0 and :: are every interface."""
+    if host in ("", "0.0.0.0", "::"):
+        given = host or "''"
+        return f"listening on every interface (--host {given})"
+    return f"listening on {host}"
 
 
 def _bind_problem(host: str, port: int, exc: OSError) -> str:

@@ -25,9 +25,17 @@ from fastnn.serve_answers import Predictor, RequestError
 # A canvas drawing is a few kB and a phone photo a few MB; more than this is refused from the
 # Content-Length header, before a byte of the body is read.
 MAX_BODY = 2 * 1024 * 1024
-READ_TIMEOUT = 30.0  # seconds a client may take to send its request: no thread waits forever
+# Seconds a client may take to send a body, and to send each piece of the rest of a request: no
+# thread waits forever.
+READ_TIMEOUT = 30.0
 LINGER_SECONDS = 2.0  # after refusing a body unread, how long to take in what still arrives
 CLOSE_WAIT_SECONDS = 3.0  # how long closing the server waits for its connections' threads
+WRITE_BUFFER = 64 * 1024  # a reply up to this size (any page file, an answer) is one write
+# Connections the kernel holds for the server to accept. A burst of clients (a class opening
+# the page at once) overflows a short queue (the standard library's is 5), and the kernel resets
+# the connections that do not fit, or drops them for the client to retry a second later.
+LISTEN_BACKLOG = 1024
+RETRY_AFTER_SECONDS = 5  # what a 503 (the server busy decoding images) tells the client to wait
 
 # The page's files, served from a fixed list: no path from a request ever reaches the disk.
 STATIC_FILES = {
@@ -57,6 +65,12 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "fastnn.serve"
     protocol_version = "HTTP/1.1"  # keep-alive: the page posts many times a second
     timeout = READ_TIMEOUT
+    # A reply leaves in one write (buffered until the request is answered), sent at once
+    # (TCP_NODELAY). Headers and body written apart leave as two packets, and Nagle's algorithm
+    # holds the second until the first is acknowledged, which clients delay by up to 40 ms:
+    # every answer on a kept-alive connection would wait that long.
+    wbufsize = WRITE_BUFFER
+    disable_nagle_algorithm = True
     _body_read = False
     _body_left = False  # a refused body is still arriving: linger before closing
 
@@ -69,6 +83,11 @@ class Handler(BaseHTTPRequestHandler):
             super().handle_one_request()
         except ConnectionError:  # reset or broken pipe: the client went away (a closed tab)
             self.close_connection = True  # nobody to answer: no error report either
+
+    def handle_expect_100(self) -> bool:
+        answer = super().handle_expect_100()
+        self.wfile.flush()  # "100 Continue" now: the client waits for it to send its body
+        return answer
 
     def finish(self) -> None:
         super().finish()
@@ -150,8 +169,8 @@ class Handler(BaseHTTPRequestHandler):
                 f"the body is {length:,} bytes; at most {MAX_BODY:,} are accepted",
             )
         try:
-            body = self.rfile.read(length)
-        except TimeoutError:  # the socket's timeout: the client stopped sending
+            body = self._read_within(length, self.timeout)
+        except TimeoutError:  # the client stopped sending, or sends too slowly
             self.close_connection = True
             raise RequestError(
                 HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {self.timeout:g} s"
@@ -164,6 +183,25 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body is empty: send an image")
         return body
 
+    def _read_within(self, length: int, seconds: float) -> bytes:
+        """`length` bytes of the body (fewer if the client closes), all within `seconds`: the
+        socket's timeout bounds each read only, and a client sending a byte now and then would
+        hold this thread for as long as it liked. TimeoutError when the time is up."""
+        deadline = time.monotonic() + seconds
+        pieces, left = [], length
+        while left > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.connection.settimeout(remaining)
+            piece = self.rfile.read1(left)
+            if not piece:
+                break
+            pieces.append(piece)
+            left -= len(piece)
+        self.connection.settimeout(self.timeout)  # each read of the next request: its own timeout
+        return b"".join(pieces)
+
     def _send_error(self, exc: RequestError) -> None:
         announced = self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length")
         if announced not in (None, "0") and not self._body_read:
@@ -173,6 +211,8 @@ class Handler(BaseHTTPRequestHandler):
         if exc.status == HTTPStatus.METHOD_NOT_ALLOWED:
             path = self.path.split("?", 1)[0]
             headers["Allow"] = "POST" if path == "/predict" else "GET, HEAD"
+        if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         self._send_json(exc.status, {"error": str(exc)}, headers)
 
     def _send_json(
@@ -219,6 +259,8 @@ class DigitServer(ThreadingHTTPServer):
     Closing it ends the open connections too and waits (at most CLOSE_WAIT_SECONDS) for their
     threads, so that none is stopped halfway through what it writes when the process exits
     (one cut its error report short under "fastnn.serve: stopped")."""
+
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], predictor: Predictor) -> None:
         if ":" in address[0]:  # an IPv6 address such as ::1

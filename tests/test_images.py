@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter  # present wherever matplotlib is; used only to write test files
+from serve_helpers import png_declaring
 
+from fastnn import images
 from fastnn.images import ImageError, load_digit, read_grey, to_mnist
 
 IDX = np.arange(28, dtype=np.float64)
@@ -287,3 +290,41 @@ def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path)
     finally:
         tracemalloc.stop()
     assert peak < 10_000_000, f"{peak} bytes allocated"
+
+
+def test_an_image_declaring_more_than_pillow_opens_is_too_large_not_unreadable():
+    """Over 179 megapixels Pillow refuses to open an image itself; that is the same refusal
+    as over fastnn's own bound (a 413 from fastnn.serve), not "cannot read as an image"."""
+    data = png_declaring(20_000, 10_000)
+    with pytest.raises(ImageError, match="more pixels than Pillow opens.*up to 50 megapixels"):
+        images.digit_from_bytes(data)
+    with pytest.raises(images.ImageTooLarge):
+        images.declared_size(data)
+
+
+def test_the_declared_size_is_read_from_the_header_alone():
+    assert images.declared_size(png_declaring(300, 200)) == (300, 200)
+    with pytest.raises(images.ImageTooLarge, match=r"5000 x 4000 .* up to 16.8 megapixels"):
+        images.declared_size(png_declaring(5000, 4000), "upload", 4096 * 4096)
+    with pytest.raises(ImageError, match="upload: cannot read as an image") as err:
+        images.declared_size(b"GIF? no, just text", "upload")
+    assert not isinstance(err.value, images.ImageTooLarge)
+
+
+def test_decoding_a_grey_image_takes_under_20_bytes_a_pixel():
+    """What bounds the server's memory: an upload at its pixel bound decodes in about 300 MB.
+    Counted by tracemalloc (NumPy's arrays; not Pillow's own, 1 byte a pixel for grey)."""
+    import tracemalloc
+
+    ink = np.zeros((1500, 1000))
+    ink[250:1250, :] = np.repeat(np.repeat(np.eye(10), 100, axis=0), 100, axis=1)
+    out = io.BytesIO()
+    Image.fromarray((255 - 255 * ink).astype(np.uint8)).save(out, format="PNG")
+    images.digit_from_bytes(out.getvalue())  # imports and caches out of the count
+    tracemalloc.start()
+    try:
+        images.digit_from_bytes(out.getvalue())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak / ink.size < 20, f"{peak / ink.size:.1f} bytes a pixel"
