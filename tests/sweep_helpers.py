@@ -64,6 +64,12 @@ def stop(process: subprocess.Popen) -> None:
         pass
 
 
+def trial_row(trial: str, status: str = "finished", **keys) -> dict:
+    """A results row as a sweep writes one: the keys every row has, and `keys`."""
+    base = dict(trial=trial, rung=0, params={"alpha": 0.0}, seed=0, epochs=1, status=status)
+    return {**base, **keys}
+
+
 def rows(path: Path) -> list[dict]:
     if not path.exists():
         return []

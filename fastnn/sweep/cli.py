@@ -17,7 +17,7 @@ from fastnn.atomic import check_writable, write_text
 from fastnn.options import PRESETS, positive_int
 from fastnn.sweep import results
 from fastnn.sweep.results import METRICS
-from fastnn.sweep.settings import FIELDS, SettingError, Settings, check_run
+from fastnn.sweep.settings import FIELDS, SettingError, Settings, check_run, read_settings
 from fastnn.sweep.space import SpaceError, format_value, parse_assignment, read_space_file
 from fastnn.sweep.trial import SweepData
 
@@ -156,8 +156,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser):
             raise UsageError(
                 f"--resume {args.resume}: no {SETTINGS_FILE} there: not a sweep folder"
             )
-        settings = Settings.from_json(json.loads(path.read_text(encoding="utf-8")))
-        return settings, lambda n: f"{n} in {path}" if n in FIELDS else option(n)
+        return read_settings(path), lambda n: f"{n} in {path}" if n in FIELDS else option(n)
     content = read_space_file(args.space) if args.space else {}
     unknown = [key for key in content if key not in FILE_KEYS]
     if unknown:
@@ -221,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"or give another --out"
             )
         log = results.ResultsLog(out / LOG_FILE)
+        for note in log.notes:
+            say(note)
         return run(settings, args, out, log, data)
     except (SpaceError, UsageError) as exc:  # a setting
         error(str(exc))
@@ -243,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def error(message: str) -> None:
     print(f"python -m fastnn.sweep: error: {message}", file=sys.stderr, flush=True)
+
+
+def say(note: str | None) -> None:
+    if note:
+        print(f"python -m fastnn.sweep: note: {note}", file=sys.stderr, flush=True)
 
 
 def run(

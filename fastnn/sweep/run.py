@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -266,6 +267,8 @@ def sweep(
     except SettingError as exc:
         raise exc.respelled(lambda name: "grid" if name == "space" else name) from None
     log = results.ResultsLog(results_file)
+    for note in log.notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
     client, cluster = open_client(scheduler, workers, threads)
     try:
         rows = Driver(

@@ -10,9 +10,11 @@ about a file `train_rows in FILE`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -178,10 +180,6 @@ class Settings:
     def to_json(self) -> dict[str, Any]:
         return {"version": SETTINGS_VERSION, **asdict(self)}
 
-    @classmethod
-    def from_json(cls, content: Mapping[str, Any]) -> Settings:
-        return cls(**{k: v for k, v in content.items() if k != "version"})
-
     def names(self) -> list[str]:
         """The parameters that vary (a one-value grid entry is fixed, not shown)."""
         return [n for n, v in self.space.items() if isinstance(v, dict) or len(v) > 1]
@@ -293,4 +291,38 @@ def _check_address(address: str) -> None:
         ) from None
 
 
-__all__ = ["SettingError", "Settings", "check_run"]
+def read_settings(path: Path) -> Settings:
+    """The Settings of sweep.json at `path`, as the sweep wrote them; SweepFileError naming the
+    file if it is damaged or was edited into something the sweep cannot use."""
+
+    def damaged(problem: str) -> results.SweepFileError:
+        return results.SweepFileError(
+            f"{path}: {problem}; put back the file the sweep wrote, or start the sweep anew "
+            "in another folder"
+        )
+
+    try:
+        content = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise damaged("not text (not UTF-8)") from None
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, 100,000 [s
+        raise damaged(f"not JSON ({results.json_problem(exc)})") from None
+    if not isinstance(content, dict):
+        raise damaged(f"holds {results.json_kind(content)}, not the sweep's settings (an object)")
+    unknown = [key for key in content if key not in ("version", *FIELDS)]
+    missing = [key for key in ("version", *FIELDS) if key not in content]
+    if unknown or missing:
+        what = [f"unknown key(s) {', '.join(map(repr, unknown))}"] if unknown else []
+        what += [f"no {', '.join(missing)}"] if missing else []
+        raise damaged("; ".join(what))
+    if content["version"] != SETTINGS_VERSION:
+        raise damaged(
+            f"version {shown(content['version'])}: this fastnn reads version {SETTINGS_VERSION}"
+        )
+    try:
+        return Settings(**{key: content[key] for key in FIELDS})
+    except SpaceError as exc:
+        raise damaged(str(exc)) from None
+
+
+__all__ = ["SettingError", "Settings", "check_run", "read_settings"]
