@@ -1,11 +1,24 @@
-"""A sweep's folder, its files read back at --resume: a damaged sweep.json or results.jsonl is
-one line naming the file (and the line), and a last line cut short by a kill is removed, with a
-note."""
+"""A sweep's folder: one sweep at a time writes it (a second is refused at once, naming the
+first; the lock of a sweep that died is taken over, with a note), and its files read back at
+--resume: a damaged sweep.json or results.jsonl is one line naming the file (and the line), and
+a last line cut short by a kill is removed, with a note."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
-from sweep_helpers import require_distributed, rows, trial_row
+from sweep_helpers import (
+    TINY,
+    require_distributed,
+    rows,
+    start,
+    stop,
+    sweep_command,
+    trial_row,
+    wait_for_text,
+)
 
 from fastnn.sweep import cli, results, run
 
@@ -101,3 +114,83 @@ def test_a_last_line_cut_short_is_removed_with_a_note_and_a_whole_one_kept(tmp_p
     assert [r["trial"] for r in log.rows] == ["a", "b"] and log.notes == []
     log.append(trial_row("c"))
     assert [r["trial"] for r in rows(path)] == ["a", "b", "c"]
+
+
+HOLD = """
+import os, sys, time
+from fastnn.sweep import lock
+with lock.hold(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_the_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    from fastnn.sweep import lock
+
+    log = tmp_path / "results.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(log)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(lock.SweepLocked, match=f"another sweep is writing {log} "):
+            with lock.hold(log):
+                pass
+        with pytest.raises(lock.SweepLocked, match=f"process {holder.pid} on "):
+            with lock.hold(log):
+                pass
+        holder.kill()  # as kill -9: no chance to let go
+        holder.wait(timeout=10)
+        with lock.hold(log) as note:
+            assert f"of a sweep that ended without letting go of it (process {holder.pid}" in note
+        with lock.hold(log) as note:  # let go in order last time: nothing to say
+            assert note is None
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_a_second_sweep_is_refused_at_once_and_a_killed_ones_folder_resumed(
+    real_data_dir, tmp_path
+):
+    """The first sweep's trials wait long enough to be caught running; a second sweep into its
+    folder, new or resumed, is refused naming it; killed (-9), its folder goes on with
+    --resume, which takes the lock over and removes the row the kill cut short."""
+    require_distributed()
+    out = tmp_path / "sweep"
+    env = dict(FASTNN_DATA_DIR=str(real_data_dir))
+    first = start(
+        sweep_command("--grid", "alpha=0,0.1", *TINY, "--workers", "1", "--out", str(out)),
+        tmp_path / "first.log",
+        FASTNN_SWEEP_TRIAL_DELAY="60",
+        **env,
+    )
+    try:
+        wait_for_text(tmp_path / "first.log", "fastnn sweep |", first, timeout=60)
+        settings = (out / "sweep.json").read_text()
+        new = ["--grid", "alpha=0.5,0.6", *TINY, "--out", str(out)]
+        for second in (new, ["--resume", str(out)]):
+            refused = subprocess.run(
+                sweep_command(*second), capture_output=True, text=True, timeout=60,
+                env={**os.environ, **env},
+            )  # fmt: skip
+            assert refused.returncode == cli.EXIT_ERROR, refused.stderr
+            assert refused.stderr.count("\n") == 1, refused.stderr
+            assert f"another sweep is writing {out}" in refused.stderr, refused.stderr
+            assert f"process {first.pid} on " in refused.stderr, refused.stderr
+        assert (out / "sweep.json").read_text() == settings
+        assert first.poll() is None
+    finally:
+        stop(first)  # SIGKILL to it and its workers
+    with open(out / "results.jsonl", "a") as f:
+        f.write('{"trial": "cut sh')  # as if killed in the middle of a row
+    again = start(sweep_command("--resume", str(out)), tmp_path / "again.log", **env)
+    try:
+        assert again.wait(timeout=90) == 0, (tmp_path / "again.log").read_text()
+    finally:
+        stop(again)
+    said = (tmp_path / "again.log").read_text()
+    assert f"took over the lock on {out}" in said and f"(process {first.pid} on " in said, said
+    assert "its last line was cut short" in said and "Traceback" not in said, said
+    assert sorted(r["params"]["alpha"] for r in rows(out / "results.jsonl")) == [0.0, 0.1]

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from fastnn import interrupt
 from fastnn.atomic import check_writable, write_text
 from fastnn.options import PRESETS, positive_int
-from fastnn.sweep import results
+from fastnn.sweep import lock, results
 from fastnn.sweep.results import METRICS
 from fastnn.sweep.settings import FIELDS, SettingError, Settings, check_run, read_settings
 from fastnn.sweep.space import SpaceError, format_value, parse_assignment, read_space_file
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m fastnn.sweep: {exc}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.resume or args.out or "sweep")
-    log = None  # the sweep's log, once it is read
+    log = None  # the sweep's log, once this sweep holds the folder
     try:
         settings, spell = settings_from(args, parser)
         try:
@@ -213,16 +213,18 @@ def main(argv: list[str] | None = None) -> int:
             data = load_data(settings)  # its rows are checked against the settings
         except SettingError as exc:
             raise exc.respelled(spell) from None
-        # Nothing is written before here.
-        if not args.resume and any((out / f).exists() for f in (SETTINGS_FILE, LOG_FILE)):
-            raise UsageError(
-                f"{out} holds a sweep already: go on with it with --resume {out}, "
-                f"or give another --out"
-            )
-        log = results.ResultsLog(out / LOG_FILE)
-        for note in log.notes:
+        # Nothing is written before here: from here on the folder is this sweep's alone.
+        with lock.hold(out / LOG_FILE) as note:
             say(note)
-        return run(settings, args, out, log, data)
+            if not args.resume and any((out / f).exists() for f in (SETTINGS_FILE, LOG_FILE)):
+                raise UsageError(
+                    f"{out} holds a sweep already: go on with it with --resume {out}, "
+                    f"or give another --out"
+                )
+            log = results.ResultsLog(out / LOG_FILE)
+            for note in log.notes:
+                say(note)
+            return run(settings, args, out, log, data)
     except (SpaceError, UsageError) as exc:  # a setting
         error(str(exc))
         return EXIT_USAGE

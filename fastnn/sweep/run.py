@@ -4,6 +4,7 @@ successive halving's rungs one after another. `sweep` is the library's entry poi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ import pandas as pd
 
 from fastnn import interrupt
 from fastnn.atomic import check_writable
-from fastnn.sweep import results, trial
+from fastnn.sweep import lock, results, trial
 from fastnn.sweep.settings import SettingError, Settings, check_run, shown
 from fastnn.sweep.space import configurations, halving_rungs
 
@@ -244,7 +245,8 @@ def sweep(
     (default: the cores // `threads`). With `halving`, successive halving over the epochs.
     Returns one row per trial: the parameters, seed, epochs, status, dev and test accuracy,
     seconds and worker. With `results_file`, each finished trial is appended to that JSON-lines
-    file at once, and trials already in it are not run again (a resumed sweep).
+    file at once, and trials already in it are not run again (a resumed sweep); another sweep
+    of that file meanwhile is refused (lock.SweepLocked, an OSError).
 
     Every setting is checked before the data is read and the cluster started (ValueError
     naming it), and the dev and training rows against the data before the cluster starts."""
@@ -266,20 +268,28 @@ def sweep(
         sweep_data = load_data(settings)
     except SettingError as exc:
         raise exc.respelled(lambda name: "grid" if name == "space" else name) from None
-    log = results.ResultsLog(results_file)
-    for note in log.notes:
-        warnings.warn(note, UserWarning, stacklevel=2)
-    client, cluster = open_client(scheduler, workers, threads)
-    try:
-        rows = Driver(
-            settings, client, log, sweep_data, threads=threads, retries=retries,
-            progress=progress,
-        ).run()  # fmt: skip
-    finally:
-        if cluster is not None:
-            client.close()
-            cluster.close()
+    with contextlib.ExitStack() as held:
+        if results_file is not None:
+            _warn(held.enter_context(lock.hold(results_file)))
+        log = results.ResultsLog(results_file)
+        for note in log.notes:
+            _warn(note)
+        client, cluster = open_client(scheduler, workers, threads)
+        try:
+            rows = Driver(
+                settings, client, log, sweep_data, threads=threads, retries=retries,
+                progress=progress,
+            ).run()  # fmt: skip
+        finally:
+            if cluster is not None:
+                client.close()
+                cluster.close()
     return results.frame(rows, list(settings.space))
+
+
+def _warn(note: str | None) -> None:
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=3)
 
 
 __all__ = ["Driver", "Settings", "open_client", "require_dask", "sweep"]
