@@ -131,16 +131,16 @@ def test_a_bad_option_is_one_line_naming_it_before_anything_starts(
 
 
 @pytest.mark.parametrize(
-    "given, named, status",
+    "given, named",
     [
-        (["--dev-size", "70000"], "--dev-size must leave rows to train on: mnist has 60000", 2),
-        (["--train-rows", "59500"], "--train-rows and --dev-size together must be at most", 2),
-        (["--data", "{tmp}/nowhere"], "{tmp}/nowhere", 1),
+        (["--dev-size", "70000"], "--dev-size must leave rows to train on: mnist has 60000"),
+        (["--train-rows", "59500"], "--train-rows and --dev-size together must be at most"),
+        (["--data", "{tmp}/nowhere"], "--data {tmp}/nowhere: "),
     ],
     ids=["dev-size-over-the-rows", "train-rows-over-the-rows", "data-missing"],
 )
 def test_a_limit_of_the_data_is_checked_once_it_is_read_before_dask(
-    given, named, status, tmp_path, capsys, monkeypatch, real_data_dir, nothing_starts
+    given, named, tmp_path, capsys, monkeypatch, real_data_dir, nothing_starts
 ):
     """The rows are known once the data is read: still before any file or the cluster."""
     require_distributed()
@@ -148,7 +148,7 @@ def test_a_limit_of_the_data_is_checked_once_it_is_read_before_dask(
     monkeypatch.setenv("FASTNN_DATA_DIR", str(real_data_dir))
     argv = [w.replace("{tmp}", str(tmp_path)) for w in given]
     code, said = command([*GRID, *TINY, *argv, "--out", str(tmp_path / "out")], capsys)
-    assert code == status and said.count("\n") == 1, said
+    assert code == cli.EXIT_USAGE and said.count("\n") == 1, said
     assert named.replace("{tmp}", str(tmp_path)) in said, said
     assert not (tmp_path / "out").exists()
 
@@ -189,7 +189,7 @@ def test_a_bad_parameter_is_a_value_error_naming_it_before_anything_starts(
     assert shown in message, message
 
 
-def test_the_data_limits_of_the_library(real_data_dir, nothing_starts):
+def test_the_data_limits_of_the_library(real_data_dir, tmp_path, nothing_starts):
     require_distributed()
     nothing_starts(data=True)
     kwargs = dict(epochs=1, backend="numpy", download=False, data=str(real_data_dir / "mnist"))
@@ -197,3 +197,5 @@ def test_the_data_limits_of_the_library(real_data_dir, nothing_starts):
         fastnn.sweep({"alpha": [0.0, 0.1]}, dev_size=60000, **kwargs)
     with pytest.raises(ValueError, match="give train_rows 55000 or fewer"):
         fastnn.sweep({"alpha": [0.0, 0.1]}, train_rows=55001, **kwargs)  # the preset's 5000
+    with pytest.raises(ValueError, match=f"data {tmp_path / 'nowhere'}: "):
+        fastnn.sweep({"alpha": [0.0, 0.1]}, **{**kwargs, "data": tmp_path / "nowhere"})

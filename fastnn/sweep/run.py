@@ -46,12 +46,19 @@ def require_dask() -> None:
 
 def load_data(settings: Settings) -> trial.SweepData:
     """The command's data, read once here (and scattered to the workers); SettingError if the
-    dev set and training rows do not fit in it."""
+    `data` given cannot be read, or if the dev set and training rows do not fit in it."""
+    from fastnn.data import DataError
     from fastnn.train import load_data as command_data
 
     probe = settings.spec(configurations(settings.space, 1, 0)[0], 0, 0, 1, 1)
     args = trial.check_spec(probe)
-    X, y, X_test, y_test = command_data(args)
+    try:
+        X, y, X_test, y_test = command_data(args)
+    except DataError as exc:
+        if settings.data is None:  # the dataset's own folders, or its download: not a setting
+            raise
+        raise SettingError("{0} {path}: {problem}", "data", path=settings.data,
+                           problem=str(exc)) from None  # fmt: skip
     settings.check_rows(len(X), settings.data or settings.dataset)
     return trial.SweepData(f"{settings.dataset}:{settings.data}", X, y, X_test, y_test)
 
