@@ -64,6 +64,12 @@ def stop(process: subprocess.Popen) -> None:
         pass
 
 
+def trial_row(trial: str, status: str = "finished", **keys) -> dict:
+    """A results row as a sweep writes one: the keys every row has, and `keys`."""
+    base = dict(trial=trial, rung=0, params={"alpha": 0.0}, seed=0, epochs=1, status=status)
+    return {**base, **keys}
+
+
 def rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -81,3 +87,15 @@ def wait_for_rows(path: Path, count: int, process: subprocess.Popen, timeout: fl
             pytest.fail(f"the sweep ended (status {process.returncode}) with {len(found)} rows")
         time.sleep(0.05)
     pytest.fail(f"no {count} rows in {path} within {timeout} s")
+
+
+def wait_for_text(log: Path, text: str, process: subprocess.Popen, timeout: float) -> None:
+    """Once `text` is in the process's output `log`; fails on timeout or if it ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            pytest.fail(f"it ended (status {process.returncode}): {log.read_text()}")
+        time.sleep(0.05)
+    pytest.fail(f"no {text!r} in {log} within {timeout} s")

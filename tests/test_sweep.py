@@ -17,6 +17,7 @@ from sweep_helpers import (
     start,
     stop,
     sweep_command,
+    trial_row,
     wait_for_rows,
 )
 
@@ -102,13 +103,13 @@ def test_halving_rungs():
 def test_results_log_drops_a_cut_line_and_knows_what_is_done(tmp_path):
     path = tmp_path / "results.jsonl"
     log = results.ResultsLog(path)
-    log.append({"trial": "a", "status": "finished"})
-    log.append({"trial": "b", "status": "failed", "error": "KilledWorker"})
+    log.append(trial_row("a"))
+    log.append(trial_row("b", "failed", error="KilledWorker"))
     with open(path, "a") as f:
         f.write('{"trial": "c", "sta')  # a crash in the middle of a write
     again = results.ResultsLog(path)
     assert list(again.done()) == ["a"]  # the failed trial runs again on resume
-    again.append({"trial": "c", "status": "diverged"})
+    again.append(trial_row("c", "diverged"))
     assert [r["trial"] for r in rows(path)] == ["a", "b", "c"]
 
 

@@ -10,13 +10,16 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fastnn import interrupt
 from fastnn.atomic import check_writable, write_text
-from fastnn.options import PRESETS
+from fastnn.options import PRESETS, positive_int
+from fastnn.sweep import lock, results
 from fastnn.sweep.results import METRICS
+from fastnn.sweep.settings import FIELDS, SettingError, Settings, check_run, read_settings
 from fastnn.sweep.space import SpaceError, format_value, parse_assignment, read_space_file
+from fastnn.sweep.trial import SweepData
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 SETTINGS_FILE, LOG_FILE = "sweep.json", "results.jsonl"
@@ -40,10 +43,23 @@ SPACE_OPTIONS = (
     "train_rows",
     "backend",
 )
+OPTIONS = {"space": "--grid", "download": "--no-download"}  # settings named otherwise there
+FILE_KEYS = ("grid", *(name for name in FIELDS if name != "space"))  # what --space FILE holds
+
+
+class UsageError(ValueError):
+    """The command was asked for something it cannot do as given (exit status 2)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, its refusals one line (no usage block): the option and what is wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m fastnn.sweep",
         description="Train python -m fastnn.train over a grid (or random draws) of MLPClassifier "
         "parameters and seeds on Dask, and rank the configurations by dev accuracy.",
@@ -109,18 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", metavar="DIR", help="go on with the sweep in DIR, skipping what is done"
     )
-    p.add_argument("--top", type=int, default=10, help="configurations in the table (default: 10)")
+    p.add_argument(
+        "--top", type=positive_int, default=10, help="configurations in the table (default: 10)"
+    )
     p.add_argument("--no-figures", action="store_true", help="write no PNGs")
     return p
 
 
-def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser):
-    """The sweep's Settings: from DIR/sweep.json with --resume, else the file and options."""
-    from fastnn.sweep.run import Settings
+def option(name: str) -> str:
+    """A setting's command-line option: train_rows -> --train-rows."""
+    return OPTIONS.get(name, "--" + name.replace("_", "-"))
 
+
+def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """(the sweep's Settings, how to spell a setting's name to the user): from DIR/sweep.json
+    with --resume, else from the --space file and the options."""
     if args.resume:
         given = [
-            f"--{n.replace('_', '-')}" for n in SPACE_OPTIONS if getattr(args, n) not in (None, [])
+            f"--{n.replace('_', '-')}"
+            for n in (*SPACE_OPTIONS, "out")
+            if getattr(args, n) not in (None, [])
         ]
         if given:
             parser.error(
@@ -129,62 +153,121 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser):
             )
         path = Path(args.resume) / SETTINGS_FILE
         if not path.is_file():
-            raise SpaceError(
+            raise UsageError(
                 f"--resume {args.resume}: no {SETTINGS_FILE} there: not a sweep folder"
             )
-        return Settings.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return read_settings(path), lambda n: f"{n} in {path}" if n in FIELDS else option(n)
     content = read_space_file(args.space) if args.space else {}
-    space = dict(content.pop("grid", {}))
+    unknown = [key for key in content if key not in FILE_KEYS]
+    if unknown:
+        raise UsageError(
+            f"--space {args.space}: unknown key(s) {', '.join(map(repr, unknown))}; it may "
+            f"hold {', '.join(FILE_KEYS)}"
+        )
+    content["space"] = dict(content.pop("grid", {}))
+    from_file = {n for n in content if n != "space" or content["space"]}
     for text in args.grid:
         name, values = parse_assignment(text)
-        space[name] = values
+        content["space"][name] = values
+        from_file.discard("space")
     for name in SPACE_OPTIONS[2:]:
         value = getattr(args, name)
-        if name == "no_download":
-            if value:
-                content["download"] = False
-        elif value is not None:
+        if name == "no_download" and value:
+            content["download"] = False
+            from_file.discard("download")
+        elif name != "no_download" and value is not None:
             content[name] = value
-    if not space and len(content.get("seeds", [0])) < 2:
+            from_file.discard(name)
+
+    def spell(name: str) -> str:
+        if name in from_file:
+            return f"{'grid' if name == 'space' else name} in {args.space}"
+        return option(name)
+
+    try:
+        settings = Settings(**content)
+    except SettingError as exc:
+        raise exc.respelled(spell) from None
+    if not settings.space and len(settings.seeds) < 2:
         parser.error("nothing to sweep: give --grid NAME=VALUES (or --space FILE) or --seeds")
-    return Settings(space, **content)
+    return settings, spell
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from fastnn.sweep.run import require_dask
+        from fastnn.sweep.run import load_data, require_dask
 
         require_dask()
     except ImportError as exc:
         print(f"python -m fastnn.sweep: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    out = Path(args.resume or args.out or "sweep")
+    log = None  # the sweep's log, once this sweep holds the folder
     try:
-        settings = settings_from(args, parser)
-        out = Path(args.resume or args.out or "sweep")
-        if not args.resume and (out / LOG_FILE).exists():
-            raise SpaceError(
-                f"{out} holds a sweep already: go on with it with --resume {out}, "
-                f"or give another --out"
-            )
-        check_writable(out, "--resume" if args.resume else "--out", folder=True)
-        if not args.resume:
-            write_text(out / SETTINGS_FILE, json.dumps(settings.to_json(), indent=2) + "\n")
-        return run(settings, args, out)
-    except (SpaceError, ValueError, OSError) as exc:
-        print(f"python -m fastnn.sweep: error: {exc}", file=sys.stderr)
+        settings, spell = settings_from(args, parser)
+        try:
+            check_run(args.scheduler, args.workers, args.threads, args.retries)
+            check_writable(out, "--resume" if args.resume else "--out", folder=True)
+            data = load_data(settings)  # its rows are checked against the settings
+        except SettingError as exc:
+            raise exc.respelled(spell) from None
+        # Nothing is written before here: from here on the folder is this sweep's alone.
+        with lock.hold(out / LOG_FILE) as note:
+            say(note)
+            if not args.resume and any((out / f).exists() for f in (SETTINGS_FILE, LOG_FILE)):
+                raise UsageError(
+                    f"{out} holds a sweep already: go on with it with --resume {out}, "
+                    f"or give another --out"
+                )
+            log = results.ResultsLog(out / LOG_FILE)
+            for note in log.notes:
+                say(note)
+            return run(settings, args, out, log, data)
+    except (SpaceError, UsageError) as exc:  # a setting
+        error(str(exc))
+        return EXIT_USAGE
+    except (ValueError, OSError) as exc:  # a file, the data, the folder, the cluster
+        error(str(exc))
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        if log is None or not (out / SETTINGS_FILE).exists():
+            error("interrupted before the sweep began; no trial ran")
+        else:
+            print(
+                f"\nsweep interrupted: {len(log.done())} trials are in {out / LOG_FILE}; go on "
+                f"with: python -m fastnn.sweep --resume {shlex.quote(str(out))}",
+                file=sys.stderr,
+                flush=True,
+            )
+        return interrupt.EXIT_INTERRUPTED
 
 
-def run(settings: Any, args: argparse.Namespace, out: Path) -> int:
-    from fastnn.sweep import report, results
+def error(message: str) -> None:
+    print(f"python -m fastnn.sweep: error: {message}", file=sys.stderr, flush=True)
+
+
+def say(note: str | None) -> None:
+    if note:
+        print(f"python -m fastnn.sweep: note: {note}", file=sys.stderr, flush=True)
+
+
+def run(
+    settings: Settings,
+    args: argparse.Namespace,
+    out: Path,
+    log: results.ResultsLog,
+    data: SweepData,
+) -> int:
+    from fastnn.sweep import report
     from fastnn.sweep.run import Driver, open_client
 
-    log = results.ResultsLog(out / LOG_FILE)
     started = time.perf_counter()
     client, cluster = open_client(args.scheduler, args.workers, args.threads)
     try:
+        if not args.resume:  # once the cluster is there: a sweep that cannot start leaves none
+            write_text(out / SETTINGS_FILE, json.dumps(settings.to_json(), indent=2) + "\n")
         where = args.scheduler or f"a local cluster of {len(cluster.workers)} worker processes"
         print(
             f"fastnn sweep | {report.plan(settings)} | on {where}, {args.threads} thread(s) "
@@ -195,20 +278,13 @@ def run(settings: Any, args: argparse.Namespace, out: Path) -> int:
             settings,
             client,
             log,
+            data,
             threads=args.threads,
             retries=args.retries,
             progress=lambda row: print(report.progress(row, settings), flush=True),
         )
         try:
             rows = driver.run()
-        except KeyboardInterrupt:
-            print(
-                f"\nsweep interrupted: {len(log.done())} trials are in {out / LOG_FILE}; go on "
-                f"with: python -m fastnn.sweep --resume {shlex.quote(str(out))}",
-                file=sys.stderr,
-                flush=True,
-            )
-            return interrupt.EXIT_INTERRUPTED
         except ConnectionError as exc:
             print(
                 f"python -m fastnn.sweep: error: {exc}; the finished trials are in {out}; go "

@@ -4,19 +4,22 @@ successive halving's rungs one after another. `sweep` is the library's entry poi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from fastnn import interrupt
-from fastnn.sweep import results, trial
-from fastnn.sweep.space import SpaceError, check_space, configurations, halving_rungs
+from fastnn.atomic import check_writable
+from fastnn.sweep import lock, results, trial
+from fastnn.sweep.settings import SettingError, Settings, check_run, shown
+from fastnn.sweep.space import configurations, halving_rungs
 
 INSTALL_ADVICE = "install it with: pip install 'fastnn[sweep]'"
 RETRIES = 2  # a trial that raises is run again this often; a dying worker is Dask's count
@@ -41,82 +44,22 @@ def require_dask() -> None:
         ) from exc
 
 
-@dataclass
-class Settings:
-    """What a sweep trains: the space, the seeds, the epoch budget, the data; saved beside
-    the results so that --resume runs the very same trials."""
-
-    space: dict[str, Any]
-    seeds: list[int] = field(default_factory=lambda: [0])
-    epochs: int | None = None  # None: the preset's
-    random: int | None = None  # draw this many configurations instead of the whole grid
-    random_seed: int = 0
-    halving: bool = False
-    min_epochs: int = 1
-    factor: int = 3
-    metric: str = "dev_accuracy"
-    preset: str = "default"
-    dataset: str = "mnist"
-    data: str | None = None
-    download: bool = True
-    dev_size: int | None = None  # None: the preset's
-    train_rows: int | None = None  # train on the first N rows after the dev split
-    backend: str = "numba"
-
-    def __post_init__(self) -> None:
-        from fastnn.options import PRESETS
-
-        self.space = check_space(self.space)
-        self.seeds = [int(s) for s in dict.fromkeys(self.seeds)]
-        if not self.seeds:
-            raise SpaceError("give at least one seed")
-        if self.preset not in PRESETS:
-            raise SpaceError(f"preset must be one of {', '.join(PRESETS)}; got {self.preset!r}")
-        self.epochs = self.epochs or PRESETS[self.preset]["epochs"]
-        if self.metric not in results.METRICS:
-            raise SpaceError(f"metric must be one of {', '.join(results.METRICS)}")
-        if self.halving and "max_iter" in self.space:
-            raise SpaceError("with halving the epochs are the rungs': do not sweep max_iter")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": 1, **asdict(self)}
-
-    @classmethod
-    def from_json(cls, content: Mapping[str, Any]) -> Settings:
-        return cls(**{k: v for k, v in content.items() if k != "version"})
-
-    def names(self) -> list[str]:
-        """The parameters that vary (a one-value grid entry is fixed, not shown)."""
-        return [n for n, v in self.space.items() if isinstance(v, dict) or len(v) > 1]
-
-    def spec(self, config: dict[str, Any], seed: int, rung: int, epochs: int, threads: int):
-        config = dict(config)
-        epochs = config.pop("max_iter", epochs)
-        spec = dict(
-            preset=self.preset,
-            backend=self.backend,
-            dataset=self.dataset,
-            data=self.data,
-            download=self.download,
-            dev_size=self.dev_size,
-            train_rows=self.train_rows,
-            params=config,
-            seed=seed,
-            epochs=epochs,
-            threads=threads,
-            rung=rung,
-        )
-        spec["trial"] = trial.trial_id(spec)
-        return spec
-
-
 def load_data(settings: Settings) -> trial.SweepData:
-    """The command's data, read once here (and scattered to the workers)."""
+    """The command's data, read once here (and scattered to the workers); SettingError if the
+    `data` given cannot be read, or if the dev set and training rows do not fit in it."""
+    from fastnn.data import DataError
     from fastnn.train import load_data as command_data
 
     probe = settings.spec(configurations(settings.space, 1, 0)[0], 0, 0, 1, 1)
     args = trial.check_spec(probe)
-    X, y, X_test, y_test = command_data(args)
+    try:
+        X, y, X_test, y_test = command_data(args)
+    except DataError as exc:
+        if settings.data is None:  # the dataset's own folders, or its download: not a setting
+            raise
+        raise SettingError("{0} {path}: {problem}", "data", path=settings.data,
+                           problem=str(exc)) from None  # fmt: skip
+    settings.check_rows(len(X), settings.data or settings.dataset)
     return trial.SweepData(f"{settings.dataset}:{settings.data}", X, y, X_test, y_test)
 
 
@@ -133,7 +76,7 @@ def open_client(scheduler: Any = None, workers: int | None = None, threads: int 
     if scheduler is not None:
         return Client(scheduler, timeout="20s"), None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n_workers = workers or max(1, (cores or 1) // threads)
+    n_workers = workers if workers is not None else max(1, (cores or 1) // threads)
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
@@ -171,6 +114,7 @@ class Driver:
         settings: Settings,
         client: Any,
         log: results.ResultsLog,
+        data: trial.SweepData,
         *,
         threads: int = 1,
         retries: int = RETRIES,
@@ -179,15 +123,13 @@ class Driver:
         self.settings, self.client, self.log = settings, client, log
         self.threads, self.retries, self.progress = threads, retries, progress
         self.done = log.done()
-        self.data_future = None
+        self.data, self.data_future = data, None
         self.ran: list[dict[str, Any]] = []  # rows of the trials run by this call
 
     def run(self) -> list[dict[str, Any]]:
         """Every trial's row, those found in the log included."""
         s = self.settings
         configs = configurations(s.space, s.random, s.random_seed)
-        for config in configs:  # refuse a bad configuration now, not in a worker
-            trial.check_spec(s.spec(config, s.seeds[0], 0, s.epochs, self.threads))
         if not s.halving:
             specs = [
                 s.spec(c, seed, 0, s.epochs, self.threads) for c in configs for seed in s.seeds
@@ -229,9 +171,8 @@ class Driver:
         rows = {sp["trial"]: self.done[sp["trial"]] for sp in specs if sp["trial"] in self.done}
         todo = [sp for sp in specs if sp["trial"] not in rows]
         if todo and self.data_future is None:
-            data = load_data(self.settings)
             # Once to every worker; a worker that joins later gets it from a peer.
-            self.data_future = self.client.scatter(data, broadcast=True, hash=False)
+            self.data_future = self.client.scatter(self.data, broadcast=True, hash=False)
         pending = {
             self.client.submit(
                 trial.run_trial,
@@ -311,36 +252,51 @@ def sweep(
     (default: the cores // `threads`). With `halving`, successive halving over the epochs.
     Returns one row per trial: the parameters, seed, epochs, status, dev and test accuracy,
     seconds and worker. With `results_file`, each finished trial is appended to that JSON-lines
-    file at once, and trials already in it are not run again (a resumed sweep)."""
-    settings = Settings(
-        dict(grid),
-        list(seeds),
-        epochs,
-        random,
-        random_seed,
-        halving,
-        min_epochs,
-        factor,
-        metric,
-        preset,
-        dataset,
-        None if data is None else str(data),
-        download,
-        dev_size,
-        train_rows,
-        backend,
-    )
-    log = results.ResultsLog(results_file)
-    client, cluster = open_client(scheduler, workers, threads)
+    file at once, and trials already in it are not run again (a resumed sweep); another sweep
+    of that file meanwhile is refused (lock.SweepLocked, an OSError).
+
+    Every setting is checked before the data is read and the cluster started (ValueError
+    naming it), and the dev and training rows against the data before the cluster starts."""
+    require_dask()
     try:
-        rows = Driver(
-            settings, client, log, threads=threads, retries=retries, progress=progress
-        ).run()
-    finally:
-        if cluster is not None:
-            client.close()
-            cluster.close()
+        settings = Settings(
+            grid, seeds, epochs, random, random_seed, halving, min_epochs, factor, metric,
+            preset, dataset, data, download, dev_size, train_rows, backend,
+        )  # fmt: skip
+        check_run(scheduler, workers, threads, retries)
+        if results_file is not None:
+            if not isinstance(results_file, str | os.PathLike):
+                raise SettingError("{0} must be None or a file's path; got {value}",
+                                   "results_file", value=shown(results_file))  # fmt: skip
+            check_writable(results_file, "results_file")
+        if progress is not None and not callable(progress):
+            raise SettingError("{0} must be None or a function of a row; got {value}",
+                               "progress", value=shown(progress))  # fmt: skip
+        sweep_data = load_data(settings)
+    except SettingError as exc:
+        raise exc.respelled(lambda name: "grid" if name == "space" else name) from None
+    with contextlib.ExitStack() as held:
+        if results_file is not None:
+            _warn(held.enter_context(lock.hold(results_file)))
+        log = results.ResultsLog(results_file)
+        for note in log.notes:
+            _warn(note)
+        client, cluster = open_client(scheduler, workers, threads)
+        try:
+            rows = Driver(
+                settings, client, log, sweep_data, threads=threads, retries=retries,
+                progress=progress,
+            ).run()  # fmt: skip
+        finally:
+            if cluster is not None:
+                client.close()
+                cluster.close()
     return results.frame(rows, list(settings.space))
+
+
+def _warn(note: str | None) -> None:
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=3)
 
 
 __all__ = ["Driver", "Settings", "open_client", "require_dask", "sweep"]

@@ -252,7 +252,12 @@ def read_space_file(path: str | Path) -> dict[str, Any]:
     """A JSON (or, where Python has tomllib, TOML) file: {"grid": {name: values}} and any of
     the sweep's other settings by their library names (seeds, epochs, random, ...)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SpaceError(f"--space {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: not text (not UTF-8)") from None
     if path.suffix.lower() == ".toml":
         try:
             import tomllib
@@ -265,7 +270,9 @@ def read_space_file(path: str | Path) -> dict[str, Any]:
     else:
         try:
             content = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except RecursionError:
+            raise SpaceError(f"{path}: not valid JSON: nested too deeply") from None
+        except ValueError as exc:  # not JSON, or a number of thousands of digits
             raise SpaceError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(content, dict) or not isinstance(content.get("grid", {}), dict):
         raise SpaceError(f'{path}: expected {{"grid": {{"name": [values], ...}}, ...}}')
