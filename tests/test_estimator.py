@@ -38,6 +38,10 @@ def small(**params) -> MLPClassifier:
 X, y = blobs()
 
 
+def same_weights(a: MLPClassifier, b: MLPClassifier) -> bool:
+    return all(np.array_equal(u, v) for u, v in zip(a.coefs_, b.coefs_, strict=True))
+
+
 def test_init_only_stores_parameters():
     model = MLPClassifier((7, 7, 7), activation="tanh", learning_rate_init=-1, backend="x")
     assert vars(model) == model.get_params()
@@ -133,7 +137,7 @@ def test_uint8_is_scaled_like_pixels():
         ({"validation_fraction": 1.0}, "validation_fraction must be a number between 0 and 1"),
         ({"n_iter_no_change": 0}, "n_iter_no_change must be a positive whole number"),
         ({"tol": -1}, "tol must be a number >= 0"),
-        ({"random_state": "seed"}, "random_state must be None or a whole number"),
+        ({"random_state": "seed"}, "random_state must be None, a whole number"),
         ({"n_threads": 0}, "n_threads must be None or a positive whole number"),
         ({"shuffle": "yes"}, "shuffle must be True or False"),
     ],
@@ -293,6 +297,22 @@ def test_same_random_state_same_model(backend):
     assert runs[0].loss_curve_ == runs[1].loss_curve_
 
 
+def test_random_state_takes_a_random_state_or_a_generator_as_scikit_learn_does(tmp_path):
+    from fastnn import load
+
+    for make in (np.random.RandomState, np.random.default_rng):
+        shared = make(0)
+        first, second = small(random_state=shared).fit(X, y), small(random_state=shared).fit(X, y)
+        again = small(random_state=make(0)).fit(X, y)
+        assert same_weights(first, again), "a generator in the same state gives the same model"
+        assert not same_weights(first, second), "each fit draws from it: the next differs"
+        assert first.get_params()["random_state"] is shared
+    first.save(tmp_path / "model.npz")
+    loaded = load(tmp_path / "model.npz")
+    assert loaded.random_state is None  # a generator's state is not a setting to record
+    np.testing.assert_array_equal(loaded.predict_proba(X), first.predict_proba(X))
+
+
 def test_scikit_learn_compatibility():
     sklearn = pytest.importorskip("sklearn")
     from sklearn.base import clone, is_classifier
@@ -302,6 +322,8 @@ def test_scikit_learn_compatibility():
     fitted = small(max_iter=2).fit(X, y)
     copy = clone(fitted)
     assert copy.get_params() == fitted.get_params() and not hasattr(copy, "coefs_")
+    seeded = clone(small(random_state=np.random.RandomState(3)))  # a copy in the same state
+    assert same_weights(seeded.fit(X, y), small(random_state=np.random.RandomState(3)).fit(X, y))
     names = np.array(["a", "b", "c"])[y]
     scores = cross_val_score(small(), X, names, cv=3)
     assert scores.shape == (3,) and scores.min() > 0.8
