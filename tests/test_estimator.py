@@ -1,6 +1,7 @@
 """MLPClassifier: the scikit-learn contract, input checks, early stopping, divergence."""
 
 import re
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -311,6 +312,34 @@ def test_random_state_takes_a_random_state_or_a_generator_as_scikit_learn_does(t
     loaded = load(tmp_path / "model.npz")
     assert loaded.random_state is None  # a generator's state is not a setting to record
     np.testing.assert_array_equal(loaded.predict_proba(X), first.predict_proba(X))
+
+
+@pytest.mark.parametrize("init", ["he", "uniform", "xavier"])
+def test_the_weights_take_the_memory_of_the_models_dtype(init):
+    """The memory fit's first weights ask for (hidden_layer_sizes=10**7 asked for 58 GiB in
+    float64 for a float32 model): a float32 network's is half a float64 one's, and the
+    numbers are those of one float64 draw, converted."""
+    from fastnn.model import init_params
+
+    def peak(dtype):
+        tracemalloc.start()  # NumPy reports its arrays' memory to tracemalloc
+        try:
+            params = init_params(784, 4000, 10, init, seed=1, dtype=dtype)
+            return tracemalloc.get_traced_memory()[1], params
+        finally:
+            tracemalloc.stop()
+
+    (peak32, params32), (peak64, params64) = peak("float32"), peak("float64")
+    assert peak32 < 0.55 * peak64, (peak32, peak64)
+    for W32, W64 in zip(params32.coefs, params64.coefs, strict=True):
+        np.testing.assert_array_equal(W32, W64.astype(np.float32))
+
+
+def test_a_network_too_large_asks_for_the_memory_of_its_dtype():
+    # 784 x 10**14 weights: more than any address space, so refused whatever the machine.
+    model = small(hidden_layer_sizes=10**14, dtype="float32")
+    with pytest.raises(MemoryError, match=r"shape \(20, 100000000000000\) and data type float32"):
+        model.fit(X, y)
 
 
 def test_scikit_learn_compatibility():
