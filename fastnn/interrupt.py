@@ -195,9 +195,9 @@ def handles_sigterm(main: Callable[..., int]) -> Callable[..., int]:
         try:
             status = main(*args, **kwargs)
         finally:
-            _command = None
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            _command = None  # after: _raise_keyboard_interrupt needs it while installed
         if status == EXIT_INTERRUPTED and stop.signal is not None:
             return exit_status(stop.signal)  # 143 when SIGTERM came first
         return status
