@@ -4,15 +4,25 @@ target, then rename it over the target in one step.
 A symbolic link is followed (the file it names is replaced, the link kept), and a target that
 is not a regular file (a device such as /dev/stdout or /dev/null, a named pipe) is written
 directly: renaming over it would replace the device or pipe with a file.
+
+A writer killed outright (kill -9, the kernel's out-of-memory killer, a crash) leaves its
+temporary file, as large as the target, behind; nothing in the process can remove it then. So
+each temporary file's name says which process on which machine writes it, and the next write
+to the same target removes those whose process has ended.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# After the target's name: the writer's PID and machine, then mkstemp's random part.
+_WRITER = re.compile(r"(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.")
 
 
 @contextlib.contextmanager
@@ -27,7 +37,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         return
     target = Path(path).resolve()  # a symbolic link stays; the file it names is replaced
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    _remove_leftovers(target)
+    writer = f"{os.getpid()}@{_host()}"
+    fd, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.{writer}.", suffix=suffix
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.chmod(0o644)  # mkstemp makes 0600; the result is an ordinary file, readable as usual
@@ -36,6 +50,39 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _host() -> str:
+    """This machine's name as it can stand in a file name (and in _WRITER)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "-"
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove the temporary files of earlier writes to `target` whose writer has ended without
+    removing its own. Those of a running process (another write to the target going on now)
+    stay, and so do those of another machine (in a shared folder), whose processes cannot be
+    checked from here. A PID that a new process has taken keeps its leftover: never one too
+    many removed."""
+    prefix, host = f".{target.name}.", _host()
+    with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
+        for entry in entries:
+            if not entry.name.startswith(prefix) or not entry.is_file(follow_symlinks=False):
+                continue
+            writer = _WRITER.match(entry.name, len(prefix))
+            if writer and writer["host"] == host and not _running(int(writer["pid"])):
+                with contextlib.suppress(OSError):  # e.g. removed by another writer just now
+                    os.unlink(entry.path)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this PID exists on this machine (a zombie counts)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether it could be sent
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def check_writable(

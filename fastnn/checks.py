@@ -133,8 +133,10 @@ def hyperparameters(est: Any) -> tuple[int, ...]:
              "a number between 0 and 1 (exclusive)", fraction)  # fmt: skip
     _require(_is_real(est.tol) and est.tol >= 0, "tol", "a number >= 0", est.tol)
     seed = est.random_state
-    _require(seed is None or is_int(seed) and seed >= 0, "random_state",
-             "None or a whole number >= 0", seed)  # fmt: skip
+    generator = isinstance(seed, np.random.RandomState | np.random.Generator)
+    _require(seed is None or is_int(seed) and seed >= 0 or generator, "random_state",
+             "None, a whole number >= 0, or a np.random.RandomState or Generator",
+             seed)  # fmt: skip
     threads = est.n_threads
     _require(threads is None or is_int(threads) and threads >= 1, "n_threads",
              "None or a positive whole number", threads)  # fmt: skip

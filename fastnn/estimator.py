@@ -52,6 +52,15 @@ class MLPClassifier(ScikitLearnProtocol):
     fastnn.training.TrainingCollapsedWarning; either way the weights from before that epoch
     are kept. Ctrl-C stops training after the current epoch, keeping its weights (a warning
     says so). `from_preset` gives the training command's presets as estimators.
+    `random_state` takes what scikit-learn's does: None (fresh seeds from the OS at every fit),
+    a whole number (the same model at every fit), or a np.random.RandomState or
+    np.random.Generator. Such an instance is used as scikit-learn uses one: each fit from fresh
+    weights draws 128 bits from it to seed fastnn's own generators, so it advances and two fits
+    with the same instance differ, while a RandomState(0) made anew gives the same model each
+    time (not the one random_state=0 gives). get_params and the repr show it as it is (and
+    scikit-learn's clone copies it in its current state); `save` records None for it, as a
+    generator's state is not a setting to write down (the file keeps the sample order and
+    dropout seed, so training goes on after a load exactly as it would have).
     """
 
     _estimator_type = "classifier"  # how scikit-learn < 1.6 recognises a classifier
@@ -70,7 +79,7 @@ class MLPClassifier(ScikitLearnProtocol):
         power_t: float = 0.5,
         max_iter: int = 10,
         shuffle: bool = True,
-        random_state: int | None = None,
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
         dtype: str = "float32",
         init: str = "he",
         early_stopping: bool = False,
@@ -191,18 +200,21 @@ class MLPClassifier(ScikitLearnProtocol):
         names: np.ndarray | None,
     ) -> np.random.SeedSequence:
         """Start from random weights; returns the seed of the validation split."""
-        init_seed, shuffle_seed, split_seed, _ = self._seeds()
+        init_seed, shuffle_seed, split_seed, dropout_seed = self._seeds()
         seed = int(init_seed.generate_state(1)[0])
         params = init_params(n_features, hidden, len(classes), self.init, seed, self.dtype)
         self._start(params, classes, names)
         self._shuffle_rng = np.random.default_rng(shuffle_seed)
-        self._dropout_seed = None  # drawn by _train
+        self._dropout_seed = _dropout_seed(dropout_seed)
         return split_seed
 
     def _seeds(self) -> list[np.random.SeedSequence]:
         """Independent seeds for the initial weights, the epoch orders, the split and the
-        dropout masks and augmentations."""
-        return np.random.SeedSequence(self.random_state).spawn(4)
+        dropout masks and augmentations. From a RandomState or Generator, new ones each call."""
+        entropy = self.random_state
+        if isinstance(entropy, np.random.RandomState | np.random.Generator):
+            entropy = int.from_bytes(entropy.bytes(16), "little")
+        return np.random.SeedSequence(entropy).spawn(4)
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Train for up to `max_iter` epochs: from fresh weights, or with warm_start=True and a
@@ -311,8 +323,8 @@ class MLPClassifier(ScikitLearnProtocol):
             # New, or changed by set_params between calls: the new settings hold from here.
             self._schedule = Schedule(*settings)
             self._schedule.samples_seen = self.t_
-        if getattr(self, "_dropout_seed", None) is None:  # new, or loaded from a file without it
-            self._dropout_seed = int(self._seeds()[3].generate_state(1, np.uint64)[0])
+        if getattr(self, "_dropout_seed", None) is None:  # loaded from a file without it
+            self._dropout_seed = _dropout_seed(self._seeds()[3])
         how = training.Training(
             optimizer, state, self._schedule, batch_size, self.activation,
             check_rates(self.dropout, len(params.hidden_sizes)), self._dropout_seed,
@@ -430,6 +442,8 @@ class MLPClassifier(ScikitLearnProtocol):
             raise ValueError(f"dataset must be a name (a str); got {dataset!r}")
         dataset = dataset or getattr(self, "_dataset", None)
         config = self.get_params() if dataset is None else {**self.get_params(), "dataset": dataset}
+        if not (config["random_state"] is None or checks.is_int(config["random_state"])):
+            config["random_state"] = None  # a RandomState or Generator: see the class's doc
         records = getattr(self, "_epoch_records", {})
         known = {}
         if self.best_validation_score_ is not None:
@@ -447,3 +461,8 @@ class MLPClassifier(ScikitLearnProtocol):
             config=config, scores={**known, **(scores or {})},
             state=self._optimizer_state, history=history.to_json(),
         )  # fmt: skip
+
+
+def _dropout_seed(seed: np.random.SeedSequence) -> int:
+    """The seed of the dropout masks and augmentations of every epoch (see fastnn.dropout)."""
+    return int(seed.generate_state(1, np.uint64)[0])

@@ -8,6 +8,7 @@ code the layers count from 0 (coefs[0] is W1), as scikit-learn's coefs_ do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ ACTIVATIONS = ("relu", "leaky_relu")
 INIT_SCHEMES = ("uniform", "he", "xavier")
 DTYPES = ("float32", "float64")
 LEAKY_SLOPE = 0.01  # slope of leaky_relu for negative inputs
+DRAW_CHUNK = 1 << 16  # random numbers drawn at a time (512 KiB of float64) by init_params
 
 
 @dataclass
@@ -150,14 +152,33 @@ def init_params(
     rng = np.random.default_rng(seed)
     coefs, intercepts = [], []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        if scheme == "uniform":
-            W = rng.uniform(-0.5, 0.5, (fan_in, fan_out))
-            b = rng.uniform(-0.5, 0.5, fan_out)
-        elif scheme == "he":
-            W, b = rng.normal(0.0, np.sqrt(2.0 / fan_in), (fan_in, fan_out)), np.zeros(fan_out)
+        if scheme == "he":
+            W = _drawn((fan_in, fan_out), dtype, rng.normal, 0.0, np.sqrt(2.0 / fan_in))
         else:
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            W, b = rng.uniform(-limit, limit, (fan_in, fan_out)), np.zeros(fan_out)
-        coefs.append(np.ascontiguousarray(W, dtype=dtype))
-        intercepts.append(np.ascontiguousarray(b, dtype=dtype))
+            limit = 0.5 if scheme == "uniform" else np.sqrt(6.0 / (fan_in + fan_out))
+            W = _drawn((fan_in, fan_out), dtype, rng.uniform, -limit, limit)
+        if scheme == "uniform":  # the biases too, after the weights
+            b = _drawn(fan_out, dtype, rng.uniform, -0.5, 0.5)
+        else:
+            b = np.zeros(fan_out, dtype)
+        coefs.append(W)
+        intercepts.append(b)
     return Params(coefs, intercepts)
+
+
+def _drawn(
+    shape: int | tuple[int, ...],
+    dtype: str,
+    distribution: Callable[[float, float, int], np.ndarray],
+    a: float,
+    b: float,
+) -> np.ndarray:
+    """An array of `dtype` filled in C order from distribution(a, b, n) (a Generator's
+    uniform or normal), DRAW_CHUNK numbers at a time: the very numbers of one draw of the
+    whole shape, converted, but needing only the array's own memory (a float32 layer of
+    784 x 10**7 asks for 29 GiB, not for a float64 draw's 58 GiB and then the copy)."""
+    out = np.empty(shape, dtype)
+    flat = out.reshape(-1)  # a view: a new array is contiguous
+    for start in range(0, flat.size, DRAW_CHUNK):
+        flat[start : start + DRAW_CHUNK] = distribution(a, b, min(DRAW_CHUNK, flat.size - start))
+    return out

@@ -6,18 +6,34 @@ schedule, seed); the command line may add epochs and change where it runs (backe
 and what it writes. 3 epochs and then --resume for 2 more give the same bits as 5 in one go:
 the weights, the optimizer's state, the schedule's position and the generator that shuffles each
 epoch all come from the file.
+
+Before any of it is used, the saved options are checked as fastnn.load checks a saved
+configuration (by the same function, fastnn.saved.checked_model), those only the command has as
+the command takes them, and all against the saved network: a header damaged or edited by hand is
+one line naming the file and the field.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import NamedTuple
+import os
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
+import numpy as np
+
+from fastnn.augment import check_augment
+from fastnn.checks import is_int
+from fastnn.data import DATASET_NAMES
+from fastnn.estimator import MLPClassifier
 from fastnn.history import History
 from fastnn.model import Params
-from fastnn.optim import Optimizer, OptimizerState
-from fastnn.options import augment_spec
-from fastnn.persist import read_model
+from fastnn.npz_members import short
+from fastnn.optim import OptimizerState
+from fastnn.options import ESTIMATOR_NAMES, IMAGE_PIXELS, PRESETS, augment_spec
+from fastnn.persist import ModelFileError, SavedModel, read_model
+from fastnn.saved import checked_model
+from fastnn.train_outputs import N_CLASSES
 
 # The options a resumed run takes from the saved one. Any other (epochs, logging, outputs,
 # downloading) is this invocation's own; where it runs (backend, threads) too, by default as
@@ -30,6 +46,23 @@ DECIDED_BY_THE_RUN = (
 )  # fmt: skip
 # What a run saved before an option existed did without it.
 ADDED_LATER = {"augment": None}
+
+
+def _is_whole(least: int) -> Callable[[Any], bool]:
+    return lambda value: is_int(value) and value >= least
+
+
+# What the saved options must be that MLPClassifier's checks do not see, or see under another
+# name, or allow where the command does not (a batch size "auto", a random_state None).
+COMMAND_OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "preset": (lambda v: isinstance(v, str) and v in PRESETS, f"one of {', '.join(PRESETS)}"),
+    "dataset": (lambda v: v in DATASET_NAMES, f"one of {', '.join(DATASET_NAMES)}"),
+    "data": (lambda v: v is None or isinstance(v, str), "a path (a string) or null"),
+    "dev_size": (_is_whole(0), "a whole number >= 0"),
+    "seed": (_is_whole(0), "a whole number >= 0"),
+    "hidden": (lambda v: isinstance(v, list), "a list of layer sizes"),
+    "batch_size": (lambda v: v == "full" or _is_whole(1)(v), "a positive whole number or 'full'"),
+}
 
 
 class Resumed(NamedTuple):
@@ -52,6 +85,7 @@ def resume_from(args: argparse.Namespace) -> Resumed:
             "fastnn.train --save (no training history or options). A model saved by "
             "MLPClassifier.save goes on training with fastnn.load(path).partial_fit(X, y)"
         )
+    _check_run(saved, config, path)
     for name in DECIDED_BY_THE_RUN:
         given, theirs = getattr(args, name), config[name]
         if name == "augment":  # the command's words, as the saved run recorded them
@@ -73,7 +107,52 @@ def resume_from(args: argparse.Namespace) -> Resumed:
                 f"{path} finished all its {history.epochs} epochs: give --epochs N to train N more"
             )
     state = saved.state
-    if state is not None and not state.fits(Optimizer.of(args), saved.params):
-        raise ValueError(f"{path}: the saved optimizer state does not fit its solver")
     # The file's arrays may be read-only; training updates its own copies.
     return Resumed(saved.params.copy(), None if state is None else state.copy(), history)
+
+
+def _check_run(saved: SavedModel, config: dict[str, Any], path: str | os.PathLike) -> None:
+    """Raise ModelFileError, naming the file and the field, unless --resume can go on with the
+    saved run: its options checked as fastnn.load checks a saved configuration (the same
+    function), those only the command has as the command takes them, and the network they
+    describe against the saved weights."""
+
+    def unusable(problem: str) -> ModelFileError:
+        return ModelFileError(f"{path}: the saved configuration is not usable: {problem}")
+
+    for name, (ok, wanted) in COMMAND_OPTIONS.items():
+        if not ok(config[name]):
+            raise unusable(f"{name} must be {wanted}; got {short(config[name])}")
+    # The command records the options that MLPClassifier names otherwise under both names
+    # (for fastnn.load); --resume reads the command's, so both must say the same.
+    for option, name in ESTIMATOR_NAMES.items():
+        if option != "epochs" and name in config and config[name] != config.get(option):
+            raise unusable(
+                f"{option} {short(config.get(option))} differs from {name} {short(config[name])}"
+            )
+    names = MLPClassifier._param_names()
+    params = {
+        ESTIMATOR_NAMES.get(k, k): config[k] for k in (*DECIDED_BY_THE_RUN, "max_iter", "backend")
+    }
+    params = {k: v for k, v in params.items() if k in names}
+    checked_model(saved, {**params, "n_threads": config.get("threads")}, path)
+    try:
+        check_augment(config["augment"], IMAGE_PIXELS, None, 0)
+    except ValueError as exc:
+        raise unusable(str(exc)) from None
+    network = saved.params
+    for name, theirs in (
+        ("hidden", list(network.hidden_sizes)),
+        ("dtype", network.dtype.name),
+        ("activation", saved.activation),
+    ):
+        if config[name] != theirs:
+            raise unusable(
+                f"{name} {short(config[name])} does not match the saved network's {theirs}"
+            )
+    if network.n_in != IMAGE_PIXELS or not np.array_equal(saved.classes, np.arange(N_CLASSES)):
+        raise ModelFileError(
+            f"{path}: the saved network maps {network.n_in} features to the classes "
+            f"{short(saved.classes.tolist())}, not a run of this command, which trains on "
+            f"{IMAGE_PIXELS} pixels and the classes 0 to {N_CLASSES - 1}"
+        )

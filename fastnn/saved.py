@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 from fastnn import checks, persist
 from fastnn.estimator import MLPClassifier
@@ -45,24 +46,12 @@ def from_saved(saved: persist.SavedModel, path: str | os.PathLike) -> MLPClassif
             stacklevel=2,
         )
         params["n_threads"] = None
-    model = MLPClassifier(**params)
-    try:
-        checks.hyperparameters(model)  # the one validation of every hyperparameter
-        optimizer = checks.optimizer(model)
-    except ValueError as exc:
-        raise persist.ModelFileError(
-            f"{path}: the saved configuration is not usable: {exc}"
-        ) from None
+    model = checked_model(saved, params, path)
     model._start(saved.params, saved.classes, None)
     model.best_validation_score_ = saved.scores.get("validation_accuracy")
     dataset = saved.config.get("dataset")
     model._dataset = dataset if isinstance(dataset, str) else None
     if saved.state is not None:
-        if not saved.state.fits(optimizer, saved.params):
-            raise persist.ModelFileError(
-                f"{path}: the saved optimizer state does not fit the saved solver "
-                f"{model.solver!r} (momentum {model.momentum})"
-            )
         model._optimizer_state = saved.state
     history = History.from_json(saved.history, path)
     if history is not None:
@@ -80,4 +69,27 @@ def from_saved(saved: persist.SavedModel, path: str | os.PathLike) -> MLPClassif
         model._schedule.samples_seen = history.samples_seen
         if history.rate is not None:
             model._schedule.current = history.rate
+    return model
+
+
+def checked_model(
+    saved: persist.SavedModel, params: dict[str, Any], path: str | os.PathLike
+) -> MLPClassifier:
+    """MLPClassifier(**params), the hyperparameters of the model file `saved`, checked as fit
+    checks them, and the optimizer state the file holds against the solver they name: the one
+    check of a saved configuration, for fastnn.load and python -m fastnn.train --resume.
+    Raises ModelFileError naming the file (`path`) and what is unusable."""
+    model = MLPClassifier(**params)
+    try:
+        checks.hyperparameters(model)  # the one validation of every hyperparameter
+        optimizer = checks.optimizer(model)
+    except ValueError as exc:
+        raise persist.ModelFileError(
+            f"{path}: the saved configuration is not usable: {exc}"
+        ) from None
+    if saved.state is not None and not saved.state.fits(optimizer, saved.params):
+        raise persist.ModelFileError(
+            f"{path}: the saved optimizer state does not fit the saved solver "
+            f"{model.solver!r} (momentum {model.momentum})"
+        )
     return model

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@interrupt.handles_sigterm  # SIGTERM stops it as Ctrl-C does, exit status 143
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

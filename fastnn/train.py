@@ -4,6 +4,7 @@ training a saved run (--resume)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import time
@@ -37,6 +38,8 @@ EXIT_ERROR = 1
 # training loss fell by no more than ADAPTIVE_TOL: scikit-learn's n_iter_no_change and tol.
 ADAPTIVE_PATIENCE = 10
 ADAPTIVE_TOL = 1e-4
+# The status that the model and the metrics record for a run stopped early by a signal.
+STOPPED = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
 
 def load_data(args: argparse.Namespace):
@@ -111,8 +114,8 @@ def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> t
 
 
 def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> int:
-    """Train, then write every output asked for, even after Ctrl-C or divergence (marked as
-    such); returns the exit status."""
+    """Train, then write every output asked for, even after Ctrl-C, SIGTERM or divergence
+    (marked as such); returns the exit status."""
     start_loading(args.backend)  # while the data loads
     X_all, y_all, X_test, y_test = load_data(args)
     backend = get_backend(args.backend)
@@ -127,9 +130,9 @@ def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> in
     earlier = None if resumed is None else resumed.history
     r = Run(args, backend, params, X, y, X_dev, y_dev, X_test, y_test, X_new, how, order_rng,
             first, first - 1 + args.epochs, earlier)  # fmt: skip
-    # From here on a Ctrl-C ends training at an epoch boundary and the outputs are still
-    # written; a second one quits at once.
-    with interrupt.stop_requests(training.STOP_NOTICE), backend.threads(args.threads):
+    # From here on a Ctrl-C or SIGTERM ends training at an epoch boundary and the outputs are
+    # still written; a second one quits at once.
+    with interrupt.stop_requests(training.STOP_NOTICE) as stop, backend.threads(args.threads):
         print(
             f"fastnn {fastnn.__version__} | backend {backend.name} | {len(X)} train, "
             f"{len(X_dev)} dev{'' if X_test is None else f', {len(X_test)} test'} rows | hidden "
@@ -140,9 +143,7 @@ def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> in
         history, outcome = train_epochs(r)
         if outcome.diverged:
             error(outcome.diverged)
-        status = (
-            "diverged" if outcome.diverged else "interrupted" if outcome.interrupted else "finished"
-        )
+        status = "diverged" if outcome.diverged else STOPPED.get(outcome.interrupted, "finished")
         if status != "finished":
             last = first - 1 + outcome.epochs_run
             print(f"training {status} after {outcome.epochs_run} of {args.epochs} epochs; "
@@ -150,8 +151,8 @@ def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> in
         stopped = {"status": status, "epochs_completed": outcome.epochs_run}
         summary = summarise(r, history, outcome)
         failed = write_outputs(planned_outputs(r, history, stopped, summary, started))
-    if outcome.interrupted:
-        return interrupt.EXIT_INTERRUPTED
+    if stop.requested:  # in training, or while the outputs were written
+        return interrupt.exit_status(stop.signal)
     return EXIT_ERROR if outcome.diverged or failed else 0
 
 
@@ -258,6 +259,7 @@ def write_outputs(writes: list[tuple[str, str, Callable[[], None]]]) -> bool:
     return failed
 
 
+@interrupt.handles_sigterm
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()

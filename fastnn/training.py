@@ -1,6 +1,6 @@
 """The one training loop behind `python -m fastnn.train` and MLPClassifier: epochs in a given
-sample order, checked for divergence after each one, stopped cleanly by Ctrl-C; and evaluation
-in chunks."""
+sample order, checked for divergence after each one, stopped cleanly by Ctrl-C (or SIGTERM);
+and evaluation in chunks."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ PROBE_ROWS = 64  # training rows looked at after each epoch to judge the network
 # 2.37: the first epoch's loss was 0.48, 0.82 and 2.83 at lr 0.5, 1 and 2 (still training),
 # 15.8 at lr 5 (collapsed, caught as such), 427 at lr 10 and 2.9e5 at lr 50.
 BLOWUP_FACTOR = 10
-STOP_NOTICE = "Ctrl-C: stopping after this epoch and keeping its weights (Ctrl-C again to quit now)"
+STOP_NOTICE = (  # "{signal}": Ctrl-C or SIGTERM (see fastnn.interrupt)
+    "{signal}: stopping after this epoch and keeping its weights ({signal} again to quit now)"
+)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -48,7 +50,7 @@ class EpochResult(NamedTuple):
 
 class Outcome(NamedTuple):
     epochs_run: int  # epochs completed (and kept) by this call
-    interrupted: bool  # stopped by Ctrl-C
+    interrupted: int | None  # the signal that stopped it: SIGINT (Ctrl-C), SIGTERM, or None
     diverged: str | None  # why training stopped on divergence; that epoch was undone
     collapsed: bool  # the divergence was a collapse to one output (the weights stay finite)
     compile_seconds: float | None  # time spent compiling kernels (not loading them), if any
@@ -175,9 +177,9 @@ def run_epochs(
 
     `after_epoch(result)` runs after each healthy epoch and returns True to stop early. An
     epoch after which the network diverged or collapsed is undone (params and optimizer state
-    as before it) and training ends, saying why in Outcome.diverged. The first Ctrl-C ends the
-    run after the current epoch (see fastnn.interrupt). `say` gets one-line notices, such as
-    that the kernels are compiling.
+    as before it) and training ends, saying why in Outcome.diverged. The first Ctrl-C (or, in a
+    command, SIGTERM) ends the run after the current epoch (see fastnn.interrupt). `say` gets
+    one-line notices, such as that the kernels are compiling.
     """
     activation, schedule, state = how.activation, how.schedule, how.state
     probe = _Probe.of(backend, activation, X, y)
@@ -218,7 +220,7 @@ def run_epochs(
             result = EpochResult(epoch, loss, accuracy, seconds, float(rates.mean()))
             if after_epoch(result) or stop.requested:
                 break
-    return Outcome(done, stop.requested, diverged, collapsed, compilation.seconds)
+    return Outcome(done, stop.signal, diverged, collapsed, compilation.seconds)
 
 
 def predict_proba(backend: Backend, params: Params, X: np.ndarray, activation: str) -> np.ndarray:

@@ -1,6 +1,7 @@
 """MLPClassifier: the scikit-learn contract, input checks, early stopping, divergence."""
 
 import re
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -36,6 +37,10 @@ def small(**params) -> MLPClassifier:
 
 
 X, y = blobs()
+
+
+def same_weights(a: MLPClassifier, b: MLPClassifier) -> bool:
+    return all(np.array_equal(u, v) for u, v in zip(a.coefs_, b.coefs_, strict=True))
 
 
 def test_init_only_stores_parameters():
@@ -133,7 +138,7 @@ def test_uint8_is_scaled_like_pixels():
         ({"validation_fraction": 1.0}, "validation_fraction must be a number between 0 and 1"),
         ({"n_iter_no_change": 0}, "n_iter_no_change must be a positive whole number"),
         ({"tol": -1}, "tol must be a number >= 0"),
-        ({"random_state": "seed"}, "random_state must be None or a whole number"),
+        ({"random_state": "seed"}, "random_state must be None, a whole number"),
         ({"n_threads": 0}, "n_threads must be None or a positive whole number"),
         ({"shuffle": "yes"}, "shuffle must be True or False"),
     ],
@@ -293,6 +298,50 @@ def test_same_random_state_same_model(backend):
     assert runs[0].loss_curve_ == runs[1].loss_curve_
 
 
+def test_random_state_takes_a_random_state_or_a_generator_as_scikit_learn_does(tmp_path):
+    from fastnn import load
+
+    for make in (np.random.RandomState, np.random.default_rng):
+        shared = make(0)
+        first, second = small(random_state=shared).fit(X, y), small(random_state=shared).fit(X, y)
+        again = small(random_state=make(0)).fit(X, y)
+        assert same_weights(first, again), "a generator in the same state gives the same model"
+        assert not same_weights(first, second), "each fit draws from it: the next differs"
+        assert first.get_params()["random_state"] is shared
+    first.save(tmp_path / "model.npz")
+    loaded = load(tmp_path / "model.npz")
+    assert loaded.random_state is None  # a generator's state is not a setting to record
+    np.testing.assert_array_equal(loaded.predict_proba(X), first.predict_proba(X))
+
+
+@pytest.mark.parametrize("init", ["he", "uniform", "xavier"])
+def test_the_weights_take_the_memory_of_the_models_dtype(init):
+    """The memory fit's first weights ask for (hidden_layer_sizes=10**7 asked for 58 GiB in
+    float64 for a float32 model): a float32 network's is half a float64 one's, and the
+    numbers are those of one float64 draw, converted."""
+    from fastnn.model import init_params
+
+    def peak(dtype):
+        tracemalloc.start()  # NumPy reports its arrays' memory to tracemalloc
+        try:
+            params = init_params(784, 4000, 10, init, seed=1, dtype=dtype)
+            return tracemalloc.get_traced_memory()[1], params
+        finally:
+            tracemalloc.stop()
+
+    (peak32, params32), (peak64, params64) = peak("float32"), peak("float64")
+    assert peak32 < 0.55 * peak64, (peak32, peak64)
+    for W32, W64 in zip(params32.coefs, params64.coefs, strict=True):
+        np.testing.assert_array_equal(W32, W64.astype(np.float32))
+
+
+def test_a_network_too_large_asks_for_the_memory_of_its_dtype():
+    # 784 x 10**14 weights: more than any address space, so refused whatever the machine.
+    model = small(hidden_layer_sizes=10**14, dtype="float32")
+    with pytest.raises(MemoryError, match=r"shape \(20, 100000000000000\) and data type float32"):
+        model.fit(X, y)
+
+
 def test_scikit_learn_compatibility():
     sklearn = pytest.importorskip("sklearn")
     from sklearn.base import clone, is_classifier
@@ -302,6 +351,8 @@ def test_scikit_learn_compatibility():
     fitted = small(max_iter=2).fit(X, y)
     copy = clone(fitted)
     assert copy.get_params() == fitted.get_params() and not hasattr(copy, "coefs_")
+    seeded = clone(small(random_state=np.random.RandomState(3)))  # a copy in the same state
+    assert same_weights(seeded.fit(X, y), small(random_state=np.random.RandomState(3)).fit(X, y))
     names = np.array(["a", "b", "c"])[y]
     scores = cross_val_score(small(), X, names, cv=3)
     assert scores.shape == (3,) and scores.min() > 0.8

@@ -1,5 +1,6 @@
-"""Ctrl-C: the first stops training cleanly at an epoch boundary and keeps what it has, the
-second quits at once; never a segfault or a SystemError from inside the compiled kernels."""
+"""Ctrl-C (and, in the commands, SIGTERM): the first stops training cleanly at an epoch boundary
+and keeps what it has, the second quits at once; never a segfault or a SystemError from inside
+the compiled kernels."""
 
 import json
 import os
@@ -17,8 +18,9 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import interrupt
+from fastnn import interrupt, persist
 from fastnn.backends import get_backend
+from fastnn.history import History
 
 PACKAGE = Path(fastnn.__file__).parent
 needs_mnist = pytest.mark.skipif(
@@ -281,3 +283,85 @@ def test_a_cosine_run_stopped_by_ctrl_c_resumes_to_the_bits_of_the_whole_run(tmp
     a, b = fastnn.load(stopped / "resumed.npz"), fastnn.load(whole / "model.npz")
     for x, z in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
         np.testing.assert_array_equal(x, z)
+
+
+def send_sigterm() -> None:
+    """What kill, timeout, job schedulers and container runtimes send."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.01)
+
+
+def test_a_command_takes_sigterm_as_a_first_ctrl_c_and_exits_143():
+    """Under handles_sigterm (a command's main), in all three places: recorded in training,
+    deferred past a kernel call, raised as KeyboardInterrupt in plain Python. Outside it (a
+    program that fits), SIGTERM keeps its default: ending the process."""
+    seen = []
+
+    @interrupt.handles_sigterm
+    def train() -> int:
+        with interrupt.stop_requests() as stop:
+            with interrupt.deferred_keyboard_interrupt():  # a kernel call during training
+                send_sigterm()
+            seen.append(stop.signal)
+        return interrupt.EXIT_INTERRUPTED if stop.requested else 0
+
+    @interrupt.handles_sigterm
+    def serve() -> int:
+        try:
+            with interrupt.deferred_keyboard_interrupt():  # a kernel call: raised after it
+                send_sigterm()
+                seen.append("the call ended")
+            time.sleep(30)  # never reached: KeyboardInterrupt above
+        except KeyboardInterrupt:
+            return interrupt.EXIT_INTERRUPTED
+        return 0
+
+    assert train() == 143 and serve() == 143
+    assert seen == [signal.SIGTERM, "the call ended"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupt.stop_requests(), interrupt.deferred_keyboard_interrupt():
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@needs_mnist
+def test_sigterm_stops_training_as_the_first_ctrl_c_does(tmp_path):
+    """The epoch ends and every output asked for is written, with the status "terminated";
+    exit status 143."""
+    process = _train_command(tmp_path, "--epochs", "200", "--plots", str(tmp_path / "plots"))
+    _wait_for(process, "epoch    1/200")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    _assert_no_crash(process.returncode, err, "SIGTERM")
+    assert process.returncode == 143, (out, err)
+    assert "SIGTERM: stopping after this epoch and keeping its weights" in err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    done = metrics["epochs_completed"]
+    assert metrics["status"] == "terminated" and 1 <= done == len(metrics["epochs"]) < 200
+    assert f"training terminated after {done} of 200 epochs" in out
+    saved = persist.read_model(tmp_path / "model.npz")
+    assert saved.config["status"] == "terminated" and saved.config["epochs_completed"] == done
+    assert History.from_json(saved.history, "model.npz").epochs == done
+    assert {"loss.png", "accuracy.png", "samples.png"} <= set(os.listdir(tmp_path / "plots"))
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()], "temporary files"
+
+
+@needs_mnist
+@pytest.mark.parametrize(
+    ("second", "status", "said"),
+    [(signal.SIGTERM, 143, "SIGTERM again"), (signal.SIGINT, 130, "Ctrl-C after SIGTERM")],
+    ids=["SIGTERM", "Ctrl-C"],
+)
+def test_a_second_signal_after_sigterm_quits_at_once(tmp_path, second, status, said):
+    """As a second Ctrl-C does, within one compiled epoch (hidden 512: about 0.5 s each);
+    sent once the first was acknowledged (see test_a_second_ctrl_c_quits_at_once)."""
+    process = _train_command(tmp_path, "--hidden", "512", "--epochs", "200")
+    _wait_for(process, "epoch    1/200")
+    process.send_signal(signal.SIGTERM)
+    _wait_for(process, "SIGTERM: stopping after this epoch", stream="stderr")
+    process.send_signal(second)
+    out, err = process.communicate(timeout=30)
+    _assert_no_crash(process.returncode, err, "second signal")
+    assert process.returncode == status, (out, err)
+    assert f"{said}: stopped at once" in err
+    assert "epoch    2/200" not in out and not (tmp_path / "metrics.json").exists()

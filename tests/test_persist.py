@@ -8,6 +8,7 @@ import sys
 import tracemalloc
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,45 @@ def test_saving_is_atomic(tmp_path, saved):
     with pytest.raises(ValueError, match="config and scores must be JSON-serialisable"):
         save_model(path, params, activation="relu", classes=[0, 1, 2], config={"x": object()})
     assert path.read_bytes() == saved.read_bytes() and os.listdir(tmp_path) == ["model.npz"]
+
+
+def _writer_in_the_middle_of_a_save(path):
+    """A process that has written its temporary file for `path` and not yet renamed it (a
+    save takes long enough with a large model); (the process, its temporary file)."""
+    code = (
+        "import sys, time\n"
+        "from fastnn.atomic import atomic_path\n"
+        "with atomic_path(sys.argv[1], suffix='.npz') as tmp:\n"
+        "    tmp.write_bytes(bytes(100_000))\n"
+        "    print(tmp, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    return process, Path(process.stdout.readline().strip())
+
+
+def test_a_save_removes_what_a_killed_save_left_and_only_that(tmp_path):
+    path = tmp_path / "model.npz"
+    killed, left = _writer_in_the_middle_of_a_save(path)
+    running, in_use = _writer_in_the_middle_of_a_save(path)
+    try:
+        killed.kill()  # SIGKILL: nothing in the process runs, so its temporary file stays
+        killed.wait()
+        # A temporary file of another machine, in a folder both share: its writer may run.
+        elsewhere = tmp_path / f".model.npz.{killed.pid}@another-machine.abcd1234.npz"
+        elsewhere.write_bytes(b"")
+        assert left.is_file() and left.name.startswith(".model.npz.")
+        fit().save(path)
+        assert not left.exists(), "the killed save's temporary file is still there"
+        assert in_use.is_file() and elsewhere.is_file()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            ["model.npz", in_use.name, elsewhere.name]
+        )
+    finally:
+        running.kill()
+        running.wait()
 
 
 @pytest.mark.parametrize(

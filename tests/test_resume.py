@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import persist
+from fastnn import persist, train
 from fastnn.backends import BACKENDS
 from fastnn.history import EPOCH_RECORDS, History
-from fastnn.model import init_params
+from fastnn.model import Params, init_params
 from fastnn.persist import ModelFileError
 from tests.cli_helpers import run_main, write_kaggle
 
@@ -290,3 +290,72 @@ def test_resume_continues_the_curves(tmp_path, kaggle, capsys):
         assert len(values) == 3 and values[:2] == getattr(first, name), name
     assert later.learning_rates == [0.1, 0.1, 0.1]  # --lr 0.1, constant
     assert all(0 <= a <= 1 for a in later.validation_scores + later.train_scores)
+
+
+@pytest.fixture(scope="module")
+def saved_run(kaggle, tmp_path_factory):
+    """A run of the command saved after 1 of its 2 epochs: sgd, hidden 12 7, float32."""
+    path = tmp_path_factory.mktemp("run") / "run.npz"
+    assert train.main(_train_args(kaggle, "--epochs", "1", "--save", str(path))) == 0
+    return path
+
+
+def _different_features(saved, path):
+    """The saved run with a first layer of 20 inputs instead of 784 (a header and arrays
+    that agree with each other, not with the command)."""
+    run = persist.read_model(saved)
+    params = Params([np.ones((20, 12), np.float32), *run.params.coefs[1:]], run.params.intercepts)
+    persist.save_model(path, params, activation="relu", classes=run.classes, config=run.config,
+                       history=run.history)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ({"max_iter": "ten"}, "max_iter must be a positive whole number; got 'ten'"),
+        ({"max_iter": 2.5}, "max_iter must be a positive whole number; got 2.5"),
+        ({"batch_size": 0}, "batch_size must be a positive whole number or 'full'; got 0"),
+        ({"batch_size": "big"}, "batch_size must be a positive whole number or 'full'; got 'big'"),
+        ({"batch_size": "auto"}, "batch_size must be a positive whole number or 'full'"),
+        ({"seed": "x"}, "seed must be a whole number >= 0; got 'x'"),
+        ({"learning_rate": "weird"}, "learning_rate must be one of constant, invscaling, "
+                                     "adaptive, cosine; got 'weird'"),
+        ({"hidden": [32], "hidden_layer_sizes": [32]},
+         "hidden [32] does not match the saved network's [12, 7]"),
+        ({"hidden": 12, "hidden_layer_sizes": 12}, "hidden must be a list of layer sizes"),
+        ({"dtype": "float64"}, "dtype 'float64' does not match the saved network's float32"),
+        ({"activation": "leaky_relu"},
+         "activation 'leaky_relu' does not match the saved network's relu"),
+        ({"lr": 0.5}, "lr 0.5 differs from learning_rate_init 0.1"),
+        ({"lr": -1, "learning_rate_init": -1}, "learning_rate_init must be a positive number"),
+        ({"momentum": "x"}, "momentum must be"),
+        ({"preset": "nope"}, "preset must be one of default, best"),
+        ({"dataset": ["mnist"]}, "dataset must be one of mnist, fashion-mnist; got ['mnist']"),
+        ({"data": 7}, "data must be a path (a string) or null; got 7"),
+        ({"dev_size": -3}, "dev_size must be a whole number >= 0; got -3"),
+        ({"augment": "spin"}, "augment must be None, one of shift, affine, elastic"),
+        ({"backend": "gpu"}, "backend must be one of numpy, numba; got 'gpu'"),
+        ({"threads": 0, "n_threads": 0}, "n_threads must be None or a positive whole number"),
+        ({"solver": "adam"}, "the saved optimizer state does not fit the saved solver 'adam'"),
+        (_different_features, "the saved network maps 20 features to the classes [0, 1, 2"),
+    ],
+    ids=lambda v: v.__name__ if callable(v) else "+".join(v) if isinstance(v, dict) else None,
+)  # fmt: skip
+def test_resume_checks_the_saved_configuration_as_load_does(
+    tmp_path, saved_run, capsys, damage, message
+):
+    """A header edited by hand or damaged: one line naming the file and the field, exit
+    status 1 as for any unusable model file, never a traceback or a run with it."""
+    path = tmp_path / "damaged.npz"
+    if callable(damage):
+        damage(saved_run, path)
+    else:
+        with np.load(saved_run) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        header = json.loads(arrays.pop("header").tobytes())
+        header["config"].update(damage)
+        np.savez(path, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    code, out, err = run_main(["--resume", str(path), "--epochs", "1"], capsys)
+    assert code == 1 and "epoch" not in out, out
+    assert err.startswith(f"fastnn.train: error: {path}: ") and err.count("\n") == 1, err
+    assert message in err and "Traceback" not in err, err

@@ -193,6 +193,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser):
     return settings, spell
 
 
+@interrupt.handles_sigterm  # SIGTERM stops it as Ctrl-C does, exit status 143
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

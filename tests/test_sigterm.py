@@ -1,0 +1,74 @@
+"""SIGTERM (what kill, timeout, job schedulers and container runtimes send) stops the server and
+sweeps as Ctrl-C does, with exit status 143. Training's case is in test_interrupt.py."""
+
+from __future__ import annotations
+
+import re
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from drawn_digits import plumbing_model
+from sweep_helpers import TINY, require_distributed, rows, start, stop, sweep_command, wait_for_rows
+
+TIMEOUT = 30  # seconds: a bound against a hang, far above what each step takes
+
+
+def test_the_server_stops_on_sigterm(tmp_path):
+    plumbing_model().save(tmp_path / "model.npz")
+    command = [sys.executable, "-m", "fastnn.serve", str(tmp_path / "model.npz"), "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], TIMEOUT)  # the URL, once it listens
+        line = process.stdout.readline() if ready else ""
+        assert re.search(r"http://127\.0\.0\.1:\d+/", line), line
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143, err
+    assert err == "fastnn.serve: stopped\n" and out == ""
+
+
+def _running_in_group(group: int) -> list[str]:
+    """The processes of the process group that still run (not zombies): their command lines."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":  # pgrp, state
+            found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
+
+
+def test_a_sweep_stops_on_sigterm_keeping_its_trials_and_its_cluster_shut_down(
+    real_data_dir, tmp_path
+):
+    """SIGTERM to the driver alone (kill PID): the local cluster's workers do not get it, and
+    the driver stops them as after Ctrl-C."""
+    require_distributed()
+    out = tmp_path / "sweep"
+    grid = ["--grid", "hidden_layer_sizes=8,16,12", "--seeds", "0", "1", "--out", str(out)]
+    env = dict(FASTNN_DATA_DIR=str(real_data_dir), FASTNN_SWEEP_TRIAL_DELAY="0.7")
+    log = tmp_path / "sweep.log"
+    process = start(sweep_command(*grid, *TINY, "--workers", "2"), log, **env)
+    try:
+        wait_for_rows(out / "results.jsonl", 1, process, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=TIMEOUT) == 143, log.read_text()
+        # The driver stopped them before it ended (were it killed, they would notice that
+        # their parent is gone only a while later).
+        assert not _running_in_group(process.pid), "the cluster's processes still run"
+    finally:
+        stop(process)
+    said = log.read_text()
+    assert f"python -m fastnn.sweep --resume {out}" in said
+    assert "Traceback" not in said and "ERROR" not in said, said
+    done = [r["trial"] for r in rows(out / "results.jsonl")]
+    assert 1 <= len(done) < 6 and len(set(done)) == len(done)
