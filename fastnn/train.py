@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ValueError) as exc:
         error(str(exc))
         return EXIT_ERROR
+    except MemoryError as exc:  # NumPy's says how much, for what shape and dtype
+        error(f"not enough memory: {exc}; choose fewer or smaller hidden layers (--hidden)")
+        return EXIT_ERROR
     except KeyboardInterrupt:  # before training began: nothing to keep
         error("interrupted before training began; nothing was written")
         return interrupt.EXIT_INTERRUPTED

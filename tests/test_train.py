@@ -380,3 +380,16 @@ def test_estimator_names_are_options_and_come_back_from_the_saved_model(tmp_path
         }  # fmt: skip
         assert model._optimizer_state.step == 2 * 2 and model.n_iter_ == 2
     np.testing.assert_array_equal(saved[0].coefs_[0], saved[1].coefs_[0])
+
+
+def test_a_network_too_large_for_memory_is_one_line(tmp_path, capsys):
+    write_kaggle(tmp_path / "train.csv", 60, with_labels=True)
+    metrics = tmp_path / "metrics.json"
+    args = ["--backend", "numpy", "--data", str(tmp_path / "train.csv"), "--dev-size", "10",
+            "--hidden", str(10**14), "--metrics", str(metrics)]  # fmt: skip
+    code, out, err = run_main(args, capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "not enough memory" in lines[0] and "--hidden" in lines[0], err
+    assert "float32" in lines[0] and "Traceback" not in err
+    assert not metrics.exists()

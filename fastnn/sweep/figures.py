@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fastnn.plots import plt, save_png  # plots sets the Agg backend: files only
+from fastnn.plots import literal_text, plt, save_png  # plots sets the Agg backend: files only
 from fastnn.sweep.results import DONE
 
 PANELS_PER_ROW = 3
@@ -22,6 +22,7 @@ def _epochs_colours(table: pd.DataFrame) -> tuple[list[int], dict[int, tuple]]:
     return epochs, colours
 
 
+@literal_text()
 def write_figures(table: pd.DataFrame, names: list[str], out: Path) -> list[Path]:
     """accuracy-by-parameter.png (a panel per swept parameter: each trial's dev accuracy at
     its value, the mean over seeds joined) and accuracy-vs-seconds.png. Colour: the epochs."""
