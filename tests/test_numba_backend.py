@@ -326,7 +326,7 @@ def test_add_products_refuses_rows_that_are_not_contiguous():
 def test_first_layer_jobs_own_every_w1_row_once(n_in, hidden, dtype):
     """However many blocks a job takes (from all of MAX_BLOCKS_PER_JOB down to one), the jobs
     of the first layer own consecutive ranges of theta that cover W1 once, each whole rows."""
-    layout = make_layout([n_in, hidden, 10])
+    layout = make_layout([n_in, hidden, 10], np.dtype(dtype).itemsize)
     itemsize = np.dtype(dtype).itemsize
     per_job = backward.blocks_per_job.py_func(hidden, itemsize)
     assert 1 <= per_job <= backward.MAX_BLOCKS_PER_JOB

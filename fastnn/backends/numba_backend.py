@@ -47,7 +47,13 @@ from fastnn.kernels.epoch import (
     forward,
     forward_outputs,
 )
-from fastnn.kernels.layout import Layout, line_aligned, line_aligned_copy, make_layout
+from fastnn.kernels.layout import (
+    Layout,
+    line_aligned,
+    line_aligned_copy,
+    make_layout,
+    to_panels,
+)
 from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SGD, Rule
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
 from fastnn.optim import Optimizer, OptimizerState, adam_rate
@@ -148,9 +154,9 @@ def _network(params: Params, activation: str, dropout: Dropout | None = None) ->
     in that layout (written back by `_unpack` after training); with its dropout, if any."""
     params.validate()  # one dtype for all arrays: no mixed specialisation compiled
     dtype = params.dtype.newbyteorder("=")
-    layout = make_layout([params.n_in, *params.hidden_sizes, params.n_out])
-    later = [np.ravel(W) for W in params.coefs[1:]]  # coefs' layout, for the forward pass
-    ahead = line_aligned_copy(np.concatenate(later, dtype=dtype))
+    layout = make_layout([params.n_in, *params.hidden_sizes, params.n_out], dtype.itemsize)
+    paneled = [to_panels(W, layout.panel) for W in params.coefs]  # for the forward's products
+    ahead = line_aligned_copy(np.concatenate(paneled, dtype=dtype))
     leaky = activation == "leaky_relu"
     if dropout is None:  # keys and scales do not matter where nothing is dropped
         dropout = Dropout((0.0,) * len(params.hidden_sizes), 0, 0)

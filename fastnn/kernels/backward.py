@@ -30,10 +30,17 @@ from numba import njit
 
 from fastnn.kernels.config import DENSE_ROWS, SERIAL
 from fastnn.kernels.constraint import cap_rows
-from fastnn.kernels.dense import add_products
+from fastnn.kernels.dense import add_panel_products, add_products
 from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
-from fastnn.kernels.layout import ahead_weights, bias, units, weights
+from fastnn.kernels.layout import (
+    ahead_weights,
+    bias,
+    set_panel_row,
+    unit_panels,
+    units,
+    weights,
+)
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
 from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, scan_row
 from fastnn.kernels.team import is_mine, my_jobs
@@ -81,6 +88,9 @@ class Chunk(NamedTuple):
     # than over each sample's list of non-zero features.
     dense_input: bool
     inputs: np.ndarray  # (CHUNK, n_in) row i: sample i's X in the params' dtype (if dense_input)
+    # For the update pass (empty in a forward pass alone): every hidden layer's A and the first
+    # layer's dZ again, in panels for the weight gradients' products (see layout.unit_panels).
+    panels: np.ndarray
 
 
 @njit(**SERIAL)
@@ -109,7 +119,7 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
             if drops(net, inputs):
                 drop_inputs(chunk.inputs[i], net, inputs, rows[i])
             Z[i] = b1
-        add_products(Z, lo, hi, chunk.inputs, W1)
+        add_panel_products(Z, lo, hi, chunk.inputs, ahead_weights(net.ahead, layout, 0))
     for i in range(lo, hi):
         r = rows[i]
         if not chunk.dense_input:
@@ -194,8 +204,26 @@ def sample_pass(team, layout, net, X, y, table, chunk, batch_size, losses, hits)
         lo, hi = run_of(t, m)
         forward_samples(layout, net, X, table, chunk, lo, hi)
         backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits)
+        keep_panels(layout, chunk, lo, hi)
     if not chunk.dense_input:
         list_others(team, layout, net, X, chunk)
+
+
+@njit(**SERIAL)
+def keep_panels(layout, chunk, lo, hi):
+    """Samples lo..hi-1's rows of every hidden layer's A, and where the first layer runs dense
+    of its dZ, into the chunk's panels, for the update pass's products."""
+    n_layers = layout.sizes.shape[0] - 1
+    for layer in range(n_layers - 1):
+        A = layer_rows(chunk.A, chunk, layout, layer)
+        P = unit_panels(chunk.panels, chunk.held, layout, layer)
+        for i in range(lo, hi):
+            set_panel_row(P, chunk.at + i, A[i])
+    if chunk.dense_input:
+        dZ = layer_rows(chunk.Z, chunk, layout, 0)
+        P = unit_panels(chunk.panels, chunk.held, layout, n_layers - 1)
+        for i in range(lo, hi):
+            set_panel_row(P, chunk.at + i, dZ[i])
 
 
 @njit(**SERIAL)
@@ -272,8 +300,8 @@ def add_block_terms(g, per_job, X, rows, table, idx, bounds, D, acc):
 @njit(**SERIAL)
 def add_column_terms(first, end, A, G, dWT):
     """dWT[o] += G[:, o] @ A for the units o of first..end-1, samples in order: columns of
-    dW = A.T @ dZ, for the layer taking A and giving dZ = G."""
-    add_products(dWT, first, end, G.T, A)
+    dW = A.T @ dZ, for the layer taking A (in panels) and giving dZ = G."""
+    add_panel_products(dWT, first, end, G.T, A)
 
 
 @njit(**SERIAL)
@@ -378,13 +406,14 @@ def add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, sums):
         dW1 = weights(sums, layout, 0)
         if chunk.dense_input:  # dW1[k] += X[:, k] @ dZ1 for the group's features k
             first, end = features_of_group(index, per_job, layout.sizes[0])
-            add_products(dW1, first, end, chunk.inputs[: chunk.rows.shape[0]].T, dZ)
+            dZ_panels = unit_panels(chunk.panels, chunk.held, layout, layout.sizes.shape[0] - 2)
+            add_panel_products(dW1, first, end, chunk.inputs[: chunk.rows.shape[0]].T, dZ_panels)
             return True
         return add_block_terms(
             index, per_job, X, chunk.rows, table, chunk.idx, chunk.bounds, dZ, dW1
         )
     if kind == COLUMN_JOB:
-        A = layer_rows(chunk.A, chunk, layout, layer - 1)
+        A = unit_panels(chunk.panels, chunk.held, layout, layer - 1)
         first, end = units_of_group(layout, layer, index)
         add_column_terms(first, end, A, dZ, weights(sums, layout, layer))
     else:
@@ -397,15 +426,18 @@ def copy_ahead(layout, net, layer, g):
     """The group's columns of the layer's forward copy = its rows of the updated weights."""
     W, WT = ahead_weights(net.ahead, layout, layer), weights(net.theta, layout, layer)
     first, end = units_of_group(layout, layer, g)
-    for j in range(W.shape[0]):
-        for o in range(first, end):
-            W[j, o] = WT[o, j]  # the same numbers: the same bits
+    panel = layout.panel
+    for o in range(first, end):
+        p, column = o // panel, o % panel
+        for j in range(W.shape[1]):
+            W[p, j, column] = WT[o, j]  # the same numbers: the same bits
 
 
 @njit(**SERIAL)
-def finish_job(job, kind, layer, index, layout, net, state, rule, batch, touched, squares):
+def finish_job(job, kind, layer, index, layout, net, state, rule, batch, chunk, touched, squares):
     """After the batch's last chunk: the job steps its own parameters by `rule`
-    (optimizer.step) and keeps their forward copy (`ahead`) and their squares up to date.
+    (optimizer.step) and keeps their forward copy (`ahead`: the first layer's where it runs
+    dense) and their squares up to date.
 
     A block group of input features that no sample of the batch touched has zero gradient sums:
     under plain SGD it stays as it is, so its update is skipped; other rules may move it all
@@ -427,6 +459,13 @@ def finish_job(job, kind, layer, index, layout, net, state, rule, batch, touched
             first, end = units_of_group(layout, layer, index)
             cap_rows(weights(net.theta, layout, layer), first, end, rule.max_norm)
         copy_ahead(layout, net, layer, index)
+    if kind == BLOCK_JOB and chunk.dense_input and rule.solver != GRADIENTS_ONLY:
+        W1, W1_ahead = weights(net.theta, layout, 0), ahead_weights(net.ahead, layout, 0)
+        first, end = features_of_group(
+            index, blocks_per_job(layout.sizes[1], net.theta.itemsize), layout.sizes[0]
+        )
+        for k in range(first, end):
+            set_panel_row(W1_ahead, k, W1[k])
     if rule.alpha > 0:
         squares[job] = sum_squares(net.theta, start, stop)
 
@@ -447,4 +486,6 @@ def gradient_pass(team, layout, net, X, table, chunk, state, rule, batch, touche
         if kind == BLOCK_JOB:
             touched[index] |= hit
         if batch.last:
-            finish_job(job, kind, layer, index, layout, net, state, rule, batch, touched, squares)
+            finish_job(
+                job, kind, layer, index, layout, net, state, rule, batch, chunk, touched, squares
+            )

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from fastnn.kernels.config import SERIAL
-from fastnn.kernels.layout import weights
+from fastnn.kernels.layout import ahead_weights, weights
 from fastnn.kernels.team import my_jobs
 
 CAP_GROUP = 16  # first-layer columns a job of cap_first_layer owns
@@ -35,9 +35,12 @@ def cap_rows(WT, first, end, limit):
 
 
 @njit(**SERIAL)
-def cap_first_layer(team, theta, layout, limit):
-    """cap_rows for the columns of W1 (n_in, H), CAP_GROUP columns a job: this member's jobs."""
-    W1 = weights(theta, layout, 0)
+def cap_first_layer(team, net, layout, limit, dense_input):
+    """cap_rows for the columns of W1 (n_in, H), CAP_GROUP columns a job: this member's jobs;
+    and, where the first layer runs dense, for their forward copy (see layout.ahead_weights)."""
+    W1 = weights(net.theta, layout, 0)
+    W1_ahead = ahead_weights(net.ahead, layout, 0)
+    panel = layout.panel
     n_in, H = W1.shape
     for g in my_jobs(team, (H + CAP_GROUP - 1) // CAP_GROUP):
         first, end = g * CAP_GROUP, min((g + 1) * CAP_GROUP, H)
@@ -54,3 +57,5 @@ def cap_first_layer(team, theta, layout, limit):
             for j in range(first, end):
                 if factors[j - first] != 1:
                     W1[k, j] = W1[k, j] * factors[j - first]
+                    if dense_input:
+                        W1_ahead[j // panel, k, j % panel] = W1[k, j]

@@ -43,7 +43,7 @@ from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "73eaba1cac549067ac649fbfaefd6389a4435b4cd932d5f3582ef78ef766b5ea"
+KERNEL_SOURCES_DIGEST = "6d2218f7e9afe4b05d13ddfbf6110dec2702cb8f429ead7f81f4ef99659046fc"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
@@ -89,6 +89,7 @@ class Workspace(NamedTuple):
     Z: np.ndarray  # (2, ...) every layer's Z, then dZ, of the chunk's samples
     A: np.ndarray  # (2, ...) every hidden layer's A
     inputs: np.ndarray  # (2, chunk, n_in) their X if the first layer runs dense, else (2, 0, n_in)
+    panels: np.ndarray  # (2, ...) their activations in panels, for the update pass's products
     losses: np.ndarray  # (2, chunk)
     hits: np.ndarray  # (2, chunk) int64
     touched: np.ndarray  # (n_groups,) bool, all False: see backward.block_groups
@@ -110,6 +111,7 @@ def descend_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int)
         line_aligned((2, chunk * int(layout.units_at[n_layers])), dtype),
         line_aligned((2, chunk * int(layout.units_at[n_layers - 1])), dtype),
         line_aligned((2, chunk if data.dense_input else 0, int(layout.sizes[0])), dtype),
+        line_aligned((2, chunk * int(layout.panels_at[n_layers])), dtype),
         np.empty((2, chunk), dtype),
         np.empty((2, chunk), np.int64),
         np.zeros(n_groups, np.bool_),
@@ -177,7 +179,7 @@ def descend(team, layout, net, data, rule, state, work):
             half = (start - first) // chunk % 2
             part = Chunk(
                 rows, idx, bounds, work.Z[half], work.A[half], chunk, 0,
-                data.dense_input, work.inputs[half],
+                data.dense_input, work.inputs[half], work.panels[half],
             )  # fmt: skip
             losses, hits = work.losses[half], work.hits[half]
             t0 = clock()
@@ -217,7 +219,7 @@ def descend(team, layout, net, data, rule, state, work):
             t4 = clock()
             ticks[SETTLING] += t4 - t3
             if rule.max_norm > 0 and rule.solver != GRADIENTS_ONLY:
-                cap_first_layer(team, net.theta, layout, rule.max_norm)
+                cap_first_layer(team, net, layout, rule.max_norm, data.dense_input)
                 t5 = clock()
                 if not meet(team, passed):
                     return loss_sum, n_hits
@@ -265,12 +267,15 @@ def forward(team, layout, net, X, rows, dense_input, out):
     held = n if keep else chunk
     Z = out.Z if keep else np.empty(chunk * layout.units_at[n_layers], dtype)
     A = out.A if keep else np.empty(chunk * layout.units_at[n_layers - 1], dtype)
+    no_panels = np.empty(0, dtype)  # a forward pass alone keeps none
     table = input_table(X, net.theta, dtype.type(1))
     for job in my_jobs(team, (n + chunk - 1) // chunk):
         start = job * chunk
         m = min(chunk, n - start)
         at = start if keep else 0
-        part = Chunk(rows[start : start + m], idx, bounds, Z, A, held, at, dense_input, inputs)
+        part = Chunk(
+            rows[start : start + m], idx, bounds, Z, A, held, at, dense_input, inputs, no_panels
+        )
         forward_pass(layout, net, X, table, part, out.P[start : start + m])
 
 

@@ -3,7 +3,7 @@
 Each helper writes only its own sample's outputs, so the parallel pass over samples
 (`backward.sample_pass`) can run them on any thread. Their sums run in a fixed order (features,
 then hidden units, ascending), which does not depend on the number of threads. Their inner
-loops are `tile.gather_row` (the first layer) and `dense.add_products`.
+loops are `tile.gather_row` (the first layer, sparse) and `dense.add_panel_products`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from fastnn.kernels.config import SERIAL
-from fastnn.kernels.dense import add_products
+from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.tile import gather_row
 
 
@@ -39,11 +39,11 @@ def activate_row(z, a, slope, leaky):
 
 @njit(**SERIAL)
 def dense_rows(A, start, stop, W, b, Z):
-    """Z[i] = b + A[i] @ W for the rows i of start..stop-1: a layer after the first, W
-    (fan_in, fan_out)."""
+    """Z[i] = b + A[i] @ W for the rows i of start..stop-1: W (fan_in, fan_out) in panels (see
+    layout.ahead_weights)."""
     for i in range(start, stop):
         Z[i] = b
-    add_products(Z, start, stop, A, W)
+    add_panel_products(Z, start, stop, A, W)
 
 
 @njit(**SERIAL)

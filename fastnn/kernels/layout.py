@@ -11,11 +11,13 @@ depth.
   transposed, (fan_out, fan_in), a row per output unit, because its jobs own output units and
   because backpropagation (dZ @ W.T) reads them that way. The gradient sums and the optimizer's
   moments are laid out as theta, so an update is one loop over the same flat range of each.
-- `ahead` holds the later layers' weights once more in coefs' layout, (fan_in, fan_out), as the
-  forward pass reads them (A @ W, a row of W per input unit); the update pass writes each
-  changed column there too.
+- `ahead` holds every layer's weights once more as the forward pass's dense products read them:
+  coefs' (fan_in, fan_out) in panels (see `panels`); the update pass writes each changed
+  column there too (the first layer's only where it runs dense, see backward.Chunk).
 - Activations of a chunk of `rows` samples: each layer's Z (then dZ) are a (rows, fan_out)
-  block of one buffer, its A a block of another, both from rows * units_at[layer].
+  block of one buffer, its A a block of another, both from rows * units_at[layer]. A third
+  holds, in panels, what the weight gradients' dense products take as M: every hidden layer's
+  A, then the first layer's dZ, from rows * panels_at[slot] (see `unit_panels`).
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import DENSE_VECTORS, REGISTER_BYTES, SERIAL
 
 
 class Layout(NamedTuple):
     sizes: np.ndarray  # (L + 1,) n_in, the hidden widths, n_out
     weights_at: np.ndarray  # (L,) where each layer's weights start in theta
     bias_at: np.ndarray  # (L,) where its biases start in theta
-    ahead_at: np.ndarray  # (L,) where its weights start in `ahead` (layer 0: not there)
+    ahead_at: np.ndarray  # (L + 1,) where its weights start in `ahead`; the end
     units_at: np.ndarray  # (L + 1,) units of the layers before: where activations start
+    panels_at: np.ndarray  # (L + 1,) per row, where each slot of `unit_panels` starts; the end
+    panel: int  # the columns of a panel: a dense tile's width in the parameters' dtype
 
 
 CACHE_LINE = 64  # bytes
@@ -69,19 +73,29 @@ def first_on_line(buf):
     return (-buf.ctypes.data % CACHE_LINE) // buf.itemsize
 
 
-def make_layout(sizes: list[int]) -> Layout:
-    """The Layout of a network with these layer widths (n_in, hidden..., n_out)."""
+def panel_width(itemsize: int) -> int:
+    """The columns of a panel for elements of itemsize bytes: a dense tile's width."""
+    return DENSE_VECTORS * REGISTER_BYTES // itemsize
+
+
+def make_layout(sizes: list[int], itemsize: int) -> Layout:
+    """The Layout of a network with these layer widths (n_in, hidden..., n_out), for
+    parameters of itemsize bytes."""
     sizes = np.asarray(sizes, np.int64)
     fan_in, fan_out = sizes[:-1], sizes[1:]
     lengths = np.stack([fan_in * fan_out, fan_out], axis=1).ravel()  # W0, b0, W1, b1, ...
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    dense = np.where(np.arange(len(fan_in)) > 0, fan_in * fan_out, 0)
+    panel = panel_width(itemsize)
+    paneled = -(-fan_out // panel) * panel  # each row's columns in whole panels
+    panel_slots = [*paneled[:-1], paneled[0]]  # every hidden layer's A, the first layer's dZ
     return Layout(
         sizes,
         starts[0::2].copy(),
         starts[1::2].copy(),
-        np.cumsum(dense) - dense,
+        np.concatenate([[0], np.cumsum(fan_in * paneled)]),
         np.concatenate([[0], np.cumsum(fan_out)]),
+        np.concatenate([[0], np.cumsum(panel_slots)]),
+        panel,
     )
 
 
@@ -89,8 +103,13 @@ def theta_size(layout: Layout) -> int:
     return int(layout.bias_at[-1] + layout.sizes[-1])
 
 
-def ahead_size(layout: Layout) -> int:
-    return int(layout.ahead_at[-1] + layout.sizes[-2] * layout.sizes[-1])
+def to_panels(M: np.ndarray, panel: int) -> np.ndarray:
+    """M (terms, width) as `panels` lays it out, flat: the columns beyond width zero."""
+    terms, width = M.shape
+    n_panels = -(-width // panel)
+    padded = np.zeros((terms, n_panels * panel), M.dtype)
+    padded[:, :width] = M
+    return padded.reshape(terms, n_panels, panel).transpose(1, 0, 2).ravel()
 
 
 @njit(**SERIAL)
@@ -115,10 +134,39 @@ def bias(theta, layout, layer):
 
 
 @njit(**SERIAL)
+def panels(buf, start, terms, width, panel):
+    """A (terms, width) matrix M kept in panels, from buf[start]: (n_panels, terms, panel),
+    panel p holding columns p * panel .. (p + 1) * panel - 1 of every row of M, one row after
+    another; the last panel's columns beyond width are padding."""
+    n_panels = (width + panel - 1) // panel
+    return buf[start : start + n_panels * terms * panel].reshape((n_panels, terms, panel))
+
+
+@njit(**SERIAL)
 def ahead_weights(ahead, layout, layer):
-    """The weights of a layer after the first as the forward pass reads them: (fan_in,
-    fan_out)."""
-    return matrix(ahead, layout.ahead_at[layer], layout.sizes[layer], layout.sizes[layer + 1])
+    """The layer's weights as the forward pass's products read them: (fan_in, fan_out) in
+    panels."""
+    fan_in, fan_out = layout.sizes[layer], layout.sizes[layer + 1]
+    return panels(ahead, layout.ahead_at[layer], fan_in, fan_out, layout.panel)
+
+
+@njit(**SERIAL)
+def unit_panels(buf, rows, layout, slot):
+    """Slot `slot` of a buffer of `rows` samples' activations in panels, (rows, width) in
+    panels: a hidden layer's A for slot < L - 1, the first layer's dZ for slot L - 1."""
+    n_layers = layout.sizes.shape[0] - 1
+    width = layout.sizes[slot + 1] if slot < n_layers - 1 else layout.sizes[1]
+    return panels(buf, rows * layout.panels_at[slot], rows, width, layout.panel)
+
+
+@njit(**SERIAL)
+def set_panel_row(P, k, row):
+    """Row k of the matrix kept in panels P (see `panels`) = row."""
+    panel = P.shape[2]
+    for p in range(P.shape[0]):
+        first = p * panel
+        for j in range(min(panel, row.shape[0] - first)):
+            P[p, k, j] = row[first + j]
 
 
 @njit(**SERIAL)
