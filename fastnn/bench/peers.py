@@ -1,9 +1,10 @@
 """Other libraries on the same workloads, for scale: PyTorch, JAX and scikit-learn.
 
 None of them is a dependency. Each is imported only here, inside a try: one that is not
-installed is reported as such and skipped. All get the float32 X / 255 that numpy gets,
-scaled once outside the timing, the same starting weights where the library allows it, and
-the workload's layers, solver (plain SGD or Adam) and learning rate.
+installed is reported as such and skipped. All get the float X that numpy gets (X / 255,
+scaled once outside the timing, or a dense workload's own), the same starting weights where
+the library allows it, and the workload's layers, solver (plain SGD or Adam) and learning
+rate.
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ import numpy as np
 
 from fastnn.backends import Backend
 from fastnn.bench.timing import measure, others_cpu, speedup
-from fastnn.bench.workloads import INPUT_FORMS, Contender, Prepared, Workload, backend_contender
+from fastnn.bench.workloads import Contender, Prepared, Workload, backend_contender
 
 if TYPE_CHECKING:  # for the annotations only: torch is imported where it is used, if at all
     import torch
 
-SCALED_INPUT = "float32 X/255, scaled once outside the timing"
 OURS = "fastnn numba"  # the row the peers are compared with
 PEER_SOLVERS = ("sgd", "adam")  # the update rules written out for every peer below
+
+
+def scaled_input(p: Prepared) -> str:
+    """What the other libraries take: what numpy takes (`Prepared.scaled`)."""
+    return p.input_form("numpy")
 
 
 class PeerUnavailable(Exception):
@@ -83,7 +88,7 @@ def torch_contender(p: Prepared, threads: int) -> Contender:
             loss_fn(model(X[rows]), y[rows]).backward()
             optimizer.step()
 
-    return Contender(f"pytorch {torch.__version__}", SCALED_INPUT, setup, run, p.samples_per_run)
+    return Contender(f"pytorch {torch.__version__}", scaled_input(p), setup, run, p.samples_per_run)
 
 
 def jax_rule(w: Workload) -> tuple[Callable, Callable]:
@@ -159,7 +164,9 @@ def jax_contender(p: Prepared, threads: int) -> Contender:
     def run(carry: tuple) -> tuple:
         return jax.block_until_ready(epoch(carry, X, y, batches))  # jax runs asynchronously
 
-    return Contender(f"jax {jax.__version__}", SCALED_INPUT, setup, run, n_batches * p.batch_size)
+    return Contender(
+        f"jax {jax.__version__}", scaled_input(p), setup, run, n_batches * p.batch_size
+    )
 
 
 def sklearn_contender(p: Prepared, threads: int) -> Contender:
@@ -194,7 +201,7 @@ def sklearn_contender(p: Prepared, threads: int) -> Contender:
             model.fit(X, y)
 
     return Contender(
-        f"scikit-learn {sklearn.__version__}", SCALED_INPUT, setup, run, p.samples_per_run
+        f"scikit-learn {sklearn.__version__}", scaled_input(p), setup, run, p.samples_per_run
     )
 
 
@@ -251,7 +258,10 @@ def run_peers(
     JSON-ready, with the notes and skipped peers the report prints."""
     found, skipped = peer_contenders(p, threads)
     ours = [] if numba is None else [replace(backend_contender(numba, p), name=OURS)]
-    notes = [f"Input to all: {SCALED_INPUT}; {OURS}: {INPUT_FORMS['numba']}."]
+    if p.workload.dense:
+        notes = [f"Input to all, {OURS} included: {scaled_input(p)}."]
+    else:
+        notes = [f"Input to all: {scaled_input(p)}; {OURS}: {p.input_form('numba')}."]
     notes += [note for key, note in peer_notes(p).items() if key in PEERS and key not in skipped]
     title = (
         f"Other libraries, {p.workload.label()}, one epoch of {len(p.order):,} rows, "
