@@ -243,7 +243,9 @@ def test_torch_trains_as_the_numpy_backend_does(data, name) -> None:
 
 @pytest.mark.parametrize("with_numba", [False, True])
 def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba) -> None:
-    args = cli.parse_args(["--quick", "--no-peers", "--no-startup", "--rows", "40"])
+    # The layers, which run the real kernels, not the stand-in's: test_bench_layers.py.
+    args = cli.parse_args(["--quick", "--no-peers", "--no-startup", "--rows", "40",
+                           "--no-layers"])  # fmt: skip
     backends = [get_backend("numpy")] + ([NumpyAsNumba()] if with_numba else [])
     missing = None if with_numba else "not available in this test"
     result = cli.collect(
@@ -288,6 +290,7 @@ def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba
             peak = saved["fma_peak"][w["dtype"]]["gflops"]
             assert numba["pct_of_fma_peak"] == pytest.approx(100 * expected / peak)
         assert "- FMA peak (measured: " in result["markdown"]
+        assert "Where numba's epoch goes" not in result["markdown"]  # --no-layers
     else:
         assert saved["fma_peak"] is None and "- FMA peak" not in result["markdown"]
         assert all(w["numba_first_layer"] is None for w in saved["workloads"])
@@ -340,7 +343,7 @@ def test_peers_run_on_each_chosen_peer_workload(data, monkeypatch) -> None:
     monkeypatch.setattr(peers, "PEERS", {"jax": fake, "pytorch": missing})
     chosen = ["mnist-h10", "mnist-h256-128", "mnist-h128-adam"]
     args = cli.parse_args(["--quick", "--peers", "--no-startup", "--rows", "200",
-                           "--workloads", *chosen])  # fmt: skip
+                           "--no-layers", "--workloads", *chosen])  # fmt: skip
     backends = [get_backend("numpy"), NumpyAsNumba()]
     result = cli.collect(
         args, data, backends, None, lambda _: None, matmul_size=32, fma_rounds=1000

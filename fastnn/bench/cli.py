@@ -2,9 +2,10 @@
 
 For each workload numpy and numba take turns (numpy, numba, numpy, numba, ...) after one
 untimed warm-up round, and the medians are compared, as is each non-SGD workload's epoch with
-its plain-SGD twin's. Then, optionally, the same epochs in other libraries, and the
-start-up time of a fresh train process. With --time-to-accuracy, instead, the seconds of
-training each contender takes to reach given test accuracies (fastnn.bench.accuracy).
+its plain-SGD twin's; numba's epoch is also split layer by layer (fastnn.bench.layers). Then,
+optionally, the same epochs in other libraries, and the start-up time of a fresh train
+process. With --time-to-accuracy, instead, the seconds of training each contender takes to
+reach given test accuracies (fastnn.bench.accuracy).
 """
 
 from __future__ import annotations
@@ -93,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"workloads that they run: {', '.join(PEER_WORKLOADS)} (default: on)",
     )
     p.add_argument(
+        "--layers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time each layer of numba's epoch alone, on one thread, for its share of the "
+        "epoch (default: on)",
+    )
+    p.add_argument(
         "--startup",
         action=argparse.BooleanOptionalAction,
         help=f"also time {WARM_RUNS} warm-cache `python -m fastnn.train` processes, by their "
@@ -169,12 +177,15 @@ def collect(
         entries = run_workloads(workloads, data, backends, args, peak, log)
         peers = run_peers_on(args.workloads, data, numba, args, peak, log) if args.peers else None
         fma = None if numba is None else fma_peaks(args.threads, fma_rounds)
+        layered = any(entry["layers"] for entry in entries)
+        # What one thread can do, for the layers timed alone on one thread.
+        fma_one = fma_peaks(1, fma_rounds) if layered and args.threads > 1 else fma
         # Again: whether the machine ran as fast at the end as at the start (see speed_note).
         peak_after = {dtype: matmul_gflops(dtype, matmul_size) for dtype in peak}
     if fma is not None:
         rates = (f"{dtype} {f['gflops']:.1f} GFLOP/s" for dtype, f in fma.items())
         log(f"FMA peak: {', '.join(rates)}")
-        set_against_fma_peak(entries, fma)
+        set_against_fma_peak(entries, fma, fma_one if layered else None)
     if not args.startup:
         startup = None
     elif numba is None:
@@ -208,6 +219,7 @@ def collect(
         matmul_peak_gflops=peak,
         matmul_peak_after_gflops=peak_after,
         fma_peak=fma,
+        fma_peak_one_thread=fma_one if layered else None,
         workloads=entries,
         optimizer_costs=optimizer_costs(entries),
         peers=peers,

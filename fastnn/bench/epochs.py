@@ -1,5 +1,6 @@
-"""The epoch timing of fastnn.bench: the backends on each workload, taking turns, each non-SGD
-workload against its plain-SGD twin, and the other libraries on the workloads they run."""
+"""The epoch timing of fastnn.bench: the backends on each workload, taking turns, numba's
+epoch layer by layer, each non-SGD workload against its plain-SGD twin, and the other libraries
+on the workloads they run."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def run_workloads(
     peak: dict[str, float],
     log: Log,
 ) -> list[dict]:
-    """Every backend's epoch on each workload, taking turns. JSON-ready, one entry a
-    workload."""
+    """Every backend's epoch on each workload, taking turns; with `args.layers`, numba's
+    epoch layer by layer too (see bench.layers). JSON-ready, one entry a workload."""
     numba = next((b for b in backends if b.name == "numba"), None)
     entries = []
     for w in workloads:
@@ -44,10 +45,16 @@ def run_workloads(
             results = measure(contenders, args.repeats, p.flops_per_sample, peak[w.dtype])
         medians = {name: r["median_epoch_s"] for name, r in results.items()}
         log("  " + ", ".join(f"{name} {s:.3g} s" for name, s in medians.items()))
-        path = work = None
+        path = work = shares = None
         if numba is not None:
             path = numba_first_layer(p.X)  # what numba's first layer did here
             work = p.work_flops_per_sample(path == "dense")
+            if args.layers:
+                from fastnn.bench.layers import layer_shares  # compiled kernels: numba's only
+
+                log(f"  numba's layers alone, one thread, {args.repeats} repeats ...")
+                epoch_s, threads = medians["numba"], args.threads
+                shares = layer_shares(p, path, args.repeats, epoch_s, threads)
         entries.append(
             dict(
                 name=w.name,
@@ -69,6 +76,7 @@ def run_workloads(
                 sparse_flops_per_sample=p.sparse_flops_per_sample,
                 numba_first_layer=path,
                 work_flops_per_sample=work,
+                layers=shares,
                 results=results,
                 numpy_over_numba=speedup(medians.get("numpy"), medians.get("numba")),
                 others_cores=others["cores"],

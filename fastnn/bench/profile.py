@@ -29,6 +29,7 @@ from numba.typed import List
 
 from fastnn.backends.numba_backend import NumbaBackend
 from fastnn.backends.numba_team import team_size
+from fastnn.bench.timing import median_seconds
 from fastnn.bench.workloads import N_CLASSES
 from fastnn.data import DataError, load_dataset
 from fastnn.kernels.backward import (
@@ -139,16 +140,6 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
     return nonzeros, checksum
 
 
-def _median_s(run, repeats: int) -> float:
-    run()  # compiles, and warms the caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def profile(
     X: np.ndarray,
     y: np.ndarray,
@@ -176,7 +167,7 @@ def profile(
             nonlocal nonzeros
             nonzeros, _ = _epoch_stages(X, y, order, coefs, intercepts, chunk, stages)
 
-        cumulative.append(_median_s(run, repeats))  # serial code: one thread
+        cumulative.append(median_seconds(run, repeats))  # serial code: one thread
     backend = NumbaBackend()
 
     def epoch() -> None:

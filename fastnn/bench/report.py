@@ -62,6 +62,48 @@ def workload_table(result: dict) -> str:
     return markdown_table(headers, rows)
 
 
+def layer_lines(result: dict) -> list[str]:
+    """Where numba's epoch goes, layer by layer (see fastnn.bench.layers), if it was timed."""
+    timed = [entry for entry in result["workloads"] if entry.get("layers")]
+    if not timed:
+        return []
+    headers = (
+        "workload", "layer", "one thread, s per epoch: inputs · forward · dA · dW",
+        "GFLOP/s, one thread", "% of one thread's FMA peak", "share of numba's epoch",
+    )  # fmt: skip
+    rows = []
+    for entry in timed:
+        for layer in entry["layers"]["layers"]:
+            parts = (layer["seconds"].get(part) for part in ("inputs", "forward", "dA", "dW"))
+            rows.append((
+                entry["name"], f"{layer['layer']}: {layer['fan_in']}→{layer['fan_out']}, "
+                f"{layer['path']}", " · ".join("–" if v is None else f"{v:.3g}" for v in parts),
+                rate(layer["gflops"]), percent(layer.get("pct_of_one_thread_fma_peak")),
+                percent(layer["share"]),
+            ))  # fmt: skip
+        rows.append((entry["name"], "rest", "", "", "", percent(entry["layers"]["rest_share"])))
+    one = result.get("fma_peak_one_thread") or {}
+    peaks = ", ".join(f"{dtype} {f['gflops']:.1f} GFLOP/s" for dtype, f in one.items())
+    return [
+        "",
+        "Where numba's epoch goes, layer by layer:",
+        "",
+        markdown_table(headers, rows),
+        "",
+        "- Each layer's products (forward A W, dA = dZ W.T passed down, dW = A.T dZ) timed "
+        "alone on one thread over an epoch's batches, in the epoch's shapes and with its "
+        "kernels (fastnn.kernels.dense.add_products; a sparse first layer's scan_row, "
+        "hidden_row and add_block_terms), medians. The first layer goes the path numba took: "
+        "its inputs are its reading of them (rows of X in the parameters' dtype where dense, "
+        "the lists of non-zero features where sparse), and its forward and dW what each adds "
+        "to that reading. GFLOP/s: the products' FLOPs over their one-thread seconds"
+        + (f", against one thread's FMA peak ({peaks})" if peaks else "")
+        + ". Share: a layer's one-thread seconds over numba's epoch times its threads; the "
+        "rest is activations, softmax, biases, the update, waiting, and whatever the products "
+        "cost more inside the epoch, where they share the caches (see fastnn/bench/layers.py).",
+    ]
+
+
 def optimizer_cost_line(cost: dict) -> str:
     """A non-SGD workload's epoch time over its plain-SGD twin's, per backend."""
     ratios = ", ".join(f"{b} {times(r, digits=2)}" for b, r in cost["over_sgd"].items())
@@ -197,6 +239,7 @@ def markdown(result: dict) -> str:
     ]
     if result.get("fma_peak"):
         lines.append(fma_line(result["fma_peak"], s["threads"]))
+    lines += layer_lines(result)
     if result.get("peers"):
         lines += peer_lines(result["peers"])
     if result.get("startup"):
