@@ -243,9 +243,10 @@ def test_torch_trains_as_the_numpy_backend_does(data, name) -> None:
 
 @pytest.mark.parametrize("with_numba", [False, True])
 def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba) -> None:
-    # The layers, which run the real kernels, not the stand-in's: test_bench_layers.py.
+    # The layers (which run the real kernels, not the stand-in's) and prediction are tested
+    # on their own: test_bench_layers.py, test_bench_predict.py.
     args = cli.parse_args(["--quick", "--no-peers", "--no-startup", "--rows", "40",
-                           "--no-layers"])  # fmt: skip
+                           "--no-layers", "--no-predict"])  # fmt: skip
     backends = [get_backend("numpy")] + ([NumpyAsNumba()] if with_numba else [])
     missing = None if with_numba else "not available in this test"
     result = cli.collect(
@@ -294,6 +295,7 @@ def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba
     else:
         assert saved["fma_peak"] is None and "- FMA peak" not in result["markdown"]
         assert all(w["numba_first_layer"] is None for w in saved["workloads"])
+    assert saved["predict"] is None and "**Prediction**" not in result["markdown"]
     assert deep["flops_per_sample"] == flops_per_sample(N_IN, (256, 128))
     assert "- Input to numpy on the pixels: float X/255" in result["markdown"]
     assert "- Input to both on the dense workloads: the workload's float32 X" in result["markdown"]
@@ -328,7 +330,7 @@ def test_whole_bench_on_tiny_data_writes_json_and_png(data, tmp_path, with_numba
 
 def test_no_optimizer_cost_without_the_sgd_twin(data) -> None:
     args = cli.parse_args(["--quick", "--no-peers", "--no-startup", "--rows", "40",
-                           "--workloads", "mnist-h128-adam"])  # fmt: skip
+                           "--no-predict", "--workloads", "mnist-h128-adam"])  # fmt: skip
     result = cli.collect(args, data, [get_backend("numpy")], "test", lambda _: None, 32)
     assert result["optimizer_costs"] == [] and "over plain SGD" not in result["markdown"]
 
@@ -343,7 +345,7 @@ def test_peers_run_on_each_chosen_peer_workload(data, monkeypatch) -> None:
     monkeypatch.setattr(peers, "PEERS", {"jax": fake, "pytorch": missing})
     chosen = ["mnist-h10", "mnist-h256-128", "mnist-h128-adam"]
     args = cli.parse_args(["--quick", "--peers", "--no-startup", "--rows", "200",
-                           "--no-layers", "--workloads", *chosen])  # fmt: skip
+                           "--no-layers", "--no-predict", "--workloads", *chosen])  # fmt: skip
     backends = [get_backend("numpy"), NumpyAsNumba()]
     result = cli.collect(
         args, data, backends, None, lambda _: None, matmul_size=32, fma_rounds=1000

@@ -89,8 +89,8 @@ def test_the_later_layers_passes_compute_their_products() -> None:
 
 
 def test_the_report_shows_each_layers_share(tmp_path) -> None:
-    args = cli.parse_args(["--quick", "--no-peers", "--no-startup", "--rows", "300",
-                           "--workloads", "mnist-h256-128", "mnist-std-h128"])  # fmt: skip
+    args = cli.parse_args(["--quick", "--no-peers", "--no-startup", "--no-predict", "--rows",
+                           "300", "--workloads", "mnist-h256-128", "mnist-std-h128"])  # fmt: skip
     backends = [get_backend("numpy"), NumpyAsNumba()]
     data = tiny_data()
     result = cli.collect(args, data, backends, None, lambda _: None, 32, fma_rounds=1000)

@@ -3,9 +3,9 @@
 For each workload numpy and numba take turns (numpy, numba, numpy, numba, ...) after one
 untimed warm-up round, and the medians are compared, as is each non-SGD workload's epoch with
 its plain-SGD twin's; numba's epoch is also split layer by layer (fastnn.bench.layers). Then,
-optionally, the same epochs in other libraries, and the start-up time of a fresh train
-process. With --time-to-accuracy, instead, the seconds of training each contender takes to
-reach given test accuracies (fastnn.bench.accuracy).
+optionally, the same epochs in other libraries, prediction (fastnn.bench.predict), and the
+start-up time of a fresh train process. With --time-to-accuracy, instead, the seconds of
+training each contender takes to reach given test accuracies (fastnn.bench.accuracy).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from fastnn.bench.data import load
 from fastnn.bench.epochs import Data, Log, optimizer_costs, run_peers_on, run_workloads
 from fastnn.bench.peak import ROUNDS as FMA_ROUNDS
 from fastnn.bench.peak import fma_peaks, set_against_fma_peak
+from fastnn.bench.predict import ONE_ROW_CALLS, QUICK_ONE_ROW_CALLS, measure_predict
 from fastnn.bench.startup import WARM_RUNS, measure_startup
 from fastnn.bench.timing import MATMUL_SIZE, MATMUL_TRIES, SETTLE_S, blas_threads, matmul_gflops
 from fastnn.bench.workloads import (
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--peers",
         action=argparse.BooleanOptionalAction,
         help="also time PyTorch, JAX and scikit-learn where installed, on those of the chosen "
-        f"workloads that they run: {', '.join(PEER_WORKLOADS)} (default: on)",
+        f"workloads that they run: {', '.join(PEER_WORKLOADS)}; and PyTorch's prediction "
+        "(default: on)",
     )
     p.add_argument(
         "--layers",
@@ -99,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="also time each layer of numba's epoch alone, on one thread, for its share of the "
         "epoch (default: on)",
+    )
+    p.add_argument(
+        "--predict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time predict_proba: 10,000 rows through each chosen workload's network and "
+        "(800, 800), and one row at a time at hidden 128, 512 and (800, 800) (default: on)",
+    )
+    p.add_argument(
+        "--predict-calls",
+        type=positive_int,
+        help=f"one-row predict calls per contender and round (default {ONE_ROW_CALLS})",
     )
     p.add_argument(
         "--startup",
@@ -110,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help=f"smoke test: 1 repeat, 1 full-batch step, {QUICK_ROWS} rows, "
-        "no peers or startup unless asked for",
+        f"{QUICK_ONE_ROW_CALLS} one-row predict calls, no peers or startup unless asked for",
     )
     for name in ("json", "png"):  # the default depends on the mode (resolve fills it in)
         p.add_argument(f"--{name}", metavar="FILE",
@@ -127,6 +141,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         ("repeats", DEFAULT_REPEATS, 1),
         ("full_batch_iters", DEFAULT_FULL_BATCH_ITERS, 1),
         ("rows", None, QUICK_ROWS),
+        ("predict_calls", ONE_ROW_CALLS, QUICK_ONE_ROW_CALLS),
         ("peers", True, False),
         ("startup", True, False),
         ("json", "bench.json", "bench.json"),
@@ -176,6 +191,13 @@ def collect(
         workloads = [workload(name) for name in args.workloads]
         entries = run_workloads(workloads, data, backends, args, peak, log)
         peers = run_peers_on(args.workloads, data, numba, args, peak, log) if args.peers else None
+        predict = None
+        if args.predict:
+            names = [b.name for b in backends]
+            predict = measure_predict(
+                args.workloads, data, names, args.threads, args.rows, args.predict_calls,
+                args.repeats, args.peers, log,
+            )  # fmt: skip
         fma = None if numba is None else fma_peaks(args.threads, fma_rounds)
         layered = any(entry["layers"] for entry in entries)
         # What one thread can do, for the layers timed alone on one thread.
@@ -223,6 +245,7 @@ def collect(
         workloads=entries,
         optimizer_costs=optimizer_costs(entries),
         peers=peers,
+        predict=predict,
         startup=startup,
     )
     result["markdown"] = report.markdown(result)
@@ -254,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
 
     outputs = [("--json", args.json), ("--png", args.png), ("--markdown", args.markdown)]
     needed = {workload(name).dataset for name in args.workloads}  # the peers' too
+    if args.predict:
+        needed.add("mnist")  # the one-row networks take its rows
     data = {}
     try:
         for option, path in outputs:  # before minutes of timing, not after

@@ -19,6 +19,7 @@ import numpy as np
 from fastnn.backends import Backend
 from fastnn.bench.timing import measure, others_cpu, speedup
 from fastnn.bench.workloads import Contender, Prepared, Workload, backend_contender
+from fastnn.model import Params
 
 if TYPE_CHECKING:  # for the annotations only: torch is imported where it is used, if at all
     import torch
@@ -53,6 +54,21 @@ def torch_optimizer(model: torch.nn.Module, w: Workload) -> torch.optim.Optimize
     return torch.optim.SGD(model.parameters(), lr=w.learning_rate)
 
 
+def torch_network(params: Params) -> torch.nn.Sequential:
+    """nn.Linear layers holding copies of params' weights, ReLU between them, the logits
+    last."""
+    import torch
+
+    layers = []
+    for W, b in zip(params.coefs, params.intercepts, strict=True):
+        linear = torch.nn.Linear(*W.shape, dtype=torch.from_numpy(W).dtype)
+        with torch.no_grad():  # nn.Linear stores weights as (out, in): ours transposed
+            linear.weight.copy_(torch.from_numpy(W.T))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers += [linear, torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])  # no ReLU after the logits
+
+
 def torch_contender(p: Prepared, threads: int) -> Contender:
     """nn.Linear layers with ReLU between them, CrossEntropyLoss, SGD or Adam; a Python loop
     over mini-batches."""
@@ -68,14 +84,7 @@ def torch_contender(p: Prepared, threads: int) -> Contender:
     batch = p.batch_size
 
     def setup() -> tuple:
-        layers = []
-        for W, b in zip(p.params0.coefs, p.params0.intercepts, strict=True):
-            linear = torch.nn.Linear(*W.shape)
-            with torch.no_grad():  # nn.Linear stores weights as (out, in): ours transposed
-                linear.weight.copy_(torch.from_numpy(W.T))
-                linear.bias.copy_(torch.from_numpy(b))
-            layers += [linear, torch.nn.ReLU()]
-        model = torch.nn.Sequential(*layers[:-1])  # no ReLU after the logits
+        model = torch_network(p.params0)
         return model, torch_optimizer(model, p.workload)
 
     loss_fn = torch.nn.CrossEntropyLoss()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastnn.atomic import write_text
 from fastnn.bench.peers import OURS
+from fastnn.bench.predict import predict_lines
 from fastnn.bench.startup import startup_line
 from fastnn.bench.text import MISSING, count, markdown_table, percent, rate, seconds, times
 
@@ -242,6 +243,8 @@ def markdown(result: dict) -> str:
     lines += layer_lines(result)
     if result.get("peers"):
         lines += peer_lines(result["peers"])
+    if result.get("predict"):
+        lines += predict_lines(result["predict"])
     if result.get("startup"):
         lines += ["", startup_line(result["startup"])]
     return "\n".join(lines) + "\n"
