@@ -2,7 +2,8 @@
 
 For each workload numpy and numba take turns (numpy, numba, numpy, numba, ...) after one
 untimed warm-up round, and the medians are compared, as is each non-SGD workload's epoch with
-its plain-SGD twin's. Then, optionally, the same MNIST epochs in other libraries, and the
+its plain-SGD twin's; numba's epoch is also split layer by layer (fastnn.bench.layers). Then,
+optionally, the same epochs in other libraries, prediction (fastnn.bench.predict), and the
 start-up time of a fresh train process. With --time-to-accuracy, instead, the seconds of
 training each contender takes to reach given test accuracies (fastnn.bench.accuracy).
 """
@@ -27,39 +28,27 @@ from fastnn import interrupt
 from fastnn.atomic import check_writable, write_text
 from fastnn.backends import Backend, get_backend
 from fastnn.bench import accuracy, report
+from fastnn.bench.data import load
+from fastnn.bench.epochs import Data, Log, optimizer_costs, run_peers_on, run_workloads
 from fastnn.bench.peak import ROUNDS as FMA_ROUNDS
 from fastnn.bench.peak import fma_peaks, set_against_fma_peak
-from fastnn.bench.peers import run_peers
+from fastnn.bench.predict import ONE_ROW_CALLS, QUICK_ONE_ROW_CALLS, measure_predict
 from fastnn.bench.startup import WARM_RUNS, measure_startup
-from fastnn.bench.timing import (
-    MATMUL_SIZE,
-    MATMUL_TRIES,
-    SETTLE_S,
-    blas_threads,
-    matmul_gflops,
-    measure,
-    others_cpu,
-    speedup,
-)
+from fastnn.bench.timing import MATMUL_SIZE, MATMUL_TRIES, SETTLE_S, blas_threads, matmul_gflops
 from fastnn.bench.workloads import (
+    DENSE_INPUT,
     FLOP_FORMULA,
     INPUT_FORMS,
     PEER_WORKLOADS,
     WORKLOAD_NAMES,
-    Workload,
-    backend_contender,
-    prepare,
     workload,
 )
-from fastnn.data import DataError, load_dataset
+from fastnn.data import DataError
 from fastnn.options import positive_int
 
 DEFAULT_REPEATS = 5
 DEFAULT_FULL_BATCH_ITERS = 5
 QUICK_ROWS = 6000  # a tenth of an epoch: enough to exercise every path in seconds
-
-Data = dict[str, tuple[np.ndarray, np.ndarray]]  # dataset name -> (X_train, y_train)
-Log = Callable[[str], None]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--peers",
         action=argparse.BooleanOptionalAction,
         help="also time PyTorch, JAX and scikit-learn where installed, on those of the chosen "
-        f"workloads that they run: {', '.join(PEER_WORKLOADS)} (default: on)",
+        f"workloads that they run: {', '.join(PEER_WORKLOADS)}; and PyTorch's prediction "
+        "(default: on)",
+    )
+    p.add_argument(
+        "--layers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time each layer of numba's epoch alone, on one thread, for its share of the "
+        "epoch (default: on)",
+    )
+    p.add_argument(
+        "--predict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time predict_proba: 10,000 rows through each chosen workload's network and "
+        "(800, 800), and one row at a time at hidden 128, 512 and (800, 800) (default: on)",
+    )
+    p.add_argument(
+        "--predict-calls",
+        type=positive_int,
+        help=f"one-row predict calls per contender and round (default {ONE_ROW_CALLS})",
     )
     p.add_argument(
         "--startup",
@@ -115,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help=f"smoke test: 1 repeat, 1 full-batch step, {QUICK_ROWS} rows, "
-        "no peers or startup unless asked for",
+        f"{QUICK_ONE_ROW_CALLS} one-row predict calls, no peers or startup unless asked for",
     )
     for name in ("json", "png"):  # the default depends on the mode (resolve fills it in)
         p.add_argument(f"--{name}", metavar="FILE",
@@ -132,6 +141,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         ("repeats", DEFAULT_REPEATS, 1),
         ("full_batch_iters", DEFAULT_FULL_BATCH_ITERS, 1),
         ("rows", None, QUICK_ROWS),
+        ("predict_calls", ONE_ROW_CALLS, QUICK_ONE_ROW_CALLS),
         ("peers", True, False),
         ("startup", True, False),
         ("json", "bench.json", "bench.json"),
@@ -161,96 +171,6 @@ def machine() -> dict:
     )
 
 
-def run_workloads(
-    workloads: Sequence[Workload],
-    data: Data,
-    backends: Sequence[Backend],
-    args: argparse.Namespace,
-    peak: dict[str, float],
-    log: Log,
-) -> list[dict]:
-    entries = []
-    for w in workloads:
-        p = prepare(w, *data[w.dataset], rows=args.rows, full_batch_iters=args.full_batch_iters)
-        contenders = [backend_contender(b, p) for b in backends]
-        log(f"{w.name}: {len(p.order):,} rows, {args.repeats} repeats ...")
-        with others_cpu() as others:
-            results = measure(contenders, args.repeats, p.flops_per_sample, peak[w.dtype])
-        medians = {name: r["median_epoch_s"] for name, r in results.items()}
-        log("  " + ", ".join(f"{name} {s:.3g} s" for name, s in medians.items()))
-        entries.append(
-            dict(
-                name=w.name,
-                label=w.label(),
-                dataset=w.dataset,
-                hidden=list(w.hidden),
-                depth=len(w.hidden),
-                solver=w.solver,
-                learning_rate=w.learning_rate,
-                sgd_twin=w.sgd_twin,
-                batch_size=p.batch_size,
-                full_batch=w.full_batch,
-                dtype=w.dtype,
-                init=w.init,
-                rows=len(p.order),
-                epochs_per_run=p.iterations,
-                flops_per_sample=p.flops_per_sample,
-                sparse_flops_per_sample=p.sparse_flops_per_sample,
-                results=results,
-                numpy_over_numba=speedup(medians.get("numpy"), medians.get("numba")),
-                others_cores=others["cores"],
-            )
-        )
-    return entries
-
-
-def optimizer_costs(entries: Sequence[dict]) -> list[dict]:
-    """Each workload's epoch time over that of its plain-SGD twin, per backend: what the
-    solver's extra work costs. Only where both were run."""
-    by_name = {e["name"]: e for e in entries}
-    costs = []
-    for entry in entries:
-        twin = by_name.get(entry["sgd_twin"])
-        if twin is None:
-            continue
-        over_sgd = {
-            backend: speedup(  # speedup(a, b) is a / b: here the solver's time over SGD's
-                entry["results"][backend]["median_epoch_s"],
-                twin["results"][backend]["median_epoch_s"],
-            )
-            for backend in entry["results"]
-        }
-        costs.append(
-            dict(
-                workload=entry["name"],
-                sgd_twin=twin["name"],
-                solver=entry["solver"],
-                over_sgd=over_sgd,
-            )
-        )
-    return costs
-
-
-def run_peers_on(
-    names: Sequence[str],
-    data: Data,
-    numba: Backend | None,
-    args: argparse.Namespace,
-    peak: dict[str, float],
-    log: Log,
-) -> list[dict]:
-    """The other libraries on those of `names` that they run, one result per workload."""
-    chosen = [name for name in PEER_WORKLOADS if name in names]
-    if not chosen:
-        log(f"peers: they run only {', '.join(PEER_WORKLOADS)}, none of them chosen")
-    results = []
-    for name in chosen:
-        w = workload(name)
-        p = prepare(w, *data[w.dataset], rows=args.rows)
-        results.append(run_peers(p, numba, args.threads, args.repeats, peak[w.dtype], log))
-    return results
-
-
 def collect(
     args: argparse.Namespace,
     data: Data,
@@ -271,13 +191,23 @@ def collect(
         workloads = [workload(name) for name in args.workloads]
         entries = run_workloads(workloads, data, backends, args, peak, log)
         peers = run_peers_on(args.workloads, data, numba, args, peak, log) if args.peers else None
+        predict = None
+        if args.predict:
+            names = [b.name for b in backends]
+            predict = measure_predict(
+                args.workloads, data, names, args.threads, args.rows, args.predict_calls,
+                args.repeats, args.peers, log,
+            )  # fmt: skip
         fma = None if numba is None else fma_peaks(args.threads, fma_rounds)
+        layered = any(entry["layers"] for entry in entries)
+        # What one thread can do, for the layers timed alone on one thread.
+        fma_one = fma_peaks(1, fma_rounds) if layered and args.threads > 1 else fma
         # Again: whether the machine ran as fast at the end as at the start (see speed_note).
         peak_after = {dtype: matmul_gflops(dtype, matmul_size) for dtype in peak}
     if fma is not None:
         rates = (f"{dtype} {f['gflops']:.1f} GFLOP/s" for dtype, f in fma.items())
         log(f"FMA peak: {', '.join(rates)}")
-        set_against_fma_peak(entries, fma)
+        set_against_fma_peak(entries, fma, fma_one if layered else None)
     if not args.startup:
         startup = None
     elif numba is None:
@@ -304,15 +234,18 @@ def collect(
             matmul_tries=MATMUL_TRIES,
         ),
         inputs={b.name: INPUT_FORMS[b.name] for b in backends},
+        dense_input=DENSE_INPUT if any(workload(n).dense for n in args.workloads) else None,
         numba_available=numba is not None,
         numba_unavailable=numba_unavailable,
         flop_formula=FLOP_FORMULA,
         matmul_peak_gflops=peak,
         matmul_peak_after_gflops=peak_after,
         fma_peak=fma,
+        fma_peak_one_thread=fma_one if layered else None,
         workloads=entries,
         optimizer_costs=optimizer_costs(entries),
         peers=peers,
+        predict=predict,
         startup=startup,
     )
     result["markdown"] = report.markdown(result)
@@ -344,14 +277,15 @@ def run(args: argparse.Namespace) -> int:
 
     outputs = [("--json", args.json), ("--png", args.png), ("--markdown", args.markdown)]
     needed = {workload(name).dataset for name in args.workloads}  # the peers' too
+    if args.predict:
+        needed.add("mnist")  # the one-row networks take its rows
     data = {}
     try:
         for option, path in outputs:  # before minutes of timing, not after
             if path:
                 check_writable(path, option)
         for name in sorted(needed):
-            ds = load_dataset(name, data_dir=args.data, download=False)
-            data[name] = (ds.X_train, ds.y_train)
+            data[name] = load(name, args.data)
     except (DataError, ValueError) as exc:
         print(f"fastnn.bench: error: {exc}", file=sys.stderr)
         return 1

@@ -102,14 +102,24 @@ def fma_peaks(threads: int, rounds: int = ROUNDS) -> dict[str, dict]:
     return {dtype: fma_peak_gflops(dtype, threads, rounds) for dtype in ("float32", "float64")}
 
 
-def set_against_fma_peak(entries: list[dict], peaks: dict[str, dict]) -> None:
-    """Adds to each workload's numba result the FLOPs its kernels do per second (the first
-    layer's on non-zero inputs only: `sparse_flops_per_sample`) and that rate's share of the
-    FMA peak of the workload's dtype."""
+def set_against_fma_peak(
+    entries: list[dict], peaks: dict[str, dict], one_thread: dict[str, dict] | None = None
+) -> None:
+    """Adds to each workload's numba result the FLOPs its kernels do per second
+    (`work_flops_per_sample`: the first layer's over every input where it ran dense, over the
+    non-zero ones where it ran sparse) and that rate's share of the FMA peak of the workload's
+    dtype; and, given one thread's peaks, to each layer timed alone on one thread
+    (bench.layers) its products' share of that."""
     for entry in entries:
         result = entry["results"].get("numba")
         if result is None:
             continue
-        work = result["samples_per_s"] * entry["sparse_flops_per_sample"] / 1e9
+        work = result["samples_per_s"] * entry["work_flops_per_sample"] / 1e9
         result["work_gflops"] = work
         result["pct_of_fma_peak"] = 100 * work / peaks[entry["dtype"]]["gflops"]
+        if one_thread is None or not entry.get("layers"):
+            continue
+        peak = one_thread[entry["dtype"]]["gflops"]
+        for layer in entry["layers"]["layers"]:
+            rate = layer["gflops"]
+            layer["pct_of_one_thread_fma_peak"] = None if rate is None else 100 * rate / peak

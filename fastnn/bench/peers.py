@@ -1,9 +1,10 @@
 """Other libraries on the same workloads, for scale: PyTorch, JAX and scikit-learn.
 
 None of them is a dependency. Each is imported only here, inside a try: one that is not
-installed is reported as such and skipped. All get the float32 X / 255 that numpy gets,
-scaled once outside the timing, the same starting weights where the library allows it, and
-the workload's layers, solver (plain SGD or Adam) and learning rate.
+installed is reported as such and skipped. All get the float X that numpy gets (X / 255,
+scaled once outside the timing, or a dense workload's own), the same starting weights where
+the library allows it, and the workload's layers, solver (plain SGD or Adam) and learning
+rate.
 """
 
 from __future__ import annotations
@@ -17,14 +18,19 @@ import numpy as np
 
 from fastnn.backends import Backend
 from fastnn.bench.timing import measure, others_cpu, speedup
-from fastnn.bench.workloads import INPUT_FORMS, Contender, Prepared, Workload, backend_contender
+from fastnn.bench.workloads import Contender, Prepared, Workload, backend_contender
+from fastnn.model import Params
 
 if TYPE_CHECKING:  # for the annotations only: torch is imported where it is used, if at all
     import torch
 
-SCALED_INPUT = "float32 X/255, scaled once outside the timing"
 OURS = "fastnn numba"  # the row the peers are compared with
 PEER_SOLVERS = ("sgd", "adam")  # the update rules written out for every peer below
+
+
+def scaled_input(p: Prepared) -> str:
+    """What the other libraries take: what numpy takes (`Prepared.scaled`)."""
+    return p.input_form("numpy")
 
 
 class PeerUnavailable(Exception):
@@ -48,6 +54,21 @@ def torch_optimizer(model: torch.nn.Module, w: Workload) -> torch.optim.Optimize
     return torch.optim.SGD(model.parameters(), lr=w.learning_rate)
 
 
+def torch_network(params: Params) -> torch.nn.Sequential:
+    """nn.Linear layers holding copies of params' weights, ReLU between them, the logits
+    last."""
+    import torch
+
+    layers = []
+    for W, b in zip(params.coefs, params.intercepts, strict=True):
+        linear = torch.nn.Linear(*W.shape, dtype=torch.from_numpy(W).dtype)
+        with torch.no_grad():  # nn.Linear stores weights as (out, in): ours transposed
+            linear.weight.copy_(torch.from_numpy(W.T))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers += [linear, torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])  # no ReLU after the logits
+
+
 def torch_contender(p: Prepared, threads: int) -> Contender:
     """nn.Linear layers with ReLU between them, CrossEntropyLoss, SGD or Adam; a Python loop
     over mini-batches."""
@@ -63,14 +84,7 @@ def torch_contender(p: Prepared, threads: int) -> Contender:
     batch = p.batch_size
 
     def setup() -> tuple:
-        layers = []
-        for W, b in zip(p.params0.coefs, p.params0.intercepts, strict=True):
-            linear = torch.nn.Linear(*W.shape)
-            with torch.no_grad():  # nn.Linear stores weights as (out, in): ours transposed
-                linear.weight.copy_(torch.from_numpy(W.T))
-                linear.bias.copy_(torch.from_numpy(b))
-            layers += [linear, torch.nn.ReLU()]
-        model = torch.nn.Sequential(*layers[:-1])  # no ReLU after the logits
+        model = torch_network(p.params0)
         return model, torch_optimizer(model, p.workload)
 
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -83,7 +97,7 @@ def torch_contender(p: Prepared, threads: int) -> Contender:
             loss_fn(model(X[rows]), y[rows]).backward()
             optimizer.step()
 
-    return Contender(f"pytorch {torch.__version__}", SCALED_INPUT, setup, run, p.samples_per_run)
+    return Contender(f"pytorch {torch.__version__}", scaled_input(p), setup, run, p.samples_per_run)
 
 
 def jax_rule(w: Workload) -> tuple[Callable, Callable]:
@@ -159,7 +173,9 @@ def jax_contender(p: Prepared, threads: int) -> Contender:
     def run(carry: tuple) -> tuple:
         return jax.block_until_ready(epoch(carry, X, y, batches))  # jax runs asynchronously
 
-    return Contender(f"jax {jax.__version__}", SCALED_INPUT, setup, run, n_batches * p.batch_size)
+    return Contender(
+        f"jax {jax.__version__}", scaled_input(p), setup, run, n_batches * p.batch_size
+    )
 
 
 def sklearn_contender(p: Prepared, threads: int) -> Contender:
@@ -194,7 +210,7 @@ def sklearn_contender(p: Prepared, threads: int) -> Contender:
             model.fit(X, y)
 
     return Contender(
-        f"scikit-learn {sklearn.__version__}", SCALED_INPUT, setup, run, p.samples_per_run
+        f"scikit-learn {sklearn.__version__}", scaled_input(p), setup, run, p.samples_per_run
     )
 
 
@@ -251,7 +267,10 @@ def run_peers(
     JSON-ready, with the notes and skipped peers the report prints."""
     found, skipped = peer_contenders(p, threads)
     ours = [] if numba is None else [replace(backend_contender(numba, p), name=OURS)]
-    notes = [f"Input to all: {SCALED_INPUT}; {OURS}: {INPUT_FORMS['numba']}."]
+    if p.workload.dense:
+        notes = [f"Input to all, {OURS} included: {scaled_input(p)}."]
+    else:
+        notes = [f"Input to all: {scaled_input(p)}; {OURS}: {p.input_form('numba')}."]
     notes += [note for key, note in peer_notes(p).items() if key in PEERS and key not in skipped]
     title = (
         f"Other libraries, {p.workload.label()}, one epoch of {len(p.order):,} rows, "

@@ -2,11 +2,16 @@
 
 A serial copy of one training epoch's work (`epoch.descend` without the team's two passes and
 the update), for one hidden layer or more (`--hidden 256 128`), calls the same kernel helpers
-over the training set in chunks, and is timed with its
-stages switched on one after another: each stage's time is what it added to the ones before.
-One thread, so the stages add up to the work the two passes share out among the team; the real
-single-thread epoch is timed beside it. Per non-zero pixel figures show the cost of the sparse
-loops, which touch W1 and dW1 once for each non-zero pixel.
+over the training set in chunks, and is timed with its stages switched on one after another:
+each stage's time is what it added to the ones before. One thread, so the stages add up to the
+work the two passes share out among the team; the real single-thread epoch is timed beside it.
+
+The first layer runs on the path numba takes on the data, or the one `--first-layer` forces:
+sparse, its loops touching W1 and dW1 once for each non-zero input (listed first), so per
+non-zero input figures show their cost; or dense, X's rows read in the parameters' dtype and
+then products over every input (`dense.add_products`), figures per input. `--standardise`
+(MNIST's pixels standardised per feature, as the bench's mnist-std workloads) and `--dataset
+tabular` (the bench's synthetic set) give dense data, which numba takes dense.
 
 Then the real epoch on one thread and on a team of `--threads`: where each member's time goes
 (its sample passes, its update passes, and waiting for the others after each), from the time
@@ -27,10 +32,12 @@ import numpy as np
 from numba import njit
 from numba.typed import List
 
-from fastnn.backends.numba_backend import NumbaBackend
+from fastnn.backends.numba_backend import FIRST_LAYER_PATHS, NumbaBackend, dense_input
 from fastnn.backends.numba_team import team_size
+from fastnn.bench.data import TABULAR, load, standardise
+from fastnn.bench.timing import median_seconds
 from fastnn.bench.workloads import N_CLASSES
-from fastnn.data import DataError, load_dataset
+from fastnn.data import DataError
 from fastnn.kernels.backward import (
     RUN,
     add_block_terms,
@@ -38,13 +45,15 @@ from fastnn.kernels.backward import (
     add_rows,
     block_groups,
     blocks_per_job,
+    features_of_group,
     hidden_grad_rows,
 )
 from fastnn.kernels.config import SERIAL
+from fastnn.kernels.dense import add_products
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
 from fastnn.kernels.layout import CACHE_LINE, first_on_line, line_aligned_copy
-from fastnn.kernels.sparse import BLOCK, pixel_table, prefetch_row, scan_row
+from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
 from fastnn.model import LEAKY_SLOPE, check_dtype, init_params
 from fastnn.options import positive_int
 
@@ -55,6 +64,14 @@ STAGES = (
     "dZ of every layer, down to dZ1 (hidden_grad_rows)",
     "dW1 += X.T dZ1 over non-zeros (add_block_terms)",
     "dW and db of the later layers, db1 (add_column_terms, add_rows)",
+)
+# The same stages where the first layer runs dense: products over every input.
+DENSE_STAGES = (
+    "read X's rows in the params' dtype (read_row)",
+    "Z1 = X W1 + b1 over every input (add_products)",
+    *STAGES[2:4],
+    "dW1 += X.T dZ1 over every input (add_products)",
+    STAGES[5],
 )
 
 
@@ -67,10 +84,11 @@ def _zeros_on_line(rows, cols, dtype):
 
 
 @njit(**SERIAL)
-def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
-    """The epoch's per-sample and per-chunk kernels, stages 1..`stages` of STAGES, serially,
-    for any depth (coefs, intercepts: typed lists, one array a layer). Returns the number of
-    non-zero pixels seen and a checksum that keeps the work alive."""
+def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages, dense):
+    """The epoch's per-sample and per-chunk kernels, stages 1..`stages` of STAGES (the first
+    layer sparse) or DENSE_STAGES (dense), serially, for any depth (coefs, intercepts: typed
+    lists, one array a layer). Returns the number of inputs the first layer went over (the
+    non-zero ones where sparse) and a checksum that keeps the work alive."""
     n_layers = len(coefs)
     W1 = coefs[0]
     n_in = W1.shape[0]
@@ -91,20 +109,30 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
         dWT.append(_zeros_on_line(fan_out, fan_in, dtype))
         db.append(np.zeros(fan_out, dtype))
     dW1 = _zeros_on_line(W1.shape[0], W1.shape[1], dtype)
-    table = pixel_table(W1)
+    inputs = _zeros_on_line(chunk if dense else 0, n_in, dtype)  # X's rows, where dense
+    table = input_table(X, W1, dtype.type(1))
     slope = dtype.type(LEAKY_SLOPE)
-    nonzeros = 0
+    visited = 0
     checksum = 0.0
     for start in range(0, order.shape[0], chunk):
         rows = order[start : start + chunk]
         m = rows.shape[0]
-        for i in range(m):
+        for lo in range(0, m if dense else 0, RUN):  # a run at a time, as forward_samples
+            hi = min(lo + RUN, m)
+            for i in range(lo, hi):
+                read_row(X, rows[i], table, inputs[i])
+            visited += (hi - lo) * n_in
+            if stages >= 2:
+                for i in range(lo, hi):
+                    Z[0][i] = intercepts[0]
+                add_products(Z[0], lo, hi, inputs, W1)
+        for i in range(0 if dense else m):
             r = rows[i]
             if i + 1 < m:
                 prefetch_row(X, rows[i + 1])
             scan_row(X, r, idx, i, bounds)
             first, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
-            nonzeros += end - first
+            visited += end - first
             if stages >= 2:
                 hidden_row(W1, intercepts[0], X, r, table, idx, first, end, Z[0], i)
         # The dense layers a run of RUN samples at a time, as backward.sample_pass takes them.
@@ -128,7 +156,11 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
         if stages >= 5:
             per_job = blocks_per_job(W1.shape[1], W1.itemsize)
             for g in range(block_groups(bounds.shape[0] - 1, per_job)):
-                add_block_terms(g, per_job, X, rows, table, idx, bounds, Z[0][:m], dW1)
+                if dense:
+                    first, end = features_of_group(g, per_job, n_in)
+                    add_products(dW1, first, end, inputs[:m].T, Z[0][:m])
+                else:
+                    add_block_terms(g, per_job, X, rows, table, idx, bounds, Z[0][:m], dW1)
         if stages >= 6:
             add_rows(Z[0][:m], db[0])
             for layer in range(1, n_layers):
@@ -136,17 +168,7 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages):
                 add_column_terms(0, fan_out, A[layer - 1][:m], Z[layer][:m], dWT[layer])
                 add_rows(Z[layer][:m], db[layer])
         checksum += Z[0][0, 0] + dW1[n_in // 2, 0] + dWT[n_layers - 1][0, 0]
-    return nonzeros, checksum
-
-
-def _median_s(run, repeats: int) -> float:
-    run()  # compiles, and warms the caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return visited, checksum
 
 
 def profile(
@@ -157,10 +179,15 @@ def profile(
     batch_size: int,
     repeats: int,
     threads: int = 1,
+    first_layer: str = "auto",
 ) -> dict:
-    """Seconds each stage adds to a single-thread epoch (medians), the non-zero pixel count,
-    and the real epoch (`NumbaBackend.train_epoch`) on one thread and on `threads`, with
-    where each member's time went (see `team_epoch`)."""
+    """Seconds each stage adds to a single-thread epoch (medians), the first layer's path
+    (`first_layer` forced, or "auto": the one numba takes on X) and the inputs it went over,
+    and the real epoch (`NumbaBackend.train_epoch`, on the same path) on one thread and on
+    `threads`, with where each member's time went (see `team_epoch`)."""
+    backend = NumbaBackend()
+    with backend.first_layer(first_layer):
+        path = "dense" if dense_input(X) else "sparse"
     X = np.ascontiguousarray(X)
     y = np.ascontiguousarray(y, dtype=np.int64)
     order = np.random.default_rng(0).permutation(len(X))
@@ -169,24 +196,28 @@ def profile(
     coefs = List([line_aligned_copy(W) for W in params.coefs])  # as the backend's theta
     intercepts = List([line_aligned_copy(b) for b in params.intercepts])
     cumulative = []
-    nonzeros = 0
+    visited = 0
     for stages in range(1, len(STAGES) + 1):
 
         def run(stages: int = stages) -> None:
-            nonlocal nonzeros
-            nonzeros, _ = _epoch_stages(X, y, order, coefs, intercepts, chunk, stages)
+            nonlocal visited
+            visited, _ = _epoch_stages(
+                X, y, order, coefs, intercepts, chunk, stages, path == "dense"
+            )
 
-        cumulative.append(_median_s(run, repeats))  # serial code: one thread
-    backend = NumbaBackend()
+        cumulative.append(median_seconds(run, repeats))  # serial code: one thread
 
     def epoch() -> None:
-        backend.train_epoch(params.copy(), X, y, order, batch_size, 0.01, "relu")
+        with backend.first_layer(path):
+            backend.train_epoch(params.copy(), X, y, order, batch_size, 0.01, "relu")
 
     teams = [team_epoch(backend, epoch, n, repeats) for n in sorted({1, threads})]
     added = [cumulative[0]] + [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]
     return dict(
-        stage_s=added, nonzeros=nonzeros, epoch_s=teams[0]["epoch_s"], rows=len(X), teams=teams
-    )
+        path=path, stages=DENSE_STAGES if path == "dense" else STAGES, stage_s=added,
+        inputs=visited, nonzeros=int(np.count_nonzero(X)), epoch_s=teams[0]["epoch_s"],
+        rows=len(X), teams=teams,
+    )  # fmt: skip
 
 
 PASSES = ("sample passes", "waiting", "update passes", "waiting")  # kernels.epoch's PASS_TIMES
@@ -214,23 +245,28 @@ def team_epoch(backend: NumbaBackend, epoch, threads: int, repeats: int) -> dict
 
 def render(result: dict, title: str) -> str:
     total = sum(result["stage_s"])
-    per_nonzero = 1e9 / max(result["nonzeros"], 1)
+    per_input = 1e9 / max(result["inputs"], 1)
+    dense = result["path"] == "dense"
+    went_over = "every input" if dense else "the non-zero inputs only"
     lines = [
         title,
         "",
-        "| stage | s per epoch | share | ns per non-zero pixel |",
+        f"| stage | s per epoch | share | ns per {'input' if dense else 'non-zero input'} |",
         "|:---|---:|---:|---:|",
     ]
-    for name, s in zip(STAGES, result["stage_s"], strict=True):
+    for name, s in zip(result["stages"], result["stage_s"], strict=True):
         share = 100 * s / total if total > 0 else 0.0
-        lines.append(f"| {name} | {s:.4f} | {share:.0f}% | {s * per_nonzero:.2f} |")
+        lines.append(f"| {name} | {s:.4f} | {share:.0f}% | {s * per_input:.2f} |")
+    rows = max(result["rows"], 1)
     lines += [
-        f"| sum of the stages | {total:.4f} | 100% | {total * per_nonzero:.2f} |",
+        f"| sum of the stages | {total:.4f} | 100% | {total * per_input:.2f} |",
         "",
-        f"{result['rows']:,} rows, {result['nonzeros']:,} non-zero pixels "
-        f"({result['nonzeros'] / max(result['rows'], 1):.0f} a row). The real epoch on one "
-        f"thread (train_epoch, with the update): {result['epoch_s']:.4f} s. Each stage's time is "
-        "what it added to the stages above it (medians); small negative values are noise.",
+        f"{result['rows']:,} rows, {result['nonzeros']:,} non-zero inputs "
+        f"({result['nonzeros'] / rows:.0f} a row, {result['inputs'] / rows:.0f} of them "
+        f"visited: the first layer ran {result['path']}, over {went_over}). The real epoch on "
+        f"one thread (train_epoch, with the update, on the same path): "
+        f"{result['epoch_s']:.4f} s. Each stage's time is what it added to the stages above it "
+        "(medians); small negative values are noise.",
         "",
         "The real epoch (train_epoch) and where each thread's time goes in it, seconds (ticks "
         "of the time stamp counter counted in the compiled call, scaled to the epoch's time; "
@@ -255,7 +291,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Time the stages of a single-thread Numba training epoch, and where "
         "each thread's time goes in a real epoch on one thread and on --threads.",
     )
-    parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
+    parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", TABULAR),
+                        help=f"{TABULAR}: the bench's synthetic dense set")  # fmt: skip
+    parser.add_argument("--standardise", action="store_true",
+                        help="the images' pixels standardised per feature, (X/255 - mean) / std, "
+                        "as the bench's mnist-std workloads: dense inputs")  # fmt: skip
+    parser.add_argument("--first-layer", choices=FIRST_LAYER_PATHS, default="auto",
+                        help="the first layer's path: over each sample's non-zero inputs "
+                        "(sparse), over all of them (dense), or as numba chooses by the "
+                        "data's density (auto, the default)")  # fmt: skip
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=[128],
                         help="the hidden layers' widths, e.g. 256 128 (default: 128)")  # fmt: skip
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
@@ -272,18 +316,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         args.dtype = check_dtype(args.dtype)
-        ds = load_dataset(args.dataset, data_dir=args.data, download=False)
+        if args.standardise and args.dataset == TABULAR:
+            raise ValueError(f"--standardise is for the image data sets; {TABULAR}'s features "
+                             "are floats already: leave it out")  # fmt: skip
+        X, y = load(args.dataset, args.data)
     except (ValueError, DataError) as exc:
         print(f"fastnn.bench.profile: error: {exc}", file=sys.stderr)
         return 1
-    X, y = ds.X_train[: args.rows], ds.y_train[: args.rows]
-    result = profile(
-        X, y, tuple(args.hidden), args.dtype, args.batch_size, args.repeats, args.threads
-    )
+    X, y = X[: args.rows], y[: args.rows]
+    X = standardise(X, args.dtype) if args.standardise else X.astype(args.dtype, copy=False)
+    result = profile(X, y, tuple(args.hidden), args.dtype, args.batch_size, args.repeats,
+                     args.threads, args.first_layer)  # fmt: skip
+    chosen = "chosen by the data" if args.first_layer == "auto" else "forced"
     title = (
-        f"{args.dataset}, hidden {'-'.join(map(str, args.hidden))}, batch {args.batch_size}, "
-        f"{args.dtype}, "
-        f"one thread, medians of {args.repeats}"
+        f"{args.dataset}{' standardised' if args.standardise else ''}, hidden "
+        f"{'-'.join(map(str, args.hidden))}, batch {args.batch_size}, {args.dtype}, first layer "
+        f"{result['path']} ({chosen}), one thread, medians of {args.repeats}"
     )
     print(render(result, title))
     return 0

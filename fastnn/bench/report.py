@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 
 from fastnn.atomic import write_text
 from fastnn.bench.peers import OURS
+from fastnn.bench.predict import predict_lines
+from fastnn.bench.startup import startup_line
+from fastnn.bench.text import MISSING, count, markdown_table, percent, rate, seconds, times
 
 if TYPE_CHECKING:  # matplotlib is imported where a chart is drawn, if one is
     from matplotlib.figure import Figure
 
 BACKENDS = ("numpy", "numba")
-MISSING = "n/a"
 # Above this spread of bar heights the chart switches to a log axis, or the short bars vanish.
 LOG_SCALE_SPREAD = 30
 # Other processes keeping more cores than this busy make a row's times unreliable: threads
@@ -24,34 +26,6 @@ LOG_SCALE_SPREAD = 30
 BUSY_OTHER_CORES = 0.25
 # More than this change in the matmul rate between the start and the end of the timed part.
 SPEED_DRIFT = 0.15
-
-
-def seconds(value: float | None) -> str:
-    return MISSING if value is None else f"{value:.3g}"
-
-
-def times(ratio: float | None, digits: int = 1) -> str:
-    return MISSING if ratio is None else f"{ratio:.{digits}f}×"
-
-
-def count(value: float | None) -> str:
-    return MISSING if value is None else f"{value:,.0f}"
-
-
-def rate(value: float | None) -> str:
-    return MISSING if value is None else f"{value:.1f}"
-
-
-def percent(value: float | None) -> str:
-    return MISSING if value is None else f"{value:.1f}%"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub markdown table, first column left-aligned and the numbers right-aligned."""
-    lines = ["| " + " | ".join(headers) + " |"]
-    lines.append("|" + "|".join([":---"] + ["---:"] * (len(headers) - 1)) + "|")
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _get(entry: dict, backend: str, key: str) -> float | None:
@@ -69,6 +43,7 @@ def workload_table(result: dict) -> str:
         "% of matmul peak",
         "numba work GFLOP/s",
         "% of FMA peak",
+        "numba's first layer",
     )
     rows = [
         (
@@ -81,10 +56,53 @@ def workload_table(result: dict) -> str:
             percent(_get(entry, "numba", "pct_of_peak")),
             rate(_get(entry, "numba", "work_gflops")),
             percent(_get(entry, "numba", "pct_of_fma_peak")),
+            entry.get("numba_first_layer") or MISSING,
         )
         for entry in result["workloads"]
     ]
     return markdown_table(headers, rows)
+
+
+def layer_lines(result: dict) -> list[str]:
+    """Where numba's epoch goes, layer by layer (see fastnn.bench.layers), if it was timed."""
+    timed = [entry for entry in result["workloads"] if entry.get("layers")]
+    if not timed:
+        return []
+    headers = (
+        "workload", "layer", "one thread, s per epoch: inputs · forward · dA · dW",
+        "GFLOP/s, one thread", "% of one thread's FMA peak", "share of numba's epoch",
+    )  # fmt: skip
+    rows = []
+    for entry in timed:
+        for layer in entry["layers"]["layers"]:
+            parts = (layer["seconds"].get(part) for part in ("inputs", "forward", "dA", "dW"))
+            rows.append((
+                entry["name"], f"{layer['layer']}: {layer['fan_in']}→{layer['fan_out']}, "
+                f"{layer['path']}", " · ".join("–" if v is None else f"{v:.3g}" for v in parts),
+                rate(layer["gflops"]), percent(layer.get("pct_of_one_thread_fma_peak")),
+                percent(layer["share"]),
+            ))  # fmt: skip
+        rows.append((entry["name"], "rest", "", "", "", percent(entry["layers"]["rest_share"])))
+    one = result.get("fma_peak_one_thread") or {}
+    peaks = ", ".join(f"{dtype} {f['gflops']:.1f} GFLOP/s" for dtype, f in one.items())
+    return [
+        "",
+        "Where numba's epoch goes, layer by layer:",
+        "",
+        markdown_table(headers, rows),
+        "",
+        "- Each layer's products (forward A W, dA = dZ W.T passed down, dW = A.T dZ) timed "
+        "alone on one thread over an epoch's batches, in the epoch's shapes and with its "
+        "kernels (fastnn.kernels.dense.add_products; a sparse first layer's scan_row, "
+        "hidden_row and add_block_terms), medians. The first layer goes the path numba took: "
+        "its inputs are its reading of them (rows of X in the parameters' dtype where dense, "
+        "the lists of non-zero features where sparse), and its forward and dW what each adds "
+        "to that reading. GFLOP/s: the products' FLOPs over their one-thread seconds"
+        + (f", against one thread's FMA peak ({peaks})" if peaks else "")
+        + ". Share: a layer's one-thread seconds over numba's epoch times its threads; the "
+        "rest is activations, softmax, biases, the update, waiting, and whatever the products "
+        "cost more inside the epoch, where they share the caches (see fastnn/bench/layers.py).",
+    ]
 
 
 def optimizer_cost_line(cost: dict) -> str:
@@ -121,22 +139,6 @@ def peer_lines(peers: Sequence[dict]) -> list[str]:
     said = [f"- {note}" for run in peers for note in run["notes"]]
     said += [f"- {name}: {why}, skipped." for run in peers for name, why in run["skipped"].items()]
     return lines + list(dict.fromkeys(said))  # in order, without repeats
-
-
-def startup_line(startup: dict) -> str:
-    if "skipped" in startup:
-        return f"Startup not measured: {startup['skipped']}."
-    if "error" in startup:
-        return f"Startup (`{startup['command']}`) failed: {startup['error']}"
-    walls = startup["warm_walls_s"]
-    return (
-        f"A process started with a warm Numba cache, `{startup['command']}`: "
-        f"{startup['warm_wall_s']:.2f} s wall, all included, the median of {len(walls)} "
-        f"({min(walls):.2f}-{max(walls):.2f} s; target: at most {startup['target_s']:g} s; "
-        f"its epoch took {startup['warm_epoch_s']:.2f} s; loading the data alone takes "
-        f"{startup['data_load_s']:.2f} s, overlapped with Numba's start-up; the first, "
-        f"cache-filling run took {startup['first_wall_s']:.2f} s)."
-    )
 
 
 def contention_notes(result: dict) -> list[str]:
@@ -185,8 +187,9 @@ def fma_line(fma: dict, threads: int) -> str:
     return (
         f"- FMA peak (measured: {threads} thread(s) of independent fused multiply-adds in "
         f"registers, see fastnn/bench/peak.py): {rates}. Work GFLOP/s counts the FLOPs the "
-        "numba kernels do, the first layer's on non-zero inputs only, over the time taken: "
-        "its share of the FMA peak is how close to the machine's arithmetic limit they run."
+        "numba kernels do, the first layer's over every input where it ran dense and over the "
+        "non-zero ones where it ran sparse, over the time taken: its share of the FMA peak is "
+        "how close to the machine's arithmetic limit they run."
     )
 
 
@@ -219,8 +222,10 @@ def markdown(result: dict) -> str:
     if epoch_rows:
         listed = " or ".join(f"{r:,}" for r in epoch_rows)
         lines.append(f"- Mini-batch rows: seconds per epoch over {listed} training rows.")
-    for backend, form in result["inputs"].items():
-        lines.append(f"- Input to {backend}: {form}.")
+    if not all(entry.get("dense") for entry in result["workloads"]):
+        lines += [f"- Input to {b} on the pixels: {form}." for b, form in result["inputs"].items()]
+    if result.get("dense_input"):
+        lines.append(f"- Input to both on the dense workloads: {result['dense_input']}.")
     if not result["numba_available"]:
         lines.append(f"- numba: not measured ({result['numba_unavailable']}).")
     lines += [
@@ -235,8 +240,11 @@ def markdown(result: dict) -> str:
     ]
     if result.get("fma_peak"):
         lines.append(fma_line(result["fma_peak"], s["threads"]))
+    lines += layer_lines(result)
     if result.get("peers"):
         lines += peer_lines(result["peers"])
+    if result.get("predict"):
+        lines += predict_lines(result["predict"])
     if result.get("startup"):
         lines += ["", startup_line(result["startup"])]
     return "\n".join(lines) + "\n"

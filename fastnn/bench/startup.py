@@ -89,3 +89,19 @@ def _measure(options: list[str], data_dir: str | None) -> dict:
         data_load_s=data_load,
         target_s=1.3,
     )
+
+
+def startup_line(startup: dict) -> str:
+    if "skipped" in startup:
+        return f"Startup not measured: {startup['skipped']}."
+    if "error" in startup:
+        return f"Startup (`{startup['command']}`) failed: {startup['error']}"
+    walls = startup["warm_walls_s"]
+    return (
+        f"A process started with a warm Numba cache, `{startup['command']}`: "
+        f"{startup['warm_wall_s']:.2f} s wall, all included, the median of {len(walls)} "
+        f"({min(walls):.2f}-{max(walls):.2f} s; target: at most {startup['target_s']:g} s; "
+        f"its epoch took {startup['warm_epoch_s']:.2f} s; loading the data alone takes "
+        f"{startup['data_load_s']:.2f} s, overlapped with Numba's start-up; the first, "
+        f"cache-filling run took {startup['first_wall_s']:.2f} s)."
+    )

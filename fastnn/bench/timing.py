@@ -64,6 +64,18 @@ def time_alternating(
     return times
 
 
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    """The median seconds of `repeats` calls of run, after one untimed call (which compiles
+    and warms the caches): for work timed alone, with nothing to take turns with."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def speedup(reference_s: float | None, candidate_s: float | None) -> float | None:
     """How many times faster the candidate is than the reference (None if either is missing)."""
     if reference_s is None or candidate_s is None or candidate_s <= 0:

@@ -1,0 +1,43 @@
+"""Helpers for the fastnn.bench tests: tiny data sets for every workload, and a stand-in for the
+numba backend that compiles nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn.backends import get_backend
+from fastnn.bench.data import TABULAR, synthetic_tabular
+from fastnn.bench.workloads import FULL_BATCH_HELD_OUT
+
+N_IN = 16  # tiny images keep every workload, even hidden 512, down to milliseconds
+ZEROS = 0.7  # the share of zero pixels, about MNIST's: numba takes such data sparse
+
+
+def tiny_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every bench data set, N_IN features: random pixels, ZEROS of them 0, and the tabular
+    set's generator at this size."""
+    rng = np.random.default_rng(1)
+    n = FULL_BATCH_HELD_OUT + 100  # the full-batch workload holds out the first rows
+    X = rng.integers(1, 256, (n, N_IN), dtype=np.uint8)
+    X[rng.random(X.shape) < ZEROS] = 0
+    y = rng.integers(0, 10, n)
+    return {
+        "mnist": (X, y),
+        "fashion-mnist": (X[::-1].copy(), y[::-1].copy()),
+        TABULAR: synthetic_tabular(n, N_IN),
+    }
+
+
+class NumpyAsNumba:
+    """The numpy backend under the name "numba": the two-backend paths without compiling."""
+
+    name = "numba"
+
+    def __init__(self) -> None:
+        self._numpy = get_backend("numpy")
+
+    def train_epoch(self, *args: object, **kwargs: object) -> tuple[float, float]:
+        return self._numpy.train_epoch(*args, **kwargs)
+
+    def threads(self, n: int | None):
+        return self._numpy.threads(n)
