@@ -80,7 +80,7 @@ def test_the_later_layers_passes_compute_their_products() -> None:
     s = later[0]  # 256 -> 128
     A, G = s.A.astype(np.float64), s.G.astype(np.float64)
     layers.later_layer_pass(layers.FORWARD, s)
-    np.testing.assert_allclose(s.Z, A @ s.W + s.b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(s.Z, A @ s.WT.T + s.b, rtol=1e-4, atol=1e-4)
     layers.later_layer_pass(layers.DA, s)
     np.testing.assert_allclose(s.D, (G @ s.WT) * (A > 0), rtol=1e-4, atol=1e-4)
     layers.later_layer_pass(layers.DW, s)  # chunks of 128, 128, 44 rows of the same A and G

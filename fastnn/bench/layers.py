@@ -6,9 +6,10 @@ weight gradients dW = A.T dZ. Each is timed here alone, over one epoch's batches
 workload, in the epoch's shapes (chunks of min(CHUNK, batch) samples, runs of RUN samples, the
 update jobs' groups of GROUP units or of `blocks_per_job` blocks of features) and with the
 kernels the epoch runs it with: `forward.dense_rows`, `backward.hidden_grad_rows` and
-`backward.add_column_terms`, all `dense.add_products`; the first layer by the path numba takes
-on the workload's data (`NumbaBackend.first_layer`): dense, its rows of X read in the
-parameters' dtype (`sparse.read_row`), then `add_products`; sparse, each sample's non-zero
+`backward.add_column_terms`, all `dense`'s products (M in panels where the epoch keeps it so);
+the first layer by the path numba takes on the workload's data (`NumbaBackend.first_layer`):
+dense, its rows of X read in the parameters' dtype (`sparse.read_row`), then
+`dense.add_panel_products`; sparse, each sample's non-zero
 features listed (`sparse.scan_row`), then `forward.hidden_row` and `backward.add_block_terms`.
 The first layer's reading of its inputs is timed alone too, and each of its products is what
 it adds to that reading.
@@ -43,10 +44,10 @@ from fastnn.kernels.backward import (
     hidden_grad_rows,
 )
 from fastnn.kernels.config import SERIAL
-from fastnn.kernels.dense import add_products
+from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import dense_rows, hidden_row
-from fastnn.kernels.layout import line_aligned, line_aligned_copy
+from fastnn.kernels.layout import line_aligned, line_aligned_copy, panel_copy
 from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
 from fastnn.model import LEAKY_SLOPE
 
@@ -63,8 +64,10 @@ class FirstLayer(NamedTuple):
     chunk: int
     dense: bool  # the path: products over every input, or over the non-zero ones
     W1: np.ndarray  # (n_in, fan_out)
+    W1_panels: np.ndarray  # W1 in panels, as a dense forward reads it (see layout.panels)
     b1: np.ndarray
-    Z: np.ndarray  # (chunk, fan_out): Z1, written by FORWARD; read as dZ1 by DW
+    Z: np.ndarray  # (chunk, fan_out): Z1, written by FORWARD
+    dZ_panels: np.ndarray  # (chunk, fan_out) in panels: dZ1 as a dense DW reads it
     inputs: np.ndarray  # (chunk, n_in): the chunk's rows of X in W1's dtype, where dense
     idx: np.ndarray  # the chunk's lists of non-zero features, where sparse (see kernels.sparse)
     bounds: np.ndarray
@@ -77,10 +80,11 @@ class LaterLayer(NamedTuple):
     n: int  # samples in the epoch
     batch: int
     chunk: int
-    W: np.ndarray  # (fan_in, fan_out), as the forward pass reads it
+    W: np.ndarray  # (fan_in, fan_out) in panels, as the forward pass reads it
     b: np.ndarray
     WT: np.ndarray  # W transposed, as the backward pass reads it
     A: np.ndarray  # (chunk, fan_in): the activations below
+    A_panels: np.ndarray  # the same in panels, as DW reads them
     G: np.ndarray  # (chunk, fan_out): the layer's dZ
     D: np.ndarray  # (chunk, fan_in): the dZ that DA passes down
     Z: np.ndarray  # (chunk, fan_out): FORWARD writes it
@@ -116,7 +120,7 @@ def first_layer_pass(part, f):
                 if part == FORWARD and f.dense:
                     for i in range(lo, hi):
                         Z[i] = f.b1
-                    add_products(Z, lo, hi, f.inputs, W1)
+                    add_panel_products(Z, lo, hi, f.inputs, f.W1_panels)
                 elif part == FORWARD:
                     for i in range(lo, hi):
                         listed, stop = bounds[0, i], bounds[last, i]
@@ -126,7 +130,7 @@ def first_layer_pass(part, f):
             for g in range(groups):
                 if f.dense:
                     lo, hi = features_of_group(g, per_job, n_in)
-                    add_products(f.dW1, lo, hi, f.inputs[:m].T, Z[:m])
+                    add_panel_products(f.dW1, lo, hi, f.inputs[:m].T, f.dZ_panels)
                 else:
                     add_block_terms(g, per_job, X, rows, table, idx, bounds, Z[:m], f.dW1)
 
@@ -135,14 +139,15 @@ def first_layer_pass(part, f):
 def later_layer_pass(part, s):
     """A later layer's `part` over an epoch's chunks: FORWARD s.Z = A W + b, DA
     s.D = (G W.T) * relu'(A), DW s.dWT += G.T A, for each chunk's rows."""
-    fan_out = s.W.shape[1]
+    fan_out = s.G.shape[1]
     for first in range(0, s.n, s.batch):
         end = min(first + s.batch, s.n)
         for start in range(first, end, s.chunk):
             m = min(s.chunk, end - start)
             if part == DW:
                 for unit in range(0, fan_out, GROUP):
-                    add_column_terms(unit, min(unit + GROUP, fan_out), s.A[:m], s.G[:m], s.dWT)
+                    last = min(unit + GROUP, fan_out)
+                    add_column_terms(unit, last, s.A_panels, s.G[:m], s.dWT)
                 continue
             for lo in range(0, m, RUN):
                 hi = min(lo + RUN, m)
@@ -168,9 +173,10 @@ def operands(p: Prepared, dense: bool) -> tuple[FirstLayer, list[LaterLayer]]:
     chunk = min(CHUNK, batch, n)
     W1 = line_aligned_copy(params.coefs[0])
     n_in, width = W1.shape
+    Z = _random((chunk, width), dtype, rng)
     first = FirstLayer(
-        p.X, p.order, batch, chunk, dense, W1, params.intercepts[0].copy(),
-        _random((chunk, width), dtype, rng), line_aligned((chunk, n_in), dtype),
+        p.X, p.order, batch, chunk, dense, W1, panel_copy(W1), params.intercepts[0].copy(),
+        Z, panel_copy(Z), line_aligned((chunk, n_in), dtype),
         np.empty(chunk * (n_in + 1), np.int32),
         np.empty(((n_in + BLOCK - 1) // BLOCK + 1, chunk), np.int32),
         line_aligned(W1.shape, dtype),
@@ -178,9 +184,10 @@ def operands(p: Prepared, dense: bool) -> tuple[FirstLayer, list[LaterLayer]]:
     later = []
     for W, b in zip(params.coefs[1:], params.intercepts[1:], strict=True):
         fan_in, fan_out = W.shape
+        A = _random((chunk, fan_in), dtype, rng)
         later.append(LaterLayer(
-            n, batch, chunk, line_aligned_copy(W), b.copy(), line_aligned_copy(W.T),
-            _random((chunk, fan_in), dtype, rng), _random((chunk, fan_out), dtype, rng),
+            n, batch, chunk, panel_copy(W), b.copy(), line_aligned_copy(W.T),
+            A, panel_copy(A), _random((chunk, fan_out), dtype, rng),
             line_aligned((chunk, fan_in), dtype), line_aligned((chunk, fan_out), dtype),
             line_aligned((fan_out, fan_in), dtype), dtype.type(LEAKY_SLOPE),
         ))  # fmt: skip

@@ -9,7 +9,7 @@ work the two passes share out among the team; the real single-thread epoch is ti
 The first layer runs on the path numba takes on the data, or the one `--first-layer` forces:
 sparse, its loops touching W1 and dW1 once for each non-zero input (listed first), so per
 non-zero input figures show their cost; or dense, X's rows read in the parameters' dtype and
-then products over every input (`dense.add_products`), figures per input. `--standardise`
+then products over every input (`dense.add_panel_products`), figures per input. `--standardise`
 (MNIST's pixels standardised per feature, as the bench's mnist-std workloads) and `--dataset
 tabular` (the bench's synthetic set) give dense data, which numba takes dense.
 
@@ -49,10 +49,16 @@ from fastnn.kernels.backward import (
     hidden_grad_rows,
 )
 from fastnn.kernels.config import SERIAL
-from fastnn.kernels.dense import add_products
+from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
-from fastnn.kernels.layout import CACHE_LINE, first_on_line, line_aligned_copy
+from fastnn.kernels.layout import (
+    CACHE_LINE,
+    first_on_line,
+    line_aligned_copy,
+    panel_copy,
+    set_panel_row,
+)
 from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
 from fastnn.model import LEAKY_SLOPE, check_dtype, init_params
 from fastnn.options import positive_int
@@ -61,16 +67,16 @@ STAGES = (
     "list non-zero pixels (scan_row, prefetch)",
     "Z1 = X W1 + b1 over non-zeros (hidden_row)",
     "A, the later layers' Z, softmax, loss (activate, dense_rows, softmax)",
-    "dZ of every layer, down to dZ1 (hidden_grad_rows)",
+    "dZ of every layer down to dZ1, A (dense: dZ1) in panels (hidden_grad_rows, set_panel_row)",
     "dW1 += X.T dZ1 over non-zeros (add_block_terms)",
     "dW and db of the later layers, db1 (add_column_terms, add_rows)",
 )
 # The same stages where the first layer runs dense: products over every input.
 DENSE_STAGES = (
     "read X's rows in the params' dtype (read_row)",
-    "Z1 = X W1 + b1 over every input (add_products)",
+    "Z1 = X W1 + b1 over every input (add_panel_products)",
     *STAGES[2:4],
-    "dW1 += X.T dZ1 over every input (add_products)",
+    "dW1 += X.T dZ1 over every input (add_panel_products)",
     STAGES[5],
 )
 
@@ -84,10 +90,18 @@ def _zeros_on_line(rows, cols, dtype):
 
 
 @njit(**SERIAL)
-def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages, dense):
+def _panels_on_line(rows, width, panel, dtype):
+    """Zeros for a (rows, width) matrix in panels (see layout.panels), starting a cache line."""
+    n_panels = (width + panel - 1) // panel
+    return _zeros_on_line(n_panels, rows * panel, dtype).reshape(n_panels, rows, panel)
+
+
+@njit(**SERIAL)
+def _epoch_stages(X, y, order, coefs, ahead, intercepts, chunk, stages, dense):
     """The epoch's per-sample and per-chunk kernels, stages 1..`stages` of STAGES (the first
     layer sparse) or DENSE_STAGES (dense), serially, for any depth (coefs, intercepts: typed
-    lists, one array a layer). Returns the number of inputs the first layer went over (the
+    lists, one array a layer; ahead: coefs in panels, as the forward's products read them).
+    Returns the number of inputs the first layer went over (the
     non-zero ones where sparse) and a checksum that keeps the work alive."""
     n_layers = len(coefs)
     W1 = coefs[0]
@@ -108,6 +122,11 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages, dense):
         WT[layer][:] = coefs[layer].T
         dWT.append(_zeros_on_line(fan_out, fan_in, dtype))
         db.append(np.zeros(fan_out, dtype))
+    panel = ahead[0].shape[2]
+    A_panels = List()  # A_panels[l]: a hidden layer's A in panels, for the weight gradients
+    for layer in range(n_layers - 1):
+        A_panels.append(_panels_on_line(chunk, coefs[layer].shape[1], panel, dtype))
+    dZ1_panels = _panels_on_line(chunk if dense else 0, W1.shape[1], panel, dtype)
     dW1 = _zeros_on_line(W1.shape[0], W1.shape[1], dtype)
     inputs = _zeros_on_line(chunk if dense else 0, n_in, dtype)  # X's rows, where dense
     table = input_table(X, W1, dtype.type(1))
@@ -125,7 +144,7 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages, dense):
             if stages >= 2:
                 for i in range(lo, hi):
                     Z[0][i] = intercepts[0]
-                add_products(Z[0], lo, hi, inputs, W1)
+                add_panel_products(Z[0], lo, hi, inputs, ahead[0])
         for i in range(0 if dense else m):
             r = rows[i]
             if i + 1 < m:
@@ -142,7 +161,7 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages, dense):
                 for layer in range(1, n_layers):
                     for i in range(lo, hi):
                         activate_row(Z[layer - 1][i], A[layer - 1][i], slope, False)
-                    dense_rows(A[layer - 1], lo, hi, coefs[layer], intercepts[layer], Z[layer])
+                    dense_rows(A[layer - 1], lo, hi, ahead[layer], intercepts[layer], Z[layer])
                 logits = Z[n_layers - 1]
                 for i in range(lo, hi):
                     log_sum, top, _ = softmax_row(logits[i], logits[i])
@@ -153,19 +172,24 @@ def _epoch_stages(X, y, order, coefs, intercepts, chunk, stages, dense):
                 for layer in range(n_layers - 1, 0, -1):
                     G, below = Z[layer], Z[layer - 1]
                     hidden_grad_rows(G, lo, hi, WT[layer], A[layer - 1], slope, False, below)
+                for i in range(lo, hi):  # as backward.keep_panels
+                    for layer in range(n_layers - 1):
+                        set_panel_row(A_panels[layer], i, A[layer][i])
+                    if dense:
+                        set_panel_row(dZ1_panels, i, Z[0][i])
         if stages >= 5:
             per_job = blocks_per_job(W1.shape[1], W1.itemsize)
             for g in range(block_groups(bounds.shape[0] - 1, per_job)):
                 if dense:
                     first, end = features_of_group(g, per_job, n_in)
-                    add_products(dW1, first, end, inputs[:m].T, Z[0][:m])
+                    add_panel_products(dW1, first, end, inputs[:m].T, dZ1_panels)
                 else:
                     add_block_terms(g, per_job, X, rows, table, idx, bounds, Z[0][:m], dW1)
         if stages >= 6:
             add_rows(Z[0][:m], db[0])
             for layer in range(1, n_layers):
                 fan_out = coefs[layer].shape[1]
-                add_column_terms(0, fan_out, A[layer - 1][:m], Z[layer][:m], dWT[layer])
+                add_column_terms(0, fan_out, A_panels[layer - 1], Z[layer][:m], dWT[layer])
                 add_rows(Z[layer][:m], db[layer])
         checksum += Z[0][0, 0] + dW1[n_in // 2, 0] + dWT[n_layers - 1][0, 0]
     return visited, checksum
@@ -194,6 +218,7 @@ def profile(
     params = init_params(X.shape[1], hidden, N_CLASSES, "he", 0, dtype)
     chunk = min(CHUNK, batch_size, len(X))
     coefs = List([line_aligned_copy(W) for W in params.coefs])  # as the backend's theta
+    ahead = List([panel_copy(W) for W in params.coefs])  # as the backend's ahead
     intercepts = List([line_aligned_copy(b) for b in params.intercepts])
     cumulative = []
     visited = 0
@@ -202,7 +227,7 @@ def profile(
         def run(stages: int = stages) -> None:
             nonlocal visited
             visited, _ = _epoch_stages(
-                X, y, order, coefs, intercepts, chunk, stages, path == "dense"
+                X, y, order, coefs, ahead, intercepts, chunk, stages, path == "dense"
             )
 
         cumulative.append(median_seconds(run, repeats))  # serial code: one thread

@@ -103,6 +103,13 @@ def theta_size(layout: Layout) -> int:
     return int(layout.bias_at[-1] + layout.sizes[-1])
 
 
+def panel_copy(M: np.ndarray) -> np.ndarray:
+    """M (terms, width) as `panels` views it, (n_panels, terms, panel), in a copy whose first
+    element starts a cache line."""
+    panel = panel_width(M.dtype.itemsize)
+    return line_aligned_copy(to_panels(M, panel)).reshape(-1, M.shape[0], panel)
+
+
 def to_panels(M: np.ndarray, panel: int) -> np.ndarray:
     """M (terms, width) as `panels` lays it out, flat: the columns beyond width zero."""
     terms, width = M.shape
