@@ -48,6 +48,7 @@ def from_saved(saved: persist.SavedModel, path: str | os.PathLike) -> MLPClassif
         params["n_threads"] = None
     model = checked_model(saved, params, path)
     model._start(saved.params, saved.classes, None)
+    model._freeze_weights()  # as a fitted model's: see MLPClassifier._freeze_weights
     model.best_validation_score_ = saved.scores.get("validation_accuracy")
     dataset = saved.config.get("dataset")
     model._dataset = dataset if isinstance(dataset, str) else None

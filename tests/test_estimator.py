@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastnn import MLPClassifier
+from fastnn import MLPClassifier, load
 from fastnn.backends import get_backend
 from fastnn.estimator import NotFittedError
 from fastnn.training import TrainingDiverged
@@ -299,7 +299,6 @@ def test_same_random_state_same_model(backend):
 
 
 def test_random_state_takes_a_random_state_or_a_generator_as_scikit_learn_does(tmp_path):
-    from fastnn import load
 
     for make in (np.random.RandomState, np.random.default_rng):
         shared = make(0)
@@ -579,3 +578,11 @@ def test_the_commands_presets_as_estimators():
     )
     with pytest.raises(ValueError, match="one of default, best, best-augmented, fashion, seeds"):
         MLPClassifier.from_preset("b")
+
+
+def test_a_loaded_models_weights_are_read_only(tmp_path):
+    small().fit(X, y).save(tmp_path / "m.npz")
+    loaded = load(tmp_path / "m.npz")
+    assert not any(a.flags.writeable for a in loaded.coefs_ + loaded.intercepts_)
+    loaded.partial_fit(X, y)  # trains on copies of its own
+    assert not any(a.flags.writeable for a in loaded.coefs_ + loaded.intercepts_)

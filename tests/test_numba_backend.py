@@ -21,7 +21,7 @@ import fastnn
 from fastnn.backends import get_backend
 from fastnn.backends.numba_team import team_size
 from fastnn.kernels import backward, config, dense, epoch, sparse, tile
-from fastnn.kernels.layout import CACHE_LINE, line_aligned, make_layout
+from fastnn.kernels.layout import CACHE_LINE, line_aligned, make_layout, panel_copy
 from fastnn.model import init_params
 
 backend = get_backend("numba")
@@ -532,3 +532,39 @@ def test_line_aligned_arrays_start_on_a_cache_line(dtype, shape) -> None:
         assert a.ctypes.data % CACHE_LINE == 0
         assert a.shape == (shape if isinstance(shape, tuple) else (shape,))
         assert a.dtype == np.dtype(dtype) and a.flags.c_contiguous and a.flags.writeable
+
+
+def test_no_two_kernel_functions_compile_under_one_name():
+    """Numba links compiled functions by module, qualified name, argument types and a number
+    counted per process: two functions of one name compiled for the same types, each in an
+    entry cached by a different process, could call each other's code (a factory's
+    "...<locals>.f" did: a dense tile of 4 rows ran where one of 1 was meant, writing past its
+    buffer). kernels.config.named gives each function a factory makes a name of its own."""
+    import gc
+
+    from numba.core.registry import CPUDispatcher
+
+    rng = np.random.default_rng(0)
+    Y, C, M = (
+        rng.standard_normal(shape).astype(np.float32) for shape in ((9, 30), (9, 5), (5, 30))
+    )
+    dense.add_products(Y, 0, 9, C, M)  # the factories' functions, compiled in this process
+    panels = panel_copy(M)
+    dense.add_panel_products(Y, 0, 9, C, panels)
+    X, idx, table = sparse_inputs(rng, np.float32, True)
+    W = rng.standard_normal((X.shape[1], 30)).astype(np.float32)
+    tile.gather_row(Y, 2, W, idx, 3, 20, X, 1, table)
+    tile.scatter_row(W, 3, Y, idx, 2, 21, X, 1, table)
+    compiled = {}
+    for d in gc.get_objects():
+        if isinstance(d, CPUDispatcher) and d.py_func.__module__.startswith("fastnn.kernels"):
+            name = (d.py_func.__module__, d.py_func.__qualname__)
+            compiled.setdefault(name, []).append(set(d.signatures))
+    assert len(compiled) > 30  # every helper of the kernels, not a few
+    clashes = [
+        name
+        for name, signatures in compiled.items()
+        for a, b in itertools.combinations(signatures, 2)
+        if a & b
+    ]
+    assert not clashes, f"kernel functions compiled under one name for the same types: {clashes}"

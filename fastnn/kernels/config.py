@@ -69,3 +69,17 @@ FASTMATH = False
 
 SERIAL = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
 ENTRY = {**SERIAL, "cache": CACHE}
+
+
+def named(name: str):
+    """A decorator that names a function made by a factory (before @njit): Numba links a
+    compiled function by a name made of its module, its qualified name and a number counted
+    per process, so two functions of one factory (the same qualified name, "...<locals>.f")
+    with the same argument types, each in a cached entry compiled by another process, could
+    take the same name, and either entry would then call the other's code."""
+
+    def rename(function):
+        function.__name__ = function.__qualname__ = name
+        return function
+
+    return rename

@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from fastnn.kernels.config import DENSE_ROWS, DENSE_VECTORS, REGISTER_BYTES, SERIAL
+from fastnn.kernels.config import DENSE_ROWS, DENSE_VECTORS, REGISTER_BYTES, SERIAL, named
 from fastnn.kernels.sparse import splat
 from fastnn.kernels.tile import _TileCode
 
@@ -149,9 +149,11 @@ def _rest_of_row(n_rows: int, n_whole: int, paneled: bool):
     cost a call through a pointer in the innermost loop."""
     plain = _product_intrinsic(n_rows, n_whole, False, paneled)
     ends = _product_intrinsic(n_rows, n_whole, True, paneled)
+    name = f"rest_of_{n_rows}_rows_from_{n_whole}_{'panels' if paneled else 'rows'}"
     if n_whole + 1 == DENSE_VECTORS:
 
         @njit(**SERIAL)
+        @named(name)
         def last(Y, i, y0, C, M, m0, n, ragged):
             if ragged:
                 ends(Y, i, y0, C, M, m0)
@@ -162,6 +164,7 @@ def _rest_of_row(n_rows: int, n_whole: int, paneled: bool):
     wider = _rest_of_row(n_rows, n_whole + 1, paneled)
 
     @njit(**SERIAL)
+    @named(name)
     def rest(Y, i, y0, C, M, m0, n, ragged):
         if n > n_whole:
             wider(Y, i, y0, C, M, m0, n, ragged)
@@ -183,6 +186,7 @@ def _column_of_tiles(paneled: bool):
     rest_row = _rest_of_row(1, 0, paneled)
 
     @njit(**SERIAL)
+    @named(f"column_of_tiles_from_{'panels' if paneled else 'rows'}")
     def column(Y, start, stop, y0, C, M, m0):
         lanes = REGISTER_BYTES // Y.itemsize
         left = Y.shape[1] - y0

@@ -22,7 +22,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from fastnn.kernels.config import REGISTER_BYTES, SERIAL, TILE_VECTORS
+from fastnn.kernels.config import REGISTER_BYTES, SERIAL, TILE_VECTORS, named
 from fastnn.kernels.sparse import splat
 
 
@@ -227,7 +227,7 @@ def _scatter_intrinsic(n_whole: int, ragged: bool):
     return scatter
 
 
-def _by_tiles(make_intrinsic):
+def _by_tiles(make_intrinsic, name: str):
     """A serial function f(Y, i, M, idx, start, end, X, r, table) doing what the intrinsics
     that make_intrinsic(n_whole, ragged) makes do, over the whole width of M's rows: whole
     tiles, then what is left in passes of 8, 4, 2 and 1 vectors (those it has), the ragged
@@ -239,6 +239,7 @@ def _by_tiles(make_intrinsic):
     end_8, end_4, end_2, end_1, end_0 = (make_intrinsic(n, True) for n in (8, 4, 2, 1, 0))
 
     @njit(**SERIAL)
+    @named(name)
     def by_tiles(Y, i, M, idx, start, end, X, r, table):
         lanes = REGISTER_BYTES // M.itemsize
         width = M.shape[1]
@@ -277,6 +278,6 @@ def _by_tiles(make_intrinsic):
 
 
 # Y[i] = sum of x_k * W[k] over the features k of idx[start:end] (X[r]'s, read through table).
-gather_row = _by_tiles(_gather_intrinsic)
+gather_row = _by_tiles(_gather_intrinsic, "gather_row")
 # Y[k] += x_k * D[i] for the features k of idx[start:end], in that order.
-scatter_row = _by_tiles(_scatter_intrinsic)
+scatter_row = _by_tiles(_scatter_intrinsic, "scatter_row")
