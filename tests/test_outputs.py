@@ -160,7 +160,7 @@ def test_a_model_saved_after_the_check_still_loads(data, tmp_path, capsys):
 def test_bench_refuses_unwritable_outputs_before_timing(option, tmp_path, capsys, monkeypatch):
     from fastnn.bench import cli
 
-    monkeypatch.setattr(cli, "load_dataset", lambda *a, **k: pytest.fail("it went on to time"))
+    monkeypatch.setattr(cli, "load", lambda *a, **k: pytest.fail("it went on to time"))
     assert cli.main(["--quick", option, str(tmp_path)]) == 1
     assert f"fastnn.bench: error: {option} {tmp_path}: is a folder" in capsys.readouterr().err
 
