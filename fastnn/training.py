@@ -225,6 +225,8 @@ def run_epochs(
 
 def predict_proba(backend: Backend, params: Params, X: np.ndarray, activation: str) -> np.ndarray:
     """Class probabilities (n, n_out), computed chunk by chunk."""
+    if 0 < len(X) <= EVAL_CHUNK:  # one chunk: its array as it is, not a copy (a row's latency)
+        return backend.predict_proba(params, X, activation)
     chunks = [
         backend.predict_proba(params, X[start : start + EVAL_CHUNK], activation)
         for start in range(0, len(X), EVAL_CHUNK)

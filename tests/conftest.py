@@ -74,6 +74,7 @@ NUMBA_FREE = {
     "test_backends.py", "test_data_idx.py", "test_data_kaggle.py", "test_data_load.py",
     "test_data_preprocess.py", "test_images.py", "test_optim.py", "test_outputs.py",
     "test_persist_fuzz.py", "test_reference.py", "test_report.py", "test_serve.py",
+    "test_serve_limits.py", "test_sigterm.py", "test_sweep_folder.py", "test_sweep_settings.py",
 }  # fmt: skip
 PORTABLE_TESTS = [
     "tests/test_numba_equivalence.py",
