@@ -57,6 +57,9 @@ def first_layer(request) -> str:
 # 3. Then COLD_COMPILE_TEST, which compiles the kernels from nothing in a process of its own (30
 #    s of one core, nearly all waiting), in a pytest of its own; in the run itself, moved to the
 #    end as well, it waits for that run and reports it.
+# 4. In the second lane, once its warm-up is done, the tests of BESIDE_FILES (the benchmarks'
+#    tests: nearly all their time is compiling the bench's own kernels, which nothing else
+#    uses) in a pytest of their own, taken out of the run itself; BESIDE_TEST reports them.
 WHOLE_SUITE = 500
 WARM_UP = """
 import numpy as np
@@ -89,6 +92,10 @@ COLD_COMPILE_TEST = (
     "tests/test_interrupt.py::"
     "test_first_run_compiles_into_the_user_cache_says_so_and_ctrl_c_waits_for_it"
 )
+BESIDE_FILES = {
+    "test_bench.py", "test_bench_layers.py", "test_bench_profile.py", "test_bench_predict.py",
+}  # fmt: skip
+BESIDE_TEST = "test_beside.py"
 WAIT_S = 900  # for a background job, from when the test asks: they take 30-70 s on their own
 
 
@@ -101,6 +108,7 @@ class Background:
 
     def __init__(self, lanes: list[list[Job]], folder: Path) -> None:
         self.results: dict[str, tuple[int, str]] = {}  # name: (exit status, output)
+        self.names = {name for jobs in lanes for name, _, _ in jobs}
         self._folder = folder
         # As it is now, before the tests: some take variables out for a while (monkeypatch).
         self._environ = dict(os.environ)
@@ -160,21 +168,36 @@ class Background:
 _background: Background | None = None
 
 
+_beside: list[str] = []  # the node ids of the tests taken out of the run to run beside it
+
+
 def _reports_a_job(item: pytest.Item) -> bool:
-    return item.path.name == PORTABLE_TEST or item.nodeid == COLD_COMPILE_TEST
+    return item.path.name in (PORTABLE_TEST, BESIDE_TEST) or item.nodeid == COLD_COMPILE_TEST
+
+
+def _runs_background(items: list) -> bool:
+    return (
+        len(items) >= WHOLE_SUITE
+        and os.environ.get("FASTNN_TEST_BACKGROUND") != "0"
+        and importlib.util.find_spec("numba") is not None
+    )
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config, items: list) -> None:
     """NUMBA_FREE first, while the background compiles; the tests that report background jobs
-    last: by then the jobs have had the whole suite's time."""
+    last: by then the jobs have had the whole suite's time. In a whole-suite run that reports
+    them, BESIDE_FILES' tests are taken out, to run in the background."""
+    if _runs_background(items) and any(item.path.name == BESIDE_TEST for item in items):
+        beside = [item for item in items if item.path.name in BESIDE_FILES]
+        _beside[:] = [item.nodeid for item in beside]
+        items[:] = [item for item in items if item.path.name not in BESIDE_FILES]
+        config.hook.pytest_deselected(items=beside)
     items.sort(key=lambda item: (_reports_a_job(item), item.path.name not in NUMBA_FREE))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     global _background
-    if len(session.items) < WHOLE_SUITE or os.environ.get("FASTNN_TEST_BACKGROUND") == "0":
-        return
-    if importlib.util.find_spec("numba") is None:
+    if not _runs_background(session.items):
         return
     folder = Path(tempfile.mkdtemp(prefix="fastnn-tests-"))
     quiet = {"FASTNN_TEST_BACKGROUND": "0"}
@@ -190,6 +213,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         )
     if any(item.nodeid == COLD_COMPILE_TEST for item in session.items):
         lanes[0].append(("cold-compile", [*pytest_command, COLD_COMPILE_TEST], quiet))
+    if _beside:
+        lanes[1].append(("beside", [*pytest_command, *_beside], quiet))
     _background = Background(lanes, folder)
 
 

@@ -14,9 +14,9 @@ Python, each run by a team of threads: see `team`):
 - fastmath: off. The kernels need none of it to vectorise: their inner loops run across the
   hidden units (a*x + y over contiguous rows), never a reduction, so "reassoc" would buy
   nothing, while "nnan"/"ninf" would hide the NaN loss of a diverging run and "arcp" would turn
-  the exact x / 255 of pixel scaling into x * (1 / 255). {"contract"} (FMA) was measured: no
-  gain, the kernels being bound by memory and loop overhead rather than arithmetic, so every
-  operation is kept rounded as written, like NumPy's.
+  the exact x / 255 of pixel scaling into x * (1 / 255). Where fused multiply-adds pay, in the
+  dense products' register tiles, `dense` asks for them explicitly (llvm.fmuladd), so that
+  everything else stays rounded as written, like NumPy's.
 - error_model "numpy": division by zero gives inf/nan like NumPy instead of a Python exception
   check inside every loop.
 - nogil: the members of a team (and any other Python threads) run the kernels at once.

@@ -43,7 +43,7 @@ from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 # leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
 # the kernels compile in). This digest of those modules, kept up to date by
 # test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "215ce69e4f53d3d0d822476efcc26f4e7329bbdbc1a435cca357c97e8ac4ff43"
+KERNEL_SOURCES_DIGEST = "75478f6170e957cb4e95717253860bdf8eb336008fd677d326dace7c833f31cb"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
