@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from drawn_digits import plumbing_model
@@ -63,8 +64,15 @@ def test_a_sweep_stops_on_sigterm_keeping_its_trials_and_its_cluster_shut_down(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=TIMEOUT) == 143, log.read_text()
         # The driver stopped them before it ended (were it killed, they would notice that
-        # their parent is gone only a while later).
-        assert not _running_in_group(process.pid), "the cluster's processes still run"
+        # their parent is gone only a while later). Multiprocessing's resource tracker ends
+        # when it reads the end of the driver's pipe, just after the driver: it gets 10 s.
+        tracker = "multiprocessing.resource_tracker"
+        running = _running_in_group(process.pid)
+        assert not [c for c in running if tracker not in c], "the cluster's processes still run"
+        deadline = time.monotonic() + 10
+        while _running_in_group(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running_in_group(process.pid), "the resource tracker outlived the driver"
     finally:
         stop(process)
     said = log.read_text()
