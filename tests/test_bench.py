@@ -446,6 +446,7 @@ def test_fma_chains_compute_what_they_say():
     from numba import njit
 
     from fastnn.bench.peak import CHAINS, fma_peak_gflops, fma_rounds
+    from fastnn.kernels import config
 
     @njit
     def chains(rounds, b):
@@ -457,3 +458,4 @@ def test_fma_chains_compute_what_they_say():
         assert chains(200, dtype(0.5)) == (lanes * CHAINS, 2 * lanes * CHAINS)
     peak = fma_peak_gflops("float32", threads=1, rounds=1000)
     assert peak["gflops"] > 0 and peak["vector_bits"] in (256, 512)
+    assert peak["register_bits"] == min(peak["vector_bits"], 8 * config.REGISTER_BYTES)

@@ -21,6 +21,8 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from fastnn.kernels.config import REGISTER_BYTES
+
 CHAINS = 12  # independent accumulators: FMA latency (4-5 cycles) x 2 units, and some over
 VECTOR_BITS = (256, 512)
 ROUNDS = 20_000_000  # per timed run and thread: about 40 ms at 3 GHz, far above launch costs
@@ -79,7 +81,8 @@ KERNELS = {bits: _kernel(bits) for bits in VECTOR_BITS}
 
 def fma_peak_gflops(dtype: str, threads: int | None = None, rounds: int = ROUNDS) -> dict:
     """The best FMA rate, GFLOP/s, of `threads` threads (Numba's current count if None) in
-    `dtype` ("float32" or "float64"), and the vector width that reached it."""
+    `dtype` ("float32" or "float64"), the vector width that reached it, and the width of the
+    registers that ran it (narrower where LLVM split the vectors)."""
     threads = threads or numba.get_num_threads()
     b = np.dtype(dtype).type(0.5)  # a = a * 0.5 + 0.5 settles at 1: no overflow, no subnormals
     best = {"gflops": 0.0, "vector_bits": VECTOR_BITS[0]}
@@ -94,6 +97,7 @@ def fma_peak_gflops(dtype: str, threads: int | None = None, rounds: int = ROUNDS
             rate = 2 * lanes * CHAINS * rounds * threads / seconds / 1e9
             if rate > best["gflops"]:
                 best = {"gflops": rate, "vector_bits": bits}
+    best["register_bits"] = min(best["vector_bits"], 8 * REGISTER_BYTES)
     return best
 
 

@@ -181,9 +181,11 @@ def speed_note(result: dict) -> list[str]:
 
 def fma_line(fma: dict, threads: int) -> str:
     rates = ", ".join(
-        f"{dtype} {f['gflops']:.1f} GFLOP/s ({f['vector_bits']}-bit vectors)"
+        f"{dtype} {f['gflops']:.1f} GFLOP/s ({f['vector_bits']}-bit vectors"
+        + (f" in {f['register_bits']}-bit registers)" if f["register_bits"] < f["vector_bits"]
+           else ")")
         for dtype, f in fma.items()
-    )
+    )  # fmt: skip
     return (
         f"- FMA peak (measured: {threads} thread(s) of independent fused multiply-adds in "
         f"registers, see fastnn/bench/peak.py): {rates}. Work GFLOP/s counts the FLOPs the "
