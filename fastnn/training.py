@@ -225,15 +225,14 @@ def run_epochs(
 
 def predict_proba(backend: Backend, params: Params, X: np.ndarray, activation: str) -> np.ndarray:
     """Class probabilities (n, n_out), computed chunk by chunk."""
-    if 0 < len(X) <= EVAL_CHUNK:  # one chunk: its array as it is, not a copy (a row's latency)
-        return backend.predict_proba(params, X, activation)
     chunks = [
         backend.predict_proba(params, X[start : start + EVAL_CHUNK], activation)
         for start in range(0, len(X), EVAL_CHUNK)
     ]
     if not chunks:
         return np.zeros((0, params.n_out), dtype=params.dtype)
-    return np.concatenate(chunks)
+    # One chunk (a row, say) is returned as it is: a copy would add to its latency.
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
 def cross_entropy(P: np.ndarray, y: np.ndarray) -> float:
