@@ -44,6 +44,38 @@ def test_start_loading_imports_and_warms_the_backend_in_the_background(tmp_path,
     backends._instances.pop("fake", None)
 
 
+SLOW_BACKEND = """
+import time
+
+WARMED = []
+
+
+def warm_up():
+    time.sleep(0.5)
+    WARMED.append(True)
+
+
+class SlowBackend:
+    name = "slow"
+"""
+
+
+def test_get_backend_waits_for_the_background_load(tmp_path, monkeypatch):
+    """Numba's typing tables are filled by the load: a kernel called while it runs could read
+    them half-filled."""
+    (tmp_path / "fastnn_slow_backend.py").write_text(SLOW_BACKEND)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(backends._REGISTRY, "slow", ("fastnn_slow_backend", "SlowBackend"))
+    monkeypatch.delitem(sys.modules, "fastnn_slow_backend", raising=False)
+    backends.start_loading("slow")
+    try:
+        assert backends.get_backend("slow").name == "slow"
+        assert sys.modules["fastnn_slow_backend"].WARMED == [True]
+    finally:
+        _join_loaders()
+        backends._instances.pop("slow", None)
+
+
 def test_a_failed_background_load_is_raised_by_get_backend_not_the_thread(monkeypatch):
     monkeypatch.setitem(backends._REGISTRY, "missing", ("fastnn_no_such_backend", "Nothing"))
     failures = []

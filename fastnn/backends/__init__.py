@@ -13,6 +13,7 @@ _REGISTRY = {
     "numba": ("fastnn.backends.numba_backend", "NumbaBackend"),
 }
 _instances: dict[str, Backend] = {}
+_loading: dict[str, threading.Thread] = {}  # start_loading's threads, until get_backend
 
 BACKENDS = tuple(_REGISTRY)
 
@@ -21,6 +22,12 @@ def get_backend(name: str) -> Backend:
     """The backend called `name` ("numpy" or "numba")."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    loading = _loading.get(name)
+    if loading is not None:
+        # Numba's typing tables are not safe to read while that thread fills them: a kernel
+        # called meanwhile failed with "dictionary changed size during iteration".
+        loading.join()
+        _loading.pop(name, None)
     if name not in _instances:
         module_name, class_name = _REGISTRY[name]
         try:
@@ -37,7 +44,8 @@ def start_loading(name: str) -> None:
     """Begin importing backend `name`, and readying what its first call needs, in a daemon
     thread: for numba about half a second of Numba's own start-up, which then overlaps the
     caller's (reading the data, whose hashing and gunzip release the GIL). Best effort: an error
-    is dropped here and raised again by get_backend in the caller's thread."""
+    is dropped here and raised again by get_backend in the caller's thread, which waits for the
+    thread to end first."""
     if name not in _REGISTRY:
         return
 
@@ -48,7 +56,9 @@ def start_loading(name: str) -> None:
         except BaseException:  # noqa: BLE001 - get_backend reports it where it is asked for
             pass
 
-    threading.Thread(target=load, name=f"fastnn-load-{name}", daemon=True).start()
+    thread = threading.Thread(target=load, name=f"fastnn-load-{name}", daemon=True)
+    _loading[name] = thread
+    thread.start()
 
 
 __all__ = ["BACKENDS", "Backend", "Forward", "Grads", "get_backend", "start_loading"]
