@@ -4,18 +4,16 @@ messages (users of that API search for them) and a word on what to do."""
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 import sys
 import warnings
 from typing import Any
 
 import numpy as np
 
-from fastnn.backends import BACKENDS
-from fastnn.dropout import check_rates
-from fastnn.model import ACTIVATIONS, INIT_SCHEMES, check_choice, check_dtype, pixels_or_floats
-from fastnn.optim import LEARNING_RATES, Optimizer
+from fastnn import hyperparameters as schema
+from fastnn.hyperparameters import is_int
+from fastnn.model import pixels_or_floats
+from fastnn.optim import Optimizer
 
 
 class DataConversionWarning(UserWarning):
@@ -33,19 +31,6 @@ def also_scikit_learns(own: type) -> type:
 @functools.cache
 def _both(own: type, theirs: type) -> type:
     return type(own.__name__, (own, theirs), {"__module__": own.__module__})
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require(ok: bool, name: str, wanted: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {wanted}; got {value!r}")
 
 
 def _shape_error(shape: tuple[int, ...]) -> ValueError:
@@ -97,53 +82,11 @@ def sorted_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray
 
 
 def hyperparameters(est: Any) -> tuple[int, ...]:
-    """Raise ValueError for any unusable hyperparameter of the MLPClassifier `est`; return
-    its hidden layers' sizes."""
+    """Raise ValueError for any unusable hyperparameter of the MLPClassifier `est` (by the
+    one schema, fastnn.hyperparameters); return its hidden layers' sizes."""
+    schema.check(est.get_params())
     sizes = est.hidden_layer_sizes
-    if is_int(sizes):
-        sizes = (sizes,)
-    _require(
-        isinstance(sizes, tuple | list | np.ndarray) and len(sizes) > 0 and np.ndim(sizes) == 1,
-        "hidden_layer_sizes", "a positive whole number or a tuple of them like (256, 128)",
-        sizes,
-    )  # fmt: skip
-    for size in sizes:
-        _require(is_int(size) and size >= 1, "each hidden layer size",
-                 "a positive whole number", size)  # fmt: skip
-    check_choice("activation", est.activation, ACTIVATIONS)
-    check_rates(est.dropout, len(sizes))
-    _require(_is_real(est.input_dropout) and 0 <= est.input_dropout < 1, "input_dropout",
-             "a number from 0 to less than 1", est.input_dropout)  # fmt: skip
-    check_choice("backend", est.backend, BACKENDS)
-    optimizer(est)
-    check_choice("learning_rate", est.learning_rate, LEARNING_RATES)
-    _require(_is_real(est.power_t) and est.power_t >= 0, "power_t", "a number >= 0", est.power_t)
-    check_dtype(est.dtype)
-    check_choice("init", est.init, INIT_SCHEMES)
-    batch = est.batch_size
-    _require(batch in ("auto", "full") if isinstance(batch, str) else is_int(batch) and batch >= 1,
-             "batch_size", "a positive whole number, 'auto' or 'full'", batch)  # fmt: skip
-    lr = est.learning_rate_init
-    _require(_is_real(lr) and lr > 0, "learning_rate_init", "a positive number", lr)
-    for name in ("max_iter", "n_iter_no_change"):
-        value = getattr(est, name)
-        _require(is_int(value) and value >= 1, name, "a positive whole number", value)
-    fraction = est.validation_fraction
-    _require(_is_real(fraction) and 0 < fraction < 1, "validation_fraction",
-             "a number between 0 and 1 (exclusive)", fraction)  # fmt: skip
-    _require(_is_real(est.tol) and est.tol >= 0, "tol", "a number >= 0", est.tol)
-    seed = est.random_state
-    generator = isinstance(seed, np.random.RandomState | np.random.Generator)
-    _require(seed is None or is_int(seed) and seed >= 0 or generator, "random_state",
-             "None, a whole number >= 0, or a np.random.RandomState or Generator",
-             seed)  # fmt: skip
-    threads = est.n_threads
-    _require(threads is None or is_int(threads) and threads >= 1, "n_threads",
-             "None or a positive whole number", threads)  # fmt: skip
-    for name in ("shuffle", "early_stopping", "verbose", "warm_start"):
-        value = getattr(est, name)
-        _require(isinstance(value, bool | np.bool_), name, "True or False", value)
-    return tuple(int(size) for size in sizes)
+    return tuple(int(size) for size in ((sizes,) if is_int(sizes) else sizes))
 
 
 def optimizer(est: Any) -> Optimizer:

@@ -14,9 +14,9 @@ from fastnn.augment import check_augment
 from fastnn.backends import get_backend
 from fastnn.dropout import check_rates
 from fastnn.history import EPOCH_RECORDS, History, generator_state
+from fastnn.hyperparameters import preset_params, resolved_learning_rate
 from fastnn.model import Params, check_dtype, init_params
 from fastnn.optim import OptimizerState, Schedule
-from fastnn.options import estimator_params
 from fastnn.scikit import ScikitLearnProtocol
 
 
@@ -30,17 +30,20 @@ class MLPClassifier(ScikitLearnProtocol):
     plain SGD, momentum, Adam or RMSprop.
 
     Parameters follow scikit-learn's MLPClassifier where they exist there, names and formulas
-    (see fastnn.optim), with fastnn's defaults: plain SGD (momentum 0) at a constant 0.1. The
-    schedules are scikit-learn's "constant", "invscaling" and "adaptive", which apply to every
-    solver here, and "cosine" (per step down towards 0 over max_iter epochs). fastnn's own:
-    `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier", "uniform"), `n_threads`,
-    `rho`, RMSprop's decay (PyTorch's alpha), `dropout`, the probability of dropping a hidden
-    unit in training (one for all hidden layers or one per layer; see fastnn.dropout),
-    `input_dropout`, that of dropping an input feature, and `max_norm`, the longest a hidden
-    unit's incoming weight vector may get (fastnn.optim). `augment` transforms every training
-    image afresh in every epoch: "shift", "affine" or "elastic", or a dict with "kind" and
-    strengths such as {"kind": "elastic", "alpha": 8}; rows are 28x28 images unless
-    `image_shape` says otherwise (see fastnn.augment).
+    (see fastnn.optim). The defaults are fastnn's, the training command's too (see
+    fastnn.hyperparameters): 256 hidden ReLUs, Adam on a cosine schedule, 10 epochs of
+    batches of 128, float32. `learning_rate_init=None` (the default) takes the solver's rate:
+    0.003 for adam and rmsprop, 0.5 * (1 - momentum) for sgd (scikit-learn's is 0.001 for
+    every solver). The schedules are scikit-learn's "constant", "invscaling" and "adaptive",
+    which apply to every solver here, and "cosine" (per step down towards 0 over max_iter
+    epochs). fastnn's own: `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier",
+    "uniform"), `n_threads`, `rho`, RMSprop's decay (PyTorch's alpha), `dropout`, the
+    probability of dropping a hidden unit in training (one for all hidden layers or one per
+    layer; see fastnn.dropout), `input_dropout`, that of dropping an input feature, and
+    `max_norm`, the longest a hidden unit's incoming weight vector may get (fastnn.optim).
+    `augment` transforms every training image afresh in every epoch: "shift", "affine" or
+    "elastic", or a dict with "kind" and strengths such as {"kind": "elastic", "alpha": 8};
+    rows are 28x28 images unless `image_shape` says otherwise (see fastnn.augment).
     The optimizer's state lives with the model: partial_fit goes on with it, fit starts a
     fresh one (with warm_start=True, from the fitted weights), and `save` stores it.
     Pixels (uint8, or integers of any type all within 0..255) are scaled to [0, 1]; other
@@ -55,7 +58,7 @@ class MLPClassifier(ScikitLearnProtocol):
     `random_state` takes what scikit-learn's does: None (fresh seeds from the OS at every fit),
     a whole number (the same model at every fit), or a np.random.RandomState or
     np.random.Generator. Such an instance is used as scikit-learn uses one: each fit from fresh
-    weights draws 128 bits from it to seed fastnn's own generators, so it advances and two fits
+    weights draws 63 bits from it to seed fastnn's own generators, so it advances and two fits
     with the same instance differ, while a RandomState(0) made anew gives the same model each
     time (not the one random_state=0 gives). get_params and the repr show it as it is (and
     scikit-learn's clone copies it in its current state); `save` records None for it, as a
@@ -67,79 +70,79 @@ class MLPClassifier(ScikitLearnProtocol):
 
     def __init__(
         self,
-        hidden_layer_sizes: int | tuple[int, ...] = (128,),
+        hidden_layer_sizes: int | tuple[int, ...] = (256,),
         *,
         activation: str = "relu",
-        backend: str = "numba",
-        solver: str = "sgd",
-        alpha: float = 0.0,
-        batch_size: int | str = 128,
-        learning_rate: str = "constant",
-        learning_rate_init: float = 0.1,
-        power_t: float = 0.5,
-        max_iter: int = 10,
-        shuffle: bool = True,
-        random_state: int | np.random.RandomState | np.random.Generator | None = None,
-        dtype: str = "float32",
         init: str = "he",
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int = 10,
-        tol: float = 1e-4,
-        verbose: bool = False,
-        warm_start: bool = False,
+        backend: str = "numba",
+        solver: str = "adam",
+        learning_rate_init: float | None = None,
+        learning_rate: str = "cosine",
+        power_t: float = 0.5,
         momentum: float = 0.0,
         nesterovs_momentum: bool = True,
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
         rho: float = 0.99,
+        alpha: float = 0.0,
+        batch_size: int | str = 128,
+        max_iter: int = 10,
         dropout: float | tuple[float, ...] = 0.0,
         input_dropout: float = 0.0,
         max_norm: float | None = None,
         augment: str | dict[str, Any] | None = None,
-        image_shape: tuple[int, int] | None = None,
+        dtype: str = "float32",
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
         n_threads: int | None = None,
+        shuffle: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        image_shape: tuple[int, int] | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.init = init
         self.backend = backend
         self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
         self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.dtype = dtype
-        self.init = init
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.rho = rho
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.max_iter = max_iter
         self.dropout = dropout
         self.input_dropout = input_dropout
         self.max_norm = max_norm
         self.augment = augment
-        self.image_shape = image_shape
+        self.dtype = dtype
+        self.random_state = random_state
         self.n_threads = n_threads
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.image_shape = image_shape
 
     @classmethod
     def from_preset(cls, name: str = "default", **params: Any) -> MLPClassifier:
-        """The training command's preset `name` (see fastnn.options.PRESETS) as an estimator: its
-        network, update rule, max_iter (the command's epochs), batch size, dtype, backend and
-        random_state (its seed); `params` override them."""
-        return cls(**{**estimator_params(name, cls._param_names()), **params})
+        """The training command's preset `name` (see fastnn.hyperparameters.PRESETS) as an
+        estimator: its network, update rule, max_iter (the command's epochs), batch size,
+        dtype, backend and random_state (its seed); `params` override them."""
+        return cls(**{**preset_params(name), **params})
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -198,23 +201,25 @@ class MLPClassifier(ScikitLearnProtocol):
         n_features: int,
         classes: np.ndarray,
         names: np.ndarray | None,
-    ) -> np.random.SeedSequence:
+    ) -> int:
         """Start from random weights; returns the seed of the validation split."""
-        init_seed, shuffle_seed, split_seed, dropout_seed = self._seeds()
-        seed = int(init_seed.generate_state(1)[0])
-        params = init_params(n_features, hidden, len(classes), self.init, seed, self.dtype)
+        seeds = self._seeds()
+        params = init_params(n_features, hidden, len(classes), self.init, seeds.init, self.dtype)
         self._start(params, classes, names)
-        self._shuffle_rng = np.random.default_rng(shuffle_seed)
-        self._dropout_seed = _dropout_seed(dropout_seed)
-        return split_seed
+        self._shuffle_rng = np.random.default_rng(seeds.order)
+        self._dropout_seed = seeds.dropout
+        return seeds.split
 
-    def _seeds(self) -> list[np.random.SeedSequence]:
-        """Independent seeds for the initial weights, the epoch orders, the split and the
-        dropout masks and augmentations. From a RandomState or Generator, new ones each call."""
-        entropy = self.random_state
-        if isinstance(entropy, np.random.RandomState | np.random.Generator):
-            entropy = int.from_bytes(entropy.bytes(16), "little")
-        return np.random.SeedSequence(entropy).spawn(4)
+    def _seeds(self) -> training.Seeds:
+        """The run's seeds (training.Seeds, as the command's from its --seed): from
+        random_state's whole number, else from 63 bits drawn from the OS or from the
+        RandomState or Generator, new ones each call."""
+        seed = self.random_state
+        if isinstance(seed, np.random.RandomState | np.random.Generator):
+            seed = int.from_bytes(seed.bytes(8), "little") >> 1
+        elif seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0]) >> 1
+        return training.Seeds.of(seed)
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Train for up to `max_iter` epochs: from fresh weights, or with warm_start=True and a
@@ -235,7 +240,10 @@ class MLPClassifier(ScikitLearnProtocol):
                 f"validation_fraction={self.validation_fraction} of {len(X)} samples leaves "
                 "none to train on; use more samples or a smaller validation_fraction"
             )
-        split_seed = self._seeds()[2] if warm else self._fresh(hidden, X.shape[1], classes, names)
+        if warm:
+            split_seed = self._seeds().split
+        else:
+            split_seed = self._fresh(hidden, X.shape[1], classes, names)
         self._fresh_optimizer()  # as scikit-learn's fit, warm or not
         validation = None
         if n_val:
@@ -310,27 +318,34 @@ class MLPClassifier(ScikitLearnProtocol):
         backend = get_backend(self.backend)
         self._make_weights_writable()
         params = self._params()
-        batch_size = {"auto": 200, "full": len(X)}.get(self.batch_size, self.batch_size)
-        batch_size = min(batch_size, len(X))
+        batch_size = training.batch_rows(self.batch_size, len(X))
         if self.shuffle and self._shuffle_rng is None:  # a loaded model's first training
-            self._shuffle_rng = np.random.default_rng(self._seeds()[1])
+            self._shuffle_rng = np.random.default_rng(self._seeds().order)
         optimizer = checks.optimizer(self)
         state = self._optimizer_state
         if state is None or not state.fits(optimizer, params):
             state = self._optimizer_state = OptimizerState.fresh(optimizer, params)
-        settings = (self.learning_rate, self.learning_rate_init, self.power_t, self.max_iter)
+        rate = resolved_learning_rate(self.get_params())
+        settings = (self.learning_rate, rate, self.power_t, self.max_iter)
         if self._schedule is None or self._schedule.settings != settings:
             # New, or changed by set_params between calls: the new settings hold from here.
             self._schedule = Schedule(*settings)
             self._schedule.samples_seen = self.t_
         if getattr(self, "_dropout_seed", None) is None:  # loaded from a file without it
-            self._dropout_seed = _dropout_seed(self._seeds()[3])
+            self._dropout_seed = self._seeds().dropout
         how = training.Training(
-            optimizer, state, self._schedule, batch_size, self.activation,
-            check_rates(self.dropout, len(params.hidden_sizes)), self._dropout_seed,
-            check_rates(self.input_dropout, 1)[0],
-            check_augment(self.augment, X.shape[1], self.image_shape, self._dropout_seed),
-        )  # fmt: skip
+            optimizer=optimizer,
+            state=state,
+            schedule=self._schedule,
+            batch_size=batch_size,
+            activation=self.activation,
+            dropout_rates=check_rates(self.dropout, len(params.hidden_sizes)),
+            dropout_seed=self._dropout_seed,
+            input_dropout=float(self.input_dropout),
+            augmentation=check_augment(
+                self.augment, X.shape[1], self.image_shape, self._dropout_seed
+            ),
+        )
         stalls = training.Stalls(self.tol, self.n_iter_no_change)
         best: Params | None = None
 
@@ -450,19 +465,20 @@ class MLPClassifier(ScikitLearnProtocol):
             known["validation_accuracy"] = self.best_validation_score_
         schedule = self._schedule
         history = History(
-            self.n_iter_, self.t_, self.loss_curve_, self.validation_scores_,
-            self.validation_loss_curve_,
-            None if schedule is None or schedule.learning_rate == "cosine" else schedule.current,
-            generator_state(self._shuffle_rng), getattr(self, "_dropout_seed", None),
-            *(records.get(name) for name in EPOCH_RECORDS),
-        )  # fmt: skip
+            epochs=self.n_iter_,
+            samples_seen=self.t_,
+            loss_curve=self.loss_curve_,
+            validation_scores=self.validation_scores_,
+            validation_losses=self.validation_loss_curve_,
+            rate=None
+            if schedule is None or schedule.learning_rate == "cosine"
+            else schedule.current,
+            order_state=generator_state(self._shuffle_rng),
+            dropout_seed=getattr(self, "_dropout_seed", None),
+            **{name: records.get(name) for name in EPOCH_RECORDS},
+        )
         persist.save_model(
             path, self._params(), activation=self.activation, classes=self.classes_,
             config=config, scores={**known, **(scores or {})},
             state=self._optimizer_state, history=history.to_json(),
         )  # fmt: skip
-
-
-def _dropout_seed(seed: np.random.SeedSequence) -> int:
-    """The seed of the dropout masks and augmentations of every epoch (see fastnn.dropout)."""
-    return int(seed.generate_state(1, np.uint64)[0])

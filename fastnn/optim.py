@@ -31,10 +31,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fastnn.hyperparameters import check
 from fastnn.model import Params
 
-SOLVERS = ("sgd", "adam", "rmsprop")
-LEARNING_RATES = ("constant", "invscaling", "adaptive", "cosine")
 ADAPTIVE_DIVISOR = 5  # scikit-learn's: "adaptive" divides the rate by 5 when progress stalls
 ADAPTIVE_FLOOR = 1e-6  # ... and stops training once the rate is at or below this
 
@@ -60,37 +59,7 @@ class Optimizer(NamedTuple):
 
     def validate(self) -> Optimizer:
         """Raise ValueError naming the first hyperparameter out of its range."""
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}; got {self.solver!r}")
-        if type(self.nesterovs_momentum) not in (bool, np.bool_):
-            raise ValueError(
-                f"nesterovs_momentum must be True or False; got {self.nesterovs_momentum!r}"
-            )
-        ranges = {  # name: (low, high, high included)
-            "momentum": (0.0, 1.0, True),
-            "beta_1": (0.0, 1.0, False),
-            "beta_2": (0.0, 1.0, False),
-            "rho": (0.0, 1.0, False),
-            "epsilon": (0.0, math.inf, False),
-            "alpha": (0.0, math.inf, False),
-        }
-        if self.max_norm is not None:
-            ranges["max_norm"] = (0.0, math.inf, False)
-        for name, (low, high, closed) in ranges.items():
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-                value, (bool, np.bool_)
-            )
-            ok = ok and low <= value and (value <= high if closed else value < high)
-            if name in ("epsilon", "max_norm"):
-                ok = ok and value > 0
-            if not ok:
-                bound = f"{low} <= {name} {'<=' if closed else '<'} {high}"
-                if name == "epsilon":
-                    bound = "a positive number"
-                if name == "max_norm":
-                    bound = "None or a positive number"
-                raise ValueError(f"{name} must be {bound}; got {value!r}")
+        check(self._asdict())
         return self
 
     @property

@@ -27,10 +27,11 @@ from fastnn.checks import is_int
 from fastnn.data import DATASET_NAMES
 from fastnn.estimator import MLPClassifier
 from fastnn.history import History
+from fastnn.hyperparameters import PRESETS, SCHEMA, SHORT_NAMES
 from fastnn.model import Params
 from fastnn.npz_members import short
 from fastnn.optim import OptimizerState
-from fastnn.options import ESTIMATOR_NAMES, IMAGE_PIXELS, PRESETS, augment_spec
+from fastnn.options import IMAGE_PIXELS, RUN_OPTIONS, augment_spec
 from fastnn.persist import ModelFileError, SavedModel, read_model
 from fastnn.saved import checked_model
 from fastnn.train_outputs import N_CLASSES
@@ -39,11 +40,9 @@ from fastnn.train_outputs import N_CLASSES
 # downloading) is this invocation's own; where it runs (backend, threads) too, by default as
 # the saved run did.
 DECIDED_BY_THE_RUN = (
-    "preset", "dataset", "data", "hidden", "activation", "init", "batch_size", "lr", "dtype",
-    "seed", "dev_size", "solver", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
-    "epsilon", "rho", "alpha", "learning_rate", "power_t", "dropout", "input_dropout", "max_norm",
-    "augment",
-)  # fmt: skip
+    *RUN_OPTIONS,
+    *(p.dest for p in SCHEMA if p.command and p.shapes_run and p.dest != "epochs"),
+)
 # What a run saved before an option existed did without it.
 ADDED_LATER = {"augment": None}
 
@@ -125,14 +124,14 @@ def _check_run(saved: SavedModel, config: dict[str, Any], path: str | os.PathLik
             raise unusable(f"{name} must be {wanted}; got {short(config[name])}")
     # The command records the options that MLPClassifier names otherwise under both names
     # (for fastnn.load); --resume reads the command's, so both must say the same.
-    for option, name in ESTIMATOR_NAMES.items():
+    for option, name in SHORT_NAMES.items():
         if option != "epochs" and name in config and config[name] != config.get(option):
             raise unusable(
                 f"{option} {short(config.get(option))} differs from {name} {short(config[name])}"
             )
     names = MLPClassifier._param_names()
     params = {
-        ESTIMATOR_NAMES.get(k, k): config[k] for k in (*DECIDED_BY_THE_RUN, "max_iter", "backend")
+        SHORT_NAMES.get(k, k): config[k] for k in (*DECIDED_BY_THE_RUN, "max_iter", "backend")
     }
     params = {k: v for k, v in params.items() if k in names}
     checked_model(saved, {**params, "n_threads": config.get("threads")}, path)

@@ -10,6 +10,7 @@ from typing import Any
 from fastnn import checks, persist
 from fastnn.estimator import MLPClassifier
 from fastnn.history import EPOCH_RECORDS, History
+from fastnn.hyperparameters import resolved_learning_rate
 from fastnn.optim import Schedule
 
 
@@ -64,9 +65,8 @@ def from_saved(saved: persist.SavedModel, path: str | os.PathLike) -> MLPClassif
         model._dropout_seed = history.dropout_seed  # None: _train derives one
         # Records the file lacks (saved before they existed) start with the coming epochs.
         model._epoch_records = {name: list(getattr(history, name) or []) for name in EPOCH_RECORDS}
-        model._schedule = Schedule(
-            model.learning_rate, model.learning_rate_init, model.power_t, model.max_iter
-        )
+        rate = resolved_learning_rate(model.get_params())
+        model._schedule = Schedule(model.learning_rate, rate, model.power_t, model.max_iter)
         model._schedule.samples_seen = history.samples_seen
         if history.rate is not None:
             model._schedule.current = history.rate

@@ -27,6 +27,7 @@ from fastnn.data import (
 )
 from fastnn.dropout import check_rates
 from fastnn.history import History
+from fastnn.hyperparameters import DEFAULTS
 from fastnn.model import Params, init_params
 from fastnn.optim import Optimizer, OptimizerState, Schedule
 from fastnn.options import build_parser, resolve
@@ -35,9 +36,9 @@ from fastnn.train_outputs import N_CLASSES, check_outputs, planned_outputs
 
 EXIT_ERROR = 1
 # --learning-rate adaptive divides the rate by 5 after this many epochs in a row in which the
-# training loss fell by no more than ADAPTIVE_TOL: scikit-learn's n_iter_no_change and tol.
-ADAPTIVE_PATIENCE = 10
-ADAPTIVE_TOL = 1e-4
+# training loss fell by no more than ADAPTIVE_TOL: MLPClassifier's n_iter_no_change and tol.
+ADAPTIVE_PATIENCE = DEFAULTS["n_iter_no_change"]
+ADAPTIVE_TOL = DEFAULTS["tol"]
 # The status that the model and the metrics record for a run stopped early by a signal.
 STOPPED = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
@@ -87,13 +88,13 @@ class Run:
 
 def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> tuple:
     """(params, how, order_rng, first_epoch) for a new run or a resumed one."""
-    batch_size = len(X) if args.batch_size == "full" else args.batch_size
+    batch_size = training.batch_rows(args.batch_size, len(X))
     optimizer = Optimizer.of(args)
+    seeds = training.Seeds.of(args.seed)
     if resumed is None:
-        params = init_params(X.shape[1], args.hidden, N_CLASSES, args.init, args.seed, args.dtype)
+        params = init_params(X.shape[1], args.hidden, N_CLASSES, args.init, seeds.init, args.dtype)
         state = OptimizerState.fresh(optimizer, params)
-        # A full batch has nothing to shuffle: every epoch is one step over the same rows.
-        order_rng = None if batch_size >= len(X) else np.random.default_rng(args.seed + 1)
+        order_rng = np.random.default_rng(seeds.order)
         done, samples_seen, rate = 0, 0, None
     else:
         params = resumed.params
@@ -106,10 +107,16 @@ def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> t
     if rate is not None:
         schedule.current = rate
     how = training.Training(
-        optimizer, state, schedule, batch_size, args.activation,
-        check_rates(args.dropout, len(params.hidden_sizes)), args.seed, args.input_dropout,
-        check_augment(args.augment, X.shape[1], None, args.seed),
-    )  # fmt: skip
+        optimizer=optimizer,
+        state=state,
+        schedule=schedule,
+        batch_size=batch_size,
+        activation=args.activation,
+        dropout_rates=check_rates(args.dropout, len(params.hidden_sizes)),
+        dropout_seed=seeds.dropout,
+        input_dropout=args.input_dropout,
+        augmentation=check_augment(args.augment, X.shape[1], None, seeds.dropout),
+    )
     return params, how, order_rng, done + 1
 
 
@@ -120,7 +127,8 @@ def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> in
     X_all, y_all, X_test, y_test = load_data(args)
     backend = get_backend(args.backend)
     X_new = read_kaggle_csv(args.predict_csv)[0] if args.predict_csv else None
-    X, y, X_dev, y_dev = train_dev_split(X_all, y_all, args.dev_size, seed=args.seed)
+    split_seed = training.Seeds.of(args.seed).split
+    X, y, X_dev, y_dev = train_dev_split(X_all, y_all, args.dev_size, seed=split_seed)
     if args.report and X_test is None and not len(X_dev):
         raise ValueError(
             "--report evaluates the model on the test set, or the dev set where there is none "
@@ -128,8 +136,11 @@ def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> in
         )
     params, how, order_rng, first = start(args, X, resumed)
     earlier = None if resumed is None else resumed.history
-    r = Run(args, backend, params, X, y, X_dev, y_dev, X_test, y_test, X_new, how, order_rng,
-            first, first - 1 + args.epochs, earlier)  # fmt: skip
+    r = Run(
+        args=args, backend=backend, params=params, X=X, y=y, X_dev=X_dev, y_dev=y_dev,
+        X_test=X_test, y_test=y_test, X_new=X_new, how=how, order_rng=order_rng,
+        first_epoch=first, planned=first - 1 + args.epochs, earlier=earlier,
+    )  # fmt: skip
     # From here on a Ctrl-C or SIGTERM ends training at an epoch boundary and the outputs are
     # still written; a second one quits at once.
     with interrupt.stop_requests(training.STOP_NOTICE) as stop, backend.threads(args.threads):

@@ -18,7 +18,8 @@ from fastnn import training
 from fastnn.atomic import check_writable, write_text
 from fastnn.data import CLASS_NAMES, write_kaggle_submission
 from fastnn.history import History, continued, generator_state
-from fastnn.options import DEFAULT_SUBMISSION, ESTIMATOR_NAMES
+from fastnn.hyperparameters import SHORT_NAMES
+from fastnn.options import DEFAULT_SUBMISSION
 from fastnn.persist import save_model
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def planned_outputs(
     config = {k: v for k, v in vars(args).items() if k not in outputs}
     # Under the estimator's names as well, with the batch size actually used, so that
     # fastnn.load gives an estimator with every hyperparameter of this run.
-    as_estimator = {name: config[short] for short, name in ESTIMATOR_NAMES.items()}
+    as_estimator = {name: config[short] for short, name in SHORT_NAMES.items()}
     # max_iter: the epoch the run was planned to end at, which --resume goes on towards.
     as_estimator["max_iter"] = r.planned
     saved_config = dict(config, **as_estimator, batch_size=r.how.batch_size, **stopped)
@@ -150,13 +151,15 @@ def training_history(r: Run, history: list[dict], stopped: dict) -> History:
     dev = [(h["dev_accuracy"], h["dev_loss"]) for h in history]
     measured = all(a is not None and loss is not None for a, loss in dev)  # no dev rows: none
     return History(
-        r.first_epoch - 1 + stopped["epochs_completed"], r.how.schedule.samples_seen,
-        curve("loss_curve", [h["loss"] for h in history]),
-        curve("validation_scores", [a for a, _ in dev]) if measured else None,
-        curve("validation_losses", [loss for _, loss in dev]) if measured else None,
-        None if args.learning_rate == "cosine" else r.how.schedule.current,
-        generator_state(r.order_rng), args.seed,
-        curve("train_scores", [h["train_accuracy"] for h in history]),
-        curve("learning_rates", [h["learning_rate"] for h in history]),
-        curve("epoch_seconds", [h["seconds"] for h in history]),
-    )  # fmt: skip
+        epochs=r.first_epoch - 1 + stopped["epochs_completed"],
+        samples_seen=r.how.schedule.samples_seen,
+        loss_curve=curve("loss_curve", [h["loss"] for h in history]),
+        validation_scores=curve("validation_scores", [a for a, _ in dev]) if measured else None,
+        validation_losses=curve("validation_losses", [b for _, b in dev]) if measured else None,
+        rate=None if args.learning_rate == "cosine" else r.how.schedule.current,
+        order_state=generator_state(r.order_rng),
+        dropout_seed=r.how.dropout_seed,
+        train_scores=curve("train_scores", [h["train_accuracy"] for h in history]),
+        learning_rates=curve("learning_rates", [h["learning_rate"] for h in history]),
+        epoch_seconds=curve("epoch_seconds", [h["seconds"] for h in history]),
+    )

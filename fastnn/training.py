@@ -56,9 +56,30 @@ class Outcome(NamedTuple):
     compile_seconds: float | None  # time spent compiling kernels (not loading them), if any
 
 
-def epoch_order(rng: np.random.Generator | None, n: int) -> np.ndarray:
-    """The sample order of one epoch: a fresh permutation, or 0..n-1 without an rng."""
-    return np.arange(n) if rng is None else rng.permutation(n)
+def epoch_order(rng: np.random.Generator | None, n: int, batch_size: int) -> np.ndarray:
+    """The sample order of one epoch: a fresh permutation, or 0..n-1 without an rng or when
+    one batch holds every row (the same step in any order, but for rounding)."""
+    return np.arange(n) if rng is None or batch_size >= n else rng.permutation(n)
+
+
+def batch_rows(batch_size: int | str, n: int) -> int:
+    """Rows per step of a batch_size (a number, "auto": scikit-learn's min(200, n), or
+    "full") over n rows."""
+    return min(n, {"auto": 200, "full": n}.get(batch_size, batch_size))
+
+
+class Seeds(NamedTuple):
+    """The seeds of a run, from its one seed, whichever front end builds it (the command's
+    --seed, MLPClassifier's random_state): the same seed gives the same bits from both."""
+
+    init: int  # the first weights (fastnn.model.init_params)
+    order: int  # the generator of each epoch's sample order
+    dropout: int  # dropout's masks and augmentation's draws (fastnn.dropout)
+    split: int  # the held-out rows: the command's dev set, early stopping's validation set
+
+    @classmethod
+    def of(cls, seed: int) -> Seeds:
+        return cls(seed, seed + 1, seed, seed)
 
 
 class _Probe(NamedTuple):
@@ -66,9 +87,8 @@ class _Probe(NamedTuple):
     after each epoch whether the outputs still depend on the inputs.
 
     It runs on the training backend. On the numba one, a NumPy matmul here would wake
-    OpenBLAS's worker threads, which then spin for about 0.1 s into the next epoch on the cores
-    its kernels need: measured with MLPClassifier.fit on MNIST, 2 threads, hidden 128, 0.222 s
-    an epoch against 0.177 s without it (medians of 4 fits each, taking turns in one process)."""
+    OpenBLAS's worker threads, which then spin into the next epoch on the cores its kernels
+    need (a quarter more time an epoch at hidden 128, 2 threads)."""
 
     backend: Backend
     activation: str
@@ -194,11 +214,12 @@ def run_epochs(
         for epoch in range(first_epoch, first_epoch + epochs):
             before, state_before = params.copy(), state.copy()
             rates = schedule.rates(state.step, len(X), how.batch_size)
+            order = epoch_order(rng, len(X), how.batch_size)
             start = time.perf_counter()
             seen = X if images is None else backend.augment(X, how.augmentation.at(epoch), images)
             with np.errstate(over="ignore", invalid="ignore"):  # judged below instead
                 loss, accuracy = backend.train_epoch(
-                    params, seen, y, epoch_order(rng, len(X)), how.batch_size, rates, activation,
+                    params, seen, y, order, how.batch_size, rates, activation,
                     how.optimizer, state, how.dropout(epoch),
                 )  # fmt: skip
                 seconds = time.perf_counter() - start

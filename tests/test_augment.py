@@ -240,7 +240,7 @@ def test_the_estimator_trains_on_augmented_images_alike_on_both_backends(kind):
     X, y = digits(240), np.arange(240) % 3
     settings = dict(
         hidden_layer_sizes=(16,), augment=kind, max_iter=3, batch_size=32, dtype="float64",
-        learning_rate_init=0.05, random_state=2,
+        solver="sgd", learning_rate="constant", learning_rate_init=0.05, random_state=2,
     )  # fmt: skip
     fitted = {b: fastnn.MLPClassifier(backend=b, **settings).fit(X, y) for b in ("numpy", "numba")}
     np.testing.assert_allclose(

@@ -74,7 +74,7 @@ def test_the_mnist_presets_race_and_one_added_later_too(monkeypatch) -> None:
     assert accuracy.fastnn_presets() == [*raced, "later"]
     assert accuracy.describe("later").endswith("--dropout 0.3 --augment shift`; numba, uint8 "
                                                "pixels as loaded")  # fmt: skip
-    assert accuracy.describe("default").startswith("`--hidden 256 ")
+    assert accuracy.describe("default").startswith("the defaults; ")
     args = cli.parse_args(["--time-to-accuracy"])
     assert args.contenders == [*raced, "later", "torch", "sklearn"]
     assert (args.json, args.png, args.targets, args.seed) == (

@@ -202,7 +202,7 @@ def test_bad_dropout_is_refused_clearly():
         with pytest.raises(ValueError, match="input_dropout must be a number from 0 to less"):
             fastnn.MLPClassifier(hidden_layer_sizes=5, input_dropout=bad).fit(X, y)
     parse = options.build_parser().parse_args
-    with pytest.raises(ValueError, match="--input-dropout must be from 0 to less than 1"):
+    with pytest.raises(ValueError, match="--input-dropout must be a number from 0 to less than 1"):
         options.resolve(parse(["--input-dropout", "1"]))
     with pytest.raises(ValueError, match="dropout must be one rate or one per hidden layer"):
         options.resolve(parse(["--hidden", "8", "4", "--dropout", "0.1", "0.1", "0.1"]))
@@ -250,7 +250,7 @@ def test_max_norm_bounds_each_hidden_units_incoming_weights(backend):
     y = (X[:, :15].sum(axis=1) > X[:, 15:].sum(axis=1)).astype(int)
     model = fastnn.MLPClassifier(
         hidden_layer_sizes=(16, 8), max_norm=0.5, dropout=0.2, max_iter=3, batch_size=20,
-        learning_rate_init=0.5, init="uniform", backend=backend, random_state=0,
+        solver="sgd", learning_rate_init=0.5, init="uniform", backend=backend, random_state=0,
     ).fit(X, y)  # fmt: skip
     for W in model.coefs_[:-1]:
         norms = np.sqrt((W.astype(np.float64) ** 2).sum(axis=0))

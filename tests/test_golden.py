@@ -6,7 +6,9 @@ the estimator with both activations and dtypes, on both backends; a few epochs' 
 SHA-256 of the weights. First recorded before the engine was generalised (commit 26bab3e);
 recorded again (2026-12-06, AMD EPYC, AVX2 and FMA, by `python tests/test_golden.py --record`)
 when the numba backend's dense products began fusing their multiply-adds, which changed its
-bits within fastnn.backends.tolerance's bounds (the numpy cases' bits did not change).
+bits within fastnn.backends.tolerance's bounds (the numpy cases' bits did not change); and
+again the same day on the same machine when MLPClassifier took the training command's seeds
+(fastnn.training.Seeds), which changed the estimator cases only.
 
 Bits depend on the machine as well as the code (BLAS kernels, SIMD exp/log in NumPy and libm,
 FMA or not, differ between AVX2 and AVX-512 parts), so they are compared exactly only on a
@@ -101,8 +103,9 @@ def estimator_run(dtype: str, activation: str, backend: str) -> dict[str, object
     X[rng.random(X.shape) < 0.7] = 0
     y = (X[:, :25].sum(1) > X[:, 25:].sum(1)).astype(int) + 2 * (X[:, 0] > 0)
     model = MLPClassifier(
-        hidden_layer_sizes=7, activation=activation, dtype=dtype, batch_size=32,
-        learning_rate_init=0.1, max_iter=3, random_state=3, backend=backend,
+        hidden_layer_sizes=7, activation=activation, dtype=dtype, batch_size=32, solver="sgd",
+        learning_rate="constant", learning_rate_init=0.1, max_iter=3, random_state=3,
+        backend=backend,
     ).fit(X, y)  # fmt: skip
     return summary(list(model.loss_curve_), model.coefs_ + model.intercepts_)
 

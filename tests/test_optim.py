@@ -126,8 +126,8 @@ def test_one_rate_per_batch():
     ("changes", "message"),
     [
         ({"solver": "lbfgs"}, "solver must be one of sgd, adam, rmsprop"),
-        ({"momentum": 1.5}, "momentum must be 0.0 <= momentum <= 1.0"),
-        ({"beta_1": 1.0}, "beta_1 must be 0.0 <= beta_1 < 1.0"),
+        ({"momentum": 1.5}, "momentum must be a number from 0 to 1; got 1.5"),
+        ({"beta_1": 1.0}, "beta_1 must be a number from 0 to less than 1; got 1.0"),
         ({"beta_2": -0.1}, "beta_2 must be"),
         ({"rho": 1}, "rho must be"),
         ({"epsilon": 0.0}, "epsilon must be a positive number"),

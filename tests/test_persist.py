@@ -219,7 +219,8 @@ def change(where, key, value):
         (change("header", "format_version", 3), "model format version 3 is not supported"),
         (change("header", "format_version", "1"), "model format version '1' is not supported"),
         (change("header", "format", "keras"), "not a fastnn model file"),
-        (change("header", "architecture.n_in", 10**9), "needs 32000000140 bytes of arrays but"),
+        # The weights and the Adam state's two moments: 3 x (10**9 x 8 + 8 + 8 x 3 + 3) x 4.
+        (change("header", "architecture.n_in", 10**9), "needs 96000000420 bytes of arrays but"),
         (change("header", "architecture.n_out", True), "'n_out' must be a positive whole number"),
         (change("header", "activation", "tanh"), "header field 'activation' must be"),
         (change("header", "dtype", "float16"), "header field 'dtype' must be"),

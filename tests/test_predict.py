@@ -135,7 +135,8 @@ def mnist_model(tmp_path_factory):
         backend = get_backend("numba").name
     except ValueError:
         backend = "numpy"
-    params = dict(batch_size=64, learning_rate_init=0.2, max_iter=5, random_state=0)
+    params = dict(batch_size=64, solver="sgd", learning_rate="constant", learning_rate_init=0.2,
+                  max_iter=5, random_state=0)  # fmt: skip
     model = MLPClassifier(128, backend=backend, **params).fit(X, y)
     path = tmp_path_factory.mktemp("mnist") / "mnist.npz"
     model.save(path)

@@ -147,5 +147,5 @@ def test_bad_arrays(X, y, message):
 
 
 def test_unknown_backend_lists_choices():
-    with pytest.raises(ValueError, match="unknown backend 'torch'; choose one of numpy, numba"):
+    with pytest.raises(ValueError, match="unknown backend 'torch'; choose one of numba, numpy"):
         get_backend("torch")

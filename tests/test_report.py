@@ -39,7 +39,7 @@ def made(real_data_dir, tmp_path_factory) -> types.SimpleNamespace:
     data = load_dataset("mnist", data_dir=real_data_dir, download=False)
     model = fastnn.MLPClassifier(
         hidden_layer_sizes=32, backend="numpy", solver="adam", learning_rate_init=0.003,
-        max_iter=2, early_stopping=True, random_state=0,
+        learning_rate="constant", max_iter=2, early_stopping=True, random_state=0,
     ).fit(data.X_train[:3000], data.y_train[:3000])  # fmt: skip
     model.save(folder / "model.npz", dataset="mnist")
     out = folder / "out"

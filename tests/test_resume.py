@@ -27,7 +27,8 @@ SOLVERS = [
 
 
 def _model(backend, **params):
-    defaults = dict(hidden_layer_sizes=(9, 7), batch_size=32, max_iter=5, random_state=3)
+    defaults = dict(hidden_layer_sizes=(9, 7), batch_size=32, max_iter=5, random_state=3,
+                    solver="sgd", learning_rate="constant", learning_rate_init=0.1)  # fmt: skip
     return fastnn.MLPClassifier(**{**defaults, "backend": backend, "dtype": "float64", **params})
 
 
@@ -60,7 +61,8 @@ def test_partial_fit_goes_on_after_save_and_load(tmp_path, backend, params):
 
 def test_fit_starts_a_fresh_optimizer_even_warm(tmp_path):
     """As scikit-learn: warm_start keeps the weights, not the optimizer's moments."""
-    model = _model("numpy", solver="adam", warm_start=True, max_iter=2).fit(X, y)
+    model = _model("numpy", solver="adam", learning_rate_init=0.01, warm_start=True, max_iter=2)
+    model.fit(X, y)
     first_state = model._optimizer_state
     model.fit(X, y)
     assert model._optimizer_state is not first_state and model._optimizer_state.step == 2 * 4
@@ -327,14 +329,15 @@ def _different_features(saved, path):
         ({"activation": "leaky_relu"},
          "activation 'leaky_relu' does not match the saved network's relu"),
         ({"lr": 0.5}, "lr 0.5 differs from learning_rate_init 0.1"),
-        ({"lr": -1, "learning_rate_init": -1}, "learning_rate_init must be a positive number"),
+        ({"lr": -1, "learning_rate_init": -1},
+         "learning_rate_init must be None or a positive number"),
         ({"momentum": "x"}, "momentum must be"),
         ({"preset": "nope"}, "preset must be one of default, best"),
         ({"dataset": ["mnist"]}, "dataset must be one of mnist, fashion-mnist; got ['mnist']"),
         ({"data": 7}, "data must be a path (a string) or null; got 7"),
         ({"dev_size": -3}, "dev_size must be a whole number >= 0; got -3"),
         ({"augment": "spin"}, "augment must be None, one of shift, affine, elastic"),
-        ({"backend": "gpu"}, "backend must be one of numpy, numba; got 'gpu'"),
+        ({"backend": "gpu"}, "backend must be one of numba, numpy; got 'gpu'"),
         ({"threads": 0, "n_threads": 0}, "n_threads must be None or a positive whole number"),
         ({"solver": "adam"}, "the saved optimizer state does not fit the saved solver 'adam'"),
         (_different_features, "the saved network maps 20 features to the classes [0, 1, 2"),

@@ -271,9 +271,9 @@ def test_bad_flags_are_usage_errors(flag, value, message, capsys):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--momentum", "1.5"], "momentum must be 0.0 <= momentum <= 1.0; got 1.5"),
-        (["--solver", "adam", "--beta-2", "1"], "beta_2 must be 0.0 <= beta_2 < 1.0"),
-        (["--epsilon", "0"], "epsilon must be a positive number"),
+        (["--momentum", "1.5"], "--momentum must be a number from 0 to 1; got 1.5"),
+        (["--solver", "adam", "--beta-2", "1"], "--beta-2 must be a number from 0 to less than 1"),
+        (["--epsilon", "0"], "--epsilon must be a positive number"),
         (["--alpha", "-1"], "alpha must be"),
         (["--power-t", "-0.5"], "--power-t must be a number >= 0"),
     ],

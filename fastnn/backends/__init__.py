@@ -6,16 +6,14 @@ import importlib
 import threading
 
 from fastnn.backends.base import Backend, Forward, Grads
+from fastnn.hyperparameters import BACKENDS
 
-# Imported on first use, so the NumPy reference works without loading Numba.
-_REGISTRY = {
-    "numpy": ("fastnn.backends.numpy_backend", "NumpyBackend"),
-    "numba": ("fastnn.backends.numba_backend", "NumbaBackend"),
-}
+# Imported on first use, so the NumPy reference works without loading Numba: backend "x" is
+# the class XBackend of fastnn.backends.x_backend.
+_REGISTRY = {name: (f"fastnn.backends.{name}_backend", f"{name.capitalize()}Backend")
+             for name in BACKENDS}  # fmt: skip
 _instances: dict[str, Backend] = {}
 _loading: dict[str, threading.Thread] = {}  # start_loading's threads, until get_backend
-
-BACKENDS = tuple(_REGISTRY)
 
 
 def get_backend(name: str) -> Backend:

@@ -44,7 +44,8 @@ from fastnn.bench.report import BUSY_OTHER_CORES, markdown_table, write_json
 from fastnn.bench.timing import SETTLE_S, blas_threads, others_cpu
 from fastnn.data import DataError, Dataset, load_dataset, scale
 from fastnn.estimator import MLPClassifier
-from fastnn.options import COMMON_DEFAULTS, PRESETS
+from fastnn.hyperparameters import PRESETS
+from fastnn.options import preset_options
 
 TARGETS = (0.97, 0.98, 0.985)
 NOT_RACED = ("seeds",)  # the tutorials' run (hidden 10, full batch) never comes near 97%
@@ -70,15 +71,10 @@ def fastnn_presets() -> list[str]:
 
 
 def describe(preset: str) -> str:
-    """The preset's options that all presets do not share (a later preset's new ones too)."""
-    words, items = [], PRESETS[preset].items()
-    for key, value in sorted(items, key=lambda item: item[0] in COMMON_DEFAULTS):  # own first
-        if key in ("dev_size", "log_every") or COMMON_DEFAULTS.get(key, ...) == value:
-            continue  # the bench trains on all rows and logs nothing
-        if isinstance(value, dict):  # augment: the kind, then its strengths
-            value = [value["kind"], *(f"{k}={v}" for k, v in value.items() if k != "kind")]
-        words += [f"--{key.replace('_', '-')}", *map(str, np.atleast_1d(value))]
-    return f"`{' '.join(words)}`; numba, uint8 pixels as loaded"
+    """The preset's options that differ from the defaults (a later preset's new ones too)."""
+    words = [w for w in preset_options(preset) if w not in ("--dev-size", "--log-every")]
+    options = f"`{' '.join(words)}`" if words else "the defaults"
+    return f"{options}; numba, uint8 pixels as loaded"
 
 
 def fastnn_racer(preset: str, data: Dataset, threads: int, seed: int) -> Racer:

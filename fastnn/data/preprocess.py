@@ -59,9 +59,11 @@ def train_dev_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split off the first ``dev_size`` rows as a dev set, as the tutorials do.
 
-    Returns ``(X_train, y_train, X_dev, y_dev)``. If ``seed`` is not None the rows
-    are shuffled with it first. ``dev_size`` may be 0 (empty dev set) but must
-    leave at least one training row. Without a seed the parts are views of X and y.
+    Returns ``(X_train, y_train, X_dev, y_dev)``. If ``seed`` is not None and there is a
+    dev set to draw, the rows are shuffled with it first. ``dev_size`` may be 0 (empty dev
+    set: the rows are the training rows as given, so that a run of the command trains on
+    them in the order MLPClassifier.fit would) but must leave at least one training row.
+    Without a seed the parts are views of X and y.
     """
     _check_same_length(X, y)
     if isinstance(dev_size, bool):
@@ -75,7 +77,7 @@ def train_dev_split(
             f"dev_size={dev_size} is invalid for {len(X)} examples: it must be at least 0 and "
             f"less than the number of examples, so that some are left for training."
         )
-    if seed is not None:
+    if seed is not None and dev_size:
         X, y = shuffle(X, y, seed)
     return X[dev_size:], y[dev_size:], X[:dev_size], y[:dev_size]
 

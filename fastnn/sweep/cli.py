@@ -14,7 +14,8 @@ from typing import Any, NoReturn
 
 from fastnn import interrupt
 from fastnn.atomic import check_writable, write_text
-from fastnn.options import PRESETS, positive_int
+from fastnn.hyperparameters import PRESETS
+from fastnn.options import positive_int
 from fastnn.sweep import lock, results
 from fastnn.sweep.results import METRICS
 from fastnn.sweep.settings import FIELDS, SettingError, Settings, check_run, read_settings

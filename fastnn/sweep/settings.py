@@ -102,7 +102,7 @@ class Settings:
     def __post_init__(self) -> None:
         from fastnn.backends import BACKENDS
         from fastnn.data import DATASET_NAMES
-        from fastnn.options import PRESETS
+        from fastnn.hyperparameters import PRESETS
 
         self.preset = choice("preset", self.preset, PRESETS)
         self.space = _space(self.space)
@@ -162,7 +162,7 @@ class Settings:
 
     def check_rows(self, rows: int, source: str) -> None:
         """SettingError unless the dev set and the training rows fit in the data's `rows`."""
-        from fastnn.options import PRESETS
+        from fastnn.hyperparameters import PRESETS
 
         dev = self.dev_size if self.dev_size is not None else PRESETS[self.preset]["dev_size"]
         dev_text = f"{dev}" + ("" if self.dev_size is not None else " (the preset's)")

@@ -14,38 +14,32 @@ from typing import Any
 import numpy as np
 
 from fastnn.augment import KINDS as AUGMENT_KINDS
-from fastnn.model import ACTIVATIONS, INIT_SCHEMES
-from fastnn.optim import LEARNING_RATES, SOLVERS
+from fastnn.hyperparameters import SCHEMA, SHORT_NAMES, Hyperparameter
+from fastnn.model import DTYPES
 
-# Every parameter a sweep can vary: MLPClassifier's name -> the kind of value. These are the
-# estimator parameters that `python -m fastnn.train` also has, so that every trial is a
-# command line (and the best one is printed as one). The seed has --seeds; the backend and the
-# threads say how a trial runs, not what it is.
+# How a sweep reads each kind of value (fastnn.hyperparameters.Hyperparameter.kind).
+SWEEP_KINDS = {
+    "sizes": "sizes", "number": "float", "rate": "optional_float", "count": "int",
+    "batch": "batch", "rates": "rates", "augment": "augment", "bool": "bool",
+}  # fmt: skip
+
+
+def _kind(p: Hyperparameter) -> str | tuple[str, ...]:
+    if p.kind == "choice":
+        return p.choices
+    if p.kind == "dtype":
+        return DTYPES
+    return "optional_float" if p.kind == "number" and p.default is None else SWEEP_KINDS[p.kind]
+
+
+# Every parameter a sweep can vary, by MLPClassifier's name: those that shape a run and that
+# python -m fastnn.train also has, so that every trial is a command line (and the best one is
+# printed as one). The seed has --seeds; the backend and the threads say how a trial runs, not
+# what it is.
 KINDS: dict[str, str | tuple[str, ...]] = {
-    "hidden_layer_sizes": "sizes",
-    "activation": ACTIVATIONS,
-    "init": INIT_SCHEMES,
-    "max_iter": "int",
-    "batch_size": "batch",
-    "learning_rate_init": "float",
-    "solver": SOLVERS,
-    "momentum": "float",
-    "nesterovs_momentum": "bool",
-    "beta_1": "float",
-    "beta_2": "float",
-    "epsilon": "float",
-    "rho": "float",
-    "alpha": "float",
-    "dropout": "rates",
-    "input_dropout": "float",
-    "max_norm": "optional_float",
-    "augment": "augment",
-    "learning_rate": LEARNING_RATES,
-    "power_t": "float",
-    "dtype": ("float32", "float64"),
+    p.name: _kind(p) for p in SCHEMA if p.command and p.shapes_run and p.kind != "seed"
 }
-# The training command's short names, also accepted here.
-ALIASES = {"hidden": "hidden_layer_sizes", "lr": "learning_rate_init", "epochs": "max_iter"}
+ALIASES = SHORT_NAMES  # the training command's short names, also accepted here
 DISTRIBUTIONS = ("uniform", "loguniform", "randint")
 SIGNIFICANT_DIGITS = 3  # of a float drawn at random: readable tables and command lines
 

@@ -1,9 +1,9 @@
 """One trial of a sweep: `python -m fastnn.train` with a configuration, a seed and an epoch
 budget, trained in this process (a Dask worker's) on data it already holds; its scores.
 
-A trial is the training command's own run, not the estimator's `fit`: the same data split,
-initial weights and epoch order as the command line it is printed as, so that line gives the
-same bits on the same backend. (MLPClassifier seeds its weights another way; see the README.)
+A trial is the training command's own run, built from its options as the command builds it
+(fastnn.options.settings, then train.start): the command line it is printed as gives the same
+bits on the same backend, and so does MLPClassifier with the same parameters on the same rows.
 `run_trial` is a plain top-level function, so that workers import it rather than unpickle it.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from fastnn.hyperparameters import SHORT_NAMES
 from fastnn.sweep.space import KINDS, coerce_value, format_value
 
 # What makes two trials the same trial: everything that changes what is trained (not the
@@ -29,7 +30,7 @@ IDENTITY_KEYS = (
     "preset", "backend", "dataset", "data", "dev_size", "train_rows", "params", "seed", "epochs",
 )  # fmt: skip
 # The training command's short option for an estimator name, where it has one.
-SHORT_OPTIONS = {"hidden_layer_sizes": "hidden", "learning_rate_init": "lr", "max_iter": "epochs"}
+SHORT_OPTIONS = {name: short for short, name in SHORT_NAMES.items()}
 # For the tests: seconds each trial waits before it trains, so that one can be caught running.
 DELAY_VARIABLE = "FASTNN_SWEEP_TRIAL_DELAY"
 SPLITS_KEPT = 2  # splits (one per seed) a worker keeps: each is a copy of the training data
@@ -93,27 +94,28 @@ def command_args(spec: dict[str, Any], *, shown: bool = False) -> list[str]:
 
 
 def check_spec(spec: dict[str, Any]) -> argparse.Namespace:
-    """The training command's resolved options for the trial; ValueError if the command
-    refuses them, or if they do not say what the trial asks (a value the command line cannot
-    express over the preset, such as max_norm none over a preset that has one)."""
-    from fastnn.options import build_parser, resolve
+    """The training command's resolved options for the trial, built as the command builds
+    them from its options (fastnn.options.settings, no command line in between); ValueError
+    if the command refuses them, or if they do not say what the trial asks (a value the
+    command cannot take over the preset, such as max_norm none over a preset that has one)."""
+    from fastnn.options import settings
 
-    parser = build_parser()
-    parser.error = _raise  # type: ignore[method-assign]  # a message, not an exit
-    args = resolve(parser.parse_args(command_args(spec)))
+    params = {name: coerce_value(name, value) for name, value in spec["params"].items()}
+    run = dict(backend=spec["backend"], random_state=spec["seed"], max_iter=spec["epochs"],
+               n_threads=spec.get("threads"))  # fmt: skip
+    args = settings(
+        spec["preset"], {**params, **run}, dataset=spec["dataset"], data=spec.get("data"),
+        dev_size=spec.get("dev_size"), no_download=not spec.get("download", True),
+    )  # fmt: skip
     for name, wanted in spec["params"].items():
         dest = SHORT_OPTIONS.get(name, name)
-        got = args.augment if name == "augment" else getattr(args, dest)
+        got = getattr(args, dest)
         if _canonical(name, got) != _canonical(name, wanted):
             raise ValueError(
                 f"{name}={format_value(wanted)} cannot be given to python -m fastnn.train over "
                 f"preset {spec['preset']!r} (it gives {format_value(got)}); choose another preset"
             )
     return args
-
-
-def _raise(message: str) -> None:
-    raise ValueError(message)
 
 
 def _canonical(name: str, value: Any) -> Any:
