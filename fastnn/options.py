@@ -13,6 +13,7 @@ from fastnn.backends import BACKENDS
 from fastnn.dropout import check_rates
 from fastnn.model import ACTIVATIONS, INIT_SCHEMES, check_dtype
 from fastnn.optim import LEARNING_RATES, SOLVERS, Optimizer
+from fastnn.tools import add_version
 
 DEFAULT_SUBMISSION = "submission.csv"
 IMAGE_PIXELS = 28 * 28  # every dataset the command reads: MNIST, Fashion-MNIST, Kaggle's CSV
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the network (hidden layers, softmax output) by mini-batch gradient "
         "descent; options take MLPClassifier's names, with short ones for the common few.",
     )
+    add_version(p)
     p.add_argument(
         "--preset",
         choices=PRESETS,

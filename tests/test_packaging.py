@@ -212,3 +212,5 @@ def test_wheel_installs_and_trains_in_a_fresh_venv(built, tmp_path):
 
     result = run([python, "-m", "fastnn.train", "--help"], cwd=work)
     assert "--backend" in result.stdout, result.stdout
+    result = run([python, "-m", "fastnn", "--version"], cwd=work)
+    assert result.stdout == f"fastnn {fastnn.__version__}\n", result.stdout

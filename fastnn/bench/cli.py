@@ -45,6 +45,7 @@ from fastnn.bench.workloads import (
 )
 from fastnn.data import DataError
 from fastnn.options import positive_int
+from fastnn.tools import add_version
 
 DEFAULT_REPEATS = 5
 DEFAULT_FULL_BATCH_ITERS = 5
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time one training epoch of the numpy and numba backends side by side; "
         "or, with --time-to-accuracy, the seconds of training to given MNIST test accuracies.",
     )
+    add_version(p)
     p.add_argument(
         "--workloads",
         nargs="+",
