@@ -4,8 +4,7 @@ kernels."""
 # Importing this loads neither Numba nor pandas: backends load on first use.
 from fastnn.estimator import MLPClassifier
 from fastnn.saved import load
-
-__version__ = "0.1.0"
+from fastnn.version import __version__
 
 __all__ = ["MLPClassifier", "__version__", "load"]
 

@@ -24,6 +24,7 @@ from fastnn.hyperparameters import (
     resolved_learning_rate,
 )
 from fastnn.model import check_dtype
+from fastnn.tools import add_version
 
 DEFAULT_SUBMISSION = "submission.csv"
 IMAGE_PIXELS = 28 * 28  # every dataset the command reads: MNIST, Fashion-MNIST, Kaggle's CSV
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "descent; options take MLPClassifier's names, with short ones for the common few. "
         "Defaults are the 'default' preset's; another --preset changes them.",
     )
+    add_version(p)
     p.add_argument(
         "--preset",
         choices=PRESETS,

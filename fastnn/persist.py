@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-import fastnn
 from fastnn.atomic import atomic_path
 from fastnn.model import ACTIVATIONS, DTYPES, Params, check_choice
 from fastnn.npz_members import (
@@ -40,6 +39,7 @@ from fastnn.npz_members import (
     short,
 )
 from fastnn.optim import OptimizerState
+from fastnn.version import __version__
 
 FORMAT = "fastnn-model"
 FORMAT_VERSION = 2
@@ -126,7 +126,7 @@ def save_model(
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "fastnn_version": fastnn.__version__,
+        "fastnn_version": __version__,
         "architecture": {
             "n_in": params.n_in,
             "hidden": list(params.hidden_sizes),
@@ -241,7 +241,7 @@ def _read_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) ->
         raise fail(
             path,
             f"model format version {short(version)} is not supported: fastnn "
-            f"{fastnn.__version__} reads versions {', '.join(map(str, READ_VERSIONS))}",
+            f"{__version__} reads versions {', '.join(map(str, READ_VERSIONS))}",
         )
     unknown = sorted(set(header) - set(HEADER_FIELDS))
     if unknown:

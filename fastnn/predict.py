@@ -29,6 +29,7 @@ from fastnn.estimator import MLPClassifier
 from fastnn.images import ImageError, load_digit
 from fastnn.persist import ModelFileError
 from fastnn.saved import load
+from fastnn.tools import add_version
 
 EXIT_MODEL, EXIT_INPUTS = 1, 3
 TOP_K = 3
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 all inputs predicted, 1 unusable model, 2 bad arguments, "
         "3 some inputs failed (the others are still predicted), 130 Ctrl-C.",
     )
+    add_version(p)
     p.add_argument(
         "model", help="a model file written by MLPClassifier.save or fastnn.train --save"
     )

@@ -29,6 +29,7 @@ from fastnn.data import DATASET_NAMES, DataError, load_dataset, read_kaggle_csv
 from fastnn.history import History
 from fastnn.report_page import REPORT_FILE, ReportInput, write_report
 from fastnn.saved import from_saved
+from fastnn.tools import add_version
 
 EXIT_UNUSABLE, EXIT_USAGE = 1, 2
 DEFAULT_DATASET = "mnist"
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 written, 1 unusable model file or data or a failed write, "
         "2 bad arguments, 130 Ctrl-C.",
     )
+    add_version(p)
     p.add_argument(
         "model", help="a model file written by fastnn.train --save or MLPClassifier.save"
     )

@@ -25,6 +25,7 @@ from fastnn.persist import ModelFileError
 from fastnn.saved import load
 from fastnn.serve_answers import N_PIXELS, Predictor
 from fastnn.serve_http import DigitServer
+from fastnn.tools import add_version
 
 EXIT_MODEL, EXIT_ARGUMENTS = 1, 2
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "as you draw; POST /predict takes an image or 784 pixel values as JSON.",
         epilog="Exit status: 1 unusable model, 2 bad arguments (or a port in use), 130 Ctrl-C.",
     )
+    add_version(p)
     p.add_argument(
         "model", help="a model file written by MLPClassifier.save or fastnn.train --save"
     )

@@ -9,16 +9,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-import fastnn
 from fastnn import interrupt, training
 from fastnn.augment import check_augment
-from fastnn.backends import Backend, get_backend, start_loading
+from fastnn.backends import get_backend, start_loading
 from fastnn.data import (
     DataError,
     load_dataset,
@@ -26,13 +24,14 @@ from fastnn.data import (
     train_dev_split,
 )
 from fastnn.dropout import check_rates
-from fastnn.history import History
 from fastnn.hyperparameters import DEFAULTS
-from fastnn.model import Params, init_params
+from fastnn.model import init_params
 from fastnn.optim import Optimizer, OptimizerState, Schedule
 from fastnn.options import build_parser, resolve
 from fastnn.resume import Resumed, resume_from
 from fastnn.train_outputs import N_CLASSES, check_outputs, planned_outputs
+from fastnn.train_run import Run
+from fastnn.version import __version__
 
 EXIT_ERROR = 1
 # --learning-rate adaptive divides the rate by 5 after this many epochs in a row in which the
@@ -63,27 +62,6 @@ def percent(value: float | None) -> str:
 
 def error(message: str) -> None:
     tqdm.write(f"fastnn.train: error: {message}", file=sys.stderr)
-
-
-@dataclass
-class Run:
-    """One run of the command: its options, data, network and how it trains."""
-
-    args: argparse.Namespace
-    backend: Backend
-    params: Params
-    X: np.ndarray  # training rows
-    y: np.ndarray
-    X_dev: np.ndarray
-    y_dev: np.ndarray
-    X_test: np.ndarray | None  # None for a Kaggle train.csv
-    y_test: np.ndarray | None
-    X_new: np.ndarray | None  # the rows of --predict-csv
-    how: training.Training
-    order_rng: np.random.Generator | None  # None: every epoch in row order (a full batch)
-    first_epoch: int  # 1, or the next epoch of a resumed run
-    planned: int  # the epoch this run ends at, if nothing stops it first
-    earlier: History | None  # a resumed run's record of the epochs before first_epoch
 
 
 def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> tuple:
@@ -145,7 +123,7 @@ def run(args: argparse.Namespace, started: float, resumed: Resumed | None) -> in
     # still written; a second one quits at once.
     with interrupt.stop_requests(training.STOP_NOTICE) as stop, backend.threads(args.threads):
         print(
-            f"fastnn {fastnn.__version__} | backend {backend.name} | {len(X)} train, "
+            f"fastnn {__version__} | backend {backend.name} | {len(X)} train, "
             f"{len(X_dev)} dev{'' if X_test is None else f', {len(X_test)} test'} rows | hidden "
             f"{' '.join(map(str, args.hidden))} {args.activation} | {args.init} init | "
             f"{args.dtype} | batch {how.batch_size} | {describe(args)}"

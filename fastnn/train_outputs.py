@@ -9,11 +9,9 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-import fastnn
 from fastnn import training
 from fastnn.atomic import check_writable, write_text
 from fastnn.data import CLASS_NAMES, write_kaggle_submission
@@ -21,9 +19,8 @@ from fastnn.history import History, continued, generator_state
 from fastnn.hyperparameters import SHORT_NAMES
 from fastnn.options import DEFAULT_SUBMISSION
 from fastnn.persist import save_model
-
-if TYPE_CHECKING:
-    from fastnn.train import Run
+from fastnn.train_run import Run
+from fastnn.version import __version__
 
 N_CLASSES = 10
 AUGMENT_DRAWS = 16  # of one image in augment.png
@@ -119,7 +116,7 @@ def planned_outputs(
     if args.metrics:
 
         def write_metrics() -> None:
-            metrics = dict(fastnn_version=fastnn.__version__, config=config, **stopped,
+            metrics = dict(fastnn_version=__version__, config=config, **stopped,
                            epochs=history, **summary)  # fmt: skip
             metrics["wall_seconds"] = time.perf_counter() - started
             write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")

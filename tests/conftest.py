@@ -12,19 +12,80 @@ from pathlib import Path
 
 import pytest
 
-# Read once at import, before any test's monkeypatch can unset it.
-_REAL_DATA_DIR = os.environ.get("FASTNN_DATA_DIR")
+from fastnn.data import DATASET_NAMES, DataError, find_dataset_files
+
+# The tests that need the real datasets find them where the library does with no folder given:
+# under FASTNN_DATA_DIR, else in its user cache. They take the fixture real_data_dir, or carry
+# the marker real_data (@pytest.mark.real_data("mnist", "fashion-mnist") for both sets), and
+# are skipped without them, with one note at the end of the run on how to get them.
+NO_DATA = "no real data"  # how the reason of each of those skips starts
+GET_DATA = (
+    "set FASTNN_DATA_DIR to a folder holding mnist/ and fashion-mnist/, or download them into "
+    "fastnn's cache once: python -m fastnn.train --backend numpy --epochs 1 (MNIST), and the "
+    "same with --dataset fashion-mnist"
+)
+
+
+def _data_root(name: str) -> Path | None:
+    """The folder holding <name>/ where fastnn finds the dataset `name` on its own, or None."""
+    try:
+        found = find_dataset_files(name)
+    except DataError:  # FASTNN_DATA_DIR is not a folder
+        return None
+    if found is None:
+        return None
+    folder = next(iter(found.values())).parent
+    # Absolute: the tests' commands run in folders of their own.
+    return folder.parent.resolve() if folder.name == name else None  # not Debian's copy
+
+
+# Looked up once, at import, before any test's monkeypatch can move FASTNN_DATA_DIR or the cache.
+_DATA_ROOTS = {name: _data_root(name) for name in DATASET_NAMES}
+
+
+def _real_data(*names: str) -> Path:
+    """The one folder holding the real datasets `names` as subfolders; skips the test without."""
+    names = tuple(dict.fromkeys(names))
+    roots = {_DATA_ROOTS[name] for name in names}
+    if None in roots or len(roots) > 1:
+        pytest.skip(f"{NO_DATA} ({' and '.join(names)}): see the note at the end of the run")
+    return roots.pop()
 
 
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
-    """The folder holding the real mnist/ and fashion-mnist/ data, from FASTNN_DATA_DIR.
+    """The folder holding the real mnist/ (and fashion-mnist/, for the tests marked so)."""
+    return _real_data("mnist")
 
-    CI sets the variable; elsewhere the tests that need real data are skipped.
-    """
-    if not _REAL_DATA_DIR:
-        pytest.skip("FASTNN_DATA_DIR is not set (it should point at the real datasets)")
-    return Path(_REAL_DATA_DIR)
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_data(*names): needs the real datasets (default: mnist), as fastnn finds them; "
+        "skipped without",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("real_data")
+    if marker is not None:
+        _real_data(*(marker.args or ("mnist",)))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple) and NO_DATA in report.longrepr[2]
+    ]
+    if skipped:
+        missing = " or ".join(name for name, root in _DATA_ROOTS.items() if root is None)
+        terminalreporter.write_sep("-", "real data")
+        terminalreporter.write_line(
+            f"{len(skipped)} tests skipped: fastnn finds no {missing or 'one folder of both'} "
+            f"where it looks (FASTNN_DATA_DIR, then its cache). To run them, {GET_DATA}."
+        )
 
 
 @pytest.fixture(params=["sparse", "dense"])

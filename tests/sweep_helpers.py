@@ -19,13 +19,13 @@ TINY = [
 
 
 def require_distributed() -> None:
-    """Skip without dask.distributed, except in CI, which installs fastnn[sweep]: fail there."""
+    """Skip without dask.distributed, except in CI, which installs the sweep extra: fail there."""
     try:
         import distributed  # noqa: F401
     except ImportError:
         if os.environ.get("CI"):
             pytest.fail("CI must install the sweep extra: pip install -e '.[dev,sweep]'")
-        pytest.skip("dask.distributed is not installed (pip install 'fastnn[sweep]')")
+        pytest.skip("dask.distributed is not installed (pip install 'fastnn-mlp[sweep]')")
 
 
 def free_port() -> int:

@@ -16,7 +16,8 @@ import threading
 import time
 import tracemalloc
 import warnings
-from functools import partial
+from collections.abc import Callable
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +50,20 @@ def isolated(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def real(real_data_dir, tmp_path_factory):
-    """Both real datasets, each loaded once through FASTNN_DATA_DIR."""
-    # Module scope: set up before the autouse fixture, so isolate this load on its own.
+def real(real_data_dir, tmp_path_factory) -> Callable[[str], ds.Dataset]:
+    """The real dataset of a name, loaded once, on first use, through FASTNN_DATA_DIR (the tests
+    of Fashion-MNIST are marked so: without it, only they are skipped)."""
     nowhere = tmp_path_factory.mktemp("nowhere")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FASTNN_DATA_DIR", str(real_data_dir))
-        mp.setattr(ds, "DEBIAN_FASHION_MNIST_DIR", nowhere)
-        return {
-            name: load_dataset(name, download=False, cache_dir=nowhere) for name in ds.DATASET_NAMES
-        }
+
+    @cache
+    def load(name: str) -> ds.Dataset:
+        # Whatever the test's own isolation, this load sees the real folder and nothing else.
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("FASTNN_DATA_DIR", str(real_data_dir))
+            mp.setattr(ds, "DEBIAN_FASHION_MNIST_DIR", nowhere)
+            return load_dataset(name, download=False, cache_dir=nowhere)
+
+    return load
 
 
 def copy_files(source, target, files=FILES):
@@ -102,9 +107,11 @@ def assert_matches(dataset, expected):
 # --- the real datasets ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ds.DATASET_NAMES)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.real_data("mnist", n)) for n in ds.DATASET_NAMES]
+)
 def test_real_shapes_and_dtypes(real, name):
-    X_train, y_train, X_test, y_test = real[name]
+    X_train, y_train, X_test, y_test = real(name)
     assert X_train.shape == (60000, 784) and X_test.shape == (10000, 784)
     assert y_train.shape == (60000,) and y_test.shape == (10000,)
     assert X_train.dtype == X_test.dtype == np.uint8
@@ -113,8 +120,9 @@ def test_real_shapes_and_dtypes(real, name):
     assert set(np.unique(y_train)) == set(np.unique(y_test)) == set(range(10))
 
 
+@pytest.mark.real_data("mnist", "fashion-mnist")
 def test_real_known_labels(real):
-    mnist, fashion = real["mnist"], real["fashion-mnist"]
+    mnist, fashion = real("mnist"), real("fashion-mnist")
     assert mnist.y_train[:5].tolist() == [5, 0, 4, 1, 9]
     assert mnist.y_test[:5].tolist() == [7, 2, 1, 0, 4]
     assert np.bincount(mnist.y_train)[:3].tolist() == [5923, 6742, 5958]
@@ -124,7 +132,7 @@ def test_real_known_labels(real):
 
 
 def test_data_dir_with_subfolder(real, real_data_dir):
-    assert_matches(load_dataset("mnist", str(real_data_dir), download=False), real["mnist"])
+    assert_matches(load_dataset("mnist", str(real_data_dir), download=False), real("mnist"))
 
 
 def test_uncompressed_files(real, real_data_dir, tmp_path):
@@ -133,9 +141,10 @@ def test_uncompressed_files(real, real_data_dir, tmp_path):
     for name in FILES[1:]:
         raw = gzip.decompress((real_data_dir / "mnist" / name).read_bytes())
         (tmp_path / name.removesuffix(".gz")).write_bytes(raw)
-    assert_matches(load_dataset("mnist", tmp_path, download=False), real["mnist"])
+    assert_matches(load_dataset("mnist", tmp_path, download=False), real("mnist"))
 
 
+@pytest.mark.real_data("mnist", "fashion-mnist")
 def test_where_it_looks(real_data_dir, monkeypatch, tmp_path):
     def found_in(name="mnist", data_dir=None):
         found = find_dataset_files(name, data_dir)
@@ -158,10 +167,11 @@ def test_home_cache_without_xdg(monkeypatch, tmp_path):
         load_dataset("mnist", download=False)
 
 
+@pytest.mark.real_data("mnist", "fashion-mnist")
 def test_debian_folder(real, real_data_dir, monkeypatch, tmp_path):
     monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST_DIR", real_data_dir / "fashion-mnist")
     fashion = load_dataset("fashion-mnist", download=False, cache_dir=tmp_path)
-    assert_matches(fashion, real["fashion-mnist"])
+    assert_matches(fashion, real("fashion-mnist"))
     # The Debian folder is only for Fashion-MNIST.
     with pytest.raises(DataError, match="download=False"):
         load_dataset("mnist", download=False, cache_dir=tmp_path)
@@ -357,11 +367,11 @@ def cache_listing(cache):
 def test_download_into_empty_cache(real, url, server, closed_port_url, tmp_path, capsys):
     cache = tmp_path / "cache"
     dataset = load_dataset("mnist", mirrors=[url("good")], cache_dir=cache)
-    assert_matches(dataset, real["mnist"])
+    assert_matches(dataset, real("mnist"))
     assert cache_listing(cache) == sorted(FILES)  # and no temporary files
     assert "mnist train-images-idx3-ubyte.gz" in capsys.readouterr().err  # the progress bar
     # Now it comes from the cache: no mirror is contacted.
-    assert_matches(load_dataset("mnist", mirrors=[closed_port_url], cache_dir=cache), real["mnist"])
+    assert_matches(load_dataset("mnist", mirrors=[closed_port_url], cache_dir=cache), real("mnist"))
     assert len(server.requests) == 4
 
 
@@ -369,7 +379,7 @@ def test_mirror_fallback(real, url, server, closed_port_url, tmp_path):
     # Refused, 404, serving a bad train-labels file, good.
     mirrors = [closed_port_url, url("missing"), url("corrupt"), url("good")]
     dataset = load_dataset("mnist", mirrors=mirrors, cache_dir=tmp_path, progress=False)
-    assert_matches(dataset, real["mnist"])
+    assert_matches(dataset, real("mnist"))
     assert cache_listing(tmp_path) == sorted(FILES)
     # The mirror that worked is tried first for the next file, so the server saw: train
     # images from missing/ (404), then corrupt/; train labels from corrupt/ (bad), then
@@ -402,7 +412,7 @@ def test_bad_cached_file_is_replaced(real, real_data_dir, url, server, tmp_path,
     else:
         corrupt_gzip_copy(real_data_dir / "mnist" / bad.name, bad)
     dataset = load_dataset("mnist", mirrors=[url("good")], cache_dir=tmp_path, progress=False)
-    assert_matches(dataset, real["mnist"])
+    assert_matches(dataset, real("mnist"))
     assert bad.read_bytes() == (real_data_dir / "mnist" / bad.name).read_bytes()
     assert [r.rsplit("/", 1)[1] for r in server.requests] == [bad.name]
 
@@ -461,7 +471,7 @@ def short_deadline(monkeypatch):
 def test_trickling_mirror_is_abandoned_for_the_next(real, url, server, tmp_path, short_deadline):
     mirrors = [url("trickle"), url("good")]
     dataset = load_dataset("mnist", mirrors=mirrors, cache_dir=tmp_path, progress=False)
-    assert_matches(dataset, real["mnist"])
+    assert_matches(dataset, real("mnist"))
     assert cache_listing(tmp_path) == sorted(FILES)
     # Train images: trickle/ (given up after the deadline), then good/; the rest from good/.
     assert [r.split("/")[1] for r in server.requests] == ["trickle"] + ["good"] * 4
@@ -520,7 +530,7 @@ def test_gzip_bomb_on_server_is_rejected_with_bounded_memory(url, tmp_path):
 def test_gzip_bomb_mirror_falls_back_to_the_next(real, url, server, tmp_path):
     mirrors = [url("bomb"), url("good")]
     dataset = load_dataset("mnist", mirrors=mirrors, cache_dir=tmp_path, progress=False)
-    assert_matches(dataset, real["mnist"])
+    assert_matches(dataset, real("mnist"))
     assert cache_listing(tmp_path) == sorted(FILES)
     # bomb/ serves good train files; its test images are rejected, then good/ serves the rest.
     folders = [r.split("/")[1] for r in server.requests]
@@ -714,7 +724,7 @@ def test_mirror_trickling_the_head_is_given_up_at_the_deadline(
     assert not any(tmp_path.iterdir())
     # With a good mirror after it, the file still loads, the slow mirror costing the deadline.
     labels, mirrors = ds._download("mnist", LABELS, tmp_path, [slow.url(), url("good")], False, [])
-    np.testing.assert_array_equal(labels, real["mnist"].y_train)
+    np.testing.assert_array_equal(labels, real("mnist").y_train)
     assert mirrors == [url("good"), slow.url()]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{LABELS}.gz"]
     assert slow.connections == (4 if script is redirect_then_trickle else 2)

@@ -1,8 +1,6 @@
 """Two hidden layers and Adam on real MNIST: both backends train it and, in float64, predict
 the same classes."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -10,9 +8,7 @@ import fastnn
 from fastnn.backends.tolerance import TRAINED
 from fastnn.data import load_dataset
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
-)
+pytestmark = pytest.mark.real_data
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ caught after the epoch that did it, the same way in both backends and both front
 weights from before that epoch are kept."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -15,9 +14,7 @@ from fastnn.data import load_dataset
 from fastnn.model import init_params
 from fastnn.optim import Optimizer, OptimizerState, Schedule
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
-)
+pytestmark = pytest.mark.real_data
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,7 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
-@pytest.mark.skipif(not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set")
+@pytest.mark.real_data
 @pytest.mark.parametrize("name", CASES)
 def test_golden_run(name, golden, tmp_path, capsys):
     tolerance, run = CASES[name]

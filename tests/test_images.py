@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ from PIL import Image, ImageFilter  # present wherever matplotlib is; used only 
 from serve_helpers import png_declaring
 
 from fastnn import images
+from fastnn.data import load_dataset
 from fastnn.images import ImageError, load_digit, read_grey, to_mnist
 
 IDX = np.arange(28, dtype=np.float64)
@@ -73,17 +72,9 @@ def shifted_pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def mnist() -> np.ndarray:
-    """The MNIST test images as (n, 28, 28) uint8; skips when the data is not there."""
-    root = os.environ.get("FASTNN_DATA_DIR")
-    if not root:
-        pytest.skip("FASTNN_DATA_DIR is not set")
-    path = Path(root) / "mnist" / "t10k-images-idx3-ubyte.gz"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+def mnist(real_data_dir) -> np.ndarray:
+    """The MNIST test images as (n, 28, 28) uint8."""
+    return load_dataset("mnist", real_data_dir, download=False).X_test.reshape(-1, 28, 28)
 
 
 def compare(originals: np.ndarray, rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -23,9 +23,6 @@ from fastnn.backends import get_backend
 from fastnn.history import History
 
 PACKAGE = Path(fastnn.__file__).parent
-needs_mnist = pytest.mark.skipif(
-    not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
-)
 
 
 def press_ctrl_c() -> None:
@@ -148,7 +145,7 @@ def _assert_no_crash(code, err, what):
     assert "SystemError" not in err and "Traceback" not in err, f"{what}:\n{err}"
 
 
-@needs_mnist
+@pytest.mark.real_data
 def test_ctrl_c_at_random_moments_of_numba_training(tmp_path):
     """A bounded stress test: each try interrupts a fresh process at a random moment of its
     training; none may crash, and every one that trained keeps and writes its epochs."""
@@ -174,7 +171,7 @@ def test_ctrl_c_at_random_moments_of_numba_training(tmp_path):
         assert not [p for p in folder.glob(".*") if p.is_file()], f"{what}: temporary files"
 
 
-@needs_mnist
+@pytest.mark.real_data
 def test_a_second_ctrl_c_quits_at_once(tmp_path):
     """Even within one compiled epoch (hidden 512: about 0.5 s each): the second press is seen
     when it happens, not when the kernel returns. It is sent once the first was acknowledged:
@@ -203,9 +200,9 @@ def read_only_copy(root: Path) -> Path:
     return copy
 
 
-@needs_mnist
+@pytest.mark.real_data
 def test_first_run_compiles_into_the_user_cache_says_so_and_ctrl_c_waits_for_it(
-    tmp_path, background
+    tmp_path, background, real_data_dir
 ):
     """One cold compile (about 30 s at LLVM level 1) serves three checks. The package folder
     is read-only, so Numba falls back to the user's cache without a traceback. The command
@@ -218,7 +215,9 @@ def test_first_run_compiles_into_the_user_cache_says_so_and_ctrl_c_waits_for_it(
         return
     copy = read_only_copy(tmp_path)
     user_cache = tmp_path / "user-cache"  # where Numba falls back to, as ~/.cache would be
+    # The data named, as fastnn's own cache moves with XDG_CACHE_HOME.
     env = {"PYTHONPATH": str(copy.parent), "NUMBA_CACHE_DIR": "", "XDG_CACHE_HOME": str(user_cache),
+           "FASTNN_DATA_DIR": str(real_data_dir),
            # LLVM's level 1 compiles faster (29 s against 38 s here) and serves these checks
            # as well; the code stays in this test's own cache folder. (Level 0 would compile
            # in 18 s, but Numba does not cache code compiled at level 0.)
@@ -260,7 +259,7 @@ def test_no_warning_when_fit_is_not_interrupted():
         ).fit(X, y)
 
 
-@needs_mnist
+@pytest.mark.real_data
 def test_a_cosine_run_stopped_by_ctrl_c_resumes_to_the_bits_of_the_whole_run(tmp_path):
     """The cosine schedule is planned over the run's epochs: resumed to that end after Ctrl-C,
     the run takes the rates (and samples, and Adam's moments) it would have taken anyway."""
@@ -327,7 +326,7 @@ def test_a_command_takes_sigterm_as_a_first_ctrl_c_and_exits_143():
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-@needs_mnist
+@pytest.mark.real_data
 def test_sigterm_stops_training_as_the_first_ctrl_c_does(tmp_path):
     """The epoch ends and every output asked for is written, with the status "terminated";
     exit status 143."""
@@ -349,7 +348,7 @@ def test_sigterm_stops_training_as_the_first_ctrl_c_does(tmp_path):
     assert not [p for p in tmp_path.rglob(".*") if p.is_file()], "temporary files"
 
 
-@needs_mnist
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     ("second", "status", "said"),
     [(signal.SIGTERM, 143, "SIGTERM again"), (signal.SIGINT, 130, "Ctrl-C after SIGTERM")],

@@ -4,9 +4,10 @@ cache cannot be written), and two Python threads training at once without aborti
 
 from __future__ import annotations
 
-import hashlib
+import ast
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ import fastnn
 from fastnn.backends import get_backend
 from fastnn.backends.numba_team import team_size
 from fastnn.kernels import backward, config, dense, epoch, sparse, tile
+from fastnn.kernels.cache import OUTSIDE, SourcesCache
 from fastnn.kernels.layout import CACHE_LINE, line_aligned, make_layout, panel_copy
 from fastnn.model import init_params
 
@@ -378,24 +380,6 @@ def test_bad_arguments_are_refused_like_the_reference(kwargs, message):
         backend.train_epoch(params, **args)
 
 
-def kernel_sources_digest() -> str:
-    """sha256 of the kernel modules that the entries compile in, all but epoch.py itself, and
-    of fastnn/dropout.py, whose constants the kernels compile in."""
-    digest = hashlib.sha256()
-    kernels = [p for p in (PACKAGE / "kernels").glob("*.py") if p.name != "epoch.py"]
-    for path in sorted(kernels) + [PACKAGE / "dropout.py"]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def test_kernel_sources_digest_is_current():
-    """Numba would otherwise load stale cached entries after an edit to another kernel file."""
-    assert epoch.KERNEL_SOURCES_DIGEST == kernel_sources_digest(), (
-        "a kernel module changed: set KERNEL_SOURCES_DIGEST in fastnn/kernels/epoch.py to "
-        f'"{kernel_sources_digest()}" so that cached compiled code is not reused'
-    )
-
-
 # --- processes: cache, read-only package, concurrent threads ----------------------------------
 
 
@@ -437,6 +421,64 @@ def test_a_second_process_loads_the_compiled_code_from_the_cache():
     assert code == 0, err
     hits, misses = map(int, out.split()[-2:])
     assert (hits, misses) == (1, 0), "the second process compiled again"
+
+
+# An entry of its own in a copy of the package: compiling it takes a second, the real ones 30 s.
+PROBE = """
+from fastnn.kernels.config import entry
+
+
+@entry
+def plus_one(x):
+    return x + 1
+"""
+PROBE_RUN = """
+    from fastnn.kernels.probe import plus_one
+    assert plus_one(1) == 2
+    print(sum(plus_one.stats.cache_hits.values()), sum(plus_one.stats.cache_misses.values()))
+"""
+
+
+def test_an_edit_to_any_kernel_source_makes_the_cached_entries_stale(tmp_path):
+    """Numba checks a cached function against its own file only; an entry's cache is checked
+    against every file its compiled code comes from: loaded while none changes, compiled again
+    after an edit to another kernel module, or to fastnn/dropout.py."""
+    copy = tmp_path / "fastnn"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "kernels" / "probe.py").write_text(PROBE)
+    env = {"PYTHONPATH": str(tmp_path), "NUMBA_CACHE_DIR": ""}  # the copy's own __pycache__
+
+    def hits_and_misses() -> tuple[int, ...]:
+        code, out, err = run_python(PROBE_RUN, env, cwd=tmp_path)
+        assert code == 0, err
+        return tuple(map(int, out.split()))
+
+    assert hits_and_misses() == (0, 1)
+    assert hits_and_misses() == (1, 0)
+    for edited in ("kernels/team.py", "dropout.py"):
+        with (copy / edited).open("a") as source:
+            source.write("# an edit\n")
+        assert hits_and_misses() == (0, 1), f"the cached code outlived an edit to {edited}"
+        assert hits_and_misses() == (1, 0)
+
+
+def test_the_entries_use_that_cache_and_it_knows_every_module_the_kernels_import():
+    assert config.CACHE
+    for compiled in (epoch.descend, epoch.forward, epoch.augment):
+        assert isinstance(compiled._cache, SourcesCache), compiled
+    imported = set()
+    for path in (PACKAGE / "kernels").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module == "fastnn":
+                imported |= {f"fastnn.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+    outside = {
+        m for m in imported if m.startswith("fastnn.") and not m.startswith("fastnn.kernels")
+    }
+    assert outside == {f"fastnn.{Path(name).stem}" for name in OUTSIDE}
 
 
 def test_no_writable_cache_folder_at_all_turns_caching_off(monkeypatch):

@@ -16,6 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+import fastnn
+
 REPO = Path(__file__).resolve().parents[1]
 
 # The subpackages the wheel must carry, whatever the source tree holds at the time.
@@ -99,7 +101,9 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_wheel_contents(built):
     source, wheel = built
-    assert wheel.name.startswith("fastnn-") and wheel.name.endswith("-py3-none-any.whl")
+    # The distribution is fastnn-mlp ("fastnn" on PyPI is another project); the import name
+    # stays fastnn, and the version is fastnn.__version__.
+    assert wheel.name == f"fastnn_mlp-{fastnn.__version__}-py3-none-any.whl", wheel.name
     with zipfile.ZipFile(wheel) as archive:
         names = [PurePosixPath(name) for name in archive.namelist()]
         dist_info = {name.parts[0] for name in names if name.parts[0].endswith(".dist-info")}
@@ -132,12 +136,15 @@ def test_wheel_contents(built):
     assert "Copyright (c) 2026 The fastnn developers" in license_text
     assert "License-Expression: MIT" in metadata.splitlines()
     assert "License-File: LICENSE" in metadata.splitlines()
+    assert "Name: fastnn-mlp" in metadata.splitlines()
+    assert f"Version: {fastnn.__version__}" in metadata.splitlines()
 
 
 # Run by the venv's python, from a folder outside the repository.
 VENV_SCRIPT = textwrap.dedent(
     """
     import sys
+    from importlib.metadata import version
     from pathlib import Path
 
     import numpy as np
@@ -181,6 +188,8 @@ VENV_SCRIPT = textwrap.dedent(
     # python -m fastnn.serve finds its page in the installed package.
     page = fastnn.serve_http.static_files()
     assert b'id="prediction"' in page["index.html"] and page["app.js"] and page["style.css"]
+    # The distribution's name and version, as pip and importlib.metadata know them.
+    assert version("fastnn-mlp") == fastnn.__version__, version("fastnn-mlp")
     print("fastnn", fastnn.__version__, "from", Path(fastnn.__file__).resolve())
     """
 )
@@ -203,3 +212,5 @@ def test_wheel_installs_and_trains_in_a_fresh_venv(built, tmp_path):
 
     result = run([python, "-m", "fastnn.train", "--help"], cwd=work)
     assert "--backend" in result.stdout, result.stdout
+    result = run([python, "-m", "fastnn", "--version"], cwd=work)
+    assert result.stdout == f"fastnn {fastnn.__version__}\n", result.stdout

@@ -124,13 +124,11 @@ def test_numba_backend_predicts_the_same(toy, capsys):
 
 
 @pytest.fixture(scope="module")
-def mnist_model(tmp_path_factory):
+def mnist_model(real_data_dir, tmp_path_factory):
     """A model trained on the 60000 MNIST training digits, saved; and the test digits."""
-    if not os.environ.get("FASTNN_DATA_DIR"):
-        pytest.skip("FASTNN_DATA_DIR is not set: no MNIST to train on")
     from fastnn.data import load_dataset
 
-    X, y, X_test, y_test = load_dataset("mnist", download=False)
+    X, y, X_test, y_test = load_dataset("mnist", real_data_dir, download=False)
     try:
         backend = get_backend("numba").name
     except ValueError:

@@ -1,7 +1,6 @@
 """The README's examples run as written: every Python block, and the prediction commands."""
 
 import json
-import os
 import re
 import shlex
 import signal
@@ -27,9 +26,7 @@ def blocks(language: str, section: str | None = None) -> list[str]:
     return [code for lang, code in BLOCK.findall(text) if lang == language]
 
 
-needs_data = pytest.mark.skipif(
-    not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
-)
+needs_data = pytest.mark.real_data  # MNIST, where fastnn finds it (see conftest.py)
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -157,9 +157,9 @@ def test_without_dask_the_command_says_what_to_install(tmp_path):
         timeout=60,
     )
     assert result.returncode == 2
-    assert "library:" in result.stdout and "pip install 'fastnn[sweep]'" in result.stdout
+    assert "library:" in result.stdout and "pip install 'fastnn-mlp[sweep]'" in result.stdout
     assert result.stderr.count("\n") == 1
-    assert "install it with: pip install 'fastnn[sweep]'" in result.stderr
+    assert "install it with: pip install 'fastnn-mlp[sweep]'" in result.stderr
 
 
 def test_importing_fastnn_imports_no_dask():

@@ -1,7 +1,6 @@
 """python -m fastnn.train: runs end to end on real MNIST, writes what it says, fails clearly."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -17,12 +16,8 @@ from fastnn.backends import get_backend
 from fastnn.data import CLASS_NAMES
 from fastnn.model import init_params
 
-needs_mnist = pytest.mark.skipif(
-    not os.environ.get("FASTNN_DATA_DIR"), reason="FASTNN_DATA_DIR is not set"
-)
 
-
-@needs_mnist
+@pytest.mark.real_data
 def test_short_run_writes_metrics_and_plots(tmp_path, capsys):
     metrics = tmp_path / "out" / "metrics.json"
     plots = tmp_path / "plots"
@@ -128,7 +123,7 @@ def test_samples_show_mistakes_first_with_fashion_names(tmp_path):
     assert (tmp_path / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@needs_mnist
+@pytest.mark.real_data
 def test_full_batch_logs_every_nth_step(capsys):
     code, out, _ = run_main(
         ["--backend", "numpy", "--preset", "seeds", "--epochs", "8", "--log-every", "4"], capsys
@@ -141,7 +136,7 @@ def test_full_batch_logs_every_nth_step(capsys):
     assert "batch 59000" in out and "float64" in out and "uniform init" in out
 
 
-@needs_mnist
+@pytest.mark.real_data
 def test_the_default_preset_reaches_98_percent(tmp_path, capsys):
     """What the README promises of `python -m fastnn.train` (98.21% with seed 0)."""
     metrics = tmp_path / "metrics.json"

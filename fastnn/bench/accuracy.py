@@ -35,17 +35,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-import fastnn
 from fastnn import interrupt
 from fastnn.atomic import check_writable, write_text
 from fastnn.backends import get_backend
+from fastnn.bench.machine import machine
 from fastnn.bench.peers import PeerUnavailable as Unavailable
-from fastnn.bench.report import BUSY_OTHER_CORES, markdown_table, write_json
+from fastnn.bench.report import BUSY_OTHER_CORES, markdown_table, write_json, write_outputs
 from fastnn.bench.timing import SETTLE_S, blas_threads, others_cpu
 from fastnn.data import DataError, Dataset, load_dataset, scale
 from fastnn.estimator import MLPClassifier
 from fastnn.hyperparameters import PRESETS
 from fastnn.options import preset_options
+from fastnn.version import __version__
 
 TARGETS = (0.97, 0.98, 0.985)
 NOT_RACED = ("seeds",)  # the tutorials' run (hidden 10, full batch) never comes near 97%
@@ -186,8 +187,6 @@ def race(racer: Racer, targets: list[float], stop: interrupt.StopRequest, log: L
 
 def collect(args: argparse.Namespace, data: Dataset, log: Log) -> dict:
     """Race the chosen contenders one after the other; the JSON-ready result."""
-    from fastnn.bench.cli import machine  # cli imports this module: import it when run
-
     targets, results, skipped = sorted(args.targets), [], {}
     with (
         interrupt.stop_requests(STOP_NOTICE) as stop,
@@ -208,7 +207,7 @@ def collect(args: argparse.Namespace, data: Dataset, log: Log) -> dict:
             log(f"{racer.name}: {racer.recipe} ...")
             results.append(race(racer, targets, stop, log))
     result = dict(
-        fastnn_version=fastnn.__version__, date=datetime.date.today().isoformat(),
+        fastnn_version=__version__, date=datetime.date.today().isoformat(),
         command=args.command, machine=machine(), threads=args.threads,
         blas_threads_limited=blas_limited, seed=args.seed, targets=targets,
         train_rows=len(data.X_train), test_rows=len(data.X_test), contenders=results,
@@ -318,8 +317,6 @@ def resolve(p: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastnn.bench.cli import write_outputs  # cli imports this module: import it when run
-
     log = functools.partial(print, file=sys.stderr, flush=True)
     outputs = [("--json", args.json), ("--png", args.png), ("--markdown", args.markdown)]
     try:

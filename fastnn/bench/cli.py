@@ -13,23 +13,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib.metadata
 import os
-import platform
 import shlex
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-import numpy as np
-
-import fastnn
 from fastnn import interrupt
 from fastnn.atomic import check_writable, write_text
 from fastnn.backends import Backend, get_backend
 from fastnn.bench import accuracy, report
 from fastnn.bench.data import load
 from fastnn.bench.epochs import Data, Log, optimizer_costs, run_peers_on, run_workloads
+from fastnn.bench.machine import machine
 from fastnn.bench.peak import ROUNDS as FMA_ROUNDS
 from fastnn.bench.peak import fma_peaks, set_against_fma_peak
 from fastnn.bench.predict import ONE_ROW_CALLS, QUICK_ONE_ROW_CALLS, measure_predict
@@ -45,6 +40,8 @@ from fastnn.bench.workloads import (
 )
 from fastnn.data import DataError
 from fastnn.options import positive_int
+from fastnn.tools import add_version
+from fastnn.version import __version__
 
 DEFAULT_REPEATS = 5
 DEFAULT_FULL_BATCH_ITERS = 5
@@ -57,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time one training epoch of the numpy and numba backends side by side; "
         "or, with --time-to-accuracy, the seconds of training to given MNIST test accuracies.",
     )
+    add_version(p)
     p.add_argument(
         "--workloads",
         nargs="+",
@@ -152,25 +150,6 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def machine() -> dict:
-    """The machine as the report names it."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass  # not Linux: keep platform's guess
-    return dict(
-        cpu=cpu,
-        cores=os.cpu_count(),
-        python=platform.python_version(),
-        numpy=np.__version__,
-        numba=importlib.metadata.version("numba"),
-    )
-
-
 def collect(
     args: argparse.Namespace,
     data: Data,
@@ -218,7 +197,7 @@ def collect(
         )
         startup = measure_startup(args.threads, args.data)
     result = dict(
-        fastnn_version=fastnn.__version__,
+        fastnn_version=__version__,
         date=datetime.date.today().isoformat(),
         command=args.command,
         machine=machine(),
@@ -303,21 +282,4 @@ def run(args: argparse.Namespace) -> int:
         ("--png", args.png, lambda: report.write_png(args.png, result)),
         ("--markdown", args.markdown, lambda: write_text(args.markdown, result["markdown"])),
     ]
-    return 0 if write_outputs(writers, log) else 1
-
-
-def write_outputs(writers: Sequence[tuple[str, str | None, Callable[[], None]]], log: Log) -> bool:
-    """Call each (option, path, write) whose path was given; whether all of them succeeded."""
-    ok = True
-    for option, path, write in writers:
-        if not path:
-            continue
-        try:
-            write()
-        except OSError as exc:  # e.g. a full disk: say so, and still write the others
-            ok = False
-            print(f"fastnn.bench: error: could not write {option} {path}: {exc.strerror or exc}",
-                  file=sys.stderr)  # fmt: skip
-        else:
-            log(f"wrote {path}")
-    return ok
+    return 0 if report.write_outputs(writers, log) else 1

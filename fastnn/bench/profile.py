@@ -62,6 +62,7 @@ from fastnn.kernels.layout import (
 from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
 from fastnn.model import LEAKY_SLOPE, check_dtype, init_params
 from fastnn.options import positive_int
+from fastnn.tools import add_version
 
 STAGES = (
     "list non-zero pixels (scan_row, prefetch)",
@@ -316,6 +317,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Time the stages of a single-thread Numba training epoch, and where "
         "each thread's time goes in a real epoch on one thread and on --threads.",
     )
+    add_version(parser)
     parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", TABULAR),
                         help=f"{TABULAR}: the bench's synthetic dense set")  # fmt: skip
     parser.add_argument("--standardise", action="store_true",

@@ -1,15 +1,17 @@
 """Turning a bench result (the JSON-ready dict that fastnn.bench.cli builds) into the
-markdown table for the README, the JSON file and the bar chart."""
+markdown table for the README, the JSON file and the bar chart, and writing those asked for."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from fastnn.atomic import write_text
+from fastnn.bench.epochs import Log
 from fastnn.bench.peers import OURS
 from fastnn.bench.predict import predict_lines
 from fastnn.bench.startup import startup_line
@@ -343,3 +345,20 @@ def write_png(path: str | os.PathLike, result: dict) -> None:
     from fastnn.plots import save_png
 
     save_png(figure(result), path)
+
+
+def write_outputs(writers: Sequence[tuple[str, str | None, Callable[[], None]]], log: Log) -> bool:
+    """Call each (option, path, write) whose path was given; whether all of them succeeded."""
+    ok = True
+    for option, path, write in writers:
+        if not path:
+            continue
+        try:
+            write()
+        except OSError as exc:  # e.g. a full disk: say so, and still write the others
+            ok = False
+            print(f"fastnn.bench: error: could not write {option} {path}: {exc.strerror or exc}",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            log(f"wrote {path}")
+    return ok

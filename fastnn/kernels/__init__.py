@@ -2,6 +2,7 @@
 compiled by Numba.
 
 - `config`: every compiler option, in one place;
+- `cache`: Numba's on-disk cache of the entries, stale after an edit to any kernel source;
 - `team`: the threads that run an entry together, and the barrier where they meet;
 - `sparse`: reading X (uint8 pixels scaled as x / 255 in the parameters' dtype, as the
   reference does) and listing each sample's non-zero features, all the first layer touches;

@@ -1,14 +1,15 @@
 """Every Numba option of the kernels, decided in one place.
 
-Options (`SERIAL`: the helpers; `ENTRY`: the entries of `epoch`, the functions called from
+Options (`SERIAL`: the helpers; `entry`: the entries of `epoch`, the functions called from
 Python, each run by a team of threads: see `team`):
 
 - cache, on the entries only: their compiled code, which includes every kernel they call, is
   stored beside the sources (`__pycache__`), so a second process loads it instead of compiling.
   Numba checks a cached function against its own file only, so the helpers are not cached on
-  their own: a stale cached helper would be linked into a fresh entry. Instead
-  `epoch.KERNEL_SOURCES_DIGEST` ties the entries' file to all the others. Where the package
-  folder is not writable Numba falls back to the user-wide cache (`~/.cache/numba`, or
+  their own: a stale cached helper would be linked into a fresh entry. Instead the entries'
+  cache (`cache.SourcesCache`) is stamped with a digest of every kernel source as well, so
+  that an edit to any of them makes Numba compile the entries again. Where the package folder
+  is not writable Numba falls back to the user-wide cache (`~/.cache/numba`, or
   `NUMBA_CACHE_DIR` when set); where no location is writable at all, caching is switched off
   rather than letting Numba raise at import time (`_can_cache`).
 - fastmath: off. The kernels need none of it to vectorise: their inner loops run across the
@@ -24,8 +25,12 @@ Python, each run by a team of threads: see `team`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 from numba.core.codegen import get_host_cpu_features
+
+from fastnn.kernels.cache import SourcesCache
 
 
 def _can_cache() -> bool:
@@ -68,7 +73,16 @@ DENSE_ROWS, DENSE_VECTORS = (8, 2) if REGISTER_BYTES == 64 else (4, 3)
 FASTMATH = False
 
 SERIAL = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
-ENTRY = {**SERIAL, "cache": CACHE}
+
+
+def entry(function: Callable) -> Callable:
+    """@njit(**SERIAL) for an entry of `epoch`, its compiled code cached on disk (see the
+    module's docstring) where a cache can be written."""
+    dispatcher = numba.njit(**SERIAL)(function)
+    if CACHE:
+        # What njit's cache=True does, with the cache that knows every kernel source.
+        dispatcher._cache = SourcesCache(dispatcher.py_func)
+    return dispatcher
 
 
 def named(name: str):

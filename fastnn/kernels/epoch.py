@@ -30,20 +30,13 @@ from fastnn.kernels.backward import (
     sample_pass,
     weight_squares,
 )
-from fastnn.kernels.config import ENTRY, SERIAL
+from fastnn.kernels.config import SERIAL, entry
 from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
 from fastnn.kernels.layout import Layout, line_aligned
 from fastnn.kernels.optimizer import GRADIENTS_ONLY
 from fastnn.kernels.sparse import BLOCK, input_table
 from fastnn.kernels.team import borrowed, clock, meet, my_jobs
-
-# Numba checks the cached code of an entry against this file only, yet that code includes every
-# kernel it calls: an edit to another kernel module (or to the options in config.py) would
-# leave a stale compiled entry in use (so would one to fastnn/dropout.py, whose constants
-# the kernels compile in). This digest of those modules, kept up to date by
-# test_kernel_sources_digest_is_current, makes every such edit change this file too.
-KERNEL_SOURCES_DIGEST = "75478f6170e957cb4e95717253860bdf8eb336008fd677d326dace7c833f31cb"
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
@@ -135,7 +128,7 @@ def feature_lists(layout, chunk):
     return idx, bounds
 
 
-@njit(**ENTRY)
+@entry
 def descend(team, layout, net, data, rule, state, work):
     """Takes X[order] in batches of batch_size (the last one possibly smaller) and after each
     steps theta (and `ahead`, and state) by `rule` (see `optimizer`), in place; this member's
@@ -250,7 +243,7 @@ def forward_outputs(layout: Layout, n: int, dtype: np.dtype) -> Activations:
     )
 
 
-@njit(**ENTRY)
+@entry
 def forward(team, layout, net, X, rows, dense_input, out):
     """Every row of X through the network into `out`, a chunk of CHUNK rows a job, the first
     layer dense or not (see backward.Chunk). rows: 0..n-1, read-only, as descend's chunks take
@@ -279,7 +272,7 @@ def forward(team, layout, net, X, rows, dense_input, out):
         forward_pass(layout, net, X, table, part, out.P[start : start + m])
 
 
-@njit(**ENTRY)
+@entry
 def augment(team, X, warp, out):
     """out[r] = row r of X (n, height * width) transformed by `warp`, for this member's rows."""
     augment_rows(*borrowed((team, X, warp, out)))

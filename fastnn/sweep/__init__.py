@@ -1,7 +1,7 @@
 """Hyperparameter sweeps of fastnn's training on Dask: `fastnn.sweep(grid, ...)` (a pandas
 DataFrame of the trials) and the command `python -m fastnn.sweep`.
 
-Dask is an optional extra (pip install 'fastnn[sweep]'): this package imports without it, and
+Dask is an optional extra (pip install 'fastnn-mlp[sweep]'): this package imports without it, and
 says what to install when a sweep is started.
 """
 

@@ -21,6 +21,7 @@ from fastnn.sweep.results import METRICS
 from fastnn.sweep.settings import FIELDS, SettingError, Settings, check_run, read_settings
 from fastnn.sweep.space import SpaceError, format_value, parse_assignment, read_space_file
 from fastnn.sweep.trial import SweepData
+from fastnn.tools import add_version
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 SETTINGS_FILE, LOG_FILE = "sweep.json", "results.jsonl"
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train python -m fastnn.train over a grid (or random draws) of MLPClassifier "
         "parameters and seeds on Dask, and rank the configurations by dev accuracy.",
     )
+    add_version(p)
     p.add_argument(
         "--grid",
         nargs="+",

@@ -21,7 +21,7 @@ from fastnn.sweep import lock, results, trial
 from fastnn.sweep.settings import SettingError, Settings, check_run, shown
 from fastnn.sweep.space import configurations, halving_rungs
 
-INSTALL_ADVICE = "install it with: pip install 'fastnn[sweep]'"
+INSTALL_ADVICE = "install it with: pip install 'fastnn-mlp[sweep]'"
 RETRIES = 2  # a trial that raises is run again this often; a dying worker is Dask's count
 # Threads-per-trial variables for the worker processes: Numba's pool, and NumPy's BLAS (which
 # Dask caps at 1 already) so that workers x threads stays within the cores.
