@@ -1,4 +1,7 @@
-"""The README's examples run as written: every Python block, and the prediction commands."""
+"""The README's examples run as written: every Python block, and the commands of the sections
+that use the library, predict, report, serve and sweep. The blocks of the other sections
+(installing, the training command's longer runs, the benchmark and the test command) are named in
+NOT_RUN, and a test checks that no other section has a block that nothing runs."""
 
 import json
 import re
@@ -37,25 +40,61 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-DEEPER = "Deeper networks and optimizers"
+LIBRARY = "Use as a library"
+DEEPER = "Networks and optimizers"
+PREDICT = "Predict"
+REPORT = "Report"
 TRAIN = "python -m fastnn.train --save model.npz"  # the model of the sections below
-SERVE = "Drawing digits in the browser"
-SWEEPS = "Hyperparameter sweeps"
+SERVE = "Serve: draw digits in the browser"
+SWEEPS = "Sweep hyperparameters"
+DEVELOPMENT = "Development"
+# The sections whose blocks no test runs, and why.
+NOT_RUN = {
+    "Install": "it installs packages",
+    "Train": "the preset runs take minutes (the first line is TRAIN without --save)",
+    "Benchmark": "each run takes minutes",
+    DEVELOPMENT: "the test command itself: .ci/run runs it as written (checked below)",
+}
+CI_RUN = README.parent / ".ci" / "run"
 
 
 def test_readme_has_the_examples_this_file_runs():
-    assert len(blocks("python", "The library")) == 2
-    assert len(blocks("bash", "Predicting digits")) == 1
-    assert len(blocks("bash", "The report")) == 1
+    assert len(blocks("python", LIBRARY)) == 2
+    assert len(blocks("bash", PREDICT)) == 1
+    assert len(blocks("bash", REPORT)) == 1
     assert len(blocks("bash", SERVE)) == 2
     assert len(blocks("bash", SWEEPS)) == 2 and len(blocks("python", SWEEPS)) == 2
     assert len(blocks("python", DEEPER)) == 1 and len(blocks("bash", DEEPER)) == 1
 
 
+def test_every_block_of_the_readme_runs_or_is_named_as_not_run():
+    tested = {LIBRARY, DEEPER, PREDICT, REPORT, SERVE, SWEEPS}
+    text = README.read_text(encoding="utf-8")
+    untested = []
+    for part in text.split("\n## ")[1:]:
+        section = part.split("\n", 1)[0]
+        languages = {lang for lang, _ in BLOCK.findall(part)}
+        if languages & {"bash", "sh", "shell", "python", "py"} and section not in tested:
+            untested.append(section)
+    assert sorted(untested) == sorted(NOT_RUN), "a README section has a block no test runs"
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    """.ci/run runs the README's test command as written: the same line."""
+    lines = CI_RUN.read_text(encoding="utf-8").splitlines()
+    [command] = [line for line in lines if line.endswith("python -m pytest")]
+    assert command == 'pip install -e ".[dev,sweep]" && python -m pytest'
+    assert blocks("bash", DEVELOPMENT) == [command + "\n"]
+
+
+def test_readme_is_at_most_300_lines():
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 300
+
+
 @needs_data
 @pytest.mark.parametrize("index", [0, 1])
 def test_library_example_runs(index, tmp_path):
-    code = blocks("python", "The library")[index]
+    code = blocks("python", LIBRARY)[index]
     result = run([sys.executable, "-c", code], tmp_path)
     if index == 0:
         accuracy = float(result.stdout.split("test accuracy")[1])
@@ -65,10 +104,10 @@ def test_library_example_runs(index, tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A folder holding the model.npz that the README's first command of both sections makes."""
+    """A folder holding the model.npz that the first command of these sections makes."""
     folder = tmp_path_factory.mktemp("readme")
-    assert blocks("bash", "Predicting digits")[0].splitlines()[0].startswith(TRAIN)
-    assert blocks("bash", "The report")[0].startswith(TRAIN + " && ")
+    assert blocks("bash", PREDICT)[0].splitlines()[0].startswith(TRAIN)
+    assert blocks("bash", REPORT)[0].startswith(TRAIN + " && ")
     assert blocks("bash", SERVE)[0].splitlines()[0] == TRAIN
     run(_command(TRAIN), folder)
     return folder
@@ -76,7 +115,7 @@ def trained(tmp_path_factory) -> Path:
 
 @needs_data
 def test_report_command_runs(trained):
-    report = blocks("bash", "The report")[0].strip().split(" && ", 1)[1]
+    report = blocks("bash", REPORT)[0].strip().split(" && ", 1)[1]
     run(_command(report), trained)
     assert (trained / "report" / "report.html").stat().st_size > 10_000
 
@@ -94,7 +133,7 @@ def test_prediction_commands_run(trained):
     Image.fromarray(np.stack([big, big, big // 2], axis=2)).save(tmp_path / "another.jpg")
     columns = [f"pixel{i}" for i in range(784)]
     pd.DataFrame(X_test[:20], columns=columns).to_csv(tmp_path / "test.csv", index=False)
-    for line in blocks("bash", "Predicting digits")[0].splitlines()[1:]:  # trained: the first
+    for line in blocks("bash", PREDICT)[0].splitlines()[1:]:  # trained: the first
         run(_command(line), tmp_path)
     assert len(pd.read_csv(tmp_path / "submission.csv")) == 20
 
@@ -162,7 +201,7 @@ def test_sweep_examples_run(tmp_path):
     started as written. The GridSearchCV example needs scikit-learn: see the next test."""
     sweep_helpers.require_distributed()
     install, local = _lines(blocks("bash", SWEEPS)[0])
-    assert install == 'pip install "fastnn[sweep]"'  # installed: pip install -e ".[dev,sweep]"
+    assert install == 'pip install -e ".[sweep]"'  # installed: pip install -e ".[dev,sweep]"
     out = run(_command(local), tmp_path).stdout
     assert "12 trials in" in out and "best: python -m fastnn.train" in out
     out = run([sys.executable, "-c", blocks("python", SWEEPS)[0]], tmp_path).stdout
