@@ -21,7 +21,7 @@ import pytest
 import fastnn
 from fastnn.backends import get_backend
 from fastnn.backends.numba_team import team_size
-from fastnn.kernels import backward, config, dense, epoch, sparse, tile
+from fastnn.kernels import config, dense, epoch, passes, sparse, tile
 from fastnn.kernels.cache import OUTSIDE, SourcesCache
 from fastnn.kernels.layout import CACHE_LINE, line_aligned, make_layout, panel_copy
 from fastnn.model import init_params
@@ -333,14 +333,14 @@ def test_first_layer_jobs_own_every_w1_row_once(n_in, hidden, dtype):
     of the first layer own consecutive ranges of theta that cover W1 once, each whole rows."""
     layout = make_layout([n_in, hidden, 10], np.dtype(dtype).itemsize)
     itemsize = np.dtype(dtype).itemsize
-    per_job = backward.blocks_per_job.py_func(hidden, itemsize)
-    assert 1 <= per_job <= backward.MAX_BLOCKS_PER_JOB
+    per_job = passes.blocks_per_job.py_func(hidden, itemsize)
+    assert 1 <= per_job <= passes.MAX_BLOCKS_PER_JOB
     n_blocks = epoch.n_blocks.py_func(layout)
-    n_groups = backward.block_groups.py_func(n_blocks, per_job)
+    n_groups = passes.block_groups.py_func(n_blocks, per_job)
     assert (n_groups - 1) * per_job < n_blocks <= n_groups * per_job
     start = int(layout.weights_at[0])
     for g in range(n_groups):
-        first, end = backward.owned.py_func(backward.BLOCK_JOB, 0, g, layout, itemsize)
+        first, end = passes.owned.py_func(passes.BLOCK_JOB, 0, g, layout, itemsize)
         assert first == start and end > first and (end - first) % hidden == 0, g
         start = end
     assert start == layout.weights_at[0] + n_in * hidden
@@ -400,7 +400,7 @@ TINY_TRAINING = """
     import numpy as np
     import fastnn
     from fastnn.backends import get_backend
-    from fastnn.kernels.epoch import descend
+    from fastnn.kernels.epoch import train_batches
     from fastnn.model import init_params
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (50, 784)).astype(np.uint8)
@@ -409,7 +409,8 @@ TINY_TRAINING = """
                                                  np.arange(50), 10, 0.1)
     assert np.isfinite(loss)
     print(fastnn.__file__)
-    print(sum(descend.stats.cache_hits.values()), sum(descend.stats.cache_misses.values()))
+    stats = train_batches.stats
+    print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
 """
 
 
@@ -464,7 +465,7 @@ def test_an_edit_to_any_kernel_source_makes_the_cached_entries_stale(tmp_path):
 
 def test_the_entries_use_that_cache_and_it_knows_every_module_the_kernels_import():
     assert config.CACHE
-    for compiled in (epoch.descend, epoch.forward, epoch.augment):
+    for compiled in (epoch.train_batches, epoch.forward, epoch.augment):
         assert isinstance(compiled._cache, SourcesCache), compiled
     imported = set()
     for path in (PACKAGE / "kernels").glob("*.py"):

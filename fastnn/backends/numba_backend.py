@@ -42,10 +42,10 @@ from fastnn.kernels.epoch import (
     Net,
     State,
     augment,
-    descend,
-    descend_workspace,
     forward,
     forward_outputs,
+    train_batches,
+    train_workspace,
 )
 from fastnn.kernels.layout import (
     Layout,
@@ -58,7 +58,7 @@ from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SG
 from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
 from fastnn.optim import Optimizer, OptimizerState, adam_rate
 
-# How the first layer takes its inputs (see fastnn.kernels.backward): "sparse" over each
+# How the first layer takes its inputs (see fastnn.kernels.passes): "sparse" over each
 # sample's list of non-zero features, "dense" as products of register tiles over all of them,
 # "auto" dense where more than DENSE_FROM of the inputs are non-zero (on up to DENSITY_ROWS
 # rows spread over X).
@@ -277,8 +277,8 @@ class NumbaBackend:
         state = State(line_aligned(net.theta.shape, net.theta.dtype), net.theta[:0], net.theta[:0])
         rows = _read_only(np.arange(len(X)))
         data = Data(_read_only(X), _read_only(y), rows, max(len(X), 1), dense_input(X))
-        work = descend_workspace(layout, data, net.theta.dtype, team_size())
-        loss_sum, _ = _call(descend, (layout, net, data, rule, state, work))
+        work = train_workspace(layout, data, net.theta.dtype, team_size())
+        loss_sum, _ = _call(train_batches, (layout, net, data, rule, state, work))
         loss = loss_sum / len(X) if len(X) else float("nan")
         grads = [np.ascontiguousarray(g) for g in _pieces(state.sums, layout)]
         return loss, Grads(grads[0::2], grads[1::2])
@@ -310,8 +310,8 @@ class NumbaBackend:
         )
         order = _read_only(order)
         data = Data(_read_only(X), _read_only(y), order, int(batch_size), dense_input(X))
-        work = descend_workspace(layout, data, net.theta.dtype, team_size())
-        loss_sum, hits = _call(descend, (layout, net, data, rule, moments, work))
+        work = train_workspace(layout, data, net.theta.dtype, team_size())
+        loss_sum, hits = _call(train_batches, (layout, net, data, rule, moments, work))
         self.last_passes = work.passes
         _unpack(net.theta, layout, list(params.arrays()))
         for packed, given in ((moments.first, state.first), (moments.second, state.second)):
@@ -383,7 +383,7 @@ class NumbaBackend:
             yield record
 
 
-ENTRIES = (descend, forward, augment)
+ENTRIES = (train_batches, forward, augment)
 
 
 class _CompileListener(event.Listener):

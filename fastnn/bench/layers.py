@@ -5,12 +5,12 @@ forward Z = A W, dA = dZ W.T passed down to the layer below (none in the first l
 weight gradients dW = A.T dZ. Each is timed here alone, over one epoch's batches of the
 workload, in the epoch's shapes (chunks of min(CHUNK, batch) samples, runs of RUN samples, the
 update jobs' groups of GROUP units or of `blocks_per_job` blocks of features) and with the
-kernels the epoch runs it with: `forward.dense_rows`, `backward.hidden_grad_rows` and
-`backward.add_column_terms`, all `dense`'s products (M in panels where the epoch keeps it so);
+kernels the epoch runs it with: `forward.dense_rows`, `passes.hidden_grad_rows` and
+`passes.add_column_terms`, all `dense`'s products (M in panels where the epoch keeps it so);
 the first layer by the path numba takes on the workload's data (`NumbaBackend.first_layer`):
 dense, its rows of X read in the parameters' dtype (`sparse.read_row`), then
 `dense.add_panel_products`; sparse, each sample's non-zero
-features listed (`sparse.scan_row`), then `forward.hidden_row` and `backward.add_block_terms`.
+features listed (`sparse.scan_row`), then `forward.hidden_row` and `passes.add_block_terms`.
 The first layer's reading of its inputs is timed alone too, and each of its products is what
 it adds to that reading.
 
@@ -33,7 +33,12 @@ from numba import njit
 
 from fastnn.bench.timing import median_seconds
 from fastnn.bench.workloads import Prepared
-from fastnn.kernels.backward import (
+from fastnn.kernels.config import SERIAL
+from fastnn.kernels.dense import add_panel_products
+from fastnn.kernels.epoch import CHUNK
+from fastnn.kernels.forward import dense_rows, hidden_row
+from fastnn.kernels.layout import line_aligned, line_aligned_copy, panel_copy
+from fastnn.kernels.passes import (
     GROUP,
     RUN,
     add_block_terms,
@@ -43,11 +48,6 @@ from fastnn.kernels.backward import (
     features_of_group,
     hidden_grad_rows,
 )
-from fastnn.kernels.config import SERIAL
-from fastnn.kernels.dense import add_panel_products
-from fastnn.kernels.epoch import CHUNK
-from fastnn.kernels.forward import dense_rows, hidden_row
-from fastnn.kernels.layout import line_aligned, line_aligned_copy, panel_copy
 from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
 from fastnn.model import LEAKY_SLOPE
 

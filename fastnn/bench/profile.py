@@ -1,6 +1,6 @@
 """python -m fastnn.bench.profile: where a Numba epoch's time goes, stage by stage.
 
-A serial copy of one training epoch's work (`epoch.descend` without the team's two passes and
+A serial copy of one training epoch's work (`epoch.train_batches` without the team's two passes and
 the update), for one hidden layer or more (`--hidden 256 128`), calls the same kernel helpers
 over the training set in chunks, and is timed with its stages switched on one after another:
 each stage's time is what it added to the ones before. One thread, so the stages add up to the
@@ -38,16 +38,6 @@ from fastnn.bench.data import TABULAR, load, standardise
 from fastnn.bench.timing import median_seconds
 from fastnn.bench.workloads import N_CLASSES
 from fastnn.data import DataError
-from fastnn.kernels.backward import (
-    RUN,
-    add_block_terms,
-    add_column_terms,
-    add_rows,
-    block_groups,
-    blocks_per_job,
-    features_of_group,
-    hidden_grad_rows,
-)
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
@@ -58,6 +48,16 @@ from fastnn.kernels.layout import (
     line_aligned_copy,
     panel_copy,
     set_panel_row,
+)
+from fastnn.kernels.passes import (
+    RUN,
+    add_block_terms,
+    add_column_terms,
+    add_rows,
+    block_groups,
+    blocks_per_job,
+    features_of_group,
+    hidden_grad_rows,
 )
 from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
 from fastnn.model import LEAKY_SLOPE, check_dtype, init_params
@@ -155,7 +155,7 @@ def _epoch_stages(X, y, order, coefs, ahead, intercepts, chunk, stages, dense):
             visited += end - first
             if stages >= 2:
                 hidden_row(W1, intercepts[0], X, r, table, idx, first, end, Z[0], i)
-        # The dense layers a run of RUN samples at a time, as backward.sample_pass takes them.
+        # The dense layers a run of RUN samples at a time, as passes.sample_pass takes them.
         for lo in range(0, m, RUN):
             hi = min(lo + RUN, m)
             if stages >= 3:
@@ -173,7 +173,7 @@ def _epoch_stages(X, y, order, coefs, ahead, intercepts, chunk, stages, dense):
                 for layer in range(n_layers - 1, 0, -1):
                     G, below = Z[layer], Z[layer - 1]
                     hidden_grad_rows(G, lo, hi, WT[layer], A[layer - 1], slope, False, below)
-                for i in range(lo, hi):  # as backward.keep_panels
+                for i in range(lo, hi):  # as passes.keep_panels
                     for layer in range(n_layers - 1):
                         set_panel_row(A_panels[layer], i, A[layer][i])
                     if dense:

@@ -8,11 +8,11 @@ compiled by Numba.
   reference does) and listing each sample's non-zero features, all the first layer touches;
 - `vector`: the one inner loop, y += c0 * M[r0] + ..., as explicit SIMD code;
 - `forward`: the forward pass of one sample, as small serial helpers;
-- `backward`: a mini-batch's forward pass, backpropagation and update, fused into two passes
+- `passes`: a mini-batch's forward pass, backpropagation and update, fused into two passes
   shared by the team, one over samples and one over the parameters' rows;
 - `layout`: where each layer's numbers sit in the flat buffers that let one compiled kernel
   take any number of hidden layers;
 - `optimizer`: the update rules (SGD, momentum, Adam, RMSprop, L2 penalty) on a flat range;
-- `epoch`: the entry points `fastnn.backends.numba_backend` calls: `descend` (a whole epoch, or
-  the gradients of one batch), `forward` and `augment`.
+- `epoch`: the entry points `fastnn.backends.numba_backend` calls: `train_batches` (a whole
+  epoch, or the gradients of one batch), `forward` and `augment`.
 """

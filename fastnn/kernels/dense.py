@@ -20,8 +20,8 @@ computes it, so results do not depend on how the rows are shared out.
 M comes as rows (`add_products`) or in panels (`add_panel_products`, see `layout.panels`): a
 tile's columns of every M[t] one after another, so the tiles of a column of Y read M in order,
 from cache after the first. Rows of a power-of-two width (512 floats: 2 KB) fall on a few of
-the cache's sets, and M's rows then evict each other between tiles: a 16 x 784 x 512 forward
-product ran at 53 GFLOP/s from rows and 85 from panels (one thread, AMD EPYC, AVX2).
+the cache's sets, and M's rows then evict each other between tiles, which panels avoid
+(docs/design.md has the measurements).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""The compiled entry points: `descend`, a whole epoch of mini-batch updates (or the
+"""The compiled entry points: `train_batches`, a whole epoch of mini-batch updates (or the
 gradients of one batch), `forward`, a forward pass keeping every layer's activations, and
 `augment`, an epoch's augmented images (see `kernels.augment`).
 
 Each is called once per member of a team of threads (see `team`), all on the same buffers,
-which the backend allocates (`descend_workspace`, `forward_outputs`). `descend` is a loop over
+which the backend allocates (`train_workspace`, `forward_outputs`). `train_batches` is a loop over
 batches, and over chunks of at most CHUNK samples within a batch, around the two passes of
-`backward`, with the team meeting after each: no Python between batches and none of the
-reference's per-batch temporaries. The gradients of `loss_and_grads` come from `descend` too
+`passes`, with the team meeting after each: no Python between batches and none of the
+reference's per-batch temporaries. The gradients of `loss_and_grads` come from `train_batches` too
 (one batch, rule GRADIENTS_ONLY), not from a third entry, because every entry costs seconds of
 compiling for every dtype pair.
 """
@@ -19,7 +19,12 @@ import numpy as np
 from numba import njit
 
 from fastnn.kernels.augment import augment_rows
-from fastnn.kernels.backward import (
+from fastnn.kernels.config import SERIAL, entry
+from fastnn.kernels.constraint import cap_first_layer
+from fastnn.kernels.dropout import drops
+from fastnn.kernels.layout import Layout, line_aligned
+from fastnn.kernels.optimizer import GRADIENTS_ONLY
+from fastnn.kernels.passes import (
     Batch,
     Chunk,
     block_groups,
@@ -30,11 +35,6 @@ from fastnn.kernels.backward import (
     sample_pass,
     weight_squares,
 )
-from fastnn.kernels.config import SERIAL, entry
-from fastnn.kernels.constraint import cap_first_layer
-from fastnn.kernels.dropout import drops
-from fastnn.kernels.layout import Layout, line_aligned
-from fastnn.kernels.optimizer import GRADIENTS_ONLY
 from fastnn.kernels.sparse import BLOCK, input_table
 from fastnn.kernels.team import borrowed, clock, meet, my_jobs
 
@@ -63,11 +63,11 @@ class Data(NamedTuple):
     y: np.ndarray  # (n,) int64 labels
     order: np.ndarray  # (n_samples,) int64 rows of X, taken in batches in this order
     batch_size: int
-    dense_input: bool  # the first layer runs dense (see backward.Chunk)
+    dense_input: bool  # the first layer runs dense (see passes.Chunk)
 
 
 class State(NamedTuple):
-    """What `descend` updates besides theta, laid out as theta."""
+    """What `train_batches` updates besides theta, laid out as theta."""
 
     sums: np.ndarray  # gradient sums, zero beforehand; after GRADIENTS_ONLY, the gradients
     first: np.ndarray  # velocities or Adam's m (empty if the rule keeps none)
@@ -75,8 +75,8 @@ class State(NamedTuple):
 
 
 class Workspace(NamedTuple):
-    """What `descend`'s team shares besides its arguments: a chunk's per-sample data, twice (a
-    chunk's and the next one's: see `descend`), and the update jobs' flags and sums. (The
+    """What `train_batches`'s team shares besides its arguments: a chunk's per-sample data, twice (a
+    chunk's and the next one's: see `train_batches`), and the update jobs' flags and sums. (The
     chunk's lists of non-zero features are each member's own: see `sample_pass`.)"""
 
     Z: np.ndarray  # (2, ...) every layer's Z, then dZ, of the chunk's samples
@@ -85,15 +85,15 @@ class Workspace(NamedTuple):
     panels: np.ndarray  # (2, ...) their activations in panels, for the update pass's products
     losses: np.ndarray  # (2, chunk)
     hits: np.ndarray  # (2, chunk) int64
-    touched: np.ndarray  # (n_groups,) bool, all False: see backward.block_groups
+    touched: np.ndarray  # (n_groups,) bool, all False: see passes.block_groups
     squares: np.ndarray  # (n_jobs,) float64, see weight_squares
     # (members, PASS_TIMES) int64: each member's ticks of the time stamp counter (team.clock)
     # in the sample passes, waiting after them, in the update passes, waiting after those.
     passes: np.ndarray
 
 
-def descend_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int) -> Workspace:
-    """Fresh buffers for one call of `descend` by a team of `members`; chunks of
+def train_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int) -> Workspace:
+    """Fresh buffers for one call of `train_batches` by a team of `members`; chunks of
     min(CHUNK, batch_size, n) samples."""
     chunk = min(CHUNK, data.batch_size, len(data.order))
     n_layers = len(layout.sizes) - 1
@@ -129,7 +129,7 @@ def feature_lists(layout, chunk):
 
 
 @entry
-def descend(team, layout, net, data, rule, state, work):
+def train_batches(team, layout, net, data, rule, state, work):
     """Takes X[order] in batches of batch_size (the last one possibly smaller) and after each
     steps theta (and `ahead`, and state) by `rule` (see `optimizer`), in place; this member's
     share of it. Returns (to member 0; the others get zeros) the sum of the per-sample losses
@@ -246,7 +246,7 @@ def forward_outputs(layout: Layout, n: int, dtype: np.dtype) -> Activations:
 @entry
 def forward(team, layout, net, X, rows, dense_input, out):
     """Every row of X through the network into `out`, a chunk of CHUNK rows a job, the first
-    layer dense or not (see backward.Chunk). rows: 0..n-1, read-only, as descend's chunks take
+    layer dense or not (see passes.Chunk). rows: 0..n-1, read-only, as train_batches's chunks take
     theirs from data.order, so that the passes both use compile once. Where `out` has no room
     for the activations, each member keeps a chunk's in buffers of its own."""
     team, layout, net, X, rows, out = borrowed((team, layout, net, X, rows, out))

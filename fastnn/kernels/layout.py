@@ -13,7 +13,7 @@ depth.
   moments are laid out as theta, so an update is one loop over the same flat range of each.
 - `ahead` holds every layer's weights once more as the forward pass's dense products read them:
   coefs' (fan_in, fan_out) in panels (see `panels`); the update pass writes each changed
-  column there too (the first layer's only where it runs dense, see backward.Chunk).
+  column there too (the first layer's only where it runs dense, see passes.Chunk).
 - Activations of a chunk of `rows` samples: each layer's Z (then dZ) are a (rows, fan_out)
   block of one buffer, its A a block of another, both from rows * units_at[layer]. A third
   holds, in panels, what the weight gradients' dense products take as M: every hidden layer's
@@ -48,10 +48,8 @@ def line_aligned(shape: int | tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     arrays on 16 bytes). The kernels' rows then start on lines wherever a row's bytes are a
     multiple of 64 (hidden 128 float32: 512), so a 512-bit vector of a row is never split across
     two lines, and each update job's range of theta (the W1 rows of a block group of features, a
-    multiple of 64 bytes) starts a line of its own. Theta, the gradient sums and moments, and
-    the activation buffers aligned so: 2-thread epochs, processes taking turns with 16-byte
-    starts (Intel Xeon AVX-512, 2026-12-02), hidden 128 0.132 -> 0.109 s, 512 0.424 -> 0.380
-    s, Fashion-MNIST 0.220 -> 0.179 s, full batch 0.056 -> 0.053 s, hidden 10 about even."""
+    multiple of 64 bytes) starts a line of its own, and no two threads write one line
+    (docs/design.md has the measurements)."""
     dtype = np.dtype(dtype)
     size = int(np.prod(shape))
     buf = np.zeros(size + CACHE_LINE // dtype.itemsize, dtype)

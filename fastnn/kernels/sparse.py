@@ -6,7 +6,7 @@ kernels list, per sample of a chunk, its non-zero features in ascending order an
 there. Sample i of a chunk owns the n_in + 1 index slots from i * (n_in + 1) (see `scan_row`
 for the spare one). The features are grouped in blocks of BLOCK: block b is features
 b * BLOCK .. (b + 1) * BLOCK - 1, and bounds[b, i] .. bounds[b + 1, i] - 1 are the slots of
-sample i's features in block b, so that the job of `backward.gradient_pass` that owns blocks
+sample i's features in block b, so that the job of `passes.gradient_pass` that owns blocks
 b..b' finds its entries of every sample without searching: bounds[b, i] .. bounds[b' + 1, i] - 1.
 """
 
@@ -21,7 +21,7 @@ from numba.extending import intrinsic, overload
 
 from fastnn.kernels.config import REGISTER_BYTES, SERIAL
 
-BLOCK = 16  # input features per block (an update job owns a few: backward.blocks_per_job)
+BLOCK = 16  # input features per block (an update job owns a few: passes.blocks_per_job)
 WORD = 64  # pixels that scan_row_vector tests at once
 BLOCKS_PER_WORD = WORD // BLOCK
 

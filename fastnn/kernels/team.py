@@ -4,7 +4,7 @@ The backend calls an entry once per member of the team, each call in a thread of
 (`fastnn.backends.numba_team`), all on the same buffers. A member takes every size-th job of a
 pass, starting at its own index (`my_jobs`), and the members meet at a barrier (`meet`) where
 one pass must be complete before the next reads it: once or twice per chunk of an epoch (see
-`epoch.descend`), where Numba's parallel loops launched two parallel regions.
+`epoch.train_batches`), where Numba's parallel loops launched two parallel regions.
 
 Why not prange: every parallel loop costs Numba about 6 s of compiling per specialisation (a
 first fit and predict, uint8 pixels and float32 parameters, compiled in 47-50 s with the three

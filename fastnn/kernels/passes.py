@@ -230,11 +230,10 @@ def keep_panels(layout, chunk, lo, hi):
 def list_others(team, layout, net, X, chunk):
     """Lists the non-zero features of the samples of the chunk that the other members take
     forward, in this member's own lists: the update pass reads every sample's, and reading
-    them from the cache of the core that wrote them cost more than scanning again (full batch,
-    hidden 10, float64, 2 threads: the update jobs took 32 ms a step, 19 ms with own lists).
-    Rows of X are loaded LOAD_AHEAD samples ahead: without work between them, one sample ahead
-    was too late (this listing took 10 ms a step, against 5.7 ms). The scan is called here,
-    not through a helper taking net and chunk per sample: that took 9.5 ms."""
+    them from the cache of the core that wrote them costs more than scanning again. Rows of X
+    are loaded LOAD_AHEAD samples ahead: without work between them, one sample ahead comes too
+    late. The scan is called here, not through a helper taking net and chunk per sample,
+    which Numba does not inline as well (docs/design.md has the measurements)."""
     rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
     inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
     m = rows.shape[0]
@@ -262,14 +261,8 @@ def blocks_per_job(hidden, itemsize):
     visits them). Yet two blocks wherever one block's sums fit in JOB_BYTES: jobs of one block
     deal every other block to a member, and MNIST's odd blocks are busier (blocks of 16
     features against image rows of 28): 8% more pixels for one of two members (Fashion-MNIST
-    4%), whom the other then waits for at every batch's end.
-
-    2-thread epochs, processes taking turns with 4 blocks a job for every width (Intel Xeon,
-    AVX-512, 2026-12-02): hidden 10 float32 (40-byte rows) 8 blocks 1.13-1.20x, 16 blocks
-    1.19x; full batch hidden 10 float64 8 blocks 1.08x; hidden 128 (512 bytes) 8 blocks
-    1.00-1.06x but Fashion-MNIST (denser lists) 0.94-0.97x, so 4 there (2 blocks: 0.89x);
-    hidden 512 (2 KB) 1 block 1.10x, 2 blocks 1.18x, 8 blocks 0.87x; hidden 800 (3.2 KB) 2
-    blocks 0.97x against 1."""
+    4%), whom the other then waits for at every batch's end (docs/design.md has the
+    measurements that chose these counts)."""
     block_bytes = BLOCK * hidden * itemsize
     least = 2 if block_bytes <= JOB_BYTES else 1
     return max(least, min(MAX_BLOCKS_PER_JOB, JOB_BYTES // block_bytes))
