@@ -9,14 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from fastnn import checks, persist, training
-from fastnn.augment import check_augment
 from fastnn.backends import get_backend
-from fastnn.dropout import check_rates
-from fastnn.history import EPOCH_RECORDS, History, generator_state
-from fastnn.hyperparameters import preset_params, resolved_learning_rate
-from fastnn.model import Params, check_dtype, init_params
-from fastnn.optim import OptimizerState, Schedule
+from fastnn.core import checks, training
+from fastnn.core.augment import check_augment
+from fastnn.core.dropout import check_rates
+from fastnn.core.hyperparameters import preset_params, resolved_learning_rate
+from fastnn.core.model import Params, check_dtype, init_params
+from fastnn.core.optim import OptimizerState, Schedule
+from fastnn.files import persist
+from fastnn.files.history import EPOCH_RECORDS, History, generator_state
 from fastnn.scikit import ScikitLearnProtocol
 
 
@@ -30,8 +31,8 @@ class MLPClassifier(ScikitLearnProtocol):
     plain SGD, momentum, Adam or RMSprop.
 
     Parameters follow scikit-learn's MLPClassifier where they exist there, names and formulas
-    (see fastnn.optim). The defaults are fastnn's, the training command's too (see
-    fastnn.hyperparameters): 256 hidden ReLUs, Adam on a cosine schedule, 10 epochs of
+    (see fastnn.core.optim). The defaults are fastnn's, the training command's too (see
+    fastnn.core.hyperparameters): 256 hidden ReLUs, Adam on a cosine schedule, 10 epochs of
     batches of 128, float32. `learning_rate_init=None` (the default) takes the solver's rate:
     0.003 for adam and rmsprop, 0.5 * (1 - momentum) for sgd (scikit-learn's is 0.001 for
     every solver). The schedules are scikit-learn's "constant", "invscaling" and "adaptive",
@@ -39,20 +40,20 @@ class MLPClassifier(ScikitLearnProtocol):
     epochs). fastnn's own: `backend` ("numba" or "numpy"), `dtype`, `init` ("he", "xavier",
     "uniform"), `n_threads`, `rho`, RMSprop's decay (PyTorch's alpha), `dropout`, the
     probability of dropping a hidden unit in training (one for all hidden layers or one per
-    layer; see fastnn.dropout), `input_dropout`, that of dropping an input feature, and
-    `max_norm`, the longest a hidden unit's incoming weight vector may get (fastnn.optim).
+    layer; see fastnn.core.dropout), `input_dropout`, that of dropping an input feature, and
+    `max_norm`, the longest a hidden unit's incoming weight vector may get (fastnn.core.optim).
     `augment` transforms every training image afresh in every epoch: "shift", "affine" or
     "elastic", or a dict with "kind" and strengths such as {"kind": "elastic", "alpha": 8};
-    rows are 28x28 images unless `image_shape` says otherwise (see fastnn.augment).
+    rows are 28x28 images unless `image_shape` says otherwise (see fastnn.core.augment).
     The optimizer's state lives with the model: partial_fit goes on with it, fit starts a
     fresh one (with warm_start=True, from the fitted weights), and `save` stores it.
     Pixels (uint8, or integers of any type all within 0..255) are scaled to [0, 1]; other
     numbers are used as they are (with a warning if they are floats that look like pixels).
     `batch_size="auto"` means min(200, n_samples), as in scikit-learn; "full" every sample.
     Without early stopping training runs exactly `max_iter` epochs. An epoch after which the
-    loss is not finite or has blown up raises fastnn.training.TrainingDiverged; one after
+    loss is not finite or has blown up raises fastnn.core.training.TrainingDiverged; one after
     which the network gives one output for every input stops training with a
-    fastnn.training.TrainingCollapsedWarning; either way the weights from before that epoch
+    fastnn.core.training.TrainingCollapsedWarning; either way the weights from before that epoch
     are kept. Ctrl-C stops training after the current epoch, keeping its weights (a warning
     says so). `from_preset` gives the training command's presets as estimators.
     `random_state` takes what scikit-learn's does: None (fresh seeds from the OS at every fit),
@@ -139,7 +140,7 @@ class MLPClassifier(ScikitLearnProtocol):
 
     @classmethod
     def from_preset(cls, name: str = "default", **params: Any) -> MLPClassifier:
-        """The training command's preset `name` (see fastnn.hyperparameters.PRESETS) as an
+        """The training command's preset `name` (see fastnn.core.hyperparameters.PRESETS) as an
         estimator: its network, update rule, max_iter (the command's epochs), batch size,
         dtype, backend and random_state (its seed); `params` override them."""
         return cls(**{**preset_params(name), **params})
@@ -185,7 +186,8 @@ class MLPClassifier(ScikitLearnProtocol):
         self.t_ = 0  # samples trained on, as scikit-learn counts them (invscaling uses it)
         self._shuffle_rng: np.random.Generator | None = None  # made by _train if still None
         # Each epoch's training accuracy, mean learning rate and seconds, saved for the report's
-        # curves (fastnn.history.EPOCH_RECORDS), and the name of the data, if save was told it.
+        # curves (fastnn.files.history.EPOCH_RECORDS), and the name of the data, if save was
+        # told it.
         self._epoch_records: dict[str, list[float]] = {name: [] for name in EPOCH_RECORDS}
         self._dataset: str | None = None
         self._fresh_optimizer()
@@ -448,7 +450,7 @@ class MLPClassifier(ScikitLearnProtocol):
         *,
         dataset: str | None = None,
     ) -> None:
-        """Write the fitted model to one .npz file (see fastnn.persist), with what it takes to
+        """Write the fitted model to one .npz file (see fastnn.files.persist), with what it takes to
         go on training: the optimizer's state and the training history. `dataset` names the
         data it was trained on ("mnist", "fashion-mnist" or any name), kept in the saved config
         for `python -m fastnn.report`; a loaded model keeps the name its file had."""

@@ -7,11 +7,12 @@ import os
 import warnings
 from typing import Any
 
-from fastnn import checks, persist
+from fastnn.core import checks
+from fastnn.core.hyperparameters import resolved_learning_rate
+from fastnn.core.optim import Schedule
 from fastnn.estimator import MLPClassifier
-from fastnn.history import EPOCH_RECORDS, History
-from fastnn.hyperparameters import resolved_learning_rate
-from fastnn.optim import Schedule
+from fastnn.files import persist
+from fastnn.files.history import EPOCH_RECORDS, History
 
 
 def load(path: str | os.PathLike) -> MLPClassifier:

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from fastnn import train
+from fastnn.train import command as train
 
 
 def write_kaggle(path, n, with_labels, seed=0):

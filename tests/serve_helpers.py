@@ -22,8 +22,8 @@ from PIL import Image
 import fastnn
 from fastnn import MLPClassifier
 from fastnn.data import Dataset, load_dataset
-from fastnn.serve import create_server
-from fastnn.serve_http import DigitServer
+from fastnn.serve.command import create_server
+from fastnn.serve.http import DigitServer
 
 TIMEOUT = 10  # seconds for any one request
 

@@ -13,10 +13,11 @@ import pytest
 from cli_helpers import run_main
 
 import fastnn
-from fastnn import augment, options
-from fastnn.augment import Augmentation, check_augment, shift_draw, uniforms
 from fastnn.backends import get_backend
 from fastnn.backends.tolerance import TRAINED
+from fastnn.core import augment
+from fastnn.core.augment import Augmentation, check_augment, shift_draw, uniforms
+from fastnn.train import options
 
 numpy_backend = get_backend("numpy")
 numba_backend = get_backend("numba")

@@ -29,7 +29,7 @@ from fastnn.bench.workloads import (
     prepare,
     workload,
 )
-from fastnn.model import init_params
+from fastnn.core.model import init_params
 
 NEW_WORKLOADS = ("mnist-h256-128", "mnist-h128-adam")
 

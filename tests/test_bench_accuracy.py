@@ -15,12 +15,12 @@ import time
 import numpy as np
 import pytest
 
-from fastnn import interrupt
 from fastnn.backends import get_backend
 from fastnn.bench import accuracy, cli
+from fastnn.core import interrupt
 from fastnn.data import Dataset, load_dataset
 from fastnn.estimator import MLPClassifier
-from fastnn.options import PRESETS
+from fastnn.train.options import PRESETS
 
 TRAIN_S, TEST_S = 0.01, 0.1  # a scripted contender's epoch and its (uncounted) evaluation
 

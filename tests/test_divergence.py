@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import train, training
 from fastnn.backends import get_backend
+from fastnn.core import training
+from fastnn.core.model import init_params
+from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 from fastnn.data import load_dataset
-from fastnn.model import init_params
-from fastnn.optim import Optimizer, OptimizerState, Schedule
+from fastnn.train import command as train
 
 pytestmark = pytest.mark.real_data
 

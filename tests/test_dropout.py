@@ -9,12 +9,12 @@ import pytest
 from test_numba_equivalence import check, make_data
 
 import fastnn
-from fastnn import options
 from fastnn.backends import get_backend
 from fastnn.backends.numpy_backend import activate, forward
 from fastnn.backends.tolerance import ONE_PASS, TRAINED
-from fastnn.dropout import Dropout, check_rates
-from fastnn.model import init_params
+from fastnn.core.dropout import Dropout, check_rates
+from fastnn.core.model import init_params
+from fastnn.train import options
 
 numpy_backend = get_backend("numpy")
 numba_backend = get_backend("numba")
@@ -23,7 +23,7 @@ M64 = 2**64 - 1
 
 
 def splitmix_finaliser(z: int) -> int:
-    """Written out from splitmix64's published finaliser, independently of fastnn.dropout."""
+    """Written out from splitmix64's published finaliser, independently of fastnn.core.dropout."""
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
     return z ^ (z >> 31)

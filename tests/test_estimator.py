@@ -11,8 +11,8 @@ import pytest
 
 from fastnn import MLPClassifier, load
 from fastnn.backends import get_backend
+from fastnn.core.training import TrainingDiverged
 from fastnn.estimator import NotFittedError
-from fastnn.training import TrainingDiverged
 
 
 def numba_or_skip() -> str:
@@ -344,7 +344,7 @@ def test_the_weights_take_the_memory_of_the_models_dtype(init):
     """The memory fit's first weights ask for (hidden_layer_sizes=10**7 asked for 58 GiB in
     float64 for a float32 model): a float32 network's is half a float64 one's, and the
     numbers are those of one float64 draw, converted."""
-    from fastnn.model import init_params
+    from fastnn.core.model import init_params
 
     def peak(dtype):
         tracemalloc.start()  # NumPy reports its arrays' memory to tracemalloc
@@ -402,7 +402,7 @@ def test_scikit_learn_estimator_checks(backend):
 
 
 def test_a_column_of_labels_is_used_with_scikit_learns_warning():
-    from fastnn.checks import DataConversionWarning
+    from fastnn.core.checks import DataConversionWarning
 
     with pytest.warns(DataConversionWarning, match="A column-vector y was passed"):
         column = small().fit(X, y[:, None])
@@ -462,7 +462,7 @@ def test_integers_beyond_pixels_are_numbers_and_floats_that_look_like_pixels_war
 def test_a_dtype_given_the_numpy_way(dtype):
     model = small(dtype=dtype).fit(X, y)
     assert model.coefs_[0].dtype == np.float64 and model.get_params()["dtype"] is dtype
-    from fastnn.model import init_params
+    from fastnn.core.model import init_params
 
     assert init_params(5, 3, 2, dtype=dtype).coefs[0].dtype == np.float64
     assert init_params(5, 3, 2, dtype=np.float32).coefs[0].dtype == np.float32
@@ -529,7 +529,7 @@ def softmax_of(bias: np.ndarray, n: int) -> np.ndarray:
 )
 def test_a_saved_configuration_is_checked_at_load(field, value, message, tmp_path):
     from fastnn import load
-    from fastnn.persist import ModelFileError, save_model
+    from fastnn.files.persist import ModelFileError, save_model
 
     fitted = small().fit(X, y)
     path = tmp_path / "model.npz"

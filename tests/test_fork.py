@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     import fastnn
     from fastnn.backends import get_backend
-    from fastnn.model import init_params
+    from fastnn.core.model import init_params
 
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (400, 784), dtype=np.uint8)

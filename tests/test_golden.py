@@ -8,7 +8,7 @@ recorded again (2026-12-06, AMD EPYC, AVX2 and FMA, by `python tests/test_golden
 when the numba backend's dense products began fusing their multiply-adds, which changed its
 bits within fastnn.backends.tolerance's bounds (the numpy cases' bits did not change); and
 again the same day on the same machine when MLPClassifier took the training command's seeds
-(fastnn.training.Seeds), which changed the estimator cases only.
+(fastnn.core.training.Seeds), which changed the estimator cases only.
 
 Bits depend on the machine as well as the code (BLAS kernels, SIMD exp/log in NumPy and libm,
 FMA or not, differ between AVX2 and AVX-512 parts), so they are compared exactly only on a
@@ -33,7 +33,8 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import MLPClassifier, train
+from fastnn import MLPClassifier
+from fastnn.train import command as train
 
 GOLDEN = Path(__file__).with_name("golden.json")
 TOLERANCE = {"float32": 2e-5, "float64": 1e-10}

@@ -1,4 +1,4 @@
-"""The schema (fastnn.hyperparameters) is the only list of hyperparameters: the estimator, the
+"""The schema (fastnn.core.hyperparameters) is the only list of hyperparameters: the estimator, the
 command, the sweep and the model file each have every one, under its name, with its default;
 and the command and the estimator build the same run from the same settings."""
 
@@ -10,10 +10,10 @@ import pytest
 from cli_helpers import run_main, write_kaggle
 
 import fastnn
-from fastnn import hyperparameters as hp
-from fastnn import options
+from fastnn.core import hyperparameters as hp
 from fastnn.data import load_dataset, read_kaggle_csv
 from fastnn.sweep.space import KINDS, coerce_value
+from fastnn.train import options
 
 COMMAND = [p for p in hp.SCHEMA if p.command]
 # A value other than the default for each of the command's hyperparameters, as its options
@@ -101,7 +101,7 @@ def test_a_model_file_records_every_parameter_under_its_name(tmp_path, capsys):
     assert run_main(argv, capsys)[0] == 0
     loaded = fastnn.load(tmp_path / "m.npz")
     assert sorted(loaded.get_params()) == sorted(hp.BY_NAME)
-    config = fastnn.persist.read_model(tmp_path / "m.npz").config
+    config = fastnn.files.persist.read_model(tmp_path / "m.npz").config
     for p in COMMAND:
         assert p.name in config and p.dest in config, p.name
         assert _same(p.kind, config[p.name], config[p.dest]), p.name
@@ -154,7 +154,7 @@ def test_the_issues_command_line_on_mnist_is_the_estimators_fit(
 
 def test_the_options_reference_is_the_schemas():
     """docs/options.md's tables are generated from the schema; after a change to it, write
-    them again with fastnn.options.reference()."""
+    them again with fastnn.train.options.reference()."""
     text = (Path(__file__).resolve().parent.parent / "docs" / "options.md").read_text()
-    generated = text.split("<!-- generated: fastnn.options.reference() -->\n")[1]
+    generated = text.split("<!-- generated: fastnn.train.options.reference() -->\n")[1]
     assert generated.split("<!-- end generated -->")[0] == options.reference()

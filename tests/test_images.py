@@ -1,4 +1,4 @@
-"""Tests for fastnn.images: reading digit pictures and making them look like MNIST."""
+"""Tests for fastnn.predict.images: reading digit pictures and making them look like MNIST."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from PIL import Image, ImageFilter  # present wherever matplotlib is; used only to write test files
 from serve_helpers import png_declaring
 
-from fastnn import images
 from fastnn.data import load_dataset
-from fastnn.images import ImageError, load_digit, read_grey, to_mnist
+from fastnn.predict import images
+from fastnn.predict.images import ImageError, load_digit, read_grey, to_mnist
 
 IDX = np.arange(28, dtype=np.float64)
 

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import interrupt, persist
 from fastnn.backends import get_backend
-from fastnn.history import History
+from fastnn.core import interrupt
+from fastnn.files import persist
+from fastnn.files.history import History
 
 PACKAGE = Path(fastnn.__file__).parent
 

@@ -1,4 +1,4 @@
-"""The package's modules import one another without a cycle.
+"""The package's modules import one another without a cycle, and the core without its front ends.
 
 A cycle works only while every module in it reads the others' names late enough, and breaks
 at the first edit that reads one at import time; so none is allowed. The graph holds every
@@ -123,3 +123,22 @@ def test_no_import_cycle():
     assert len(graph) > 80 and sum(map(len, graph.values())) > 200  # the whole package
     cycle = find_cycle(graph)
     assert cycle is None, "modules that import each other: " + " -> ".join(cycle)
+
+
+# The package by role: what trains and stores a model, and the front ends built on it.
+CORE = ("fastnn.core", "fastnn.files", "fastnn.data", "fastnn.backends", "fastnn.kernels")
+FRONT_ENDS = ("fastnn.estimator", "fastnn.saved", "fastnn.train", "fastnn.report",
+              "fastnn.serve", "fastnn.predict", "fastnn.sweep", "fastnn.bench")  # fmt: skip
+
+
+def test_the_core_imports_no_front_end():
+    """A front end (a command, the estimator) builds on the core; the core never reads one."""
+    named = modules()
+    for name, path in named.items():
+        if not name.startswith(CORE):
+            continue
+        found = imported(
+            name, path.read_text(encoding="utf-8"), set(named), path.stem == "__init__"
+        )
+        front = sorted(m for m in found if m.startswith(FRONT_ENDS))
+        assert not front, f"{name} imports the front end(s) {front}"

@@ -21,10 +21,10 @@ import pytest
 import fastnn
 from fastnn.backends import get_backend
 from fastnn.backends.numba_team import team_size
+from fastnn.core.model import init_params
 from fastnn.kernels import config, dense, epoch, passes, sparse, tile
 from fastnn.kernels.cache import OUTSIDE, SourcesCache
 from fastnn.kernels.layout import CACHE_LINE, line_aligned, make_layout, panel_copy
-from fastnn.model import init_params
 
 backend = get_backend("numba")
 PACKAGE = Path(fastnn.__file__).parent
@@ -401,7 +401,7 @@ TINY_TRAINING = """
     import fastnn
     from fastnn.backends import get_backend
     from fastnn.kernels.epoch import train_batches
-    from fastnn.model import init_params
+    from fastnn.core.model import init_params
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (50, 784)).astype(np.uint8)
     params = init_params(784, 32, 10, seed=0, dtype="float32")
@@ -443,7 +443,7 @@ PROBE_RUN = """
 def test_an_edit_to_any_kernel_source_makes_the_cached_entries_stale(tmp_path):
     """Numba checks a cached function against its own file only; an entry's cache is checked
     against every file its compiled code comes from: loaded while none changes, compiled again
-    after an edit to another kernel module, or to fastnn/dropout.py."""
+    after an edit to another kernel module, or to fastnn/core/dropout.py."""
     copy = tmp_path / "fastnn"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "kernels" / "probe.py").write_text(PROBE)
@@ -456,7 +456,7 @@ def test_an_edit_to_any_kernel_source_makes_the_cached_entries_stale(tmp_path):
 
     assert hits_and_misses() == (0, 1)
     assert hits_and_misses() == (1, 0)
-    for edited in ("kernels/team.py", "dropout.py"):
+    for edited in ("kernels/team.py", "core/dropout.py"):
         with (copy / edited).open("a") as source:
             source.write("# an edit\n")
         assert hits_and_misses() == (0, 1), f"the cached code outlived an edit to {edited}"
@@ -479,7 +479,7 @@ def test_the_entries_use_that_cache_and_it_knows_every_module_the_kernels_import
     outside = {
         m for m in imported if m.startswith("fastnn.") and not m.startswith("fastnn.kernels")
     }
-    assert outside == {f"fastnn.{Path(name).stem}" for name in OUTSIDE}
+    assert outside == {"fastnn." + name.removesuffix(".py").replace("/", ".") for name in OUTSIDE}
 
 
 def test_no_writable_cache_folder_at_all_turns_caching_off(monkeypatch):
@@ -498,7 +498,7 @@ CONCURRENT_TRAINING = """
     import numba
     import numpy as np
     from fastnn.backends import get_backend
-    from fastnn.model import init_params
+    from fastnn.core.model import init_params
     backend = get_backend("numba")
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (400, 784)).astype(np.uint8)

@@ -17,8 +17,8 @@ import pytest
 
 from fastnn.backends import get_backend
 from fastnn.backends.tolerance import ONE_PASS, TRAINED
+from fastnn.core.model import init_params
 from fastnn.kernels.epoch import CHUNK
-from fastnn.model import init_params
 
 numpy_backend = get_backend("numpy")
 numba_backend = get_backend("numba")

@@ -19,8 +19,8 @@ import pytest
 
 from fastnn.backends import get_backend
 from fastnn.backends.tolerance import TRAINED, TRAINED_ADAPTIVE
-from fastnn.model import init_params
-from fastnn.optim import Optimizer, OptimizerState
+from fastnn.core.model import init_params
+from fastnn.core.optim import Optimizer, OptimizerState
 
 numpy_backend = get_backend("numpy")
 numba_backend = get_backend("numba")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from fastnn.backends import get_backend
-from fastnn.model import init_params
-from fastnn.optim import Optimizer, OptimizerState, Schedule
+from fastnn.core.model import init_params
+from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 
 numpy_backend = get_backend("numpy")
 STEPS = 5

@@ -16,8 +16,8 @@ import pytest
 from cli_helpers import run_main, write_kaggle
 
 import fastnn
-from fastnn import predict
-from fastnn.atomic import check_writable
+from fastnn.files.atomic import check_writable
+from fastnn.predict import command as predict
 
 
 def _read_only_folder() -> Path:
@@ -219,7 +219,7 @@ def test_a_report_that_fails_is_one_line_and_the_other_outputs_are_written(
 ):
     """A failure no check foresees (here a figure that raises, as matplotlib did on "$" in a
     name) loses the report only."""
-    from fastnn import report_figures
+    from fastnn.report import figures as report_figures
 
     def fails(*args, **kwargs):
         raise ValueError("cannot draw this")

@@ -124,7 +124,7 @@ def test_wheel_contents(built):
     assert modules <= wheel_modules, f"modules missing from the wheel: {modules - wheel_modules}"
     # Data files: the page python -m fastnn.serve serves.
     static = {p.relative_to(source).as_posix() for p in (source / "fastnn" / "static").iterdir()}
-    assert {"fastnn/static/index.html", "fastnn/static/app.js"} <= static, static
+    assert {"fastnn/serve/static/index.html", "fastnn/serve/static/app.js"} <= static, static
     wheel_files = {n.as_posix() for n in names}
     assert static <= wheel_files, f"page files missing from the wheel: {static - wheel_files}"
     top = {name.parts[0] for name in names}
@@ -162,8 +162,8 @@ VENV_SCRIPT = textwrap.dedent(
     import fastnn.data
     import fastnn.kernels
     import fastnn.serve
-    import fastnn.serve_answers
-    import fastnn.serve_http
+    import fastnn.serve.answers
+    import fastnn.serve.http
 
     for name, module in sorted(sys.modules.items()):
         if name == "fastnn" or name.startswith("fastnn."):
@@ -186,7 +186,7 @@ VENV_SCRIPT = textwrap.dedent(
     assert proba.shape == (200, 10) and np.allclose(proba.sum(axis=1), 1.0)
 
     # python -m fastnn.serve finds its page in the installed package.
-    page = fastnn.serve_http.static_files()
+    page = fastnn.serve.http.static_files()
     assert b'id="prediction"' in page["index.html"] and page["app.js"] and page["style.css"]
     # The distribution's name and version, as pip and importlib.metadata know them.
     assert version("fastnn-mlp") == fastnn.__version__, version("fastnn-mlp")

@@ -16,8 +16,8 @@ import pytest
 import fastnn
 from fastnn import MLPClassifier
 from fastnn.backends import get_backend
-from fastnn.model import init_params
-from fastnn.persist import ModelFileError, read_model, save_model
+from fastnn.core.model import init_params
+from fastnn.files.persist import ModelFileError, read_model, save_model
 
 rng = np.random.default_rng(0)
 X = rng.integers(0, 256, (150, 30), dtype=np.uint8)  # uint8 pixels, like MNIST
@@ -101,7 +101,7 @@ def _writer_in_the_middle_of_a_save(path):
     save takes long enough with a large model); (the process, its temporary file)."""
     code = (
         "import sys, time\n"
-        "from fastnn.atomic import atomic_path\n"
+        "from fastnn.files.atomic import atomic_path\n"
         "with atomic_path(sys.argv[1], suffix='.npz') as tmp:\n"
         "    tmp.write_bytes(bytes(100_000))\n"
         "    print(tmp, flush=True)\n"

@@ -6,8 +6,8 @@ import zipfile
 
 import numpy as np
 
-from fastnn.model import init_params
-from fastnn.persist import ModelFileError, read_model, save_model
+from fastnn.core.model import init_params
+from fastnn.files.persist import ModelFileError, read_model, save_model
 
 SEED = 20261122
 CASES = 400

@@ -13,8 +13,8 @@ from PIL import Image
 
 from fastnn import MLPClassifier
 from fastnn.backends import BACKENDS, get_backend
-from fastnn.images import load_digit
-from fastnn.predict import main
+from fastnn.predict.command import main
+from fastnn.predict.images import load_digit
 
 
 @pytest.fixture(scope="module")

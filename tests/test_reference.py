@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from fastnn.backends import Grads, get_backend
-from fastnn.model import init_params
-from fastnn.optim import Optimizer
+from fastnn.core.model import init_params
+from fastnn.core.optim import Optimizer
 
 numpy_backend = get_backend("numpy")
 
@@ -25,7 +25,7 @@ def numerical_grad(loss_of, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 def penalised_loss_and_grads(params, X, y, activation, alpha):
     """The batch's mean loss and gradients with the L2 penalty as the optimizer step adds it
-    (fastnn.optim): alpha / 2 * sum(W * W) / n, and alpha * W / n."""
+    (fastnn.core.optim): alpha / 2 * sum(W * W) / n, and alpha * W / n."""
     loss, grads = numpy_backend.loss_and_grads(params, X, y, activation)
     n = len(X)
     loss += sum(0.5 * alpha * float((W * W).sum()) for W in params.coefs) / n

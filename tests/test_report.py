@@ -24,9 +24,12 @@ import pytest
 from cli_helpers import run_main, write_kaggle
 
 import fastnn
-from fastnn import persist, report, report_numbers, report_page
+from fastnn.core.model import init_params
 from fastnn.data import load_dataset
-from fastnn.model import init_params
+from fastnn.files import persist
+from fastnn.report import command as report
+from fastnn.report import numbers as report_numbers
+from fastnn.report import page as report_page
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("confusion.png", "mistakes.png", "weights.png", "curves.png")
@@ -283,7 +286,7 @@ def test_labels_and_names_with_dollars_and_markup_are_shown_as_given(k, tmp_path
 
 
 def test_the_training_plots_draw_dollars_as_given(tmp_path):
-    from fastnn import plots
+    from fastnn.report import plots
 
     images = np.random.default_rng(0).integers(0, 256, (4, 784), dtype=np.uint8)
     names = ["$a_1_b$", "<$>", "$", "$x_y_z$"]

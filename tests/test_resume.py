@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import persist, train
 from fastnn.backends import BACKENDS
-from fastnn.history import EPOCH_RECORDS, History
-from fastnn.model import Params, init_params
-from fastnn.persist import ModelFileError
+from fastnn.core.model import Params, init_params
+from fastnn.files import persist
+from fastnn.files.history import EPOCH_RECORDS, History
+from fastnn.files.persist import ModelFileError
+from fastnn.train import command as train
 from tests.cli_helpers import run_main, write_kaggle
 
 rng = np.random.default_rng(0)

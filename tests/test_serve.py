@@ -22,11 +22,12 @@ from drawn_digits import paper_image, plumbing_model, ring
 from PIL import Image
 from serve_helpers import TIMEOUT, png_bytes, predict, request, serving
 
-from fastnn import MLPClassifier, serve
-from fastnn.images import load_digit
-from fastnn.predict import main as predict_main
-from fastnn.serve import create_server, main
-from fastnn.serve_http import MAX_BODY, DigitServer, Handler
+from fastnn import MLPClassifier
+from fastnn.predict.command import main as predict_main
+from fastnn.predict.images import load_digit
+from fastnn.serve import command as serve
+from fastnn.serve.command import create_server, main
+from fastnn.serve.http import MAX_BODY, DigitServer, Handler
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ import pytest
 from PIL import Image
 from serve_helpers import serving, train_mnist_model
 
-from fastnn.images import load_digit
-from fastnn.predict import main as predict_main
+from fastnn.predict.command import main as predict_main
+from fastnn.predict.images import load_digit
 
 WIDTH, HEIGHT = 960, 520  # the page's viewport, and the screenshot's size
 INK_LEVEL = 128  # MNIST pixels at least this bright are drawn over
@@ -177,7 +177,7 @@ def test_screenshot_of_a_local_html_file(chromium, tmp_path):
 def test_screenshot_of_the_report_page(chromium, mnist, tmp_path, capsys):
     """report.html as a browser shows it: every embedded figure decodes and has a size (a
     broken data URI shows as a 0 x 0 or 16 x 16 placeholder)."""
-    from fastnn.report import main as report_main
+    from fastnn.report.command import main as report_main
 
     _, model_file, _, _ = mnist
     out = tmp_path / "report"

@@ -15,8 +15,8 @@ import pytest
 from drawn_digits import paper_image, plumbing_model, ring
 from serve_helpers import TIMEOUT, png_bytes, png_declaring, predict, request, serving
 
-from fastnn import serve_answers
-from fastnn.images import digit_from_bytes
+from fastnn.predict.images import digit_from_bytes
+from fastnn.serve import answers as serve_answers
 
 
 @pytest.fixture(scope="module")

@@ -248,8 +248,8 @@ def test_a_local_cluster_sweep_gives_the_bits_of_the_trials_run_one_by_one(real_
 
 def test_a_trial_is_its_training_command(real_data_dir, monkeypatch, tmp_path):
     """The best configuration is printed as a python -m fastnn.train line: it gives the bits."""
-    from fastnn import train
     from fastnn.sweep.run import Settings, load_data
+    from fastnn.train import command as train
 
     monkeypatch.setenv("FASTNN_DATA_DIR", str(real_data_dir))
     settings = Settings({"hidden": [8], "lr": [0.01]}, epochs=1, backend="numpy", dev_size=1000)

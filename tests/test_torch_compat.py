@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from fastnn.backends import get_backend
-from fastnn.model import init_params
-from fastnn.optim import Optimizer, OptimizerState
+from fastnn.core.model import init_params
+from fastnn.core.optim import Optimizer, OptimizerState
 
 torch = pytest.importorskip("torch")
 BATCH, LR, ALPHA = 8, 0.05, 0.3

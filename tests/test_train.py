@@ -11,10 +11,13 @@ import pytest
 from cli_helpers import run_main, write_kaggle
 
 import fastnn
-from fastnn import options, plots, train, training
 from fastnn.backends import get_backend
+from fastnn.core import training
+from fastnn.core.model import init_params
 from fastnn.data import CLASS_NAMES
-from fastnn.model import init_params
+from fastnn.report import plots
+from fastnn.train import command as train
+from fastnn.train import options
 
 
 @pytest.mark.real_data

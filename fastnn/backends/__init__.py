@@ -6,7 +6,7 @@ import importlib
 import threading
 
 from fastnn.backends.base import Backend, Forward, Grads
-from fastnn.hyperparameters import BACKENDS
+from fastnn.core.hyperparameters import BACKENDS
 
 # Imported on first use, so the NumPy reference works without loading Numba: backend "x" is
 # the class XBackend of fastnn.backends.x_backend.

@@ -14,10 +14,10 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from fastnn.augment import Augmentation
-from fastnn.dropout import Dropout, check_rates
-from fastnn.model import ACTIVATIONS, Params, check_choice, pixels_or_floats
-from fastnn.optim import Optimizer, OptimizerState
+from fastnn.core.augment import Augmentation
+from fastnn.core.dropout import Dropout, check_rates
+from fastnn.core.model import ACTIVATIONS, Params, check_choice, pixels_or_floats
+from fastnn.core.optim import Optimizer, OptimizerState
 
 PLAIN_SGD = Optimizer()  # today's recipe: W -= lr * dW
 
@@ -54,7 +54,7 @@ class Backend(Protocol):
         dropout: Dropout | None = None,
     ) -> tuple[float, Grads]:
         """The mean loss over X and its gradients; with dropout, row i of X is row i of the
-        masks (see fastnn.dropout)."""
+        masks (see fastnn.core.dropout)."""
         ...
 
     def train_epoch(
@@ -85,7 +85,7 @@ class Backend(Protocol):
     def augment(
         self, X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None = None
     ) -> np.ndarray:
-        """Every row of X (images, see fastnn.augment) transformed as drawn for its row number
+        """Every row of X (images, see fastnn.core.augment) transformed as drawn for its row number
         in the augmentation's epoch, into `out` (a new array if None): X's shape and dtype."""
         ...
 

@@ -19,7 +19,6 @@ import numba
 import numpy as np
 from numba.core import event
 
-from fastnn.augment import KINDS, Augmentation, working_dtype
 from fastnn.backends.base import (
     PLAIN_SGD,
     Compilation,
@@ -32,8 +31,11 @@ from fastnn.backends.base import (
     check_y,
 )
 from fastnn.backends.numba_team import run_team, team_size, team_threads
-from fastnn.dropout import Dropout
-from fastnn.interrupt import deferred_keyboard_interrupt
+from fastnn.core.augment import KINDS, Augmentation, working_dtype
+from fastnn.core.dropout import Dropout
+from fastnn.core.interrupt import deferred_keyboard_interrupt
+from fastnn.core.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
+from fastnn.core.optim import Optimizer, OptimizerState, adam_rate
 from fastnn.kernels.augment import ROWS, Warp
 from fastnn.kernels.epoch import (
     CHUNK,
@@ -55,8 +57,6 @@ from fastnn.kernels.layout import (
     to_panels,
 )
 from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SGD, Rule
-from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
-from fastnn.optim import Optimizer, OptimizerState, adam_rate
 
 # How the first layer takes its inputs (see fastnn.kernels.passes): "sparse" over each
 # sample's list of non-zero features, "dense" as products of register tiles over all of them,

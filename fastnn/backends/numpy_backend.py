@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.augment import Augmentation, transform
 from fastnn.backends.base import (
     PLAIN_SGD,
     Forward,
@@ -20,9 +19,10 @@ from fastnn.backends.base import (
     nothing_compiled,
     unchanged_threads,
 )
-from fastnn.dropout import Dropout
-from fastnn.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice, scale_pixels
-from fastnn.optim import Optimizer, OptimizerState, adam_rate
+from fastnn.core.augment import Augmentation, transform
+from fastnn.core.dropout import Dropout
+from fastnn.core.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice, scale_pixels
+from fastnn.core.optim import Optimizer, OptimizerState, adam_rate
 
 
 def to_float(X: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -57,7 +57,7 @@ def cross_entropy(Z2: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def forward(params: Params, X: np.ndarray, activation: str, masks: list | None = None) -> Forward:
     """masks: per hidden layer, the dropout factors of each sample's units (see
-    fastnn.dropout), or None for none; each A is then the activation times its mask."""
+    fastnn.core.dropout), or None for none; each A is then the activation times its mask."""
     Z, A = [], []
     inputs = X  # (n, n_in)
     for layer, (W, b) in enumerate(zip(params.coefs, params.intercepts, strict=True)):
@@ -98,7 +98,7 @@ def backward(
 
 
 def dropout_masks(params: Params, dropout: Dropout | None, rows: np.ndarray) -> list | None:
-    """The dropout factors of the given rows of X (see fastnn.dropout), or None for none."""
+    """The dropout factors of the given rows of X (see fastnn.core.dropout), or None for none."""
     if dropout is None or not dropout.active:
         return None
     return dropout.masks(rows, params.hidden_sizes, params.dtype)
@@ -122,7 +122,7 @@ def penalty(params: Params, alpha: float) -> float:
 def step(
     params: Params, grads: Grads, optimizer: Optimizer, state: OptimizerState, lr: float, n: int
 ) -> None:
-    """One update of params and state in place, by the formulas of fastnn.optim."""
+    """One update of params and state in place, by the formulas of fastnn.core.optim."""
     dtype = params.dtype.type
     state.step += 1
     if optimizer.solver == "adam":

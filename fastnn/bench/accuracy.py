@@ -35,17 +35,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import interrupt
-from fastnn.atomic import check_writable, write_text
 from fastnn.backends import get_backend
 from fastnn.bench.machine import machine
 from fastnn.bench.peers import PeerUnavailable as Unavailable
 from fastnn.bench.report import BUSY_OTHER_CORES, markdown_table, write_json, write_outputs
 from fastnn.bench.timing import SETTLE_S, blas_threads, others_cpu
+from fastnn.core import interrupt
+from fastnn.core.hyperparameters import PRESETS
 from fastnn.data import DataError, Dataset, load_dataset, scale
 from fastnn.estimator import MLPClassifier
-from fastnn.hyperparameters import PRESETS
-from fastnn.options import preset_options
+from fastnn.files.atomic import check_writable, write_text
+from fastnn.train.options import preset_options
 from fastnn.version import __version__
 
 TARGETS = (0.97, 0.98, 0.985)
@@ -256,7 +256,7 @@ def write_png(path: str, result: dict) -> None:
     """Test error against training seconds, both on log axes, one line per contender."""
     from matplotlib.ticker import FormatStrFormatter
 
-    from fastnn.plots import plt, save_png  # plots sets the Agg backend: files only
+    from fastnn.report.plots import plt, save_png  # plots sets the Agg backend: files only
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for c in result["contenders"]:

@@ -18,8 +18,6 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from fastnn import interrupt
-from fastnn.atomic import check_writable, write_text
 from fastnn.backends import Backend, get_backend
 from fastnn.bench import accuracy, report
 from fastnn.bench.data import load
@@ -38,9 +36,11 @@ from fastnn.bench.workloads import (
     WORKLOAD_NAMES,
     workload,
 )
+from fastnn.core import interrupt
 from fastnn.data import DataError
-from fastnn.options import positive_int
+from fastnn.files.atomic import check_writable, write_text
 from fastnn.tools import add_version
+from fastnn.train.options import positive_int
 from fastnn.version import __version__
 
 DEFAULT_REPEATS = 5

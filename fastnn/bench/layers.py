@@ -33,6 +33,7 @@ from numba import njit
 
 from fastnn.bench.timing import median_seconds
 from fastnn.bench.workloads import Prepared
+from fastnn.core.model import LEAKY_SLOPE
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
@@ -49,7 +50,6 @@ from fastnn.kernels.passes import (
     hidden_grad_rows,
 )
 from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
-from fastnn.model import LEAKY_SLOPE
 
 INPUTS, FORWARD, DA, DW = range(4)
 PARTS = ("inputs", "forward", "dA", "dW")

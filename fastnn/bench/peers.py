@@ -19,7 +19,7 @@ import numpy as np
 from fastnn.backends import Backend
 from fastnn.bench.timing import measure, others_cpu, speedup
 from fastnn.bench.workloads import Contender, Prepared, Workload, backend_contender
-from fastnn.model import Params
+from fastnn.core.model import Params
 
 if TYPE_CHECKING:  # for the annotations only: torch is imported where it is used, if at all
     import torch
@@ -102,7 +102,7 @@ def torch_contender(p: Prepared, threads: int) -> Contender:
 
 def jax_rule(w: Workload) -> tuple[Callable, Callable]:
     """The workload's update rule written out in JAX (which has no optimizers of its own), by
-    the formulas of fastnn.optim: init(params) -> state, and update(params, grads, state) ->
+    the formulas of fastnn.core.optim: init(params) -> state, and update(params, grads, state) ->
     (params, state)."""
     import jax
     import jax.numpy as jnp

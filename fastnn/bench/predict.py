@@ -34,7 +34,7 @@ from fastnn.bench.peers import OURS, PeerUnavailable, torch_network
 from fastnn.bench.text import MISSING, markdown_table, times
 from fastnn.bench.timing import time_alternating
 from fastnn.bench.workloads import Contender, Prepared, Workload, prepare, workload
-from fastnn.persist import save_model
+from fastnn.files.persist import save_model
 from fastnn.saved import load
 
 BATCH_ROWS = 10_000

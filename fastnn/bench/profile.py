@@ -37,6 +37,7 @@ from fastnn.backends.numba_team import team_size
 from fastnn.bench.data import TABULAR, load, standardise
 from fastnn.bench.timing import median_seconds
 from fastnn.bench.workloads import N_CLASSES
+from fastnn.core.model import LEAKY_SLOPE, check_dtype, init_params
 from fastnn.data import DataError
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.dense import add_panel_products
@@ -60,9 +61,8 @@ from fastnn.kernels.passes import (
     hidden_grad_rows,
 )
 from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
-from fastnn.model import LEAKY_SLOPE, check_dtype, init_params
-from fastnn.options import positive_int
 from fastnn.tools import add_version
+from fastnn.train.options import positive_int
 
 STAGES = (
     "list non-zero pixels (scan_row, prefetch)",

@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from fastnn.atomic import write_text
 from fastnn.bench.epochs import Log
 from fastnn.bench.peers import OURS
 from fastnn.bench.predict import predict_lines
 from fastnn.bench.startup import startup_line
 from fastnn.bench.text import MISSING, count, markdown_table, percent, rate, seconds, times
+from fastnn.files.atomic import write_text
 
 if TYPE_CHECKING:  # matplotlib is imported where a chart is drawn, if one is
     from matplotlib.figure import Figure
@@ -278,7 +278,9 @@ def _bars(result: dict) -> dict[str, dict[str, tuple[float, float | None]]]:
 
 
 def _pyplot() -> ModuleType:
-    from fastnn.plots import plt  # matplotlib only when a figure is asked for; plots sets Agg
+    from fastnn.report.plots import (
+        plt,  # matplotlib only when a figure is asked for; plots sets Agg
+    )
 
     return plt
 
@@ -342,7 +344,7 @@ def _load_note(result: dict, busy: list[float]) -> str:
 
 def write_png(path: str | os.PathLike, result: dict) -> None:
     """The chart of `figure` as a PNG file."""
-    from fastnn.plots import save_png
+    from fastnn.report.plots import save_png
 
     save_png(figure(result), path)
 

@@ -12,9 +12,9 @@ import numpy as np
 
 from fastnn.backends import Backend
 from fastnn.bench.data import N_CLASSES, TABULAR, TABULAR_FEATURES, TABULAR_ROWS, standardise
+from fastnn.core.model import Params, init_params, layer_sizes
+from fastnn.core.optim import Optimizer, OptimizerState
 from fastnn.data import scale
-from fastnn.model import Params, init_params, layer_sizes
-from fastnn.optim import Optimizer, OptimizerState
 
 LEARNING_RATE = 0.1  # plain SGD's, as the benchmark has always used: numbers stay comparable
 # Plain SGD's on the dense workloads, as issue 28's table measured them, so that its numbers

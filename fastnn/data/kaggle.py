@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastnn.atomic import write_text
+from fastnn.files.atomic import write_text
 
 from .idx import DataError
 

@@ -7,7 +7,7 @@ import operator
 import numpy as np
 from numpy.typing import DTypeLike
 
-from fastnn.model import scale_pixels
+from fastnn.core.model import scale_pixels
 
 from .idx import DataError
 

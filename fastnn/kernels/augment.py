@@ -1,4 +1,4 @@
-"""Data augmentation in the kernels: every row of X transformed as fastnn.augment describes,
+"""Data augmentation in the kernels: every row of X transformed as fastnn.core.augment describes,
 the same bits as its NumPy reference. Rows are split among threads in runs of ROWS; a row's
 draws depend on its number only, so the result does not depend on the threads."""
 
@@ -10,18 +10,18 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from fastnn.dropout import GOLDEN
+from fastnn.core.dropout import GOLDEN
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.dropout import mix
 from fastnn.kernels.team import my_jobs
 
-SHIFT, AFFINE, ELASTIC = 0, 1, 2  # Warp.kind, in the order of fastnn.augment.KINDS
+SHIFT, AFFINE, ELASTIC = 0, 1, 2  # Warp.kind, in the order of fastnn.core.augment.KINDS
 ROWS = 32  # rows a job transforms with one set of scratch buffers
 _GOLDEN = np.uint64(GOLDEN)
 
 
 class Warp(NamedTuple):
-    """An augmentation as the kernels take it (see fastnn.augment.Augmentation)."""
+    """An augmentation as the kernels take it (see fastnn.core.augment.Augmentation)."""
 
     kind: int  # SHIFT, AFFINE or ELASTIC
     key: np.uint64  # the epoch key
@@ -52,13 +52,13 @@ def uniform(b, like):
 
 @njit(**SERIAL)
 def whole_shift(b, k):
-    """fastnn.augment.shift_draw: a whole number from -k to k from 16 bits b."""
+    """fastnn.core.augment.shift_draw: a whole number from -k to k from 16 bits b."""
     return ((2 * b + 1) * (2 * k + 1)) // 131072 - k
 
 
 @njit(**SERIAL)
 def shift_row(X, r, warp, sample, out):
-    """out[r] = image r moved by whole pixels (fastnn.augment.shift_draw), 0 outside."""
+    """out[r] = image r moved by whole pixels (fastnn.core.augment.shift_draw), 0 outside."""
     h, w = warp.height, warp.width
     k = np.int64(warp.numbers[0])
     w0 = word(sample, 0)
@@ -162,7 +162,7 @@ def elastic_map(warp, sample, draws, noise, turned, blurred, sx, sy):
 @njit(**SERIAL)
 def bilinear_row(X, r, warp, padded, sx, sy, out):
     """out[r] = image r read at (sx, sy) by bilinear interpolation, 0 outside, as
-    fastnn.augment._bilinear (padded: (h + 3, w + 3) with zero borders, kept). A pixel whose
+    fastnn.core.augment._bilinear (padded: (h + 3, w + 3) with zero borders, kept). A pixel whose
     four neighbours lie outside the bounding box of the image's non-zero pixels is 0 without
     reading them (the same value: each term is +0)."""
     h, w = warp.height, warp.width

@@ -2,7 +2,7 @@
 compiled code comes from.
 
 Numba stamps a cached function with its own file only, yet an entry's compiled code includes
-every kernel it calls, in the modules of this folder, and the constants of fastnn/dropout.py
+every kernel it calls, in the modules of this folder, and the constants of fastnn/core/dropout.py
 that they read: an edit to any of them must make the cached code stale. `SourcesCache` is
 Numba's cache of a function with that stamp, and a digest of all those sources beside it.
 """
@@ -16,7 +16,7 @@ from numba.core.caching import FunctionCache
 
 PACKAGE = Path(__file__).resolve().parent.parent
 # The modules of fastnn outside kernels/ that the kernels import.
-OUTSIDE = ("dropout.py",)
+OUTSIDE = ("core/dropout.py",)
 
 
 def sources(package: Path = PACKAGE) -> list[Path]:

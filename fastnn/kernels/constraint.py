@@ -1,4 +1,4 @@
-"""The max-norm constraint in the kernels (see fastnn.optim): after each update, a hidden
+"""The max-norm constraint in the kernels (see fastnn.core.optim): after each update, a hidden
 unit's incoming weight vector longer than the limit is scaled back to it.
 
 A later layer's weights are stored transposed (a unit's incoming weights are a row, owned by

@@ -1,4 +1,4 @@
-"""Dropout in the kernels: the masks of fastnn.dropout, drawn unit by unit where a sample's
+"""Dropout in the kernels: the masks of fastnn.core.dropout, drawn unit by unit where a sample's
 activations (forward) or their gradients (backward) are made, so no mask is stored. Input
 features are dropped from a sample's list of non-zero features (which both passes read), or
 zeroed in its row of inputs where the first layer runs dense, and the kept ones scaled as they
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fastnn.dropout import DRAW_BITS, GOLDEN, MIX_1, MIX_2
+from fastnn.core.dropout import DRAW_BITS, GOLDEN, MIX_1, MIX_2
 from fastnn.kernels.config import SERIAL
 
 _GOLDEN, _MIX_1, _MIX_2 = np.uint64(GOLDEN), np.uint64(MIX_1), np.uint64(MIX_2)
@@ -18,7 +18,7 @@ _DRAW_SHIFT = np.uint64(64 - DRAW_BITS)
 
 @njit(**SERIAL)
 def mix(z):
-    """fastnn.dropout.mix on a uint64 (Numba's uint64 arithmetic wraps mod 2**64)."""
+    """fastnn.core.dropout.mix on a uint64 (Numba's uint64 arithmetic wraps mod 2**64)."""
     z = (z ^ (z >> np.uint64(30))) * _MIX_1
     z = (z ^ (z >> np.uint64(27))) * _MIX_2
     return z ^ (z >> np.uint64(31))
@@ -32,7 +32,7 @@ def drops(net, at):
 
 @njit(**SERIAL)
 def sample_key(net, at, row):
-    """s of fastnn.dropout for row `row` of X and entry `at` of net's dropout."""
+    """s of fastnn.core.dropout for row `row` of X and entry `at` of net's dropout."""
     return mix(net.drop_keys[at] ^ np.uint64(row))
 
 
@@ -45,7 +45,7 @@ def keeps(sample, unit, threshold):
 @njit(**SERIAL)
 def drop_units(v, net, layer, row):
     """v[j] *= the dropout factor of unit j of hidden layer `layer` for row `row` of X:
-    1 / (1 - rate) if kept, 0 if dropped; the same factors as fastnn.dropout.Dropout.masks."""
+    1 / (1 - rate) if kept, 0 if dropped; the same factors as fastnn.core.dropout.Dropout.masks."""
     sample = sample_key(net, layer, row)
     threshold, scale = net.drop_thresholds[layer], net.drop_scales[layer]
     zero = v.dtype.type(0)

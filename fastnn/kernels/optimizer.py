@@ -1,10 +1,10 @@
 """The optimizer step, on one flat range of theta at a time (see `layout`): the range a job of
 the update pass owns, so each element is written by one thread.
 
-The formulas and their order are fastnn.optim's, which the NumPy reference (`numpy_backend.step`)
-follows: every scalar arrives already rounded to the parameters' dtype, and each operation is
-written as the reference does it, so float64 results agree with it to rounding and plain SGD is
-the very subtraction it always was.
+The formulas and their order are fastnn.core.optim's, which the NumPy reference
+(`numpy_backend.step`) follows: every scalar arrives already rounded to the parameters' dtype,
+and each operation is written as the reference does it, so float64 results agree with it to
+rounding and plain SGD is the very subtraction it always was.
 """
 
 from __future__ import annotations

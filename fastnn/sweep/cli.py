@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fastnn import interrupt
-from fastnn.atomic import check_writable, write_text
-from fastnn.hyperparameters import PRESETS
-from fastnn.options import positive_int
+from fastnn.core import interrupt
+from fastnn.core.hyperparameters import PRESETS
+from fastnn.files.atomic import check_writable, write_text
 from fastnn.sweep import lock, results
 from fastnn.sweep.results import METRICS
 from fastnn.sweep.settings import FIELDS, SettingError, Settings, check_run, read_settings
 from fastnn.sweep.space import SpaceError, format_value, parse_assignment, read_space_file
 from fastnn.sweep.trial import SweepData
 from fastnn.tools import add_version
+from fastnn.train.options import positive_int
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 SETTINGS_FILE, LOG_FILE = "sweep.json", "results.jsonl"

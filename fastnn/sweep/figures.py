@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fastnn.plots import literal_text, plt, save_png  # plots sets the Agg backend: files only
+from fastnn.report.plots import (  # plots sets the Agg backend: files only
+    literal_text,
+    plt,
+    save_png,
+)
 from fastnn.sweep.results import DONE
 
 PANELS_PER_ROW = 3

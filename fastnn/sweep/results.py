@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from fastnn.atomic import atomic_path
+from fastnn.files.atomic import atomic_path
 from fastnn.sweep.space import coerce_value, format_value
 
 # Rows of these statuses are results: a resumed sweep does not run them again. A "failed" trial

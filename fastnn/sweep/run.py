@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from fastnn import interrupt
-from fastnn.atomic import check_writable
+from fastnn.core import interrupt
+from fastnn.files.atomic import check_writable
 from fastnn.sweep import lock, results, trial
 from fastnn.sweep.settings import SettingError, Settings, check_run, shown
 from fastnn.sweep.space import configurations, halving_rungs
@@ -48,7 +48,7 @@ def load_data(settings: Settings) -> trial.SweepData:
     """The command's data, read once here (and scattered to the workers); SettingError if the
     `data` given cannot be read, or if the dev set and training rows do not fit in it."""
     from fastnn.data import DataError
-    from fastnn.train import load_data as command_data
+    from fastnn.train.command import load_data as command_data
 
     probe = settings.spec(configurations(settings.space, 1, 0)[0], 0, 0, 1, 1)
     args = trial.check_spec(probe)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.checks import is_int
+from fastnn.core.checks import is_int
 from fastnn.sweep import results, trial
 from fastnn.sweep.space import SpaceError, check_space, configurations
 
@@ -101,8 +101,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         from fastnn.backends import BACKENDS
+        from fastnn.core.hyperparameters import PRESETS
         from fastnn.data import DATASET_NAMES
-        from fastnn.hyperparameters import PRESETS
 
         self.preset = choice("preset", self.preset, PRESETS)
         self.space = _space(self.space)
@@ -162,7 +162,7 @@ class Settings:
 
     def check_rows(self, rows: int, source: str) -> None:
         """SettingError unless the dev set and the training rows fit in the data's `rows`."""
-        from fastnn.hyperparameters import PRESETS
+        from fastnn.core.hyperparameters import PRESETS
 
         dev = self.dev_size if self.dev_size is not None else PRESETS[self.preset]["dev_size"]
         dev_text = f"{dev}" + ("" if self.dev_size is not None else " (the preset's)")

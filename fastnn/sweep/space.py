@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.augment import KINDS as AUGMENT_KINDS
-from fastnn.hyperparameters import SCHEMA, SHORT_NAMES, Hyperparameter
-from fastnn.model import DTYPES
+from fastnn.core.augment import KINDS as AUGMENT_KINDS
+from fastnn.core.hyperparameters import SCHEMA, SHORT_NAMES, Hyperparameter
+from fastnn.core.model import DTYPES
 
-# How a sweep reads each kind of value (fastnn.hyperparameters.Hyperparameter.kind).
+# How a sweep reads each kind of value (fastnn.core.hyperparameters.Hyperparameter.kind).
 SWEEP_KINDS = {
     "sizes": "sizes", "number": "float", "rate": "optional_float", "count": "int",
     "batch": "batch", "rates": "rates", "augment": "augment", "bool": "bool",

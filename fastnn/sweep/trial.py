@@ -2,7 +2,7 @@
 budget, trained in this process (a Dask worker's) on data it already holds; its scores.
 
 A trial is the training command's own run, built from its options as the command builds it
-(fastnn.options.settings, then train.start): the command line it is printed as gives the same
+(fastnn.train.options.settings, then train.start): the command line it is printed as gives the same
 bits on the same backend, and so does MLPClassifier with the same parameters on the same rows.
 `run_trial` is a plain top-level function, so that workers import it rather than unpickle it.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.hyperparameters import SHORT_NAMES
+from fastnn.core.hyperparameters import SHORT_NAMES
 from fastnn.sweep.space import KINDS, coerce_value, format_value
 
 # What makes two trials the same trial: everything that changes what is trained (not the
@@ -95,10 +95,10 @@ def command_args(spec: dict[str, Any], *, shown: bool = False) -> list[str]:
 
 def check_spec(spec: dict[str, Any]) -> argparse.Namespace:
     """The training command's resolved options for the trial, built as the command builds
-    them from its options (fastnn.options.settings, no command line in between); ValueError
+    them from its options (fastnn.train.options.settings, no command line in between); ValueError
     if the command refuses them, or if they do not say what the trial asks (a value the
     command cannot take over the preset, such as max_norm none over a preset that has one)."""
-    from fastnn.options import settings
+    from fastnn.train.options import settings
 
     params = {name: coerce_value(name, value) for name, value in spec["params"].items()}
     run = dict(backend=spec["backend"], random_state=spec["seed"], max_iter=spec["epochs"],
@@ -155,9 +155,9 @@ def worker_name() -> str:
 
 def run_trial(data: SweepData, spec: dict[str, Any]) -> dict[str, Any]:
     """Train the trial `spec` and return its row: scores, seconds, where it ran."""
-    from fastnn import training
     from fastnn.backends import get_backend
-    from fastnn.train import ADAPTIVE_PATIENCE, ADAPTIVE_TOL, start
+    from fastnn.core import training
+    from fastnn.train.command import ADAPTIVE_PATIENCE, ADAPTIVE_TOL, start
 
     started = time.perf_counter()
     delay = float(os.environ.get(DELAY_VARIABLE) or 0)

@@ -1,8 +1,8 @@
 """The server behind python -m fastnn.serve: its routes, its limits, its connections.
 
-``GET /`` and the page's files (fastnn/static/, read from the installed package, from a fixed
+``GET /`` and the page's files (fastnn/serve/static/, read from the installed package, from a fixed
 list: no path from a request reaches the disk); ``POST /predict``, whose body (an image file,
-or JSON pixels) `serve_answers.Predictor` answers with ``{"class", "probabilities",
+or JSON pixels) `answers.Predictor` answers with ``{"class", "probabilities",
 "classes", "image"}``. A bad request gets ``{"error": "..."}`` with a 4xx status, and the
 server goes on serving. Only the standard library serves it.
 """
@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from fastnn.serve_answers import Predictor, RequestError
+from fastnn.serve.answers import Predictor, RequestError
 
 # A canvas drawing is a few kB and a phone photo a few MB; more than this is refused from the
 # Content-Length header, before a byte of the body is read.
@@ -53,7 +53,7 @@ CONTENT_SECURITY_POLICY = (
 
 def static_files() -> dict[str, bytes]:
     """The page's files by name, read from the installed package (works from a wheel)."""
-    folder = resources.files("fastnn") / "static"
+    folder = resources.files("fastnn.serve") / "static"
     names = {name for name, _ in STATIC_FILES.values()}
     return {name: (folder / name).read_bytes() for name in names}
 

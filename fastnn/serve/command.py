@@ -1,9 +1,9 @@
 """python -m fastnn.serve: a local page to draw a digit on and watch a saved model read it.
 
-The page (fastnn/static/: plain HTML, CSS and JavaScript, no external requests) posts the
+The page (fastnn/serve/static/: plain HTML, CSS and JavaScript, no external requests) posts the
 drawing as a PNG to ``POST /predict`` while the person draws, and shows the predicted class, the
 probabilities and the 28x28 image the network received. The server and its endpoint are
-`serve_http`'s; this module is the command and `create_server`.
+`http`'s; this module is the command and `create_server`.
 
 Exit status: 1 when the model cannot be used, 2 for wrong arguments (including a port that is
 in use or an address that cannot be bound), 130 when Ctrl-C stopped it.
@@ -18,13 +18,13 @@ import sys
 
 import numpy as np
 
-from fastnn import interrupt
 from fastnn.backends import BACKENDS, get_backend
+from fastnn.core import interrupt
 from fastnn.estimator import MLPClassifier
-from fastnn.persist import ModelFileError
+from fastnn.files.persist import ModelFileError
 from fastnn.saved import load
-from fastnn.serve_answers import N_PIXELS, Predictor
-from fastnn.serve_http import DigitServer
+from fastnn.serve.answers import N_PIXELS, Predictor
+from fastnn.serve.http import DigitServer
 from fastnn.tools import add_version
 
 EXIT_MODEL, EXIT_ARGUMENTS = 1, 2
@@ -43,7 +43,7 @@ def create_server(model: MLPClassifier, host: str = "127.0.0.1", port: int = 800
             f"the model takes {n_features} features; fastnn.serve needs one trained on 28x28 "
             f"images ({N_PIXELS} features)"
         )
-    # fastnn.images imports its image reader on first use: now, rather than in the first
+    # fastnn.predict.images imports its image reader on first use: now, rather than in the first
     # visitor's first stroke (half a second).
     import matplotlib.image  # noqa: F401
 
@@ -134,7 +134,3 @@ def _bind_problem(host: str, port: int, exc: OSError) -> str:
     if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
         return f"cannot listen on {host!r}: not an address of this machine ({exc.strerror})"
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

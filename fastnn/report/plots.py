@@ -1,5 +1,5 @@
 """PNG figures of a training run: loss and accuracy curves, and a grid of test digits; and what
-fastnn.report_figures shares: the per-epoch drawing, and text drawn as given."""
+fastnn.report.figures shares: the per-epoch drawing, and text drawn as given."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from fastnn.atomic import atomic_path  # noqa: E402
+from fastnn.files.atomic import atomic_path  # noqa: E402
 
 # matplotlib would read text between two "$" as mathematics (and fail on "price_$5_and_$6.csv"),
 # or hand it all to LaTeX under a user's text.usetex: a file name or a class label is drawn as
@@ -32,7 +32,7 @@ def literal_text() -> contextlib.AbstractContextManager:
 
 
 def save_png(fig: plt.Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """Writes the figure to path as a PNG, whole or not at all (see fastnn.atomic), and closes
+    """Writes the figure to path as a PNG, whole or not at all (see fastnn.files.atomic), and closes
     it. Every PNG fastnn writes goes through here."""
     try:
         with atomic_path(path, suffix=".png") as tmp:

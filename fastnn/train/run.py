@@ -1,4 +1,4 @@
-"""One run of python -m fastnn.train, as the command and the outputs it writes (train_outputs)
+"""One run of python -m fastnn.train, as the command and the outputs it writes (outputs)
 both take it."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastnn import training
 from fastnn.backends import Backend
-from fastnn.history import History
-from fastnn.model import Params
+from fastnn.core import training
+from fastnn.core.model import Params
+from fastnn.files.history import History
 
 
 @dataclass

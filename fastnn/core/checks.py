@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from fastnn import hyperparameters as schema
-from fastnn.hyperparameters import is_int
-from fastnn.model import pixels_or_floats
-from fastnn.optim import Optimizer
+from fastnn.core import hyperparameters as schema
+from fastnn.core.hyperparameters import is_int
+from fastnn.core.model import pixels_or_floats
+from fastnn.core.optim import Optimizer
 
 
 class DataConversionWarning(UserWarning):
@@ -83,7 +83,7 @@ def sorted_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray
 
 def hyperparameters(est: Any) -> tuple[int, ...]:
     """Raise ValueError for any unusable hyperparameter of the MLPClassifier `est` (by the
-    one schema, fastnn.hyperparameters); return its hidden layers' sizes."""
+    one schema, fastnn.core.hyperparameters); return its hidden layers' sizes."""
     schema.check(est.get_params())
     sizes = est.hidden_layer_sizes
     return tuple(int(size) for size in ((sizes,) if is_int(sizes) else sizes))

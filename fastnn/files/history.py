@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastnn.persist import ModelFileError
+from fastnn.files.persist import ModelFileError
 
 # Fields that files written by fastnn 0.1.0 before they existed lack, and what they then are.
 OPTIONAL = {
@@ -39,7 +39,7 @@ class History(NamedTuple):
     validation_losses: list[float] | None  # the loss beside each of validation_scores
     rate: float | None  # the schedule's current rate ("invscaling", "adaptive"), if one
     order_state: dict[str, Any] | None  # the epoch-order generator's state, if one
-    dropout_seed: int | None  # the seed of the dropout masks (see fastnn.dropout)
+    dropout_seed: int | None  # the seed of the dropout masks (see fastnn.core.dropout)
     train_scores: list[float] | None = None  # each epoch's training accuracy, 0 to 1
     learning_rates: list[float] | None = None  # each epoch's mean rate over its batches
     epoch_seconds: list[float] | None = None  # each epoch's training time

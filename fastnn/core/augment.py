@@ -13,7 +13,7 @@ interpolation, zero outside the image, then rounded to the nearest integer for u
   numbers in (-1, 1) per pixel and direction, G a Gaussian blur of width sigma, along y then
   along x (taps up to 3 sigma, zero beyond the image).
 
-The random numbers come from the counter-based hash of fastnn.dropout, keyed by the seed, the
+The random numbers come from the counter-based hash of fastnn.core.dropout, keyed by the seed, the
 epoch and the row of X, so the draws of a sample do not depend on batches or threads and a
 resumed run draws what the uninterrupted run would have:
 
@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastnn.dropout import GOLDEN, mix, mix_array
+from fastnn.core.dropout import GOLDEN, mix, mix_array
 
 SALT = 0xBB67AE8584CAA73B  # keeps augmentation's draws apart from dropout's of the same seed
 KINDS = ("shift", "affine", "elastic")

@@ -3,7 +3,7 @@ self-contained page (DIR/report.html, every image embedded, no network access ne
 figure as its own PNG beside it and per-class.csv: the confusion matrix, the most frequent
 confusions and per-class precision, recall and F1, the most confident mistakes, the first
 layer's weights, the training curves from the model's history, and its configuration and
-scores. See fastnn.report_page for what each shows; each is of bounded size whatever the
+scores. See fastnn.report.page for what each shows; each is of bounded size whatever the
 number of classes.
 
 The test set is that of --dataset, else of the dataset the model's saved config names, else
@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fastnn import interrupt, persist
-from fastnn.atomic import check_writable
 from fastnn.backends import BACKENDS, get_backend
+from fastnn.core import interrupt
 from fastnn.data import DATASET_NAMES, DataError, load_dataset, read_kaggle_csv
-from fastnn.history import History
-from fastnn.report_page import REPORT_FILE, ReportInput, write_report
+from fastnn.files import persist
+from fastnn.files.atomic import check_writable
+from fastnn.files.history import History
+from fastnn.report.page import REPORT_FILE, ReportInput, write_report
 from fastnn.saved import from_saved
 from fastnn.tools import add_version
 
@@ -180,7 +181,3 @@ def main(argv: list[str] | None = None) -> int:
     beside = ", ".join(p.name for p in paths[:-1])
     print(f"wrote {paths[-1]} (and {beside} beside it)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

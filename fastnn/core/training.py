@@ -11,12 +11,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import interrupt
-from fastnn.augment import Augmentation
 from fastnn.backends import Backend
-from fastnn.dropout import Dropout
-from fastnn.model import Params
-from fastnn.optim import Optimizer, OptimizerState, Schedule
+from fastnn.core import interrupt
+from fastnn.core.augment import Augmentation
+from fastnn.core.dropout import Dropout
+from fastnn.core.model import Params
+from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating, to bound memory on large sets
 PROBE_ROWS = 64  # training rows looked at after each epoch to judge the network's health
@@ -25,7 +25,7 @@ PROBE_ROWS = 64  # training rows looked at after each epoch to judge the network
 # 2.37: the first epoch's loss was 0.48, 0.82 and 2.83 at lr 0.5, 1 and 2 (still training),
 # 15.8 at lr 5 (collapsed, caught as such), 427 at lr 10 and 2.9e5 at lr 50.
 BLOWUP_FACTOR = 10
-STOP_NOTICE = (  # "{signal}": Ctrl-C or SIGTERM (see fastnn.interrupt)
+STOP_NOTICE = (  # "{signal}": Ctrl-C or SIGTERM (see fastnn.core.interrupt)
     "{signal}: stopping after this epoch and keeping its weights ({signal} again to quit now)"
 )
 
@@ -72,9 +72,9 @@ class Seeds(NamedTuple):
     """The seeds of a run, from its one seed, whichever front end builds it (the command's
     --seed, MLPClassifier's random_state): the same seed gives the same bits from both."""
 
-    init: int  # the first weights (fastnn.model.init_params)
+    init: int  # the first weights (fastnn.core.model.init_params)
     order: int  # the generator of each epoch's sample order
-    dropout: int  # dropout's masks and augmentation's draws (fastnn.dropout)
+    dropout: int  # dropout's masks and augmentation's draws (fastnn.core.dropout)
     split: int  # the held-out rows: the command's dev set, early stopping's validation set
 
     @classmethod
@@ -198,7 +198,7 @@ def run_epochs(
     `after_epoch(result)` runs after each healthy epoch and returns True to stop early. An
     epoch after which the network diverged or collapsed is undone (params and optimizer state
     as before it) and training ends, saying why in Outcome.diverged. The first Ctrl-C (or, in a
-    command, SIGTERM) ends the run after the current epoch (see fastnn.interrupt). `say` gets
+    command, SIGTERM) ends the run after the current epoch (see fastnn.core.interrupt). `say` gets
     one-line notices, such as that the kernels are compiling.
     """
     activation, schedule, state = how.activation, how.schedule, how.state

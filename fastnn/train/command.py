@@ -14,23 +14,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fastnn import interrupt, training
-from fastnn.augment import check_augment
 from fastnn.backends import get_backend, start_loading
+from fastnn.core import interrupt, training
+from fastnn.core.augment import check_augment
+from fastnn.core.dropout import check_rates
+from fastnn.core.hyperparameters import DEFAULTS
+from fastnn.core.model import init_params
+from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 from fastnn.data import (
     DataError,
     load_dataset,
     read_kaggle_csv,
     train_dev_split,
 )
-from fastnn.dropout import check_rates
-from fastnn.hyperparameters import DEFAULTS
-from fastnn.model import init_params
-from fastnn.optim import Optimizer, OptimizerState, Schedule
-from fastnn.options import build_parser, resolve
-from fastnn.resume import Resumed, resume_from
-from fastnn.train_outputs import N_CLASSES, check_outputs, planned_outputs
-from fastnn.train_run import Run
+from fastnn.train.options import build_parser, resolve
+from fastnn.train.outputs import N_CLASSES, check_outputs, planned_outputs
+from fastnn.train.resume import Resumed, resume_from
+from fastnn.train.run import Run
 from fastnn.version import __version__
 
 EXIT_ERROR = 1
@@ -265,7 +265,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before training began: nothing to keep
         error("interrupted before training began; nothing was written")
         return interrupt.EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fastnn.estimator import MLPClassifier
-from fastnn.images import SIDE, ImageError, ImageTooLarge, declared_size, digit_from_bytes
+from fastnn.predict.images import SIDE, ImageError, ImageTooLarge, declared_size, digit_from_bytes
 
 N_PIXELS = SIDE * SIDE
 # An image may declare at most this many pixels (checked from its header, before decoding; a

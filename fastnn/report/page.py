@@ -1,6 +1,6 @@
 """The page of fastnn.report: report.html, one self-contained page with every figure embedded,
 written beside the figures' own PNG files and per-class.csv, every class's scores. What it
-shows is computed by fastnn.report_numbers and drawn by fastnn.report_figures; the page and
+shows is computed by fastnn.report.numbers and drawn by fastnn.report.figures; the page and
 each figure are of bounded size whatever the number of classes."""
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastnn import report_figures as figures
-from fastnn import report_numbers as numbers
-from fastnn.atomic import atomic_path
+from fastnn.core.model import Params
+from fastnn.core.training import cross_entropy
 from fastnn.data import CLASS_NAMES
-from fastnn.history import EPOCH_RECORDS, History
-from fastnn.model import Params
-from fastnn.training import cross_entropy
+from fastnn.files.atomic import atomic_path
+from fastnn.files.history import EPOCH_RECORDS, History
+from fastnn.report import figures, numbers
 
 REPORT_FILE = "report.html"
 FIGURE_FILES = ("confusion.png", "mistakes.png", "weights.png", "curves.png")

@@ -31,8 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.hyperparameters import check
-from fastnn.model import Params
+from fastnn.core.hyperparameters import check
+from fastnn.core.model import Params
 
 ADAPTIVE_DIVISOR = 5  # scikit-learn's: "adaptive" divides the rate by 5 when progress stalls
 ADAPTIVE_FLOOR = 1e-6  # ... and stops training once the rate is at or below this

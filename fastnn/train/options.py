@@ -1,5 +1,5 @@
 """The training command's options: its own (data, outputs) and one for each hyperparameter of
-the schema (fastnn.hyperparameters), filled in from a preset and checked by `resolve`."""
+the schema (fastnn.core.hyperparameters), filled in from a preset and checked by `resolve`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.augment import check_augment
-from fastnn.data import DATASET_NAMES
-from fastnn.hyperparameters import (
+from fastnn.core.augment import check_augment
+from fastnn.core.hyperparameters import (
     ADAPTIVE_RATE,
     BY_NAME,
     DEFAULT_PRESET,
@@ -23,13 +22,14 @@ from fastnn.hyperparameters import (
     check,
     resolved_learning_rate,
 )
-from fastnn.model import check_dtype
+from fastnn.core.model import check_dtype
+from fastnn.data import DATASET_NAMES
 from fastnn.tools import add_version
 
 DEFAULT_SUBMISSION = "submission.csv"
 IMAGE_PIXELS = 28 * 28  # every dataset the command reads: MNIST, Fashion-MNIST, Kaggle's CSV
 # The command's own options that decide what a run trains (beside the hyperparameters that do,
-# fastnn.hyperparameters.Hyperparameter.shapes_run): --resume keeps the saved run's.
+# fastnn.core.hyperparameters.Hyperparameter.shapes_run): --resume keeps the saved run's.
 RUN_OPTIONS = ("preset", "dataset", "data", "dev_size")
 
 
@@ -100,8 +100,8 @@ def shown_default(p: Hyperparameter) -> str:
 
 
 SHORT_OR_NAME = {p.dest for p in SCHEMA}  # the hyperparameters among the command's options
-# How the command reads each kind of value (fastnn.hyperparameters.Hyperparameter.kind); the
-# ranges are checked with the others' by fastnn.hyperparameters.check, in `resolve`.
+# How the command reads each kind of value (fastnn.core.hyperparameters.Hyperparameter.kind); the
+# ranges are checked with the others' by fastnn.core.hyperparameters.check, in `resolve`.
 READERS: dict[str, dict[str, Any]] = {
     "sizes": dict(type=positive_int, nargs="+", metavar="UNITS"),
     "number": dict(type=number),

@@ -1,6 +1,6 @@
 """python -m fastnn.predict: classify digit images, or a Kaggle test.csv, with a saved model.
 
-Each PNG/JPEG is converted to an MNIST-style 28x28 digit (fastnn.images.load_digit) and its
+Each PNG/JPEG is converted to an MNIST-style 28x28 digit (fastnn.predict.images.load_digit) and its
 predicted class and top-3 probabilities are printed; --json prints a JSON list instead. A .csv
 input is read as a Kaggle digit-recognizer test.csv and its predictions are written to --output
 as ImageId,Label rows.
@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from fastnn import interrupt
-from fastnn.atomic import check_writable
 from fastnn.backends import BACKENDS, get_backend
+from fastnn.core import interrupt
 from fastnn.estimator import MLPClassifier
-from fastnn.images import ImageError, load_digit
-from fastnn.persist import ModelFileError
+from fastnn.files.atomic import check_writable
+from fastnn.files.persist import ModelFileError
+from fastnn.predict.images import ImageError, load_digit
 from fastnn.saved import load
 from fastnn.tools import add_version
 
@@ -160,7 +160,3 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for result in results:
             _print_text(result)
     return EXIT_INPUTS if any("error" in r for r in results) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ confident mistakes, the first layer's weights as images and the training curves.
 Each is of bounded size whatever the classes: the confusion matrix of up to ANNOTATED_CLASSES
 classes has every cell written in, that of more is a heat map of at most HEAT_CELLS rows and
 columns, in a figure of fixed size, beside the most frequent confusions; names and titles are
-cut short, and drawn as given (fastnn.plots.literal_text)."""
+cut short, and drawn as given (fastnn.report.plots.literal_text)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.colors import PowerNorm
 
-from fastnn.history import History
-from fastnn.plots import draw_epochs, literal_text, plt  # plots sets the Agg backend: files only
-from fastnn.report_numbers import confusion_matrix
+from fastnn.files.history import History
+from fastnn.report.numbers import confusion_matrix
+from fastnn.report.plots import (  # plots sets the Agg backend: files only
+    draw_epochs,
+    literal_text,
+    plt,
+)
 
 DPI = 100
 GRID_COLS = 6  # of the mistakes: 36 make a 6 x 6 grid
@@ -61,7 +65,7 @@ def confusion(
 ) -> bytes:
     """The confusion matrix of the true classes y and the predicted ones: every cell written in
     for up to ANNOTATED_CLASSES classes, else a heat map beside the most frequent confusions
-    (`pairs` of true and predicted classes, with their `images`: report_numbers.confusions)."""
+    (`pairs` of true and predicted classes, with their `images`: numbers.confusions)."""
     k = len(names)
     if k <= ANNOTATED_CLASSES:
         return _annotated(confusion_matrix(y, predicted, k), names, set_name)
@@ -252,8 +256,8 @@ def curves(history: History, title: str) -> bytes:
     """Four panels, per epoch: the loss and the accuracy (percent) on the training data and on
     the validation data (see validation_curves); the learning rate; the seconds.
 
-    The per-epoch records cover the model's last epochs (fastnn.history.EPOCH_RECORDS); a panel
-    whose record the file lacks says so."""
+    The per-epoch records cover the model's last epochs (fastnn.files.history.EPOCH_RECORDS);
+    a panel whose record the file lacks says so."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     epochs = history.epochs_of(history.loss_curve)
     scores, losses = validation_curves(history)

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.augment import KINDS as AUGMENT_KINDS
-from fastnn.augment import MNIST_SHAPE, check_augment
-from fastnn.dropout import check_rates
-from fastnn.model import ACTIVATIONS, INIT_SCHEMES, check_dtype
+from fastnn.core.augment import KINDS as AUGMENT_KINDS
+from fastnn.core.augment import MNIST_SHAPE, check_augment
+from fastnn.core.dropout import check_rates
+from fastnn.core.model import ACTIVATIONS, INIT_SCHEMES, check_dtype
 
 BACKENDS = ("numba", "numpy")  # the registry's names (fastnn.backends)
 SOLVERS = ("sgd", "adam", "rmsprop")
@@ -203,7 +203,7 @@ SCHEMA: tuple[Hyperparameter, ...] = (
                    lambda v: v is None or isinstance(v, str | Mapping),
                    f"None, one of {', '.join(AUGMENT_KINDS)}, or a dict with 'kind' and "
                    "strengths, e.g. {'kind': 'elastic', 'alpha': 8}",
-                   "transform every training image afresh each epoch (fastnn.augment)"),
+                   "transform every training image afresh each epoch (fastnn.core.augment)"),
     Hyperparameter("dtype", "dtype", "float32", _dtype, "float32 or float64",
                    "the weights' and the arithmetic's precision"),
     Hyperparameter("random_state", "seed", None, _random_state,

@@ -7,7 +7,7 @@ training config, known scores and (version 2) the optimizer's step count and the
 history. Version 1 files (one hidden layer, no optimizer state) still load. Loading never
 unpickles anything and checks every field, name, shape, dtype and size before reading array
 data, so a damaged or tampered file is a ModelFileError naming the file, never code execution
-or a huge allocation. Every read has a bound fixed before it (fastnn.npz_members reads the
+or a huge allocation. Every read has a bound fixed before it (fastnn.files.npz_members reads the
 members): .npy preambles MAX_NPY_HEADER_BYTES, the header MAX_HEADER_BYTES, array data the
 file's own size; and only stored or deflated members (what numpy writes) are read, as zipfile
 inflates those no further than a read asks.
@@ -25,9 +25,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastnn.atomic import atomic_path
-from fastnn.model import ACTIVATIONS, DTYPES, Params, check_choice
-from fastnn.npz_members import (
+from fastnn.core.model import ACTIVATIONS, DTYPES, Params, check_choice
+from fastnn.core.optim import OptimizerState
+from fastnn.files.atomic import atomic_path
+from fastnn.files.npz_members import (
     ModelFileError,
     check_array,
     clip,
@@ -38,7 +39,6 @@ from fastnn.npz_members import (
     read_data,
     short,
 )
-from fastnn.optim import OptimizerState
 from fastnn.version import __version__
 
 FORMAT = "fastnn-model"

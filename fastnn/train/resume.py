@@ -22,19 +22,19 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastnn.augment import check_augment
-from fastnn.checks import is_int
+from fastnn.core.augment import check_augment
+from fastnn.core.checks import is_int
+from fastnn.core.hyperparameters import PRESETS, SCHEMA, SHORT_NAMES
+from fastnn.core.model import Params
+from fastnn.core.optim import OptimizerState
 from fastnn.data import DATASET_NAMES
 from fastnn.estimator import MLPClassifier
-from fastnn.history import History
-from fastnn.hyperparameters import PRESETS, SCHEMA, SHORT_NAMES
-from fastnn.model import Params
-from fastnn.npz_members import short
-from fastnn.optim import OptimizerState
-from fastnn.options import IMAGE_PIXELS, RUN_OPTIONS, augment_spec
-from fastnn.persist import ModelFileError, SavedModel, read_model
+from fastnn.files.history import History
+from fastnn.files.npz_members import short
+from fastnn.files.persist import ModelFileError, SavedModel, read_model
 from fastnn.saved import checked_model
-from fastnn.train_outputs import N_CLASSES
+from fastnn.train.options import IMAGE_PIXELS, RUN_OPTIONS, augment_spec
+from fastnn.train.outputs import N_CLASSES
 
 # The options a resumed run takes from the saved one. Any other (epochs, logging, outputs,
 # downloading) is this invocation's own; where it runs (backend, threads) too, by default as

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fastnn import training
-from fastnn.atomic import check_writable, write_text
+from fastnn.core import training
+from fastnn.core.hyperparameters import SHORT_NAMES
 from fastnn.data import CLASS_NAMES, write_kaggle_submission
-from fastnn.history import History, continued, generator_state
-from fastnn.hyperparameters import SHORT_NAMES
-from fastnn.options import DEFAULT_SUBMISSION
-from fastnn.persist import save_model
-from fastnn.train_run import Run
+from fastnn.files.atomic import check_writable, write_text
+from fastnn.files.history import History, continued, generator_state
+from fastnn.files.persist import save_model
+from fastnn.train.options import DEFAULT_SUBMISSION
+from fastnn.train.run import Run
 from fastnn.version import __version__
 
 N_CLASSES = 10
@@ -66,7 +66,7 @@ def planned_outputs(
     if args.plots:
 
         def write_plots() -> None:
-            from fastnn import plots  # matplotlib takes a while to import: only when asked
+            from fastnn.report import plots  # matplotlib takes a while to import: only when asked
 
             predicted = training.predict_proba(r.backend, r.params, X_show, args.activation)
             labels = predicted.argmax(1)
@@ -97,7 +97,7 @@ def planned_outputs(
     if args.report:
 
         def write_report() -> None:
-            from fastnn import report_page  # matplotlib: only when asked
+            from fastnn.report import page as report_page  # matplotlib: only when asked
 
             proba = training.predict_proba(r.backend, r.params, X_show, args.activation)
             csv = kaggle_csv(args)
