@@ -21,7 +21,11 @@ import fastnn
 REPO = Path(__file__).resolve().parents[1]
 
 # The subpackages the wheel must carry, whatever the source tree holds at the time.
-KNOWN_PACKAGES = {"fastnn", "fastnn.backends", "fastnn.kernels", "fastnn.data", "fastnn.bench"}
+KNOWN_PACKAGES = {
+    "fastnn", "fastnn.core", "fastnn.files", "fastnn.backends", "fastnn.kernels", "fastnn.data",
+    "fastnn.train", "fastnn.report", "fastnn.serve", "fastnn.predict", "fastnn.sweep",
+    "fastnn.bench",
+}  # fmt: skip
 
 # Build output and caches, left out of the copy of the source tree that the wheel is built from.
 NOT_SOURCE = shutil.ignore_patterns(
@@ -123,7 +127,8 @@ def test_wheel_contents(built):
     wheel_modules = {n.as_posix() for n in names if n.suffix == ".py"}
     assert modules <= wheel_modules, f"modules missing from the wheel: {modules - wheel_modules}"
     # Data files: the page python -m fastnn.serve serves.
-    static = {p.relative_to(source).as_posix() for p in (source / "fastnn" / "static").iterdir()}
+    folder = source / "fastnn" / "serve" / "static"
+    static = {p.relative_to(source).as_posix() for p in folder.iterdir()}
     assert {"fastnn/serve/static/index.html", "fastnn/serve/static/app.js"} <= static, static
     wheel_files = {n.as_posix() for n in names}
     assert static <= wheel_files, f"page files missing from the wheel: {static - wheel_files}"

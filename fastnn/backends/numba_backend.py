@@ -218,19 +218,19 @@ def _rule(optimizer: Optimizer, rates: np.ndarray, steps_done: int, dtype: np.dt
         solver = MOMENTUM if optimizer.momentum else SGD
     d = dtype.type
     return Rule(
-        solver,
-        np.asarray(rates, dtype),
-        float(optimizer.alpha),
-        d(optimizer.momentum),
-        bool(optimizer.nesterovs_momentum),
-        d(optimizer.beta_1),
-        d(1 - optimizer.beta_1),
-        d(optimizer.beta_2),
-        d(1 - optimizer.beta_2),
-        d(optimizer.rho),
-        d(1 - optimizer.rho),
-        d(optimizer.epsilon),
-        d(optimizer.max_norm or 0),
+        solver=solver,
+        rates=np.asarray(rates, dtype),
+        alpha=float(optimizer.alpha),
+        momentum=d(optimizer.momentum),
+        nesterov=bool(optimizer.nesterovs_momentum),
+        beta_1=d(optimizer.beta_1),
+        one_minus_beta_1=d(1 - optimizer.beta_1),
+        beta_2=d(optimizer.beta_2),
+        one_minus_beta_2=d(1 - optimizer.beta_2),
+        rho=d(optimizer.rho),
+        one_minus_rho=d(1 - optimizer.rho),
+        epsilon=d(optimizer.epsilon),
+        max_norm=d(optimizer.max_norm or 0),
     )
 
 
