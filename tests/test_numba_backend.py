@@ -615,3 +615,27 @@ def test_no_two_kernel_functions_compile_under_one_name():
         if a & b
     ]
     assert not clashes, f"kernel functions compiled under one name for the same types: {clashes}"
+
+
+# --- predictions of a few rows ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("pixels", [True, False])
+def test_a_row_predicted_alone_has_the_bits_it_has_in_a_batch(dtype, pixels):
+    """One chunk's prediction calls the compiled forward pass directly (numba_backend's
+    _forward_alone, past the dispatcher); each row comes out as it does among thousands."""
+    from fastnn.backends import numba_backend
+
+    params = init_params(784, (33, 17), 10, "he", 0, dtype)
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, (600, 784)).astype(np.uint8)
+    X[rng.random(X.shape) < 0.8] = 0  # sparse rows, as MNIST's
+    X = X if pixels else (X / 255).astype(dtype)
+    together = backend.predict_proba(params, X)  # three chunks: the team's path
+    for i in (0, 1, 599):
+        assert_same_bits(
+            backend.predict_proba(params, X[i : i + 1]), together[i : i + 1], f"row {i}"
+        )
+    assert_same_bits(backend.predict_proba(params, X[:5]), together[:5], "rows 0-4")
+    assert (X.dtype, np.dtype(dtype)) in numba_backend._forward_of  # the direct call was taken

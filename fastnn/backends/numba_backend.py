@@ -57,6 +57,7 @@ from fastnn.kernels.layout import (
     to_panels,
 )
 from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SGD, Rule
+from fastnn.kernels.team import SYNC_SLOTS, Team
 
 # How the first layer takes its inputs (see fastnn.kernels.passes): "sparse" over each
 # sample's list of non-zero features, "dense" as products of register tiles over all of them,
@@ -108,6 +109,28 @@ def _call(entry, args: tuple, jobs: int | None = None) -> object:
     Ctrl-C held until it returns."""
     with deferred_keyboard_interrupt():
         return run_team(entry, args, team_size(jobs))
+
+
+# The compiled forward pass for each pair of X's dtype and the parameters', as Numba compiled
+# it. A prediction of one chunk (a row, as fastnn.serve asks) calls it directly: Numba's
+# dispatcher would match the types of every argument at every call, which costs twice a row's
+# arithmetic at hidden 128. Every other argument's type follows from those two dtypes.
+_forward_of: dict[tuple[np.dtype, np.dtype], Callable] = {}
+
+
+def _forward_alone(args: tuple) -> None:
+    """forward(a team of one, *args) on this thread, for one chunk: no thread to start, and
+    nothing a Ctrl-C could leave half-done (the outputs are new arrays)."""
+    team = Team(0, 1, np.zeros(SYNC_SLOTS, np.int64))
+    key = (args[2].dtype, args[1].theta.dtype)
+    compiled = _forward_of.get(key)
+    if compiled is not None:
+        compiled(team, *args)
+        return
+    forward(team, *args)  # compiled, or loaded from the cache, for these types
+    types = tuple(forward.typeof_pyval(a) for a in (team, *args))
+    if types in forward.overloads:
+        _forward_of[key] = forward.overloads[types].entry_point
 
 
 def _kernel_shape(p: int, a: np.ndarray) -> np.ndarray:
@@ -331,7 +354,10 @@ class NumbaBackend:
             np.empty(0, dtype), np.empty(0, dtype), np.empty((n, params.n_out), dtype)
         )
         args = (layout, net, _read_only(X), _read_only(np.arange(n)), dense_input(X), out)
-        _call(forward, args, -(-n // CHUNK))
+        if n <= CHUNK:
+            _forward_alone(args)
+        else:
+            _call(forward, args, -(-n // CHUNK))
         return out.P
 
     def augment(

@@ -235,7 +235,7 @@ def profile(
 
     def epoch() -> None:
         with backend.first_layer(path):
-            backend.train_epoch(params.copy(), X, y, order, batch_size, 0.01, "relu")
+            backend.train_epoch(params.copy(), X, y, order, batch_size=batch_size, lr=0.01)
 
     teams = [team_epoch(backend, epoch, n, repeats) for n in sorted({1, threads})]
     added = [cumulative[0]] + [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]

@@ -219,8 +219,9 @@ def run_epochs(
             seen = X if images is None else backend.augment(X, how.augmentation.at(epoch), images)
             with np.errstate(over="ignore", invalid="ignore"):  # judged below instead
                 loss, accuracy = backend.train_epoch(
-                    params, seen, y, order, how.batch_size, rates, activation,
-                    how.optimizer, state, how.dropout(epoch),
+                    params, seen, y, order, batch_size=how.batch_size, lr=rates,
+                    activation=activation, optimizer=how.optimizer, state=state,
+                    dropout=how.dropout(epoch),
                 )  # fmt: skip
                 seconds = time.perf_counter() - start
                 problem = _diagnosis(params, X, probe, loss, bound)
