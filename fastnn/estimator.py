@@ -12,10 +12,9 @@ import numpy as np
 from fastnn.backends import get_backend
 from fastnn.core import checks, training
 from fastnn.core.augment import check_augment
-from fastnn.core.dropout import check_rates
 from fastnn.core.hyperparameters import preset_params, resolved_learning_rate
 from fastnn.core.model import Params, check_dtype, init_params
-from fastnn.core.optim import OptimizerState, Schedule
+from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 from fastnn.files import persist
 from fastnn.files.history import EPOCH_RECORDS, History, generator_state
 from fastnn.scikit import ScikitLearnProtocol
@@ -323,7 +322,7 @@ class MLPClassifier(ScikitLearnProtocol):
         batch_size = training.batch_rows(self.batch_size, len(X))
         if self.shuffle and self._shuffle_rng is None:  # a loaded model's first training
             self._shuffle_rng = np.random.default_rng(self._seeds().order)
-        optimizer = checks.optimizer(self)
+        optimizer = Optimizer.of(self)  # checked with the rest by fit or partial_fit
         state = self._optimizer_state
         if state is None or not state.fits(optimizer, params):
             state = self._optimizer_state = OptimizerState.fresh(optimizer, params)
@@ -335,19 +334,11 @@ class MLPClassifier(ScikitLearnProtocol):
             self._schedule.samples_seen = self.t_
         if getattr(self, "_dropout_seed", None) is None:  # loaded from a file without it
             self._dropout_seed = self._seeds().dropout
-        how = training.Training(
-            optimizer=optimizer,
-            state=state,
-            schedule=self._schedule,
-            batch_size=batch_size,
-            activation=self.activation,
-            dropout_rates=check_rates(self.dropout, len(params.hidden_sizes)),
-            dropout_seed=self._dropout_seed,
-            input_dropout=float(self.input_dropout),
-            augmentation=check_augment(
-                self.augment, X.shape[1], self.image_shape, self._dropout_seed
-            ),
-        )
+        how = training.Training.of(
+            self, state=state, schedule=self._schedule, batch_size=batch_size,
+            n_hidden=len(params.hidden_sizes), n_features=X.shape[1], seed=self._dropout_seed,
+            image_shape=self.image_shape,
+        )  # fmt: skip
         stalls = training.Stalls(self.tol, self.n_iter_no_change)
         best: Params | None = None
 

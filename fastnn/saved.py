@@ -9,7 +9,7 @@ from typing import Any
 
 from fastnn.core import checks
 from fastnn.core.hyperparameters import resolved_learning_rate
-from fastnn.core.optim import Schedule
+from fastnn.core.optim import Optimizer, Schedule
 from fastnn.estimator import MLPClassifier
 from fastnn.files import persist
 from fastnn.files.history import EPOCH_RECORDS, History
@@ -84,12 +84,11 @@ def checked_model(
     model = MLPClassifier(**params)
     try:
         checks.hyperparameters(model)  # the one validation of every hyperparameter
-        optimizer = checks.optimizer(model)
     except ValueError as exc:
         raise persist.ModelFileError(
             f"{path}: the saved configuration is not usable: {exc}"
         ) from None
-    if saved.state is not None and not saved.state.fits(optimizer, saved.params):
+    if saved.state is not None and not saved.state.fits(Optimizer.of(model), saved.params):
         raise persist.ModelFileError(
             f"{path}: the saved optimizer state does not fit the saved solver "
             f"{model.solver!r} (momentum {model.momentum})"

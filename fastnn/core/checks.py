@@ -13,7 +13,6 @@ import numpy as np
 from fastnn.core import hyperparameters as schema
 from fastnn.core.hyperparameters import is_int
 from fastnn.core.model import pixels_or_floats
-from fastnn.core.optim import Optimizer
 
 
 class DataConversionWarning(UserWarning):
@@ -87,11 +86,6 @@ def hyperparameters(est: Any) -> tuple[int, ...]:
     schema.check(est.get_params())
     sizes = est.hidden_layer_sizes
     return tuple(int(size) for size in ((sizes,) if is_int(sizes) else sizes))
-
-
-def optimizer(est: Any) -> Optimizer:
-    """The update rule MLPClassifier `est` asks for, checked."""
-    return Optimizer.of(est).validate()
 
 
 def features(

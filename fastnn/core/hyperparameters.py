@@ -122,7 +122,9 @@ def _random_state(value: Any) -> bool:
 @dataclass(frozen=True)
 class Hyperparameter:
     name: str  # MLPClassifier's parameter; the command's --option with "-" for "_"
-    kind: str  # the form of its values: see KIND_FORMS
+    # The form of its values, by which the command (options.READERS) and the sweep
+    # (space.SWEEP_KINDS) read them.
+    kind: str
     default: Any
     ok: Callable[[Any], bool]  # whether a value is one it takes
     wanted: str  # what it takes, in words: "... must be <wanted>; got <value>"

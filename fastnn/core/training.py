@@ -13,8 +13,8 @@ import numpy as np
 
 from fastnn.backends import Backend
 from fastnn.core import interrupt
-from fastnn.core.augment import Augmentation
-from fastnn.core.dropout import Dropout
+from fastnn.core.augment import Augmentation, check_augment
+from fastnn.core.dropout import Dropout, check_rates
 from fastnn.core.model import Params
 from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 
@@ -171,6 +171,33 @@ class Training(NamedTuple):
     dropout_seed: int = 0
     input_dropout: float = 0.0  # the rate of the input features
     augmentation: Augmentation | None = None  # of the images, drawn afresh every epoch
+
+    @classmethod
+    def of(
+        cls,
+        settings: object,
+        *,
+        state: OptimizerState,
+        schedule: Schedule,
+        batch_size: int,
+        n_hidden: int,
+        n_features: int,
+        seed: int,
+        image_shape: tuple[int, int] | None = None,
+    ) -> Training:
+        """How to train by `settings` (an MLPClassifier, or the training command's options:
+        both name these attributes alike), with `seed` drawing dropout and augmentation."""
+        return cls(
+            optimizer=Optimizer.of(settings),
+            state=state,
+            schedule=schedule,
+            batch_size=batch_size,
+            activation=settings.activation,
+            dropout_rates=check_rates(settings.dropout, n_hidden),
+            dropout_seed=seed,
+            input_dropout=float(settings.input_dropout),
+            augmentation=check_augment(settings.augment, n_features, image_shape, seed),
+        )
 
     def dropout(self, epoch: int) -> Dropout | None:
         """The dropout of the given epoch, or None without any."""

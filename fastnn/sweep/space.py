@@ -39,7 +39,6 @@ def _kind(p: Hyperparameter) -> str | tuple[str, ...]:
 KINDS: dict[str, str | tuple[str, ...]] = {
     p.name: _kind(p) for p in SCHEMA if p.command and p.shapes_run and p.kind != "seed"
 }
-ALIASES = SHORT_NAMES  # the training command's short names, also accepted here
 DISTRIBUTIONS = ("uniform", "loguniform", "randint")
 SIGNIFICANT_DIGITS = 3  # of a float drawn at random: readable tables and command lines
 
@@ -50,7 +49,7 @@ class SpaceError(ValueError):
 
 def canonical_name(name: str) -> str:
     key = name.strip().replace("-", "_")
-    key = ALIASES.get(key, key)
+    key = SHORT_NAMES.get(key, key)  # the command's short names are taken too
     if key in ("random_state", "seed"):
         raise SpaceError("the seed is not a grid parameter: give the seeds with --seeds 0 1 2")
     if key not in KINDS:

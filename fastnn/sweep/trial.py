@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.core.hyperparameters import SHORT_NAMES
+from fastnn.core.hyperparameters import BY_NAME
 from fastnn.sweep.space import KINDS, coerce_value, format_value
 
 # What makes two trials the same trial: everything that changes what is trained (not the
@@ -29,8 +29,6 @@ from fastnn.sweep.space import KINDS, coerce_value, format_value
 IDENTITY_KEYS = (
     "preset", "backend", "dataset", "data", "dev_size", "train_rows", "params", "seed", "epochs",
 )  # fmt: skip
-# The training command's short option for an estimator name, where it has one.
-SHORT_OPTIONS = {name: short for short, name in SHORT_NAMES.items()}
 # For the tests: seconds each trial waits before it trains, so that one can be caught running.
 DELAY_VARIABLE = "FASTNN_SWEEP_TRIAL_DELAY"
 SPLITS_KEPT = 2  # splits (one per seed) a worker keeps: each is a copy of the training data
@@ -57,7 +55,7 @@ def trial_id(spec: dict[str, Any]) -> str:
 def option_words(name: str, value: Any) -> list[str]:
     """Parameter `name` = `value` as options of python -m fastnn.train; [] for None, which is
     then the preset's (check_spec makes sure that is what was asked for)."""
-    option = "--" + SHORT_OPTIONS.get(name, name).replace("_", "-")
+    option = BY_NAME[name].flags[0]
     if value is None:
         return []
     if isinstance(value, bool):
@@ -108,8 +106,7 @@ def check_spec(spec: dict[str, Any]) -> argparse.Namespace:
         dev_size=spec.get("dev_size"), no_download=not spec.get("download", True),
     )  # fmt: skip
     for name, wanted in spec["params"].items():
-        dest = SHORT_OPTIONS.get(name, name)
-        got = getattr(args, dest)
+        got = getattr(args, BY_NAME[name].dest)
         if _canonical(name, got) != _canonical(name, wanted):
             raise ValueError(
                 f"{name}={format_value(wanted)} cannot be given to python -m fastnn.train over "

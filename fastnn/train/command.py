@@ -16,8 +16,6 @@ from tqdm import tqdm
 
 from fastnn.backends import get_backend, start_loading
 from fastnn.core import interrupt, training
-from fastnn.core.augment import check_augment
-from fastnn.core.dropout import check_rates
 from fastnn.core.hyperparameters import DEFAULTS
 from fastnn.core.model import init_params
 from fastnn.core.optim import Optimizer, OptimizerState, Schedule
@@ -84,17 +82,10 @@ def start(args: argparse.Namespace, X: np.ndarray, resumed: Resumed | None) -> t
     schedule.samples_seen = samples_seen
     if rate is not None:
         schedule.current = rate
-    how = training.Training(
-        optimizer=optimizer,
-        state=state,
-        schedule=schedule,
-        batch_size=batch_size,
-        activation=args.activation,
-        dropout_rates=check_rates(args.dropout, len(params.hidden_sizes)),
-        dropout_seed=seeds.dropout,
-        input_dropout=args.input_dropout,
-        augmentation=check_augment(args.augment, X.shape[1], None, seeds.dropout),
-    )
+    how = training.Training.of(
+        args, state=state, schedule=schedule, batch_size=batch_size,
+        n_hidden=len(params.hidden_sizes), n_features=X.shape[1], seed=seeds.dropout,
+    )  # fmt: skip
     return params, how, order_rng, done + 1
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.core.augment import check_augment
 from fastnn.core.hyperparameters import (
     ADAPTIVE_RATE,
     BY_NAME,
@@ -68,7 +67,7 @@ def positive_float(text: str) -> float:
 
 
 def number(text: str) -> float:
-    """A finite number; its range is checked with the others' (Optimizer.validate)."""
+    """A finite number; its range is checked with the others' in `resolve`."""
     value = float(text)
     if not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
@@ -99,7 +98,7 @@ def shown_default(p: Hyperparameter) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-SHORT_OR_NAME = {p.dest for p in SCHEMA}  # the hyperparameters among the command's options
+HYPERPARAMETER_DESTS = {p.dest for p in SCHEMA}  # the hyperparameters among the options
 # How the command reads each kind of value (fastnn.core.hyperparameters.Hyperparameter.kind); the
 # ranges are checked with the others' by fastnn.core.hyperparameters.check, in `resolve`.
 READERS: dict[str, dict[str, Any]] = {
@@ -199,7 +198,6 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     except HyperparameterError as exc:
         option = BY_NAME[exc.name].flags[0]
         raise ValueError(f"{option} must be {exc.wanted}; got {exc.value!r}") from None
-    check_augment(args.augment, IMAGE_PIXELS, None, 0)
     args.lr = resolved_learning_rate(values)
     # The command's own forms: lists, as its options give them and its files record them.
     args.hidden = [args.hidden] if np.ndim(args.hidden) == 0 else list(args.hidden)
@@ -224,7 +222,7 @@ def preset_options(name: str) -> list[str]:
     """Preset `name` as the options that differ from the defaults' (the default preset's),
     the command's own first, e.g. ["--hidden", "800", "800", "--epochs", "36", ...]."""
     words = []
-    items = sorted(PRESETS[name].items(), key=lambda item: item[0] in SHORT_OR_NAME)
+    items = sorted(PRESETS[name].items(), key=lambda item: item[0] in HYPERPARAMETER_DESTS)
     for key, value in items:
         if DEFAULT_PRESET.get(key, ...) == value:
             continue
