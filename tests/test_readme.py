@@ -84,7 +84,7 @@ def test_readme_test_command_is_the_one_ci_runs():
     """.ci/run runs the README's test command as written: the same line."""
     lines = CI_RUN.read_text(encoding="utf-8").splitlines()
     [command] = [line for line in lines if line.endswith("python -m pytest")]
-    assert command == 'pip install -e ".[dev,sweep,compat]" && python -m pytest'
+    assert command == 'pip install -e ".[dev,sweep,compat,onnx]" && python -m pytest'
     assert blocks("bash", DEVELOPMENT) == [command + "\n"]
 
 
