@@ -12,7 +12,6 @@ graph to the same numbers fastnn scales them to, so nothing else may differ.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx_helpers import require_runtime
 
 import fastnn
 from fastnn.core.model import LEAKY_SLOPE
@@ -28,18 +28,6 @@ from fastnn.export import onnx as export
 
 TOLERANCE_EPS = 64
 N_FEATURES = 784  # MNIST's 28 x 28
-
-
-def require_runtime():
-    """onnx and onnxruntime; skipped without them, except in CI, which installs the onnx extra:
-    it fails there."""
-    try:
-        pytest.importorskip("onnx", minversion="1.16")
-        return pytest.importorskip("onnxruntime", minversion="1.18")
-    except pytest.skip.Exception:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install the onnx extra: pip install -e '.[dev,sweep,compat,onnx]'")
-        raise
 
 
 @pytest.fixture
