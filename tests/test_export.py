@@ -130,6 +130,21 @@ def test_label_output_holds_the_class_labels(ort, tmp_path, names):
     assert len(set(out["label"].tolist())) > 5  # the labels of many classes, not one
 
 
+def test_labels_of_python_objects_take_the_type_they_share(ort, tmp_path):
+    """Whole numbers held as Python objects (as pandas may give them) become int64 labels;
+    labels no ONNX tensor can hold are refused."""
+    model = trained(y=Y_TRAIN.astype(object))
+    assert model.classes_.dtype == object
+    proto = model.to_onnx(tmp_path / "model.onnx")
+    assert proto.graph.output[0].type.tensor_type.elem_type == 7  # TensorProto.INT64
+    out = run_onnx(ort, tmp_path / "model.onnx", X_NEW)
+    assert out["label"].tolist() == model.predict(X_NEW).tolist()
+    model.classes_ = model.classes_.astype(complex)
+    with pytest.raises(ValueError, match="class labels of type complex128 .* have no ONNX"):
+        model.to_onnx(tmp_path / "complex.onnx")
+    assert not (tmp_path / "complex.onnx").exists()
+
+
 @dataclass
 class HandBuilt:
     """A network of another output kind, as the estimators to come store it."""

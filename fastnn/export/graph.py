@@ -44,12 +44,14 @@ class Graph:
         self.dtype = np.dtype(dtype)
         self.element_type = helper.np_dtype_to_tensor_dtype(self.dtype)
         self.nodes: list[onnx.NodeProto] = []
-        self.constants: list[onnx.TensorProto] = []
+        self.constants: dict[str, onnx.TensorProto] = {}
 
     def constant(self, name: str, value: Any, dtype: Any = None) -> str:
-        """A constant tensor of `dtype` (default: the model's dtype); returns its name."""
-        array = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
-        self.constants.append(numpy_helper.from_array(array, name))
+        """A constant tensor of `dtype` (default: the model's dtype), added once under its
+        name however many nodes take it; returns the name."""
+        if name not in self.constants:
+            array = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
+            self.constants[name] = numpy_helper.from_array(array, name)
         return name
 
     def node(self, op: str, inputs: list[str], output: str, **attributes: Any) -> str:
@@ -92,9 +94,8 @@ def leaky_relu(graph: Graph, z: str, out: str) -> str:
     # function for a slope below 1, takes the slope as a float64 constant.
     if np.float32(LEAKY_SLOPE) == graph.dtype.type(LEAKY_SLOPE):
         return graph.node("LeakyRelu", [z], out, alpha=LEAKY_SLOPE)
-    if "leaky_slope" not in {c.name for c in graph.constants}:
-        graph.constant("leaky_slope", LEAKY_SLOPE)
-    return graph.node("Max", [z, graph.node("Mul", [z, "leaky_slope"], f"{z}_sloped")], out)
+    sloped = graph.node("Mul", [z, graph.constant("leaky_slope", LEAKY_SLOPE)], f"{z}_sloped")
+    return graph.node("Max", [z, sloped], out)
 
 
 HIDDEN_ACTIVATIONS: dict[str, Callable[[Graph, str, str], str]] = {
@@ -120,12 +121,16 @@ def layers(graph: Graph, model: Network, x: str) -> str:
 def class_labels(classes: np.ndarray) -> np.ndarray:
     """classes_ as an ONNX tensor can hold them: whole numbers as int64, strings as strings,
     floats and booleans as they are. Raises ValueError for labels of other kinds."""
+    if classes.dtype == object:  # e.g. from a pandas column: the type its values share
+        inferred = np.array(classes.tolist())
+        if inferred.dtype != object and inferred.shape == classes.shape:
+            return class_labels(inferred)
     kind = classes.dtype.kind
     if kind in "iu":
         if classes.size and int(classes.max()) > np.iinfo(np.int64).max:
             raise ValueError("class labels above 2**63 - 1 do not fit ONNX's int64 labels")
         return classes.astype(np.int64)
-    if kind in "US" or (kind == "O" and all(isinstance(c, str) for c in classes)):
+    if kind in "US":
         return classes.astype(object)
     if kind == "b" or classes.dtype in (np.float32, np.float64):
         return classes
@@ -204,7 +209,7 @@ def build_graph(model: Network, input_kind: str, metadata: dict[str, str]) -> on
     x_info, x = input_stage(graph, input_kind, model.coefs_[0].shape[0])
     outputs = OUTPUT_STAGES[output_kind(model)](graph, model, layers(graph, model, x))
     proto = helper.make_model(
-        helper.make_graph(graph.nodes, "fastnn", [x_info], outputs, graph.constants),
+        helper.make_graph(graph.nodes, "fastnn", [x_info], outputs, list(graph.constants.values())),
         opset_imports=[helper.make_opsetid("", OPSET)],
         ir_version=IR_VERSION,
         producer_name="fastnn",
