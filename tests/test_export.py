@@ -94,8 +94,9 @@ def test_exported_network_gives_fastnns_labels_and_probabilities(
 
 
 def test_float_input_takes_the_models_dtype_as_it_is(ort, tmp_path):
-    """A model fitted on floats: --input floats takes them unscaled, and a network of other
-    than 784 features takes floats by default."""
+    """A model fitted on floats: input="floats" takes them unscaled, and a network of other
+    than 784 features takes floats by default (pixels if image_shape says its rows are
+    images)."""
     X = X_TRAIN.astype(np.float64) / 255
     model = trained(X=X, dtype="float64")
     proto = model.to_onnx(tmp_path / "floats.onnx", input="floats")
@@ -112,6 +113,9 @@ def test_float_input_takes_the_models_dtype_as_it_is(ort, tmp_path):
     assert_predicts_as_fastnn(
         ort, narrow, tmp_path / "narrow.onnx", X_new[:, :20].astype(np.float32)
     )
+    # Rows said to be images of another shape take pixels.
+    proto = export.onnx_model(narrow.set_params(image_shape=(4, 5)))
+    assert {p.key: p.value for p in proto.metadata_props}["fastnn_input"] == "pixels"
 
 
 @pytest.mark.parametrize(
