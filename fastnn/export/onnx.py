@@ -7,7 +7,8 @@ The graph's input X is (N, n_features), either
 - "floats": the model's dtype (float32 or float64), used as they are.
 The default is "pixels" when the model's rows are images as fastnn knows them (784 features,
 28 x 28 as in MNIST and every dataset the training command reads, or an `image_shape` given),
-else "floats". Feeding the wrong kind is a type error of the runtime, never a silent misuse.
+else "floats". A runtime refuses an input of the other element type (uint8 for floats, or
+floats for pixels).
 
 The outputs follow scikit-learn's ONNX converters (skl2onnx, zipmap off), by the model's output
 kind (fastnn.export.graph.OUTPUT_STAGES): a classifier's `label` (N,), its classes_ as int64,
