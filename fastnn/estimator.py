@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 from fastnn.files import persist
 from fastnn.files.history import EPOCH_RECORDS, History, generator_state
 from fastnn.scikit import ScikitLearnProtocol
+
+if TYPE_CHECKING:
+    import onnx
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -433,6 +436,16 @@ class MLPClassifier(ScikitLearnProtocol):
         predicted = self.predict(X)
         y = checks.labels(y, len(predicted))
         return float(np.average(predicted == y, weights=sample_weight))
+
+    def to_onnx(self, path: str | os.PathLike, *, input: str | None = None) -> onnx.ModelProto:
+        """Write the fitted network as an ONNX file, for onnxruntime or any ONNX runtime to
+        serve without fastnn, and return it. `input` is "pixels" (uint8, scaled in the graph)
+        or "floats" (of the model's dtype); by default pixels for 784 features (28 x 28
+        images) or with image_shape given, else floats. Outputs `label` and `probabilities`,
+        as scikit-learn's converters name them. Needs the onnx extra; see fastnn.export.onnx."""
+        from fastnn.export.onnx import write_onnx  # onnx is optional: loaded on first export
+
+        return write_onnx(self, path, input=input)
 
     def save(
         self,

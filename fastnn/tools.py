@@ -15,6 +15,7 @@ TOOLS = {
     "fastnn.predict": "predict digits in images or a Kaggle test.csv with a saved model",
     "fastnn.report": "write an HTML report of a saved model on a test set",
     "fastnn.serve": "serve a page to draw digits on, with a saved model's predictions",
+    "fastnn.export": "write a saved model as an ONNX file, for other runtimes (onnx extra)",
     "fastnn.sweep": "train a grid of hyperparameters over seeds on Dask (sweep extra)",
     "fastnn.bench": "time the backends' training epochs, or their time to accuracy",
     "fastnn.bench.profile": "time the stages of a Numba training epoch, thread by thread",

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx_helpers
 import pytest
 import sweep_helpers
 
@@ -91,6 +92,12 @@ def check_halving(folder: Path, out: str) -> None:
     _files(folder, "sweep-halving/results.csv", "sweep-halving/ranked.csv")
 
 
+def check_export(folder: Path, out: str) -> None:
+    _files(folder, "model.onnx", "floats.onnx")
+    assert "wrote model.onnx: X uint8 (N, 784) -> label int64 (N), probabilities" in out, out
+    assert float(out.rsplit("test accuracy ", 1)[1]) > 0.9, out  # the last: Python's
+
+
 def check_nothing_more(folder: Path, out: str) -> None:
     """The block's exit status 0 is all it promises."""
 
@@ -120,6 +127,9 @@ RUN = {
     ("report.md", ""): Section(["bash"], check_report),
     ("sweep.md", "Successive halving"): Section(
         ["bash"], check_halving, needs=sweep_helpers.require_distributed
+    ),
+    ("export.md", "Export and run"): Section(
+        ["bash", "python"], check_export, needs=onnx_helpers.require_runtime
     ),
     # With FASTNN_DATA_DIR set, loading reads the files there and downloads nothing.
     ("development.md", "Set up and run the tests"): Section(["bash"], check_nothing_more),

@@ -128,7 +128,8 @@ def test_no_import_cycle():
 # The package by role: what trains and stores a model, and the front ends built on it.
 CORE = ("fastnn.core", "fastnn.files", "fastnn.data", "fastnn.backends", "fastnn.kernels")
 FRONT_ENDS = ("fastnn.estimator", "fastnn.saved", "fastnn.train", "fastnn.report",
-              "fastnn.serve", "fastnn.predict", "fastnn.sweep", "fastnn.bench")  # fmt: skip
+              "fastnn.serve", "fastnn.predict", "fastnn.export", "fastnn.sweep",
+              "fastnn.bench")  # fmt: skip
 
 
 def test_the_core_imports_no_front_end():

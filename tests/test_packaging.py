@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The subpackages the wheel must carry, whatever the source tree holds at the time.
 KNOWN_PACKAGES = {
     "fastnn", "fastnn.core", "fastnn.files", "fastnn.backends", "fastnn.kernels", "fastnn.data",
-    "fastnn.train", "fastnn.report", "fastnn.serve", "fastnn.predict", "fastnn.sweep",
-    "fastnn.bench",
+    "fastnn.train", "fastnn.report", "fastnn.serve", "fastnn.predict", "fastnn.export",
+    "fastnn.sweep", "fastnn.bench",
 }  # fmt: skip
 
 # Build output and caches, left out of the copy of the source tree that the wheel is built from.

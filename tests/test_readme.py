@@ -1,5 +1,5 @@
 """The README's examples run as written: every Python block, and the commands of the sections
-that use the library, predict, report, serve and sweep. The blocks of the other sections
+that use the library, predict, report, serve, export and sweep. The blocks of the other sections
 (installing, the training command's longer runs, the benchmark and the test command) are named in
 NOT_RUN, and a test checks that no other section has a block that nothing runs."""
 
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx_helpers
 import pandas as pd
 import pytest
 import sweep_helpers
@@ -46,6 +47,7 @@ PREDICT = "Predict"
 REPORT = "Report"
 TRAIN = "python -m fastnn.train --save model.npz"  # the model of the sections below
 SERVE = "Serve: draw digits in the browser"
+EXPORT = "Export to ONNX"
 SWEEPS = "Sweep hyperparameters"
 DEVELOPMENT = "Development"
 # The sections whose blocks no test runs, and why.
@@ -64,12 +66,13 @@ def test_readme_has_the_examples_this_file_runs():
     assert len(blocks("bash", PREDICT)) == 1
     assert len(blocks("bash", REPORT)) == 1
     assert len(blocks("bash", SERVE)) == 2
+    assert len(blocks("bash", EXPORT)) == 1
     assert len(blocks("bash", SWEEPS)) == 2 and len(blocks("python", SWEEPS)) == 2
     assert len(blocks("python", DEEPER)) == 1 and len(blocks("bash", DEEPER)) == 1
 
 
 def test_every_block_of_the_readme_runs_or_is_named_as_not_run():
-    tested = {LIBRARY, DEEPER, PREDICT, REPORT, SERVE, SWEEPS}
+    tested = {LIBRARY, DEEPER, PREDICT, REPORT, SERVE, EXPORT, SWEEPS}
     text = README.read_text(encoding="utf-8")
     untested = []
     for part in text.split("\n## ")[1:]:
@@ -84,7 +87,7 @@ def test_readme_test_command_is_the_one_ci_runs():
     """.ci/run runs the README's test command as written: the same line."""
     lines = CI_RUN.read_text(encoding="utf-8").splitlines()
     [command] = [line for line in lines if line.endswith("python -m pytest")]
-    assert command == 'pip install -e ".[dev,sweep,compat]" && python -m pytest'
+    assert command == 'pip install -e ".[dev,sweep,compat,onnx]" && python -m pytest'
     assert blocks("bash", DEVELOPMENT) == [command + "\n"]
 
 
@@ -121,6 +124,7 @@ def trained(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("readme")
     assert blocks("bash", PREDICT)[0].splitlines()[0].startswith(TRAIN)
     assert blocks("bash", REPORT)[0].startswith(TRAIN + " && ")
+    assert blocks("bash", EXPORT)[0].startswith(TRAIN + " && ")
     assert blocks("bash", SERVE)[0].splitlines()[0] == TRAIN
     run(_command(TRAIN), folder)
     return folder
@@ -131,6 +135,22 @@ def test_report_command_runs(trained):
     report = blocks("bash", REPORT)[0].strip().split(" && ", 1)[1]
     run(_command(report), trained)
     assert (trained / "report" / "report.html").stat().st_size > 10_000
+
+
+@needs_data
+def test_export_command_runs(trained):
+    """The file it writes gives the saved model's labels in onnxruntime."""
+    import fastnn
+    from fastnn.data import load_dataset
+
+    onnxruntime = onnx_helpers.require_runtime()
+    export = blocks("bash", EXPORT)[0].strip().split(" && ", 1)[1]
+    run(_command(export), trained)
+    _, _, X_test, _ = load_dataset("mnist", download=False)
+    session = onnxruntime.InferenceSession(str(trained / "model.onnx"))
+    [label] = session.run(["label"], {"X": X_test[:500]})
+    expected = fastnn.load(trained / "model.npz").set_params(backend="numpy").predict(X_test[:500])
+    assert (label == expected).all()
 
 
 @needs_data
