@@ -15,6 +15,10 @@ from fastnn.kernels.config import SERIAL
 from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.tile import gather_row
 
+# Net.output: what the last layer gives, in the order of fastnn.core.model.OUTPUTS. A number
+# read at run time, so that one compiled kernel serves every kind.
+SOFTMAX, LOGISTIC, IDENTITY = 0, 1, 2
+
 
 @njit(**SERIAL)
 def hidden_row(W1, b1, X, r, table, idx, start, end, Z, i):
@@ -65,3 +69,26 @@ def softmax_row(z, p):
     for o in range(n_out):
         p[o] = p[o] / total
     return np.log(total), top, arg
+
+
+@njit(**SERIAL)
+def sigmoid_row(z, p):
+    """p = 1 / (1 + exp(-z)) elementwise, from e = exp(-|z|) so exp cannot overflow: 1 / (1 + e)
+    for z >= 0, e / (1 + e) below, as the reference computes it. p may be z itself."""
+    one = p.dtype.type(1)
+    for o in range(z.shape[0]):
+        e = np.exp(-abs(z[o]))
+        p[o] = one / (one + e) if z[o] >= 0 else e / (one + e)
+
+
+@njit(**SERIAL)
+def output_row(output, z, p):
+    """p = the network's outputs from the last layer's z, by the kind `output`: softmax,
+    logistic (a sigmoid per output) or identity."""
+    if output == SOFTMAX:
+        softmax_row(z, p)
+    elif output == LOGISTIC:
+        sigmoid_row(z, p)
+    else:
+        for o in range(z.shape[0]):
+            p[o] = z[o]

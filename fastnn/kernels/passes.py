@@ -4,7 +4,8 @@ of 60,000 stays in cache too). Any number of hidden layers: the per-layer data s
 buffers (see `layout`).
 
 `sample_pass` splits a chunk's samples among the members in runs of RUN: a job takes its run
-forward through every layer, through the softmax cross-entropy gradient, and back to the
+forward through every layer, through the loss's gradient at the last layer (`output_gradient`:
+softmax cross-entropy, logistic, squared error), and back to the
 first layer, a layer at a time (the later layers a tile of samples at once, see
 `dense.add_products`), keeping what the weight gradients need: each layer's A and dZ rows, and
 the first layer's inputs: where it runs sparse, in lists of its own, every sample's non-zero
@@ -32,7 +33,16 @@ from fastnn.kernels.config import DENSE_ROWS, SERIAL
 from fastnn.kernels.constraint import cap_rows
 from fastnn.kernels.dense import add_panel_products, add_products
 from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
-from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
+from fastnn.kernels.forward import (
+    LOGISTIC,
+    SOFTMAX,
+    activate_row,
+    dense_rows,
+    hidden_row,
+    output_row,
+    sigmoid_row,
+    softmax_row,
+)
 from fastnn.kernels.layout import (
     ahead_weights,
     bias,
@@ -147,20 +157,74 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
 
 
 @njit(**SERIAL)
-def backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits):
-    """From the logits of samples lo..hi-1: losses[i] = cross-entropy, hits[i] = argmax hits
-    the label, and the gradients of the batch's mean loss, dZ of each layer in place of its
-    Z, a layer at a time."""
+def softmax_gradient(g, label):
+    """g: a sample's logits, in place the gradient of its softmax cross-entropy, p - onehot.
+    Returns the loss, -log p[label], from the logits (so it stays finite), and whether the
+    label has the largest logit."""
+    z_label = g[label]
+    log_sum, top, arg = softmax_row(g, g)
+    g[label] -= g.dtype.type(1)
+    return log_sum - (z_label - top), arg == label
+
+
+@njit(**SERIAL)
+def logistic_gradient(g, t):
+    """g: a sample's logits, in place the gradient of its binary cross-entropy summed over the
+    labels, p - t with p = sigmoid(g). Returns the loss, scikit-learn's binary_log_loss of the
+    sample (p clipped to [eps, 1 - eps], eps the dtype's), and whether every label is right
+    (p > 0.5 where t is 1)."""
+    dtype = g.dtype
+    one, half = dtype.type(1), dtype.type(0.5)
+    eps = dtype.type(np.finfo(dtype).eps)
+    sigmoid_row(g, g)
+    loss = dtype.type(0)
+    right = True
+    for o in range(g.shape[0]):
+        p = min(max(g[o], eps), one - eps)
+        loss -= t[o] * np.log(p) + (one - t[o]) * np.log(one - p)
+        right = right and (g[o] > half) == (t[o] > half)
+        g[o] -= t[o]
+    return loss, right
+
+
+@njit(**SERIAL)
+def squared_gradient(g, t):
+    """g: a sample's outputs, in place the gradient of half its squared error, g - t. Returns
+    the loss as scikit-learn's squared_loss reports it: half the squared error averaged over
+    the outputs (its gradient, like scikit-learn's, is that of the sum over the outputs), and
+    False (no sample is "right")."""
+    total = g.dtype.type(0)
+    for o in range(g.shape[0]):
+        d = g[o] - t[o]
+        total += d * d
+        g[o] = d
+    return g.dtype.type(0.5) * (total / g.dtype.type(g.shape[0])), False
+
+
+@njit(**SERIAL)
+def output_gradient(net, y, targets, r, g):
+    """Row r's loss by net.output, whether it is predicted right, and in g (its last layer's
+    z) the loss's gradient there: the output minus the target for all three kinds. Softmax
+    takes the label y[r]; logistic and identity the row targets[r]."""
+    if net.output == SOFTMAX:
+        return softmax_gradient(g, y[r])
+    if net.output == LOGISTIC:
+        return logistic_gradient(g, targets[r])
+    return squared_gradient(g, targets[r])
+
+
+@njit(**SERIAL)
+def backward_samples(layout, net, y, targets, chunk, lo, hi, batch_size, losses, hits):
+    """From the last layer's z of samples lo..hi-1: losses[i] = its loss, hits[i] = whether it
+    is predicted right (see `output_gradient`), and the gradients of the batch's mean loss, dZ
+    of each layer in place of its Z, a layer at a time."""
     n_layers = layout.sizes.shape[0] - 1
     G = layer_rows(chunk.Z, chunk, layout, n_layers - 1)
-    one, size = G.dtype.type(1), G.dtype.type(batch_size)
+    size = G.dtype.type(batch_size)
     for i in range(lo, hi):
-        label = y[chunk.rows[i]]
-        z_label = G[i, label]
-        log_sum, top, arg = softmax_row(G[i], G[i])
-        losses[i] = log_sum - (z_label - top)
-        hits[i] = arg == label
-        G[i, label] -= one
+        loss, right = output_gradient(net, y, targets, chunk.rows[i], G[i])
+        losses[i] = loss
+        hits[i] = right
         for o in range(G.shape[1]):
             G[i, o] = G[i, o] / size  # the gradient of the mean loss
     for layer in range(n_layers - 1, 0, -1):
@@ -182,28 +246,28 @@ def run_of(t, m):
 
 @njit(**SERIAL)
 def forward_pass(layout, net, X, table, chunk, P):
-    """The chunk's samples forward, P[i] = softmax of their logits, a run of samples at a
-    time."""
+    """The chunk's samples forward, P[i] = their outputs (`forward.output_row`), a run of
+    samples at a time."""
     m = chunk.rows.shape[0]
     for t in range((m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
         forward_samples(layout, net, X, table, chunk, lo, hi)
         logits = layer_rows(chunk.Z, chunk, layout, layout.sizes.shape[0] - 2)
         for i in range(lo, hi):
-            softmax_row(logits[i], P[i])
+            output_row(net.output, logits[i], P[i])
 
 
 @njit(**SERIAL)
-def sample_pass(team, layout, net, X, y, table, chunk, batch_size, losses, hits):
+def sample_pass(team, layout, net, X, y, targets, table, chunk, batch_size, losses, hits):
     """This member's share of the chunk's samples forward and back to the first layer's dZ, a
-    run of samples a job; losses[i] and hits[i] get its cross-entropy and whether it was
-    classified right. How the samples are shared out changes no result: each sample's numbers
-    are its own."""
+    run of samples a job; losses[i] and hits[i] get its loss and whether it was predicted
+    right (labels y or targets, see `output_gradient`). How the samples are shared out changes
+    no result: each sample's numbers are its own."""
     m = chunk.rows.shape[0]
     for t in my_jobs(team, (m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
         forward_samples(layout, net, X, table, chunk, lo, hi)
-        backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits)
+        backward_samples(layout, net, y, targets, chunk, lo, hi, batch_size, losses, hits)
         keep_panels(layout, chunk, lo, hi)
     if not chunk.dense_input:
         list_others(team, layout, net, X, chunk)
