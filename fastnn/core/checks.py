@@ -108,10 +108,15 @@ def regression_target(y: Any, n_samples: int) -> np.ndarray:
             f"{y.shape}"
         )
     _rows_match(y, n_samples, "targets")
+    if y.dtype.kind == "O":  # numbers in an object array (as from pandas) are targets too
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError):
+            pass  # refused below
     if y.dtype.kind not in "biuf":
         raise ValueError(
-            f"y must hold numbers, the values to predict; got dtype {y.dtype}. For class "
-            "labels, use MLPClassifier"
+            f"Unknown label type: y must hold numbers, the values to predict; got dtype "
+            f"{y.dtype}. For class labels, use MLPClassifier"
         )
     y = y.astype(np.float64).reshape(n_samples, -1)
     bad = int(y.size - np.isfinite(y).sum())
