@@ -30,6 +30,25 @@ def load(path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
     return from_saved(persist.read_model(path), path)
 
 
+def load_classifier(path: str | os.PathLike) -> MLPClassifier:
+    """`load` for the commands that answer with one class an image (predict, serve): a
+    ModelFileError for a model of other outputs (see `single_label`)."""
+    saved = persist.read_model(path)
+    single_label(saved, path)
+    return from_saved(saved, path)
+
+
+def single_label(saved: persist.SavedModel, path: str | os.PathLike) -> None:
+    """Raise ModelFileError unless the model file `saved` holds a single-label classifier
+    (softmax outputs), what the image commands take."""
+    if saved.output != "softmax":
+        what = "a regressor's" if saved.output == "identity" else "a multilabel classifier's"
+        raise persist.ModelFileError(
+            f"{path}: the model has {saved.output} outputs ({what}); this command needs a "
+            "classifier of one class a sample. Use it from Python: fastnn.load(path)"
+        )
+
+
 def from_saved(saved: persist.SavedModel, path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
     """The estimator of a model file already read by persist.read_model (see `load`); `path`
     names the file in errors."""

@@ -195,7 +195,8 @@ def check_y(params: Params, X: np.ndarray, y: np.ndarray, output: str = "softmax
     """y checked against X and the network for the output kind."""
     check_choice("output", output, OUTPUTS)
     y = np.asarray(y)
-    no_targets = np.empty((0, params.n_out), params.dtype)
+    dtype = params.dtype.newbyteorder("=")  # native, as the kernels take every array
+    no_targets = np.empty((0, params.n_out), dtype)
     if output == "softmax":
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(
@@ -213,7 +214,7 @@ def check_y(params: Params, X: np.ndarray, y: np.ndarray, output: str = "softmax
         )
     if y.dtype.kind not in "biuf":
         raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
-    targets = np.ascontiguousarray(y, dtype=params.dtype.newbyteorder("="))
+    targets = np.ascontiguousarray(y, dtype=dtype)
     if not np.isfinite(targets).all():
         raise ValueError("y contains NaN or infinite targets")
     if output == "logistic" and not np.isin(targets, (0, 1)).all():

@@ -51,7 +51,7 @@ class Net(NamedTuple):
     ahead: np.ndarray  # the weights of the layers after the first, as the forward pass reads them
     slope: np.floating  # of leaky_relu below 0, in the parameters' dtype
     leaky: bool  # leaky_relu, else relu
-    output: int  # what the last layer gives: forward.SOFTMAX, LOGISTIC or IDENTITY
+    output: int  # what the last layer gives: outputs.SOFTMAX, LOGISTIC or IDENTITY
     # Dropout of each hidden layer (see fastnn.core.dropout): a threshold of 0 drops nothing.
     # Entry n_hidden is the inputs' (see fastnn.core.dropout).
     drop_keys: np.ndarray  # (n_hidden + 1,) uint64, the layers' keys in this epoch

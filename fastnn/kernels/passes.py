@@ -33,16 +33,7 @@ from fastnn.kernels.config import DENSE_ROWS, SERIAL
 from fastnn.kernels.constraint import cap_rows
 from fastnn.kernels.dense import add_panel_products, add_products
 from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
-from fastnn.kernels.forward import (
-    LOGISTIC,
-    SOFTMAX,
-    activate_row,
-    dense_rows,
-    hidden_row,
-    output_row,
-    sigmoid_row,
-    softmax_row,
-)
+from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
 from fastnn.kernels.layout import (
     ahead_weights,
     bias,
@@ -52,6 +43,7 @@ from fastnn.kernels.layout import (
     weights,
 )
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
+from fastnn.kernels.outputs import output_gradient, output_row
 from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, scan_row
 from fastnn.kernels.team import is_mine, my_jobs
 from fastnn.kernels.tile import scatter_row
@@ -157,63 +149,6 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
 
 
 @njit(**SERIAL)
-def softmax_gradient(g, label):
-    """g: a sample's logits, in place the gradient of its softmax cross-entropy, p - onehot.
-    Returns the loss, -log p[label], from the logits (so it stays finite), and whether the
-    label has the largest logit."""
-    z_label = g[label]
-    log_sum, top, arg = softmax_row(g, g)
-    g[label] -= g.dtype.type(1)
-    return log_sum - (z_label - top), arg == label
-
-
-@njit(**SERIAL)
-def logistic_gradient(g, t):
-    """g: a sample's logits, in place the gradient of its binary cross-entropy summed over the
-    labels, p - t with p = sigmoid(g). Returns the loss, scikit-learn's binary_log_loss of the
-    sample (p clipped to [eps, 1 - eps], eps the dtype's), and whether every label is right
-    (p > 0.5 where t is 1)."""
-    dtype = g.dtype
-    one, half = dtype.type(1), dtype.type(0.5)
-    eps = dtype.type(np.finfo(dtype).eps)
-    sigmoid_row(g, g)
-    loss = dtype.type(0)
-    right = True
-    for o in range(g.shape[0]):
-        p = min(max(g[o], eps), one - eps)
-        loss -= t[o] * np.log(p) + (one - t[o]) * np.log(one - p)
-        right = right and (g[o] > half) == (t[o] > half)
-        g[o] -= t[o]
-    return loss, right
-
-
-@njit(**SERIAL)
-def squared_gradient(g, t):
-    """g: a sample's outputs, in place the gradient of half its squared error, g - t. Returns
-    the loss as scikit-learn's squared_loss reports it: half the squared error averaged over
-    the outputs (its gradient, like scikit-learn's, is that of the sum over the outputs), and
-    False (no sample is "right")."""
-    total = g.dtype.type(0)
-    for o in range(g.shape[0]):
-        d = g[o] - t[o]
-        total += d * d
-        g[o] = d
-    return g.dtype.type(0.5) * (total / g.dtype.type(g.shape[0])), False
-
-
-@njit(**SERIAL)
-def output_gradient(net, y, targets, r, g):
-    """Row r's loss by net.output, whether it is predicted right, and in g (its last layer's
-    z) the loss's gradient there: the output minus the target for all three kinds. Softmax
-    takes the label y[r]; logistic and identity the row targets[r]."""
-    if net.output == SOFTMAX:
-        return softmax_gradient(g, y[r])
-    if net.output == LOGISTIC:
-        return logistic_gradient(g, targets[r])
-    return squared_gradient(g, targets[r])
-
-
-@njit(**SERIAL)
 def backward_samples(layout, net, y, targets, chunk, lo, hi, batch_size, losses, hits):
     """From the last layer's z of samples lo..hi-1: losses[i] = its loss, hits[i] = whether it
     is predicted right (see `output_gradient`), and the gradients of the batch's mean loss, dZ
@@ -246,7 +181,7 @@ def run_of(t, m):
 
 @njit(**SERIAL)
 def forward_pass(layout, net, X, table, chunk, P):
-    """The chunk's samples forward, P[i] = their outputs (`forward.output_row`), a run of
+    """The chunk's samples forward, P[i] = their outputs (`outputs.output_row`), a run of
     samples at a time."""
     m = chunk.rows.shape[0]
     for t in range((m + RUN - 1) // RUN):
