@@ -3,10 +3,11 @@ kernels."""
 
 # Importing this loads neither Numba nor pandas: backends load on first use.
 from fastnn.estimator import MLPClassifier
+from fastnn.regressor import MLPRegressor
 from fastnn.saved import load
 from fastnn.version import __version__
 
-__all__ = ["MLPClassifier", "__version__", "load"]
+__all__ = ["MLPClassifier", "MLPRegressor", "__version__", "load"]
 
 
 def __getattr__(name: str):

@@ -9,8 +9,9 @@ from typing import Any, Self
 
 
 class ScikitLearnProtocol:
-    """For a classifier whose __init__ takes its parameters by keyword and stores each under
-    its own name; fitted once it has `coefs_`."""
+    """For an estimator (its `_estimator_type` "classifier" or "regressor") whose __init__
+    takes its parameters by keyword and stores each under its own name; fitted once it has
+    `coefs_`."""
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -32,12 +33,14 @@ class ScikitLearnProtocol:
 
     def __sklearn_tags__(self):
         # Only scikit-learn calls this, so importing it here adds no dependency.
-        from sklearn.utils import ClassifierTags, Tags, TargetTags
+        from sklearn.utils import ClassifierTags, RegressorTags, Tags, TargetTags
 
+        classifier = self._estimator_type == "classifier"
         return Tags(
-            estimator_type="classifier",
-            target_tags=TargetTags(required=True),
-            classifier_tags=ClassifierTags(),
+            estimator_type=self._estimator_type,
+            target_tags=TargetTags(required=True, multi_output=True),
+            classifier_tags=ClassifierTags(multi_label=True) if classifier else None,
+            regressor_tags=None if classifier else RegressorTags(),
         )
 
     def __sklearn_is_fitted__(self) -> bool:

@@ -76,6 +76,14 @@ def check_estimator(folder: Path, out: str) -> None:
     assert lines[0] == "7 7" and lines[1].startswith("(800, 800) "), out
 
 
+def check_outputs_example(folder: Path, out: str) -> None:
+    regression, loaded, multilabel = out.strip().splitlines()
+    kind, shape, r2 = regression.rsplit(" ", 2)
+    assert kind == "identity (3," and shape == "2)" and float(r2) > 0.8, out
+    assert loaded == "MLPRegressor" and (folder / "regressor.npz").is_file(), out
+    assert multilabel.startswith("logistic [0 1 2] [[") and float(multilabel.split()[-1]) > 0.7
+
+
 def check_file_format(folder: Path, out: str) -> None:
     files, header = out.strip().splitlines()
     assert {"W1", "b1", "W2", "b2", "header"} <= set(ast.literal_eval(files)), out
@@ -123,6 +131,9 @@ RUN = {
     ("training.md", "Resuming"): Section(["bash"], check_resume),
     ("training.md", "Data augmentation"): Section(["bash"], check_augment),
     ("library.md", "scikit-learn's conventions"): Section(["python"], check_estimator, data=False),
+    ("library.md", "Regression and multilabel"): Section(
+        ["python"], check_outputs_example, data=False
+    ),
     ("file-format.md", "What it holds"): Section(["python"], check_file_format, data=False),
     ("report.md", ""): Section(["bash"], check_report),
     ("sweep.md", "Successive halving"): Section(

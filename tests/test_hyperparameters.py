@@ -52,12 +52,27 @@ def _same(kind: str, a, b) -> bool:
     return a == b
 
 
-def test_the_estimator_takes_every_parameter_with_its_default():
-    signature = inspect.signature(fastnn.MLPClassifier.__init__).parameters
+@pytest.mark.parametrize("estimator", [fastnn.MLPClassifier, fastnn.MLPRegressor])
+def test_each_estimator_takes_every_parameter_with_its_default(estimator):
+    signature = inspect.signature(estimator.__init__).parameters
     assert sorted(n for n in signature if n != "self") == sorted(hp.BY_NAME)
     for p in hp.SCHEMA:
         assert signature[p.name].default == p.default, p.name
-    assert fastnn.MLPClassifier().get_params() == hp.DEFAULTS
+    assert estimator().get_params() == hp.DEFAULTS
+
+
+def test_a_learning_rate_not_given_follows_the_solver_and_the_output_kind():
+    values = {"learning_rate_init": None, "momentum": 0.9}
+    for solver, classifier, regressor in [
+        ("adam", hp.ADAPTIVE_RATE, hp.ADAPTIVE_RATE),
+        ("rmsprop", hp.ADAPTIVE_RATE, hp.ADAPTIVE_RATE),
+        ("sgd", hp.SGD_STEP * 0.1, hp.REGRESSION_SGD_STEP * 0.1),
+    ]:
+        values["solver"] = solver
+        assert hp.resolved_learning_rate(values) == pytest.approx(classifier)
+        assert hp.resolved_learning_rate(values, "logistic") == pytest.approx(classifier)
+        assert hp.resolved_learning_rate(values, "identity") == pytest.approx(regressor)
+    assert hp.resolved_learning_rate({**values, "learning_rate_init": 0.2}, "identity") == 0.2
 
 
 def test_the_command_has_every_option_of_the_schema_and_its_defaults():

@@ -231,6 +231,8 @@ def change(where, key, value):
         (change("header", "classes.values", [2, 1, 0]), "sorted, unique and finite"),
         (change("header", "classes.values", ["0", "1", "2"]), "must be a list of int labels"),
         (change("header", "classes.kind", "set"), "header field 'kind' must be one of"),
+        (change("header", "output", "sigmoid"), "header field 'output' must be one of"),
+        (change("header", "output", "identity"), "'classes' must be null for identity outputs"),
     ],
 )  # fmt: skip
 def test_tampered_contents(tmp_path, saved, tamper, message):
@@ -494,3 +496,47 @@ def test_long_class_labels_are_refused_before_numpy_pads_them(tmp_path, saved):
     header["classes"] = {"kind": "str", "values": labels}
     write(tmp_path / "bad.npz", header, arrays)
     expect_error_in_bounded_memory(tmp_path / "bad.npz", "class labels are too long")
+
+
+# -- output kinds ---------------------------------------------------------------------------------
+
+
+def test_a_file_from_before_the_output_kinds_loads_as_softmax(tmp_path, saved):
+    header, arrays = parts(saved)
+    assert header.pop("output") == "softmax"
+    write(tmp_path / "old.npz", header, arrays)
+    old, model = fastnn.load(tmp_path / "old.npz"), fastnn.load(saved)
+    assert type(old) is MLPClassifier and old.out_activation_ == "softmax"
+    np.testing.assert_array_equal(old.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_regressor_round_trip_records_its_kind_and_goes_on_training(tmp_path):
+    Xf = rng.normal(size=(80, 6))
+    Y = np.stack([Xf[:, 0] - Xf[:, 1], Xf[:, 2] * 0.5], axis=1)
+    params = dict(hidden_layer_sizes=(8, 5), backend="numpy", max_iter=3, random_state=1)
+    model = fastnn.MLPRegressor(**params, solver="sgd", momentum=0.9).fit(Xf, Y)
+    model.save(tmp_path / "r.npz")
+    header, _ = parts(tmp_path / "r.npz")
+    assert header["output"] == "identity" and header["classes"] is None
+    loaded = fastnn.load(tmp_path / "r.npz")
+    assert type(loaded) is fastnn.MLPRegressor and loaded.out_activation_ == "identity"
+    assert loaded.get_params() == model.get_params() and loaded.n_outputs_ == 2
+    assert loaded.loss_curve_ == model.loss_curve_ and loaded.loss_ == model.loss_
+    assert not hasattr(loaded, "classes_")
+    np.testing.assert_array_equal(loaded.predict(Xf), model.predict(Xf))
+    for m in (model, loaded):  # the optimizer's state and the order go on alike
+        m.partial_fit(Xf, Y)
+    np.testing.assert_array_equal(loaded.predict(Xf), model.predict(Xf))
+
+
+def test_a_multilabel_round_trip(tmp_path):
+    Y = (X[:, :4] > 128).astype(int)
+    model = MLPClassifier(hidden_layer_sizes=8, backend="numpy", max_iter=2, random_state=0)
+    model.fit(X, Y).save(tmp_path / "m.npz")
+    header, _ = parts(tmp_path / "m.npz")
+    assert header["output"] == "logistic"
+    assert header["classes"] == {"kind": "int", "values": [0, 1, 2, 3]}
+    loaded = fastnn.load(tmp_path / "m.npz")
+    assert type(loaded) is MLPClassifier and loaded.out_activation_ == "logistic"
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

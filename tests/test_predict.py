@@ -11,6 +11,7 @@ import pytest
 from drawn_digits import bar, paper_image, plumbing_model, ring
 from PIL import Image
 
+import fastnn
 from fastnn import MLPClassifier
 from fastnn.backends import BACKENDS, get_backend
 from fastnn.predict.command import main
@@ -174,3 +175,14 @@ def test_drawn_mnist_digits_are_predicted_like_the_originals(mnist_model, tmp_pa
             by_file[str(name)] == label for name, label in zip(names, expected, strict=True)
         )
         assert agree >= 97, f"{kind}: only {agree} of 100 drawn digits predicted as the originals"
+
+
+def test_a_regressor_or_multilabel_model_is_refused_clearly(tmp_path, toy, capsys):
+    _, folder = toy
+    X = np.random.default_rng(0).integers(0, 256, (30, 784)).astype(np.uint8)
+    small = dict(hidden_layer_sizes=4, backend="numpy", max_iter=1)
+    fastnn.MLPRegressor(**small).fit(X, X[:, 0] / 255).save(tmp_path / "r.npz")
+    MLPClassifier(**small).fit(X, (X[:, :3] > 128).astype(int)).save(tmp_path / "m.npz")
+    for name, outputs in (("r.npz", "identity outputs (a regressor's)"), ("m.npz", "logistic")):
+        code, out, err = run(capsys, tmp_path / name, folder / "ring.png")
+        assert code == 1 and out == "" and outputs in err and "needs a classifier" in err, err

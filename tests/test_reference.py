@@ -51,12 +51,90 @@ def test_gradients_match_finite_differences(activation, hidden, scheme, alpha):
     def loss_of():
         return penalised_loss_and_grads(params, X, y, activation, alpha)[0]
 
+    assert_finite_differences(params, grads, loss_of)
+
+
+def assert_finite_differences(params, grads, loss_of) -> None:
+    """Every gradient of `grads` matches the central differences of loss_of() over its
+    parameter array."""
     names = ["d" + name for name in params.names()]
     for name, array, analytic in zip(names, params.arrays(), grads.arrays(), strict=True):
         numeric = numerical_grad(loss_of, array)
         scale = np.abs(numeric).max() + np.abs(analytic).max()
         rel = np.abs(numeric - analytic).max() / scale
         assert rel < 1e-6, f"{name}: relative error {rel:.2e}"
+
+
+def targets_of(output: str, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """An indicator matrix for "logistic", numbers of about unit size for "identity"."""
+    if output == "logistic":
+        return (rng.random(shape) < 0.5).astype(np.int64)
+    return rng.normal(size=shape)
+
+
+@pytest.mark.parametrize("output", ["logistic", "identity"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("hidden", [7, (6, 5)])
+def test_gradients_of_logistic_and_identity_outputs_match_finite_differences(
+    output, activation, hidden
+):
+    """For "identity" the gradients are, as scikit-learn's, those of half the squared error
+    summed over the outputs, while the loss reported (scikit-learn's squared_loss) averages
+    over them too: the gradients are n_out times the reported loss's."""
+    rng = np.random.default_rng(5)
+    params = init_params(13, hidden, 4, scheme="he", seed=4, dtype="float64")
+    for b in params.intercepts:
+        b[:] = rng.normal(0, 0.5, b.shape)
+    X = rng.normal(size=(9, 13))
+    y = targets_of(output, rng, (9, 4))
+    descended = params.n_out if output == "identity" else 1
+    _, grads = numpy_backend.loss_and_grads(params, X, y, activation, None, output)
+
+    def loss_of():
+        return descended * numpy_backend.loss_and_grads(params, X, y, activation, None, output)[0]
+
+    assert_finite_differences(params, grads, loss_of)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("output", ["logistic", "identity"])
+def test_the_losses_are_scikit_learns(dtype, output):
+    """The reported loss is scikit-learn's binary_log_loss (probabilities clipped to the dtype's
+    eps: some outputs here saturate) or squared_loss of the outputs, and the epoch loss adds
+    its L2 penalty, alpha / 2 * sum(W * W) / n."""
+    pytest.importorskip("sklearn")
+    from sklearn.neural_network._base import binary_log_loss, squared_loss
+
+    rng = np.random.default_rng(2)
+    params = init_params(6, (5, 4), 3, seed=2, dtype=dtype)
+    params.intercepts[-1][:] = np.array([60.0, -60.0, 0.0], dtype)  # sigmoid 1 and 0
+    X = rng.normal(size=(8, 6)).astype(dtype)
+    y = targets_of(output, rng, (8, 3))
+    P = numpy_backend.predict_proba(params, X, "relu", output)
+    want = (binary_log_loss if output == "logistic" else squared_loss)(y, P)
+    loss, _ = numpy_backend.loss_and_grads(params, X, y, "relu", None, output)
+    assert loss == pytest.approx(float(want), rel=1e-6 if dtype == "float32" else 1e-13)
+    penalty = 0.35 * sum(float((W.astype(np.float64) ** 2).sum()) for W in params.coefs) / 8
+    epoch_loss, _ = numpy_backend.train_epoch(
+        params, X, y, np.arange(8), 8, 0.1, "relu", Optimizer(alpha=0.7), None, None, output
+    )
+    assert epoch_loss == pytest.approx(loss + penalty, rel=1e-6 if dtype == "float32" else 1e-13)
+
+
+def test_bad_targets_for_each_output_kind():
+    params = init_params(3, 2, 2, seed=0)
+    X = np.zeros((4, 3))
+    cases = [
+        ("logistic", np.zeros(4), r"y must be 2-D with a row of 2 targets per row of X"),
+        ("logistic", np.full((4, 2), 2), "indicator matrix of 0 and 1"),
+        ("identity", np.full((4, 2), np.nan), "NaN or infinite targets"),
+        ("identity", np.full((4, 2), "a"), "y must hold numbers"),
+        ("identity", np.zeros((3, 2)), r"per row of X \(4, 2\); got \(3, 2\)"),
+        ("sigmoid", np.zeros((4, 2)), "output must be one of softmax, logistic, identity"),
+    ]
+    for output, y, message in cases:
+        with pytest.raises(ValueError, match=message):
+            numpy_backend.loss_and_grads(params, X, y, "relu", None, output)
 
 
 def test_the_penalty_in_the_epoch_loss_is_scikit_learns():

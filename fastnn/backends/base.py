@@ -2,8 +2,10 @@
 
 A backend is stateless: parameters live in a `Params` and are updated in place by `train_epoch`.
 Inputs X are pixels 0..255 (uint8, or other integers all within that range; scaled to [0, 1] as
-X / 255 in the parameters' dtype) or numbers used as they are. Labels y are integers
-0..n_out-1.
+X / 255 in the parameters' dtype) or numbers used as they are. What the outputs are trained
+towards depends on their kind (fastnn.core.model.OUTPUTS): for "softmax" y holds integer labels
+0..n_out-1; for "logistic" an indicator matrix (n, n_out) of 0 and 1; for "identity" the
+targets (n, n_out), any finite numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from fastnn.core.augment import Augmentation
 from fastnn.core.dropout import Dropout, check_rates
-from fastnn.core.model import ACTIVATIONS, Params, check_choice, pixels_or_floats
+from fastnn.core.model import ACTIVATIONS, OUTPUTS, Params, check_choice, pixels_or_floats
 from fastnn.core.optim import Optimizer, OptimizerState
 
 PLAIN_SGD = Optimizer()  # today's recipe: W -= lr * dW
@@ -25,9 +27,9 @@ PLAIN_SGD = Optimizer()  # today's recipe: W -= lr * dW
 class Forward(NamedTuple):
     """Every intermediate of one forward pass over n samples, layer by layer."""
 
-    Z: list[np.ndarray]  # Z[l]: (n, fan_out of layer l) pre-activations; Z[-1] the logits
+    Z: list[np.ndarray]  # Z[l]: (n, fan_out of layer l) pre-activations; Z[-1] the last's
     A: list[np.ndarray]  # A[l]: (n, fan_out of layer l) activations of the hidden layers
-    P: np.ndarray  # (n, n_out) softmax probabilities
+    P: np.ndarray  # (n, n_out) the outputs: softmax, sigmoid or identity of Z[-1]
 
 
 class Grads(NamedTuple):
@@ -43,7 +45,9 @@ class Grads(NamedTuple):
 class Backend(Protocol):
     name: str
 
-    def forward(self, params: Params, X: np.ndarray, activation: str = "relu") -> Forward: ...
+    def forward(
+        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+    ) -> Forward: ...
 
     def loss_and_grads(
         self,
@@ -52,9 +56,13 @@ class Backend(Protocol):
         y: np.ndarray,
         activation: str = "relu",
         dropout: Dropout | None = None,
+        output: str = "softmax",
     ) -> tuple[float, Grads]:
         """The mean loss over X and its gradients; with dropout, row i of X is row i of the
-        masks (see fastnn.core.dropout)."""
+        masks (see fastnn.core.dropout). The loss is scikit-learn's for the output kind (see
+        fastnn.core.model.OUTPUTS); for "identity" with several outputs its squared_loss,
+        averaged over the outputs as well, while the gradients are those of the sum over the
+        outputs, as scikit-learn's."""
         ...
 
     def train_epoch(
@@ -69,18 +77,22 @@ class Backend(Protocol):
         optimizer: Optimizer = PLAIN_SGD,
         state: OptimizerState | None = None,
         dropout: Dropout | None = None,
+        output: str = "softmax",
     ) -> tuple[float, float]:
         """One pass of mini-batch gradient descent over X[order], batch by batch, the last
         batch possibly smaller, at rate lr (one for all batches, or one per batch), by the
         update rule `optimizer` (plain SGD by default) whose state (a fresh one if None) goes
         on from step to step, dropping hidden units as `dropout` says (none if None).
         Updates params and state in place; returns the mean loss (with the L2 penalty, if
-        any) and the accuracy over the epoch, each batch measured before its update."""
+        any) and the accuracy over the epoch (for "logistic" the share of samples with every
+        label right; nan for "identity"), each batch measured before its update."""
         ...
 
     def predict_proba(
-        self, params: Params, X: np.ndarray, activation: str = "relu"
-    ) -> np.ndarray: ...
+        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+    ) -> np.ndarray:
+        """The outputs (n, n_out): probabilities, or for "identity" the predictions."""
+        ...
 
     def augment(
         self, X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None = None
@@ -171,15 +183,43 @@ def _check_writable(params: Params) -> None:
         )
 
 
-def check_y(params: Params, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+class Truth(NamedTuple):
+    """What the outputs are trained towards, checked (`check_y`): labels for "softmax", else
+    targets; the other is empty."""
+
+    labels: np.ndarray  # (n,) int64, or (0,)
+    targets: np.ndarray  # (n, n_out) in the parameters' dtype, or (0, n_out)
+
+
+def check_y(params: Params, X: np.ndarray, y: np.ndarray, output: str = "softmax") -> Truth:
+    """y checked against X and the network for the output kind."""
+    check_choice("output", output, OUTPUTS)
     y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}); got {y.shape}")
-    if y.dtype.kind not in "iu":
-        raise ValueError(f"y must hold integer class indices; got dtype {y.dtype}")
-    if y.size and (y.min() < 0 or y.max() >= params.n_out):
-        raise ValueError(f"labels must be in 0..{params.n_out - 1}; got {y.min()}..{y.max()}")
-    return np.ascontiguousarray(y, dtype=np.int64)
+    dtype = params.dtype.newbyteorder("=")  # native, as the kernels take every array
+    no_targets = np.empty((0, params.n_out), dtype)
+    if output == "softmax":
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"y must be 1-D with one label per row of X ({X.shape[0]}); got {y.shape}"
+            )
+        if y.dtype.kind not in "iu":
+            raise ValueError(f"y must hold integer class indices; got dtype {y.dtype}")
+        if y.size and (y.min() < 0 or y.max() >= params.n_out):
+            raise ValueError(f"labels must be in 0..{params.n_out - 1}; got {y.min()}..{y.max()}")
+        return Truth(np.ascontiguousarray(y, dtype=np.int64), no_targets)
+    if y.shape != (X.shape[0], params.n_out):
+        raise ValueError(
+            f"y must be 2-D with a row of {params.n_out} targets per row of X "
+            f"({X.shape[0]}, {params.n_out}); got {y.shape}"
+        )
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
+    targets = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(targets).all():
+        raise ValueError("y contains NaN or infinite targets")
+    if output == "logistic" and not np.isin(targets, (0, 1)).all():
+        raise ValueError("y must be an indicator matrix of 0 and 1 for logistic outputs")
+    return Truth(np.empty(0, np.int64), targets)
 
 
 def check_epoch_args(

@@ -24,6 +24,7 @@ from fastnn.backends.base import (
     Compilation,
     Forward,
     Grads,
+    Truth,
     check_dropout,
     check_epoch_args,
     check_images,
@@ -34,7 +35,7 @@ from fastnn.backends.numba_team import run_team, team_size, team_threads
 from fastnn.core.augment import KINDS, Augmentation, working_dtype
 from fastnn.core.dropout import Dropout
 from fastnn.core.interrupt import deferred_keyboard_interrupt
-from fastnn.core.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice
+from fastnn.core.model import ACTIVATIONS, LEAKY_SLOPE, OUTPUTS, Params, check_choice
 from fastnn.core.optim import Optimizer, OptimizerState, adam_rate
 from fastnn.kernels.augment import ROWS, Warp
 from fastnn.kernels.epoch import (
@@ -172,9 +173,12 @@ def _units(buf: np.ndarray, n: int, layout: Layout, layer: int) -> np.ndarray:
     return buf[start:end].reshape(n, layout.sizes[layer + 1])
 
 
-def _network(params: Params, activation: str, dropout: Dropout | None = None) -> tuple[Layout, Net]:
+def _network(
+    params: Params, activation: str, dropout: Dropout | None = None, output: str = "softmax"
+) -> tuple[Layout, Net]:
     """The network as the kernels take it: where each layer's numbers sit, and a copy of them
-    in that layout (written back by `_unpack` after training); with its dropout, if any."""
+    in that layout (written back by `_unpack` after training); with its dropout, if any, and
+    its output kind (a number the kernels read at run time: no compiling per kind)."""
     params.validate()  # one dtype for all arrays: no mixed specialisation compiled
     dtype = params.dtype.newbyteorder("=")
     layout = make_layout([params.n_in, *params.hidden_sizes, params.n_out], dtype.itemsize)
@@ -185,14 +189,14 @@ def _network(params: Params, activation: str, dropout: Dropout | None = None) ->
         dropout = Dropout((0.0,) * len(params.hidden_sizes), 0, 0)
     return layout, Net(
         _pack(params.arrays(), dtype), ahead, dtype.type(LEAKY_SLOPE), leaky,
-        dropout.layer_keys(), dropout.thresholds(), dropout.scales(dtype),
+        OUTPUTS.index(output), dropout.layer_keys(), dropout.thresholds(), dropout.scales(dtype),
     )  # fmt: skip
 
 
 # Prediction packs a network once while its arrays cannot change (a fitted MLPClassifier's are
 # read-only), not at every call: at hidden 128 packing costs more than a row's forward pass. The
-# last FROZEN_KEPT networks are kept (by the ids of their arrays and activation), each with weak
-# references to the arrays it was packed from.
+# last FROZEN_KEPT networks are kept (by the ids of their arrays, activation and output), each
+# with weak references to the arrays it was packed from.
 FROZEN_KEPT = 8
 _frozen: OrderedDict[tuple, tuple[tuple[weakref.ref, ...], Layout, Net]] = OrderedDict()
 _frozen_lock = threading.Lock()
@@ -210,22 +214,31 @@ def _immutable(a: np.ndarray) -> bool:
     return False
 
 
-def _prediction_network(params: Params, activation: str) -> tuple[Layout, Net]:
+def _prediction_network(params: Params, activation: str, output: str) -> tuple[Layout, Net]:
     """`_network` for a forward pass, packed once for arrays that cannot change."""
     arrays = params.arrays()
     if not all(_immutable(a) for a in arrays):
-        return _network(params, activation)
-    key = (*map(id, arrays), activation)
+        return _network(params, activation, output=output)
+    key = (*map(id, arrays), activation, output)
     with _frozen_lock:
         kept = _frozen.get(key)
         if kept is not None and all(r() is a for r, a in zip(kept[0], arrays, strict=True)):
             _frozen.move_to_end(key)
             return kept[1], kept[2]
-        layout, net = _network(params, activation)
+        layout, net = _network(params, activation, output=output)
         _frozen[key] = (tuple(map(weakref.ref, arrays)), layout, net)
         while len(_frozen) > FROZEN_KEPT:
             _frozen.popitem(last=False)
     return layout, net
+
+
+def _data(X: np.ndarray, truth: Truth, order: np.ndarray, batch_size: int) -> Data:
+    """The kernels' Data: labels and targets both passed, one of them empty (see `check_y`),
+    all read-only, so one compiled kernel takes every output kind."""
+    return Data(
+        _read_only(X), _read_only(truth.labels), _read_only(truth.targets), order, batch_size,
+        dense_input(X),
+    )  # fmt: skip
 
 
 def _rule(optimizer: Optimizer, rates: np.ndarray, steps_done: int, dtype: np.dtype) -> Rule:
@@ -269,10 +282,13 @@ class NumbaBackend:
     # Workspace.passes; zeros where the CPU has no such counter). For the profiler.
     last_passes: np.ndarray | None = None
 
-    def forward(self, params: Params, X: np.ndarray, activation: str = "relu") -> Forward:
+    def forward(
+        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+    ) -> Forward:
         check_choice("activation", activation, ACTIVATIONS)
+        check_choice("output", output, OUTPUTS)
         X = check_X(params, X)
-        layout, net = _network(params, activation)
+        layout, net = _network(params, activation, output=output)
         n = len(X)
         out = forward_outputs(layout, n, net.theta.dtype)
         args = (layout, net, _read_only(X), _read_only(np.arange(n)), dense_input(X), out)
@@ -289,17 +305,18 @@ class NumbaBackend:
         y: np.ndarray,
         activation: str = "relu",
         dropout: Dropout | None = None,
+        output: str = "softmax",
     ) -> tuple[float, Grads]:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
-        y = check_y(params, X, y)
+        truth = check_y(params, X, y, output)
         if dropout is not None:
             check_dropout(params, dropout)
-        layout, net = _network(params, activation, dropout)
+        layout, net = _network(params, activation, dropout, output)
         rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
         state = State(line_aligned(net.theta.shape, net.theta.dtype), net.theta[:0], net.theta[:0])
         rows = _read_only(np.arange(len(X)))
-        data = Data(_read_only(X), _read_only(y), rows, max(len(X), 1), dense_input(X))
+        data = _data(X, truth, rows, max(len(X), 1))
         work = train_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, _ = _call(train_batches, (layout, net, data, rule, state, work))
         loss = loss_sum / len(X) if len(X) else float("nan")
@@ -318,21 +335,21 @@ class NumbaBackend:
         optimizer: Optimizer = PLAIN_SGD,
         state: OptimizerState | None = None,
         dropout: Dropout | None = None,
+        output: str = "softmax",
     ) -> tuple[float, float]:
         X = check_X(params, X)
-        y = check_y(params, X, y)
+        truth = check_y(params, X, y, output)
         order, rates, state = check_epoch_args(
             params, X, order, batch_size, lr, activation, optimizer, state, dropout
         )
-        layout, net = _network(params, activation, dropout)
+        layout, net = _network(params, activation, dropout, output)
         rule = _rule(optimizer, rates, state.step, net.theta.dtype)
         moments = State(
             line_aligned(net.theta.shape, net.theta.dtype),  # the gradient sums
             _moments(state.first, net),
             _moments(state.second, net),
         )
-        order = _read_only(order)
-        data = Data(_read_only(X), _read_only(y), order, int(batch_size), dense_input(X))
+        data = _data(X, truth, _read_only(order), int(batch_size))
         work = train_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, hits = _call(train_batches, (layout, net, data, rule, moments, work))
         self.last_passes = work.passes
@@ -341,13 +358,17 @@ class NumbaBackend:
             if given:
                 _unpack(packed, layout, given)
         state.step += len(rates)
-        return loss_sum / len(order), hits / len(order)
+        accuracy = float("nan") if output == "identity" else hits / len(order)
+        return loss_sum / len(order), accuracy
 
-    def predict_proba(self, params: Params, X: np.ndarray, activation: str = "relu") -> np.ndarray:
+    def predict_proba(
+        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+    ) -> np.ndarray:
         """The forward pass keeping only P: each member keeps a chunk's activations at a time."""
         check_choice("activation", activation, ACTIVATIONS)
+        check_choice("output", output, OUTPUTS)
         X = check_X(params, X)
-        layout, net = _prediction_network(params, activation)
+        layout, net = _prediction_network(params, activation, output)
         n = len(X)
         dtype = net.theta.dtype
         out = Activations(

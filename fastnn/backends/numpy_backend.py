@@ -11,6 +11,7 @@ from fastnn.backends.base import (
     PLAIN_SGD,
     Forward,
     Grads,
+    Truth,
     check_dropout,
     check_epoch_args,
     check_images,
@@ -21,7 +22,14 @@ from fastnn.backends.base import (
 )
 from fastnn.core.augment import Augmentation, transform
 from fastnn.core.dropout import Dropout
-from fastnn.core.model import ACTIVATIONS, LEAKY_SLOPE, Params, check_choice, scale_pixels
+from fastnn.core.model import (
+    ACTIVATIONS,
+    LEAKY_SLOPE,
+    OUTPUTS,
+    Params,
+    check_choice,
+    scale_pixels,
+)
 from fastnn.core.optim import Optimizer, OptimizerState, adam_rate
 
 
@@ -55,7 +63,73 @@ def cross_entropy(Z2: np.ndarray, y: np.ndarray) -> np.ndarray:
     return log_sum - shifted[np.arange(len(y)), y]  # (n,)
 
 
-def forward(params: Params, X: np.ndarray, activation: str, masks: list | None = None) -> Forward:
+def sigmoid(Z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-Z)), from E = exp(-|Z|) so exp cannot overflow."""
+    E = np.exp(-np.abs(Z))
+    return np.where(Z >= 0, 1 / (1 + E), E / (1 + E))
+
+
+def binary_log_loss(P: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Per-sample binary cross-entropy summed over the labels, P clipped to [eps, 1 - eps] (eps
+    the dtype's), as scikit-learn's binary_log_loss (its mean over the samples)."""
+    eps = np.finfo(P.dtype).eps
+    P = np.clip(P, eps, 1 - eps)
+    return -(T * np.log(P) + (1 - T) * np.log(1 - P)).sum(axis=1)  # (n,)
+
+
+def squared_loss(P: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Per-sample half squared error averaged over the outputs: their mean over the samples is
+    scikit-learn's squared_loss. Its gradient (see `backward`) is, like scikit-learn's, that of
+    the sum over the outputs, so with k outputs the loss reported is 1/k of the one descended."""
+    return 0.5 * ((P - T) ** 2).mean(axis=1)  # (n,)
+
+
+def outputs(Z: np.ndarray, output: str) -> np.ndarray:
+    """The network's outputs from the last layer's Z, by kind (fastnn.core.model.OUTPUTS)."""
+    if output == "softmax":
+        return softmax(Z)
+    return sigmoid(Z) if output == "logistic" else Z
+
+
+def sample_losses(fwd: Forward, truth: Truth, output: str) -> np.ndarray:
+    """Each sample's loss (n,) by the output kind."""
+    if output == "softmax":
+        return cross_entropy(fwd.Z[-1], truth.labels)
+    if output == "logistic":
+        return binary_log_loss(fwd.P, truth.targets)
+    return squared_loss(fwd.P, truth.targets)
+
+
+def hits(fwd: Forward, truth: Truth, output: str) -> int:
+    """Samples predicted right: the label's logit the largest, or every label on the right
+    side of 0.5; none for "identity"."""
+    if output == "softmax":
+        return int((fwd.Z[-1].argmax(axis=1) == truth.labels).sum())
+    if output == "logistic":
+        return int(((fwd.P > 0.5) == (truth.targets > 0.5)).all(axis=1).sum())
+    return 0
+
+
+def with_targets(truth: Truth, output: str, params: Params) -> Truth:
+    """truth with targets (n, n_out) for every kind, what `backward` takes: for "softmax" the
+    labels one-hot."""
+    if output != "softmax":
+        return truth
+    return truth._replace(targets=np.eye(params.n_out, dtype=params.dtype)[truth.labels])
+
+
+def rows_of(truth: Truth, rows: np.ndarray) -> Truth:
+    """The given rows of `with_targets`'s truth (labels empty but for "softmax")."""
+    return Truth(truth.labels[rows] if truth.labels.size else truth.labels, truth.targets[rows])
+
+
+def forward(
+    params: Params,
+    X: np.ndarray,
+    activation: str,
+    masks: list | None = None,
+    output: str = "softmax",
+) -> Forward:
     """masks: per hidden layer, the dropout factors of each sample's units (see
     fastnn.core.dropout), or None for none; each A is then the activation times its mask."""
     Z, A = [], []
@@ -67,23 +141,24 @@ def forward(params: Params, X: np.ndarray, activation: str, masks: list | None =
             if masks is not None and masks[layer] is not None:
                 inputs = inputs * masks[layer]  # (n, fan_out) dropped units 0, kept scaled
             A.append(inputs)
-    return Forward(Z, A, softmax(Z[-1]))
+    return Forward(Z, A, outputs(Z[-1], output))
 
 
 def backward(
     params: Params,
     X: np.ndarray,
-    y: np.ndarray,
+    T: np.ndarray,
     fwd: Forward,
     activation: str,
     masks: list | None = None,
 ) -> Grads:
-    """Gradients of the mean cross-entropy (no penalty: the optimizer step adds alpha's);
-    masks: the dropout factors the forward pass used."""
+    """Gradients of the mean loss (no penalty: the optimizer step adds alpha's), T (n, n_out)
+    what the outputs are trained towards (`with_targets`): at the last layer's Z the gradient
+    is P - T for each output kind (softmax with cross-entropy, sigmoid with binary
+    cross-entropy, identity with half the squared error summed over the outputs); masks: the
+    dropout factors the forward pass used."""
     n = X.shape[0]
-    dZ = fwd.P.copy()  # (n, n_out)
-    dZ[np.arange(n), y] -= 1
-    dZ /= n  # gradient of the mean loss
+    dZ = (fwd.P - T) / n  # (n, n_out) gradient of the mean loss
     inputs = [X, *fwd.A]  # what each layer took: (n, fan_in)
     dW, db = [], []
     for layer in reversed(range(len(params.coefs))):
@@ -157,9 +232,13 @@ def step(
 class NumpyBackend:
     name = "numpy"
 
-    def forward(self, params: Params, X: np.ndarray, activation: str = "relu") -> Forward:
+    def forward(
+        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+    ) -> Forward:
         check_choice("activation", activation, ACTIVATIONS)
-        return forward(params, to_float(check_X(params, X), params.dtype), activation)
+        check_choice("output", output, OUTPUTS)
+        X = to_float(check_X(params, X), params.dtype)
+        return forward(params, X, activation, output=output)
 
     def loss_and_grads(
         self,
@@ -168,18 +247,20 @@ class NumpyBackend:
         y: np.ndarray,
         activation: str = "relu",
         dropout: Dropout | None = None,
+        output: str = "softmax",
     ) -> tuple[float, Grads]:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
-        y = check_y(params, X, y)
+        truth = check_y(params, X, y, output)
         if dropout is not None:
             check_dropout(params, dropout)
         rows = np.arange(len(X))
         X = drop_inputs(to_float(X, params.dtype), dropout, rows)
         masks = dropout_masks(params, dropout, rows)
-        fwd = forward(params, X, activation, masks)
-        loss = float(cross_entropy(fwd.Z[-1], y).mean())
-        return loss, backward(params, X, y, fwd, activation, masks)
+        fwd = forward(params, X, activation, masks, output)
+        loss = float(sample_losses(fwd, truth, output).mean())
+        targets = with_targets(truth, output, params).targets
+        return loss, backward(params, X, targets, fwd, activation, masks)
 
     def train_epoch(
         self,
@@ -193,27 +274,35 @@ class NumpyBackend:
         optimizer: Optimizer = PLAIN_SGD,
         state: OptimizerState | None = None,
         dropout: Dropout | None = None,
+        output: str = "softmax",
     ) -> tuple[float, float]:
         X = check_X(params, X)
-        y = check_y(params, X, y)
+        truth = check_y(params, X, y, output)
         order, rates, state = check_epoch_args(
             params, X, order, batch_size, lr, activation, optimizer, state, dropout
         )
+        truth = with_targets(truth, output, params)
         loss_sum = 0.0
         correct = 0
         for batch, start in enumerate(range(0, len(order), batch_size)):
             rows = order[start : start + batch_size]
-            Xb, yb = drop_inputs(to_float(X[rows], params.dtype), dropout, rows), y[rows]
+            Xb = drop_inputs(to_float(X[rows], params.dtype), dropout, rows)
+            tb = rows_of(truth, rows)
             masks = dropout_masks(params, dropout, rows)
-            fwd = forward(params, Xb, activation, masks)
-            loss_sum += float(cross_entropy(fwd.Z[-1], yb).sum()) + penalty(params, optimizer.alpha)
-            correct += int((fwd.Z[-1].argmax(axis=1) == yb).sum())
-            grads = backward(params, Xb, yb, fwd, activation, masks)
+            fwd = forward(params, Xb, activation, masks, output)
+            loss_sum += float(sample_losses(fwd, tb, output).sum()) + penalty(
+                params, optimizer.alpha
+            )
+            correct += hits(fwd, tb, output)
+            grads = backward(params, Xb, tb.targets, fwd, activation, masks)
             step(params, grads, optimizer, state, rates[batch], len(rows))
-        return loss_sum / len(order), correct / len(order)
+        accuracy = float("nan") if output == "identity" else correct / len(order)
+        return loss_sum / len(order), accuracy
 
-    def predict_proba(self, params: Params, X: np.ndarray, activation: str = "relu") -> np.ndarray:
-        return self.forward(params, X, activation).P
+    def predict_proba(
+        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+    ) -> np.ndarray:
+        return self.forward(params, X, activation, output).P
 
     def augment(
         self, X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None = None

@@ -42,7 +42,7 @@ from fastnn.data import DataError
 from fastnn.kernels.config import SERIAL
 from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
-from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
+from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
 from fastnn.kernels.layout import (
     CACHE_LINE,
     first_on_line,
@@ -50,6 +50,7 @@ from fastnn.kernels.layout import (
     panel_copy,
     set_panel_row,
 )
+from fastnn.kernels.outputs import softmax_row
 from fastnn.kernels.passes import (
     RUN,
     add_block_terms,

@@ -1,5 +1,5 @@
-"""What MLPClassifier accepts: its hyperparameters, X and y, refused with scikit-learn's
-messages (users of that API search for them) and a word on what to do."""
+"""What MLPClassifier and MLPRegressor accept: their hyperparameters, X and y, refused with
+scikit-learn's messages (users of that API search for them) and a word on what to do."""
 
 from __future__ import annotations
 
@@ -42,26 +42,88 @@ def _shape_error(shape: tuple[int, ...]) -> ValueError:
     )
 
 
+def _column_to_1d(y: np.ndarray) -> np.ndarray:
+    """A column y (n, 1) as 1-D, with scikit-learn's warning (its checks look for the class name
+    and the message's start), as its estimators take it."""
+    warnings.warn(
+        "A column-vector y was passed when a 1d array was expected; fastnn uses y.ravel() "
+        "(pass y as shape (n_samples,) to silence this)",
+        also_scikit_learns(DataConversionWarning),
+        stacklevel=5,
+    )
+    return y.ravel()
+
+
+def _rows_match(y: np.ndarray, n_samples: int, what: str) -> None:
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {len(y)} {what}; they must match")
+
+
+def classifier_target(y: Any, n_samples: int) -> np.ndarray:
+    """A classifier's y: labels (n_samples,), or a multilabel indicator matrix (n_samples,
+    n_labels) of 0 and 1 (as int64)."""
+    if y is None:
+        raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim != 2 or y.shape[1] == 1:
+        return labels(y, n_samples)
+    _rows_match(y, n_samples, "rows of labels")
+    if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        raise ValueError(
+            f"a 2-D y {y.shape} is a multilabel indicator matrix, one column a label: it must "
+            "hold only 0 and 1. Pass class labels as 1-D y; for numbers to predict, use "
+            "MLPRegressor"
+        )
+    return y.astype(np.int64)
+
+
 def labels(y: Any, n_samples: int) -> np.ndarray:
     if y is None:
         raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
-        # scikit-learn's estimators take a column too, with this warning (its checks look for
-        # the class name and the message's start).
-        warnings.warn(
-            "A column-vector y was passed when a 1d array was expected; fastnn uses y.ravel() "
-            "(pass y as shape (n_samples,) to silence this)",
-            also_scikit_learns(DataConversionWarning),
-            stacklevel=4,
-        )
-        y = y.ravel()
+        y = _column_to_1d(y)
     if y.ndim != 1:
-        raise ValueError(f"y must be 1-D, one label per sample; got shape {y.shape}")
-    if len(y) != n_samples:
-        raise ValueError(f"X has {n_samples} samples but y has {len(y)} labels; they must match")
+        raise ValueError(
+            f"y must be 1-D, one label per sample (or a 2-D multilabel indicator matrix); got "
+            f"shape {y.shape}"
+        )
+    _rows_match(y, n_samples, "labels")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError("y contains NaN or infinite labels; drop those samples first")
+    return y
+
+
+def regression_target(y: Any, n_samples: int) -> np.ndarray:
+    """A regressor's y as float64 (n_samples, n_outputs): 1-D y is one output (a column too,
+    with scikit-learn's warning), 2-D y several."""
+    if y is None:
+        raise ValueError("MLPRegressor requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = _column_to_1d(y)
+    if y.ndim not in (1, 2) or y.ndim == 2 and y.shape[1] == 0:
+        raise ValueError(
+            f"y must be 1-D (one target a sample) or 2-D (n_samples, n_outputs); got shape "
+            f"{y.shape}"
+        )
+    _rows_match(y, n_samples, "targets")
+    if y.dtype.kind == "O":  # numbers in an object array (as from pandas) are targets too
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError):
+            pass  # refused below
+    if y.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Unknown label type: y must hold numbers, the values to predict; got dtype "
+            f"{y.dtype}. For class labels, use MLPClassifier"
+        )
+    y = y.astype(np.float64).reshape(n_samples, -1)
+    bad = int(y.size - np.isfinite(y).sum())
+    if bad:
+        raise ValueError(
+            f"Input y contains {bad} NaN or infinite values; drop those samples or impute them"
+        )
     return y
 
 
@@ -81,7 +143,7 @@ def sorted_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray
 
 
 def hyperparameters(est: Any) -> tuple[int, ...]:
-    """Raise ValueError for any unusable hyperparameter of the MLPClassifier `est` (by the
+    """Raise ValueError for any unusable hyperparameter of the estimator `est` (by the
     one schema, fastnn.core.hyperparameters); return its hidden layers' sizes."""
     schema.check(est.get_params())
     sizes = est.hidden_layer_sizes
@@ -89,10 +151,15 @@ def hyperparameters(est: Any) -> tuple[int, ...]:
 
 
 def features(
-    X: Any, dtype: str | np.dtype, n_features: int | None, fitted_names: np.ndarray | None
+    X: Any,
+    dtype: str | np.dtype,
+    n_features: int | None,
+    fitted_names: np.ndarray | None,
+    estimator: str = "MLPClassifier",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """X as a C-contiguous uint8 or `dtype` array, and its column names if it has str ones.
-    n_features and fitted_names: what fit saw (None when checking X for fit itself)."""
+    n_features and fitted_names: what fit saw (None when checking X for fit itself);
+    `estimator` names the model in messages."""
     columns = getattr(X, "columns", None)  # a pandas DataFrame
     names = None
     if columns is not None and len(columns) and all(isinstance(c, str) for c in columns):
@@ -109,7 +176,7 @@ def features(
             )
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(
-            f"X has {X.shape[1]} features, but MLPClassifier is expecting "
+            f"X has {X.shape[1]} features, but {estimator} is expecting "
             f"{n_features} features as input (as many as in fit)"
         )
     if names is not None and fitted_names is not None and list(names) != list(fitted_names):

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 ACTIVATIONS = ("relu", "leaky_relu")
+# What the last layer gives, named as scikit-learn's out_activation_: class probabilities
+# (softmax, cross-entropy on labels), one probability per label (logistic, binary cross-entropy
+# on an indicator matrix: multilabel), or the numbers themselves (identity, squared error:
+# regression). The loss's gradient at the last layer's z is the output minus the target for
+# all three.
+OUTPUTS = ("softmax", "logistic", "identity")
 INIT_SCHEMES = ("uniform", "he", "xavier")
 DTYPES = ("float32", "float64")
 LEAKY_SLOPE = 0.01  # slope of leaky_relu for negative inputs

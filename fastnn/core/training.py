@@ -1,6 +1,6 @@
-"""The one training loop behind `python -m fastnn.train` and MLPClassifier: epochs in a given
-sample order, checked for divergence after each one, stopped cleanly by Ctrl-C (or SIGTERM);
-and evaluation in chunks."""
+"""The one training loop behind `python -m fastnn.train`, MLPClassifier and MLPRegressor: epochs
+in a given sample order, checked for divergence after each one, stopped cleanly by Ctrl-C (or
+SIGTERM); and evaluation in chunks, by the output kind (fastnn.core.model.OUTPUTS)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fastnn.backends import Backend
 from fastnn.core import interrupt
 from fastnn.core.augment import Augmentation, check_augment
 from fastnn.core.dropout import Dropout, check_rates
+from fastnn.core.metrics import loss_of, score_of
 from fastnn.core.model import Params
 from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 
@@ -43,7 +44,7 @@ class TrainingCollapsedWarning(UserWarning):
 class EpochResult(NamedTuple):
     epoch: int  # counted from 1 over the model's life
     loss: float  # mean over the epoch, each batch measured before its update
-    train_accuracy: float
+    train_accuracy: float  # nan for regression (see Backend.train_epoch)
     seconds: float
     learning_rate: float  # the mean of the epoch's per-batch rates (cosine moves within one)
 
@@ -92,22 +93,28 @@ class _Probe(NamedTuple):
 
     backend: Backend
     activation: str
+    output: str
     X: np.ndarray
     y: np.ndarray
     varied: bool  # holds at least two different inputs, so equal outputs mean a collapse
 
     @classmethod
-    def of(cls, backend: Backend, activation: str, X: np.ndarray, y: np.ndarray) -> _Probe:
+    def of(
+        cls, backend: Backend, activation: str, output: str, X: np.ndarray, y: np.ndarray
+    ) -> _Probe:
         rows = np.linspace(0, len(X) - 1, min(PROBE_ROWS, len(X))).astype(np.int64)
         Xp = X[rows]
-        return cls(backend, activation, Xp, y[rows], bool((Xp != Xp[0]).any()))
+        return cls(backend, activation, output, Xp, y[rows], bool((Xp != Xp[0]).any()))
+
+    def outputs(self, params: Params) -> np.ndarray:
+        return self.backend.predict_proba(params, self.X, self.activation, self.output)
 
     def loss(self, params: Params) -> float:
-        return cross_entropy(self.backend.predict_proba(params, self.X, self.activation), self.y)
+        return loss_of(self.outputs(params), self.y, self.output)
 
     def collapsed(self, params: Params) -> bool:
         """Whether distinct probe inputs all get the very same output."""
-        P = self.backend.predict_proba(params, self.X, self.activation)
+        P = self.outputs(params)
         return self.varied and bool((P == P[0]).all())
 
 
@@ -117,13 +124,13 @@ def _collapsed(params: Params, X: np.ndarray, probe: _Probe) -> bool:
     respond to others (seen: 4 hidden units on 80 random images)."""
     if not probe.collapsed(params):
         return False
-    P = predict_proba(probe.backend, params, X, probe.activation)
+    P = predict_proba(probe.backend, params, X, probe.activation, probe.output)
     return bool((P == P[0]).all())
 
 
 COLLAPSE = (
     "the network collapsed: it gives the same output for every input (its hidden units no "
-    "longer respond), so it can only predict one class"
+    "longer respond), so it can only predict one answer"
 )
 
 
@@ -171,6 +178,7 @@ class Training(NamedTuple):
     dropout_seed: int = 0
     input_dropout: float = 0.0  # the rate of the input features
     augmentation: Augmentation | None = None  # of the images, drawn afresh every epoch
+    output: str = "softmax"  # the last layer's kind (fastnn.core.model.OUTPUTS)
 
     @classmethod
     def of(
@@ -184,9 +192,10 @@ class Training(NamedTuple):
         n_features: int,
         seed: int,
         image_shape: tuple[int, int] | None = None,
+        output: str = "softmax",
     ) -> Training:
-        """How to train by `settings` (an MLPClassifier, or the training command's options:
-        both name these attributes alike), with `seed` drawing dropout and augmentation."""
+        """How to train by `settings` (an estimator, or the training command's options: both
+        name these attributes alike), with `seed` drawing dropout and augmentation."""
         return cls(
             optimizer=Optimizer.of(settings),
             state=state,
@@ -197,6 +206,7 @@ class Training(NamedTuple):
             dropout_seed=seed,
             input_dropout=float(settings.input_dropout),
             augmentation=check_augment(settings.augment, n_features, image_shape, seed),
+            output=output,
         )
 
     def dropout(self, epoch: int) -> Dropout | None:
@@ -229,7 +239,7 @@ def run_epochs(
     one-line notices, such as that the kernels are compiling.
     """
     activation, schedule, state = how.activation, how.schedule, how.state
-    probe = _Probe.of(backend, activation, X, y)
+    probe = _Probe.of(backend, activation, how.output, X, y)
     images = None if how.augmentation is None else np.empty_like(X)  # each epoch's, reused
     done, diverged, collapsed = 0, None, False
     with (
@@ -248,7 +258,7 @@ def run_epochs(
                 loss, accuracy = backend.train_epoch(
                     params, seen, y, order, batch_size=how.batch_size, lr=rates,
                     activation=activation, optimizer=how.optimizer, state=state,
-                    dropout=how.dropout(epoch),
+                    dropout=how.dropout(epoch), output=how.output,
                 )  # fmt: skip
                 seconds = time.perf_counter() - start
                 problem = _diagnosis(params, X, probe, loss, bound)
@@ -272,10 +282,13 @@ def run_epochs(
     return Outcome(done, stop.signal, diverged, collapsed, compilation.seconds)
 
 
-def predict_proba(backend: Backend, params: Params, X: np.ndarray, activation: str) -> np.ndarray:
-    """Class probabilities (n, n_out), computed chunk by chunk."""
+def predict_proba(
+    backend: Backend, params: Params, X: np.ndarray, activation: str, output: str = "softmax"
+) -> np.ndarray:
+    """The outputs (n, n_out), probabilities or for "identity" the predictions, computed chunk
+    by chunk."""
     chunks = [
-        backend.predict_proba(params, X[start : start + EVAL_CHUNK], activation)
+        backend.predict_proba(params, X[start : start + EVAL_CHUNK], activation, output)
         for start in range(0, len(X), EVAL_CHUNK)
     ]
     if not chunks:
@@ -284,23 +297,21 @@ def predict_proba(backend: Backend, params: Params, X: np.ndarray, activation: s
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
-def cross_entropy(P: np.ndarray, y: np.ndarray) -> float:
-    """The mean of -log P[i, y[i]], in float64; a probability of 0 counts as the smallest
-    positive float64, so the loss stays finite."""
-    picked = P[np.arange(len(y)), y].astype(np.float64)
-    return float(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)).mean())
-
-
 class Evaluation(NamedTuple):
-    loss: float  # mean cross-entropy, without the L2 penalty (nan on no rows)
-    accuracy: float  # nan on no rows
+    loss: float  # mean loss (see `loss_of`), without the L2 penalty (nan on no rows)
+    score: float  # `score_of`: accuracy, subset accuracy or R^2 (nan on no rows)
 
 
 def evaluate(
-    backend: Backend, params: Params, X: np.ndarray, y: np.ndarray, activation: str
+    backend: Backend,
+    params: Params,
+    X: np.ndarray,
+    y: np.ndarray,
+    activation: str,
+    output: str = "softmax",
 ) -> Evaluation:
-    """The loss and accuracy of params on (X, y), from one forward pass."""
+    """The loss and score of params on (X, y), from one forward pass."""
     if len(X) == 0:
         return Evaluation(float("nan"), float("nan"))
-    P = predict_proba(backend, params, X, activation)
-    return Evaluation(cross_entropy(P, y), float((P.argmax(axis=1) == y).mean()))
+    P = predict_proba(backend, params, X, activation, output)
+    return Evaluation(loss_of(P, y, output), score_of(P, y, output))

@@ -2,15 +2,16 @@
 state arrays if it keeps any, and a JSON header.
 
 The header (UTF-8 JSON in a uint8 array) records the format version, the fastnn version, the
-architecture, activation, dtype, class labels (values and kind, so ints stay ints), the
-training config, known scores and (version 2) the optimizer's step count and the training
-history. Version 1 files (one hidden layer, no optimizer state) still load. Loading never
-unpickles anything and checks every field, name, shape, dtype and size before reading array
-data, so a damaged or tampered file is a ModelFileError naming the file, never code execution
-or a huge allocation. Every read has a bound fixed before it (fastnn.files.npz_members reads the
-members): .npy preambles MAX_NPY_HEADER_BYTES, the header MAX_HEADER_BYTES, array data the
-file's own size; and only stored or deflated members (what numpy writes) are read, as zipfile
-inflates those no further than a read asks.
+architecture, activation, dtype, class labels (values and kind, so ints stay ints; null for a
+regressor), the training config, known scores, (version 2) the optimizer's step count and the
+training history, and the output kind (fastnn.core.model.OUTPUTS; a file without one, written
+before the kinds existed, is "softmax"). Version 1 files (one hidden layer, no optimizer state)
+still load. Loading never unpickles anything and checks every field, name, shape, dtype and size
+before reading array data, so a damaged or tampered file is a ModelFileError naming the file, never
+code execution or a huge allocation. Every read has a bound fixed before it
+(fastnn.files.npz_members reads the members): .npy preambles MAX_NPY_HEADER_BYTES, the header
+MAX_HEADER_BYTES, array data the file's own size; and only stored or deflated members (what numpy
+writes) are read, as zipfile inflates those no further than a read asks.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastnn.core.model import ACTIVATIONS, DTYPES, Params, check_choice
+from fastnn.core.model import ACTIVATIONS, DTYPES, OUTPUTS, Params, check_choice
 from fastnn.core.optim import OptimizerState
 from fastnn.files.atomic import atomic_path
 from fastnn.files.npz_members import (
@@ -47,7 +48,7 @@ READ_VERSIONS = (1, 2)
 HEADER = "header"
 HEADER_FIELDS = (
     "format", "format_version", "fastnn_version", "architecture", "activation", "dtype",
-    "classes", "config", "scores", "optimizer", "history",
+    "classes", "config", "scores", "optimizer", "history", "output",
 )  # fmt: skip
 MOMENTS = ("first", "second")  # the optimizer state's arrays are saved as first_W1, ...
 MAX_HEADER_BYTES = 1 << 20  # far above any real header; bounds what a tampered file can ask for
@@ -59,12 +60,13 @@ MAX_LAYERS = 64  # hidden layers a file may declare: bounds the work a tampered 
 class SavedModel(NamedTuple):
     params: Params
     activation: str
-    classes: np.ndarray
+    classes: np.ndarray | None  # None for a regressor ("identity" output)
     config: dict[str, Any]
     scores: dict[str, float | None]
     header: dict[str, Any]
     state: OptimizerState | None  # None: saved without one (version 1, or never trained)
     history: dict[str, Any]  # what save_model was given; {} for version 1
+    output: str  # the output kind, fastnn.core.model.OUTPUTS
 
 
 def _plain(value: Any) -> Any:
@@ -106,6 +108,7 @@ def save_model(
     *,
     activation: str,
     classes: Any,
+    output: str = "softmax",
     config: dict[str, Any] | None = None,
     scores: dict[str, float | None] | None = None,
     state: OptimizerState | None = None,
@@ -113,15 +116,19 @@ def save_model(
 ) -> None:
     """Write the network to `path` (one .npz file, written atomically).
 
-    `classes[i]` is the label of output i; `config` is any JSON-able record of how the model was
-    trained; `scores` maps names such as "dev_accuracy" to numbers or None (unknown); `state`
-    the optimizer's, to go on training later; `history` any JSON-able record of the training
-    so far (loss curve, epochs, the schedule's position).
+    `classes[i]` is the label of output i (None for "identity" outputs, a regressor's); `output`
+    the output kind (fastnn.core.model.OUTPUTS); `config` is any JSON-able record of how the
+    model was trained; `scores` maps names such as "dev_accuracy" to numbers or None (unknown);
+    `state` the optimizer's, to go on training later; `history` any JSON-able record of the
+    training so far (loss curve, epochs, the schedule's position).
     """
     params.validate()
     if state is not None and not state.laid_out_as(params):
         raise ValueError("the optimizer state does not fit the network's arrays")
     check_choice("activation", activation, ACTIVATIONS)
+    check_choice("output", output, OUTPUTS)
+    if (classes is None) != (output == "identity"):
+        raise ValueError("classes must be given for class outputs, and None for identity ones")
     scores = {str(name): _score(value) for name, value in (scores or {}).items()}
     header = {
         "format": FORMAT,
@@ -134,10 +141,11 @@ def save_model(
         },  # fmt: skip
         "activation": activation,
         "dtype": params.dtype.name,
-        "classes": _classes_to_json(classes, params.n_out),
+        "classes": None if classes is None else _classes_to_json(classes, params.n_out),
         "config": dict(config or {}),
         "scores": scores,
         "history": dict(history or {}),
+        "output": output,
     }
     arrays = dict(zip(params.names(), params.arrays(), strict=True))
     if state is not None:
@@ -312,7 +320,16 @@ def _read(path: Path, archive: zipfile.ZipFile, file_size: int) -> SavedModel:
     sizes = [n_in, *_hidden_sizes(path, arch, version), n_out]
     activation = _field(path, header, "activation", ACTIVATIONS.__contains__, str(ACTIVATIONS))
     dtype = np.dtype(_field(path, header, "dtype", DTYPES.__contains__, str(DTYPES)))
-    classes = _read_classes(path, header, n_out)
+    output = header.get("output", "softmax")
+    if output not in OUTPUTS:
+        raise fail(
+            path, f"header field 'output' must be one of {list(OUTPUTS)}; got {short(output)}"
+        )
+    if output == "identity":
+        _field(path, header, "classes", lambda v: v is None, "null for identity outputs")
+        classes = None
+    else:
+        classes = _read_classes(path, header, n_out)
     config = _field(path, header, "config", _is_dict, "an object")
     scores = _field(path, header, "scores", _is_scores, "an object of numbers or nulls")
     history = _field(path, header, "history", _is_dict, "an object") if version > 1 else {}
@@ -353,4 +370,4 @@ def _read(path: Path, archive: zipfile.ZipFile, file_size: int) -> SavedModel:
             for m in MOMENTS
         }
         state = OptimizerState(step, moments["first"], moments["second"])
-    return SavedModel(params, activation, classes, config, scores, header, state, history)
+    return SavedModel(params, activation, classes, config, scores, header, state, history, output)

@@ -8,6 +8,8 @@ compiled by Numba.
   reference does) and listing each sample's non-zero features, all the first layer touches;
 - `vector`: the one inner loop, y += c0 * M[r0] + ..., as explicit SIMD code;
 - `forward`: the forward pass of one sample, as small serial helpers;
+- `outputs`: the last layer by the output kind (softmax, logistic, identity): the outputs and
+  the loss's gradient there;
 - `passes`: a mini-batch's forward pass, backpropagation and update, fused into two passes
   shared by the team, one over samples and one over the parameters' rows;
 - `layout`: where each layer's numbers sit in the flat buffers that let one compiled kernel

@@ -51,6 +51,7 @@ class Net(NamedTuple):
     ahead: np.ndarray  # the weights of the layers after the first, as the forward pass reads them
     slope: np.floating  # of leaky_relu below 0, in the parameters' dtype
     leaky: bool  # leaky_relu, else relu
+    output: int  # what the last layer gives: outputs.SOFTMAX, LOGISTIC or IDENTITY
     # Dropout of each hidden layer (see fastnn.core.dropout): a threshold of 0 drops nothing.
     # Entry n_hidden is the inputs' (see fastnn.core.dropout).
     drop_keys: np.ndarray  # (n_hidden + 1,) uint64, the layers' keys in this epoch
@@ -60,7 +61,11 @@ class Net(NamedTuple):
 
 class Data(NamedTuple):
     X: np.ndarray  # (n, n_in) uint8 pixels or floats of the parameters' dtype
-    y: np.ndarray  # (n,) int64 labels
+    # What the outputs are trained towards, by Net.output: (n,) int64 labels for SOFTMAX, else
+    # (n, n_out) targets in the parameters' dtype. The other one is empty, so that one
+    # compiled kernel takes every kind.
+    y: np.ndarray
+    targets: np.ndarray
     order: np.ndarray  # (n_samples,) int64 rows of X, taken in batches in this order
     batch_size: int
     dense_input: bool  # the first layer runs dense (see passes.Chunk)
@@ -133,8 +138,9 @@ def train_batches(team, layout, net, data, rule, state, work):
     """Takes X[order] in batches of batch_size (the last one possibly smaller) and after each
     steps theta (and `ahead`, and state) by `rule` (see `optimizer`), in place; this member's
     share of it. Returns (to member 0; the others get zeros) the sum of the per-sample losses
-    (plus, with alpha, each batch's L2 penalty) and the number of correct argmax, each batch
-    measured before its update. Returns early, with partial sums, if a member failed.
+    (plus, with alpha, each batch's L2 penalty) and the number of samples predicted right (see
+    passes.output_gradient), each batch measured before its update. Returns early, with
+    partial sums, if a member failed.
 
     The team meets before the update pass reads what the sample pass wrote, and, after a
     batch's last chunk, before the next batch's samples go forward through the updated
@@ -176,7 +182,10 @@ def train_batches(team, layout, net, data, rule, state, work):
             )  # fmt: skip
             losses, hits = work.losses[half], work.hits[half]
             t0 = clock()
-            sample_pass(team, layout, net, data.X, data.y, table, part, end - first, losses, hits)
+            sample_pass(
+                team, layout, net, data.X, data.y, data.targets, table, part, end - first,
+                losses, hits,
+            )  # fmt: skip
             t1 = clock()
             if not meet(team, passed):
                 return loss_sum, n_hits

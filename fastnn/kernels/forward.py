@@ -8,7 +8,6 @@ loops are `tile.gather_row` (the first layer, sparse) and `dense.add_panel_produ
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from fastnn.kernels.config import SERIAL
@@ -44,24 +43,3 @@ def dense_rows(A, start, stop, W, b, Z):
     for i in range(start, stop):
         Z[i] = b
     add_panel_products(Z, start, stop, A, W)
-
-
-@njit(**SERIAL)
-def softmax_row(z, p):
-    """p = softmax(z) of the logits z, shifted by the max so exp cannot overflow; p may be z
-    itself. Returns log(sum(exp(z - max))), the max, and the first index holding it."""
-    n_out = z.shape[0]
-    top = z[0]
-    arg = 0
-    for o in range(1, n_out):
-        if z[o] > top:
-            top = z[o]
-            arg = o
-    total = z.dtype.type(0)
-    for o in range(n_out):
-        e = np.exp(z[o] - top)
-        p[o] = e
-        total += e
-    for o in range(n_out):
-        p[o] = p[o] / total
-    return np.log(total), top, arg

@@ -4,7 +4,8 @@ of 60,000 stays in cache too). Any number of hidden layers: the per-layer data s
 buffers (see `layout`).
 
 `sample_pass` splits a chunk's samples among the members in runs of RUN: a job takes its run
-forward through every layer, through the softmax cross-entropy gradient, and back to the
+forward through every layer, through the loss's gradient at the last layer (`output_gradient`:
+softmax cross-entropy, logistic, squared error), and back to the
 first layer, a layer at a time (the later layers a tile of samples at once, see
 `dense.add_products`), keeping what the weight gradients need: each layer's A and dZ rows, and
 the first layer's inputs: where it runs sparse, in lists of its own, every sample's non-zero
@@ -32,7 +33,7 @@ from fastnn.kernels.config import DENSE_ROWS, SERIAL
 from fastnn.kernels.constraint import cap_rows
 from fastnn.kernels.dense import add_panel_products, add_products
 from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
-from fastnn.kernels.forward import activate_row, dense_rows, hidden_row, softmax_row
+from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
 from fastnn.kernels.layout import (
     ahead_weights,
     bias,
@@ -42,6 +43,7 @@ from fastnn.kernels.layout import (
     weights,
 )
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
+from fastnn.kernels.outputs import output_gradient, output_row
 from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, scan_row
 from fastnn.kernels.team import is_mine, my_jobs
 from fastnn.kernels.tile import scatter_row
@@ -147,20 +149,17 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
 
 
 @njit(**SERIAL)
-def backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits):
-    """From the logits of samples lo..hi-1: losses[i] = cross-entropy, hits[i] = argmax hits
-    the label, and the gradients of the batch's mean loss, dZ of each layer in place of its
-    Z, a layer at a time."""
+def backward_samples(layout, net, y, targets, chunk, lo, hi, batch_size, losses, hits):
+    """From the last layer's z of samples lo..hi-1: losses[i] = its loss, hits[i] = whether it
+    is predicted right (see `output_gradient`), and the gradients of the batch's mean loss, dZ
+    of each layer in place of its Z, a layer at a time."""
     n_layers = layout.sizes.shape[0] - 1
     G = layer_rows(chunk.Z, chunk, layout, n_layers - 1)
-    one, size = G.dtype.type(1), G.dtype.type(batch_size)
+    size = G.dtype.type(batch_size)
     for i in range(lo, hi):
-        label = y[chunk.rows[i]]
-        z_label = G[i, label]
-        log_sum, top, arg = softmax_row(G[i], G[i])
-        losses[i] = log_sum - (z_label - top)
-        hits[i] = arg == label
-        G[i, label] -= one
+        loss, right = output_gradient(net, y, targets, chunk.rows[i], G[i])
+        losses[i] = loss
+        hits[i] = right
         for o in range(G.shape[1]):
             G[i, o] = G[i, o] / size  # the gradient of the mean loss
     for layer in range(n_layers - 1, 0, -1):
@@ -182,28 +181,28 @@ def run_of(t, m):
 
 @njit(**SERIAL)
 def forward_pass(layout, net, X, table, chunk, P):
-    """The chunk's samples forward, P[i] = softmax of their logits, a run of samples at a
-    time."""
+    """The chunk's samples forward, P[i] = their outputs (`outputs.output_row`), a run of
+    samples at a time."""
     m = chunk.rows.shape[0]
     for t in range((m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
         forward_samples(layout, net, X, table, chunk, lo, hi)
         logits = layer_rows(chunk.Z, chunk, layout, layout.sizes.shape[0] - 2)
         for i in range(lo, hi):
-            softmax_row(logits[i], P[i])
+            output_row(net.output, logits[i], P[i])
 
 
 @njit(**SERIAL)
-def sample_pass(team, layout, net, X, y, table, chunk, batch_size, losses, hits):
+def sample_pass(team, layout, net, X, y, targets, table, chunk, batch_size, losses, hits):
     """This member's share of the chunk's samples forward and back to the first layer's dZ, a
-    run of samples a job; losses[i] and hits[i] get its cross-entropy and whether it was
-    classified right. How the samples are shared out changes no result: each sample's numbers
-    are its own."""
+    run of samples a job; losses[i] and hits[i] get its loss and whether it was predicted
+    right (labels y or targets, see `output_gradient`). How the samples are shared out changes
+    no result: each sample's numbers are its own."""
     m = chunk.rows.shape[0]
     for t in my_jobs(team, (m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
         forward_samples(layout, net, X, table, chunk, lo, hi)
-        backward_samples(layout, net, y, chunk, lo, hi, batch_size, losses, hits)
+        backward_samples(layout, net, y, targets, chunk, lo, hi, batch_size, losses, hits)
         keep_panels(layout, chunk, lo, hi)
     if not chunk.dense_input:
         list_others(team, layout, net, X, chunk)

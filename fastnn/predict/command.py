@@ -28,7 +28,7 @@ from fastnn.estimator import MLPClassifier
 from fastnn.files.atomic import check_writable
 from fastnn.files.persist import ModelFileError
 from fastnn.predict.images import ImageError, load_digit
-from fastnn.saved import load
+from fastnn.saved import load_classifier
 from fastnn.tools import add_version
 
 EXIT_MODEL, EXIT_INPUTS = 1, 3
@@ -142,7 +142,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         except ValueError as exc:
             parser.error(str(exc))
     try:
-        model = load(args.model)
+        model = load_classifier(args.model)
         backend = get_backend(args.backend)  # fail now, not once per input, if unavailable
         model.set_params(backend=args.backend)
     except (ModelFileError, ValueError) as exc:

@@ -29,7 +29,7 @@ from fastnn.files import persist
 from fastnn.files.atomic import check_writable
 from fastnn.files.history import History
 from fastnn.report.page import REPORT_FILE, ReportInput, write_report
-from fastnn.saved import from_saved
+from fastnn.saved import from_saved, single_label
 from fastnn.tools import add_version
 
 EXIT_UNUSABLE, EXIT_USAGE = 1, 2
@@ -133,6 +133,7 @@ def label_indices(y: np.ndarray, classes: np.ndarray, model: str) -> np.ndarray:
 def prepare(args: argparse.Namespace) -> ReportInput:
     """The model of args.model and its predictions on the test set the options choose."""
     saved = persist.read_model(args.model)
+    single_label(saved, args.model)
     history = History.from_json(saved.history, args.model)  # checks it before any work
     model = from_saved(saved, args.model).set_params(backend=args.backend)
     dataset = choose_dataset(args, saved.config)

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fastnn.core.metrics import cross_entropy
 from fastnn.core.model import Params
-from fastnn.core.training import cross_entropy
 from fastnn.data import CLASS_NAMES
 from fastnn.files.atomic import atomic_path
 from fastnn.files.history import EPOCH_RECORDS, History

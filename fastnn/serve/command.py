@@ -22,7 +22,7 @@ from fastnn.backends import BACKENDS, get_backend
 from fastnn.core import interrupt
 from fastnn.estimator import MLPClassifier
 from fastnn.files.persist import ModelFileError
-from fastnn.saved import load
+from fastnn.saved import load_classifier
 from fastnn.serve.answers import N_PIXELS, Predictor
 from fastnn.serve.http import DigitServer
 from fastnn.tools import add_version
@@ -91,7 +91,7 @@ def _say(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        model = load(args.model)
+        model = load_classifier(args.model)
         backend = get_backend(args.backend)
         model.set_params(backend=args.backend)
         # One forward pass now, so that a backend that compiles does it before the first

@@ -163,7 +163,7 @@ def train_epochs(r: Run) -> tuple[list[dict], training.Outcome]:
 
     def after_epoch(result: training.EpochResult) -> bool:
         dev = training.evaluate(r.backend, r.params, r.X_dev, r.y_dev, args.activation)
-        dev_acc = None if np.isnan(dev.accuracy) else dev.accuracy
+        dev_acc = None if np.isnan(dev.score) else dev.score
         dev_loss = None if np.isnan(dev.loss) else dev.loss
         history.append(dict(result._asdict(), dev_accuracy=dev_acc, dev_loss=dev_loss))
         bar.update()
@@ -193,7 +193,7 @@ def summarise(r: Run, history: list[dict], outcome: training.Outcome) -> dict:
     test_acc = None
     if r.X_test is not None:
         test = training.evaluate(r.backend, r.params, r.X_test, r.y_test, r.args.activation)
-        test_acc = test.accuracy
+        test_acc = test.score
     later = [h["seconds"] for h in history[1:]]
     summary = dict(
         first_epoch_seconds=history[0]["seconds"] if history else None,

@@ -32,7 +32,7 @@ from fastnn.estimator import MLPClassifier
 from fastnn.files.history import History
 from fastnn.files.npz_members import short
 from fastnn.files.persist import ModelFileError, SavedModel, read_model
-from fastnn.saved import checked_model
+from fastnn.saved import checked_model, single_label
 from fastnn.train.options import IMAGE_PIXELS, RUN_OPTIONS, augment_spec
 from fastnn.train.outputs import N_CLASSES
 
@@ -75,6 +75,7 @@ def resume_from(args: argparse.Namespace) -> Resumed:
     (with what to do) for a file that is not a resumable run or options that contradict it."""
     path = args.resume
     saved = read_model(path)
+    single_label(saved, path)
     config, history = saved.config, History.from_json(saved.history, path)
     config = {**ADDED_LATER, **config}
     missing = [name for name in (*DECIDED_BY_THE_RUN, "max_iter", "backend") if name not in config]
