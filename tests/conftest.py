@@ -118,9 +118,13 @@ def first_layer(request) -> str:
 # 3. Then COLD_COMPILE_TEST, which compiles the kernels from nothing in a process of its own (30
 #    s of one core, nearly all waiting), in a pytest of its own; in the run itself, moved to the
 #    end as well, it waits for that run and reports it.
-# 4. In the second lane, once its warm-up is done, the tests of BESIDE_FILES (the benchmarks'
-#    tests: nearly all their time is compiling the bench's own kernels, which nothing else
-#    uses) in a pytest of their own, taken out of the run itself; BESIDE_TEST reports them.
+# 4. Last in each lane, the test files of its set in BESIDE_FILES, taken out of the run itself
+#    to run in a pytest of their own; BESIDE_TEST reports them. They are the files that use
+#    the run's cores least or want nothing of its state: the benchmarks' tests (nearly all
+#    their time is compiling the bench's own kernels, which nothing else uses) and the
+#    examples of the README and docs/ (nearly all their time is commands in processes of their
+#    own, loading the data and the cached kernels). The sets balance the lanes: the first has
+#    the portable run and the cold compile before it.
 WHOLE_SUITE = 500
 WARM_UP = """
 import numpy as np
@@ -153,9 +157,11 @@ COLD_COMPILE_TEST = (
     "tests/test_interrupt.py::"
     "test_first_run_compiles_into_the_user_cache_says_so_and_ctrl_c_waits_for_it"
 )
-BESIDE_FILES = {
-    "test_bench.py", "test_bench_layers.py", "test_bench_profile.py", "test_bench_predict.py",
-}  # fmt: skip
+BESIDE_FILES = (
+    {"test_docs.py"},
+    {"test_bench.py", "test_bench_layers.py", "test_bench_profile.py", "test_bench_predict.py",
+     "test_readme.py"},
+)  # fmt: skip
 BESIDE_TEST = "test_beside.py"
 WAIT_S = 900  # for a background job, from when the test asks: they take 30-70 s on their own
 
@@ -229,7 +235,8 @@ class Background:
 _background: Background | None = None
 
 
-_beside: list[str] = []  # the node ids of the tests taken out of the run to run beside it
+# Per lane, the node ids of the tests taken out of the run to run beside it.
+_beside: list[list[str]] = [[] for _ in BESIDE_FILES]
 
 
 def _reports_a_job(item: pytest.Item) -> bool:
@@ -249,9 +256,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config, items: list) 
     last: by then the jobs have had the whole suite's time. In a whole-suite run that reports
     them, BESIDE_FILES' tests are taken out, to run in the background."""
     if _runs_background(items) and any(item.path.name == BESIDE_TEST for item in items):
-        beside = [item for item in items if item.path.name in BESIDE_FILES]
-        _beside[:] = [item.nodeid for item in beside]
-        items[:] = [item for item in items if item.path.name not in BESIDE_FILES]
+        files = set().union(*BESIDE_FILES)
+        beside = [item for item in items if item.path.name in files]
+        for lane, names in enumerate(BESIDE_FILES):
+            _beside[lane] = [item.nodeid for item in beside if item.path.name in names]
+        items[:] = [item for item in items if item.path.name not in files]
         config.hook.pytest_deselected(items=beside)
     items.sort(key=lambda item: (_reports_a_job(item), item.path.name not in NUMBA_FREE))
 
@@ -274,8 +283,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         )
     if any(item.nodeid == COLD_COMPILE_TEST for item in session.items):
         lanes[0].append(("cold-compile", [*pytest_command, COLD_COMPILE_TEST], quiet))
-    if _beside:
-        lanes[1].append(("beside", [*pytest_command, *_beside], quiet))
+    for lane, nodeids in enumerate(_beside):
+        if nodeids:
+            lanes[lane].append((f"beside-{lane}", [*pytest_command, *nodeids], quiet))
     _background = Background(lanes, folder)
 
 
