@@ -99,6 +99,13 @@ def test_every_option_reads_what_its_parameter_takes():
             p.check(value)  # and the estimator takes it
 
 
+def test_the_batch_size_option_reads_every_form_its_help_names():
+    for word, value in [("auto", "auto"), ("full", "full"), ("64", 64)]:
+        args = options.resolve(options.build_parser().parse_args(["--batch-size", word]))
+        assert args.batch_size == value, word
+        hp.BY_NAME["batch_size"].check(value)
+
+
 def test_the_sweep_varies_what_shapes_a_run_with_the_schemas_values():
     shaping = {p.name for p in COMMAND if p.shapes_run and p.kind != "seed"}
     assert set(KINDS) == shaping

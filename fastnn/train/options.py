@@ -75,7 +75,7 @@ def number(text: str) -> float:
 
 
 def batch_size_arg(text: str) -> int | str:
-    return "full" if text == "full" else positive_int(text)
+    return text if text in ("auto", "full") else positive_int(text)
 
 
 def dtype_arg(text: str) -> str:
