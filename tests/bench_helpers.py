@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn.backends import get_backend
-from fastnn.bench.data import TABULAR, synthetic_tabular
+from fastnn.bench.data import REGRESSION, TABULAR, synthetic_regression, synthetic_tabular
 from fastnn.bench.workloads import FULL_BATCH_HELD_OUT
 
 N_IN = 16  # tiny images keep every workload, even hidden 512, down to milliseconds
@@ -15,7 +15,7 @@ ZEROS = 0.7  # the share of zero pixels, about MNIST's: numba takes such data sp
 
 def tiny_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every bench data set, N_IN features: random pixels, ZEROS of them 0, and the tabular
-    set's generator at this size."""
+    and regression sets' generators at this size."""
     rng = np.random.default_rng(1)
     n = FULL_BATCH_HELD_OUT + 100  # the full-batch workload holds out the first rows
     X = rng.integers(1, 256, (n, N_IN), dtype=np.uint8)
@@ -25,6 +25,7 @@ def tiny_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "mnist": (X, y),
         "fashion-mnist": (X[::-1].copy(), y[::-1].copy()),
         TABULAR: synthetic_tabular(n, N_IN),
+        REGRESSION: synthetic_regression(n, N_IN),
     }
 
 

@@ -24,7 +24,7 @@ DENSE = ("mnist-std-h128", "mnist-std-h512", "tabular-h512")
 
 
 def test_the_dense_workloads_are_issue_28s() -> None:
-    assert [w.name for w in WORKLOADS if w.dense] == list(DENSE)
+    assert [w.name for w in WORKLOADS if w.dense and w.output == "softmax"] == list(DENSE)
     for name, hidden in zip(DENSE, (128, 512, 512), strict=True):
         w = workload(name)
         assert (w.hidden, w.batch_size, w.dtype, w.solver) == ((hidden,), 128, "float32", "sgd")
@@ -133,3 +133,41 @@ def test_the_peer_notes_say_that_all_take_the_same_x(monkeypatch) -> None:
     run = peers.run_peers(p, None, 1, 1, 1.0, lambda _: None)
     assert run["notes"][0] == f"Input to all, {peers.OURS} included: {DENSE_INPUT}."
     assert "synthetic tabular, hidden 512, batch 128" in run["title"]
+
+
+def test_the_regression_workload_is_issue_30s() -> None:
+    """Seeded dense 100,000 x 256, one target, hidden 512, plain SGD at the library's default
+    rate for regression; its targets are a signal a network can learn."""
+    w = workload("regression-h512")
+    assert (w.dataset, w.hidden, w.batch_size, w.output, w.n_out) == (
+        data.REGRESSION,
+        (512,),
+        128,
+        "identity",
+        1,
+    )
+    assert w.dense and w.name in PEER_WORKLOADS
+    X, y = data.synthetic_regression(2000, 8)
+    assert X.dtype == y.dtype == np.float32 and X.shape == (2000, 8) and y.shape == (2000,)
+    assert abs(float(y.mean())) < 1e-6 and abs(float(y.std()) - 1) < 1e-5
+    again = data.synthetic_regression(2000, 8)
+    assert (X == again[0]).all() and (y == again[1]).all()
+    linear = np.linalg.lstsq(np.c_[X, np.ones(len(X))], y, rcond=None)[0]
+    unexplained = np.var(y - np.c_[X, np.ones(len(X))] @ linear)
+    assert 0.3 < unexplained < 0.99  # more than a line can fit, yet a signal
+
+
+def test_the_regression_workload_trains_alike_on_both_backends() -> None:
+    tiny = tiny_data()
+    p = prepare(workload("regression-h512"), *tiny[data.REGRESSION], rows=256)
+    assert p.y.shape == (256, 1) and p.y.dtype == np.float32
+    assert p.flops_per_sample == flops_per_sample(N_IN, (512,), 1)
+    results = []
+    for name in ("numpy", "numba"):
+        contender = backend_contender(get_backend(name), p)
+        training = contender.setup()
+        contender.run(training)
+        results.append(training.params)
+    for ours, reference in zip(results[1].arrays(), results[0].arrays(), strict=True):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(results[0].coefs[-1], p.params0.coefs[-1])  # it trained

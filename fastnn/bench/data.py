@@ -1,5 +1,5 @@
-"""The bench's data: the MNIST-style sets as loaded, MNIST standardised per feature, and a
-seeded synthetic dense tabular set.
+"""The bench's data: the MNIST-style sets as loaded, MNIST standardised per feature, a seeded
+synthetic dense tabular set and a seeded synthetic regression set.
 
 The dense forms are what fastnn's sparse first layer cannot skip through: standardised MNIST
 is 91.5% non-zero (only the always-blank pixels stay 0), the tabular set 100%.
@@ -17,6 +17,8 @@ TABULAR = "tabular"  # the synthetic set's name where a data set's name goes
 TABULAR_ROWS = 100_000
 TABULAR_FEATURES = 256
 TABULAR_SEED = 0
+REGRESSION = "regression"  # the synthetic regression set's name
+REGRESSION_SEED = 1
 # The distance of each class's centre from the origin. Random centres in 256 dimensions are
 # nearly orthogonal, so two classes' centres are about 1.41 x 3 apart in noise of unit
 # variance: the best possible classifier is right about 9 times in 10 (measured on 100,000
@@ -71,11 +73,30 @@ def synthetic_tabular(
     return X, y.astype(np.int64)
 
 
+def synthetic_regression(
+    rows: int = TABULAR_ROWS, features: int = TABULAR_FEATURES, seed: int = REGRESSION_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """A dense regression set with a planted signal: X standard normal, float32 (rows,
+    features); one target a sample, a smooth non-linear function of four random directions of
+    X (each of unit variance: tanh of the first, the product of the next two, a sine of the
+    fourth) plus noise of a tenth of a unit, standardised to mean 0 and variance 1, float32
+    (rows,). The same arguments give the same bits."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, features), dtype=np.float32)
+    directions = rng.standard_normal((features, 4)) / np.sqrt(features)
+    u = X @ directions  # (rows, 4) in float64
+    y = np.tanh(u[:, 0]) + u[:, 1] * u[:, 2] + 0.5 * np.sin(2 * u[:, 3])
+    y += 0.1 * rng.standard_normal(rows)
+    return X, ((y - y.mean()) / y.std()).astype(np.float32)
+
+
 def load(name: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The training rows and labels of data set `name`: an MNIST-style set from `data_dir`
-    (default: where load_dataset looks), uint8 pixels; or TABULAR, generated. Raises
-    DataError for a missing or bad data set."""
+    """The training rows and labels (targets) of data set `name`: an MNIST-style set from
+    `data_dir` (default: where load_dataset looks), uint8 pixels; or TABULAR or REGRESSION,
+    generated. Raises DataError for a missing or bad data set."""
     if name == TABULAR:
         return synthetic_tabular()
+    if name == REGRESSION:
+        return synthetic_regression()
     ds = load_dataset(name, data_dir=data_dir, download=False)
     return ds.X_train, ds.y_train

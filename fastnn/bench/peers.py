@@ -69,9 +69,20 @@ def torch_network(params: Params) -> torch.nn.Sequential:
     return torch.nn.Sequential(*layers[:-1])  # no ReLU after the logits
 
 
+def torch_loss(w: Workload) -> Callable:
+    """The workload's loss in PyTorch: the mean cross-entropy, or half the mean squared error
+    (scikit-learn's and fastnn's squared_loss on one target)."""
+    import torch
+
+    if w.output == "identity":
+        squared = torch.nn.MSELoss()
+        return lambda out, target: 0.5 * squared(out, target)
+    return torch.nn.CrossEntropyLoss()
+
+
 def torch_contender(p: Prepared, threads: int) -> Contender:
-    """nn.Linear layers with ReLU between them, CrossEntropyLoss, SGD or Adam; a Python loop
-    over mini-batches."""
+    """nn.Linear layers with ReLU between them, the workload's loss (torch_loss), SGD or Adam;
+    a Python loop over mini-batches."""
     try:
         import torch
     except ImportError:
@@ -87,7 +98,7 @@ def torch_contender(p: Prepared, threads: int) -> Contender:
         model = torch_network(p.params0)
         return model, torch_optimizer(model, p.workload)
 
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch_loss(p.workload)
 
     def run(state: tuple) -> None:
         model, optimizer = state
@@ -146,7 +157,8 @@ def jax_contender(p: Prepared, threads: int) -> Contender:
         raise PeerUnavailable(f"fewer rows than one batch of {p.batch_size}")
     batches = jnp.asarray(p.order[: n_batches * p.batch_size].reshape(n_batches, p.batch_size))
     X = jnp.asarray(p.scaled())
-    y = jnp.asarray(p.y.astype(np.int32))
+    regression = p.workload.output == "identity"
+    y = jnp.asarray(p.y if regression else p.y.astype(np.int32))
 
     def loss(params: tuple, xb: jax.Array, yb: jax.Array) -> jax.Array:
         *hidden, (W_out, b_out) = zip(params[0::2], params[1::2], strict=True)
@@ -154,6 +166,8 @@ def jax_contender(p: Prepared, threads: int) -> Contender:
         for W, b in hidden:
             a = jax.nn.relu(a @ W + b)
         logits = a @ W_out + b_out
+        if regression:  # half the mean squared error, one target
+            return 0.5 * jnp.mean((logits - yb) ** 2)
         log_p = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(log_p, yb[:, None], axis=1))
 
@@ -179,22 +193,25 @@ def jax_contender(p: Prepared, threads: int) -> Contender:
 
 
 def sklearn_contender(p: Prepared, threads: int) -> Contender:
-    """MLPClassifier with the workload's solver for one epoch, max_iter=1 (see peer_notes)."""
+    """MLPClassifier (MLPRegressor for a regression) with the workload's solver for one epoch,
+    max_iter=1 (see peer_notes)."""
     try:
         import sklearn
         from sklearn.exceptions import ConvergenceWarning
-        from sklearn.neural_network import MLPClassifier
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
     except ImportError:
         raise PeerUnavailable("not installed") from None
     check_solver(p.workload)
-    X, y = p.scaled(), p.y
+    regression = p.workload.output == "identity"
+    estimator = MLPRegressor if regression else MLPClassifier
+    X, y = p.scaled(), p.y.ravel() if regression else p.y
     # fastnn's optimizer settings go by MLPClassifier's names; RMSprop's rho and the max-norm
     # constraint are ours (the workloads use neither).
     settings = p.workload.optimizer._asdict()
     del settings["rho"], settings["max_norm"]
 
-    def setup() -> MLPClassifier:
-        return MLPClassifier(
+    def setup() -> MLPClassifier | MLPRegressor:
+        return estimator(
             hidden_layer_sizes=p.workload.hidden,
             batch_size=p.batch_size,
             max_iter=1,
@@ -203,7 +220,7 @@ def sklearn_contender(p: Prepared, threads: int) -> Contender:
             **settings,
         )
 
-    def run(model: MLPClassifier) -> None:
+    def run(model: MLPClassifier | MLPRegressor) -> None:
         with warnings.catch_warnings():
             # max_iter=1 is the point here: one epoch, not a converged fit.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -218,8 +235,11 @@ def peer_notes(p: Prepared) -> dict[str, str]:
     """What each peer does differently on this workload, printed under the peer tables. They
     name no workload, so notes that come out equal for several are printed once."""
     dropped = len(p.order) % p.batch_size
+    regression = p.workload.output == "identity"
+    loss = "half of MSELoss" if regression else "CrossEntropyLoss"
+    estimator = "MLPRegressor" if regression else "MLPClassifier"
     return {
-        "pytorch": "PyTorch: nn.Linear layers with ReLU between them, CrossEntropyLoss, "
+        "pytorch": f"PyTorch: nn.Linear layers with ReLU between them, {loss}, "
         "torch.optim.SGD, or torch.optim.Adam with fastnn's betas and epsilon (it adds epsilon "
         "after the bias correction, fastnn and scikit-learn before: a slightly different "
         "step), a Python loop over the batches in the same order; "
@@ -228,7 +248,7 @@ def peer_notes(p: Prepared) -> dict[str, str]:
         "inside, SGD or Adam written out by fastnn's formulas; scan needs equal batches, so "
         f"the last partial batch is dropped ({dropped} of {len(p.order):,} rows) and samples/s "
         "counts only the rows trained on. XLA keeps its own thread pool (all cores).",
-        "scikit-learn": "scikit-learn: MLPClassifier with the workload's hidden_layer_sizes, "
+        "scikit-learn": f"scikit-learn: {estimator} with the workload's hidden_layer_sizes, "
         "solver, learning_rate_init and batch_size, max_iter=1, alpha 0, momentum 0 for SGD, "
         "fastnn's betas and epsilon for Adam, fit once; it draws its own initial weights and "
         "shuffles with its own generator: the same work, not the same numbers.",

@@ -11,7 +11,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastnn.backends import Backend
-from fastnn.bench.data import N_CLASSES, TABULAR, TABULAR_FEATURES, TABULAR_ROWS, standardise
+from fastnn.bench.data import (
+    N_CLASSES,
+    REGRESSION,
+    TABULAR,
+    TABULAR_FEATURES,
+    TABULAR_ROWS,
+    standardise,
+)
+from fastnn.core.hyperparameters import REGRESSION_SGD_STEP
 from fastnn.core.model import Params, init_params, layer_sizes
 from fastnn.core.optim import Optimizer, OptimizerState
 from fastnn.data import scale
@@ -21,6 +29,9 @@ LEARNING_RATE = 0.1  # plain SGD's, as the benchmark has always used: numbers st
 # and these compare. The rate changes no work done: 0.1 trains these as well (2 epochs of 30,000
 # standardised MNIST rows, hidden 512: train accuracy 94.9% at 0.1, 93.6% at 0.05).
 DENSE_LEARNING_RATE = 0.05
+# Plain SGD's on the regression workload: the library's default for regression (rates near
+# the classifiers' diverge on a squared error).
+REGRESSION_LEARNING_RATE = REGRESSION_SGD_STEP
 ADAM_LEARNING_RATE = 0.001  # Adam's usual rate (scikit-learn's and PyTorch's default)
 SEED = 0
 # The tutorials hold out the first 1,000 rows as a dev set and step on the other 59,000.
@@ -44,19 +55,22 @@ DENSE_INPUT = (
     "the workload's float32 X, one array that every contender takes as it is (MNIST "
     "standardised per feature, (X/255 - mean) / std over the training rows, once outside the "
     f"timing; the tabular set as generated: {TABULAR_ROWS:,} rows of {TABULAR_FEATURES} "
-    "features, 10 classes around random centres, see fastnn/bench/data.py)"
+    "features, 10 classes around random centres; the regression set: as many rows and "
+    "features, one target; see fastnn/bench/data.py)"
 )
 DATA_NAMES = {
     "mnist": "MNIST",
     "fashion-mnist": "Fashion-MNIST",
     TABULAR: "synthetic tabular",
+    REGRESSION: "synthetic regression",
 }
 
 
 @dataclass(frozen=True)
 class Workload:
     name: str
-    dataset: str  # "mnist", "fashion-mnist" (uint8 pixels) or TABULAR (float features)
+    # "mnist", "fashion-mnist" (uint8 pixels), TABULAR or REGRESSION (float features)
+    dataset: str
     hidden: tuple[int, ...]  # units of each hidden layer
     batch_size: int | None  # None: the full batch, one gradient step per iteration
     dtype: str
@@ -69,6 +83,9 @@ class Workload:
     sgd_twin: str | None = None
     # The pixels standardised per feature (see bench.data.standardise): dense float inputs.
     standardise: bool = False
+    # The last layer (fastnn.core.model.OUTPUTS): softmax over N_CLASSES classes, or identity:
+    # one target a sample, on scikit-learn's squared error.
+    output: str = "softmax"
 
     @property
     def full_batch(self) -> bool:
@@ -77,7 +94,11 @@ class Workload:
     @property
     def dense(self) -> bool:
         """Whether the inputs are float features rather than pixels (see DENSE_INPUT)."""
-        return self.standardise or self.dataset == TABULAR
+        return self.standardise or self.dataset in (TABULAR, REGRESSION)
+
+    @property
+    def n_out(self) -> int:
+        return 1 if self.output == "identity" else N_CLASSES
 
     @property
     def optimizer(self) -> Optimizer:
@@ -129,13 +150,18 @@ WORKLOADS = (
     Workload(
         "tabular-h512", TABULAR, (512,), 128, "float32", "he", learning_rate=DENSE_LEARNING_RATE
     ),
+    # A regressor on dense features (issue 30).
+    Workload(
+        "regression-h512", REGRESSION, (512,), 128, "float32", "he",
+        learning_rate=REGRESSION_LEARNING_RATE, output="identity",
+    ),
 )  # fmt: skip
 WORKLOAD_NAMES = tuple(w.name for w in WORKLOADS)
-# The workloads the other libraries run too: one hidden layer with SGD, two, Adam, and the
-# dense ones.
+# The workloads the other libraries run too: one hidden layer with SGD, two, Adam, the dense
+# ones and the regressor.
 PEER_WORKLOADS = (
     "mnist-h128", "mnist-h256-128", "mnist-h128-adam", "mnist-std-h128", "mnist-std-h512",
-    "tabular-h512",
+    "tabular-h512", "regression-h512",
 )  # fmt: skip
 
 
@@ -161,7 +187,7 @@ class Prepared:
 
     workload: Workload
     X: np.ndarray  # (n, n_in) uint8 pixels, or a dense workload's floats in its dtype
-    y: np.ndarray  # int64 labels
+    y: np.ndarray  # int64 labels (n,), or a regression's targets (n, 1) in its dtype
     order: np.ndarray  # the sample order every contender uses
     batch_size: int
     iterations: int  # train_epoch calls per timed run: 1, or K full-batch steps
@@ -174,14 +200,14 @@ class Prepared:
 
     @property
     def flops_per_sample(self) -> int:
-        return flops_per_sample(self.X.shape[1], self.workload.hidden)
+        return flops_per_sample(self.X.shape[1], self.workload.hidden, self.workload.n_out)
 
     @property
     def sparse_flops_per_sample(self) -> float:
         """The FLOPs of FLOP_FORMULA that a kernel skipping zero inputs does: the first
         layer's over the rows' mean number of non-zero features instead of all of them."""
         non_zero = float(np.count_nonzero(self.X)) / max(len(self.X), 1)
-        dense = flops_per_sample(self.X.shape[1], self.workload.hidden)
+        dense = self.flops_per_sample
         first = self.X.shape[1] * self.workload.hidden[0]  # fan_in * fan_out of layer 1
         return dense - 4 * first + 4 * non_zero * self.workload.hidden[0]
 
@@ -224,14 +250,16 @@ def prepare(
     n = len(X)
     # A full batch has nothing to shuffle, as in training; mini-batches get one fixed shuffle.
     order = np.arange(n) if w.full_batch else np.random.default_rng(SEED).permutation(n)
+    if w.output == "identity":
+        y = np.asarray(y, dtype=w.dtype).reshape(n, 1)
     return Prepared(
         workload=w,
         X=np.ascontiguousarray(X),
-        y=np.ascontiguousarray(y, dtype=np.int64),
+        y=np.ascontiguousarray(y, dtype=np.int64 if w.output == "softmax" else w.dtype),
         order=order,
         batch_size=n if w.full_batch else w.batch_size,
         iterations=full_batch_iters if w.full_batch else 1,
-        params0=init_params(X.shape[1], w.hidden, N_CLASSES, w.init, SEED, w.dtype),
+        params0=init_params(X.shape[1], w.hidden, w.n_out, w.init, SEED, w.dtype),
     )
 
 
@@ -275,6 +303,7 @@ def backend_contender(backend: Backend, p: Prepared) -> Contender:
                 w.learning_rate,
                 optimizer=w.optimizer,
                 state=training.state,
+                output=w.output,
             )
 
     return Contender(
