@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ import pytest
 from onnx_helpers import require_runtime
 
 import fastnn
-from fastnn.core.model import LEAKY_SLOPE
 from fastnn.export import command
 from fastnn.export import onnx as export
 
@@ -149,62 +147,36 @@ def test_labels_of_python_objects_take_the_type_they_share(ort, tmp_path):
     assert not (tmp_path / "complex.onnx").exists()
 
 
-@dataclass
-class HandBuilt:
-    """A network of another output kind, as the estimators to come store it."""
-
-    coefs_: list[np.ndarray]
-    intercepts_: list[np.ndarray]
-    activation: str
-    out_activation_: str
-
-    def _check_fitted(self) -> None:
-        """Fitted: it has its weights."""
-
-
-def hand_built(kind: str, dtype: str, activation: str = "leaky_relu") -> HandBuilt:
-    rng = np.random.default_rng(3)
-    sizes = [N_FEATURES, 12, 8, 5]
-    coefs = [
-        rng.normal(0, 0.2, (m, n)).astype(dtype) for m, n in zip(sizes, sizes[1:], strict=False)
-    ]
-    intercepts = [rng.normal(0, 0.5, n).astype(dtype) for n in sizes[1:]]
-    return HandBuilt(coefs, intercepts, activation, kind)
-
-
-def numpy_forward(model: HandBuilt, X: np.ndarray) -> np.ndarray:
-    """The last layer's values, written out apart from fastnn's backends."""
-    a = X.astype(model.coefs_[0].dtype) / 255
-    for W, b in zip(model.coefs_[:-1], model.intercepts_[:-1], strict=True):
-        z = a @ W + b
-        a = np.where(z > 0, z, z * W.dtype.type(LEAKY_SLOPE))
-    return a @ model.coefs_[-1] + model.intercepts_[-1]
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_multilabel_output_is_sigmoids_and_indicators(ort, tmp_path, dtype):
-    model = hand_built("logistic", dtype)
-    export.write_onnx(model, tmp_path / "multilabel.onnx")
+def test_a_multilabel_classifier_exports_its_sigmoids_and_indicators(ort, tmp_path, dtype):
+    tags = np.stack([Y_TRAIN % 2, Y_TRAIN < 5, Y_TRAIN % 3 == 0], axis=1).astype(np.int64)
+    model = trained(tags, dtype=dtype, activation="leaky_relu", max_iter=10)
+    assert model.out_activation_ == "logistic"
+    model.to_onnx(tmp_path / "multilabel.onnx")
     out = run_onnx(ort, tmp_path / "multilabel.onnx", X_NEW)
-    expected = 1 / (1 + np.exp(-numpy_forward(model, X_NEW)))
-    assert out["probabilities"].shape == (len(X_NEW), 5)
+    expected = model.predict_proba(X_NEW)
+    assert out["probabilities"].shape == (len(X_NEW), 3)
     np.testing.assert_allclose(out["probabilities"], expected, rtol=0, atol=tolerance(dtype))
     # No probability so near 0.5 that the runtime's rounding could put it on the other side:
     assert np.abs(expected - 0.5).min() > tolerance(dtype)
     assert out["label"].dtype == np.int64
-    np.testing.assert_array_equal(out["label"], (expected > 0.5).astype(np.int64))
+    np.testing.assert_array_equal(out["label"], model.predict(X_NEW))
     assert 0 < out["label"].mean() < 1
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_regression_output_is_the_last_layer(ort, tmp_path, dtype):
-    model = hand_built("identity", dtype)
-    proto = export.write_onnx(model, tmp_path / "regression.onnx")
+def test_a_regressor_exports_its_outputs(ort, tmp_path, dtype):
+    targets = np.stack([Y_TRAIN / 9.0, np.sin(Y_TRAIN)], axis=1)
+    model = fastnn.MLPRegressor(
+        hidden_layer_sizes=16, backend="numpy", max_iter=5, random_state=0, dtype=dtype
+    ).fit(X_TRAIN, targets)
+    proto = model.to_onnx(tmp_path / "regression.onnx")
     assert [output.name for output in proto.graph.output] == ["variable"]
     out = run_onnx(ort, tmp_path / "regression.onnx", X_NEW)
-    expected = numpy_forward(model, X_NEW)
+    expected = model.predict(X_NEW)
+    assert out["variable"].shape == expected.shape == (len(X_NEW), 2)
+    assert out["variable"].dtype == np.dtype(dtype)
     scale = np.abs(expected).max()  # not probabilities: the tolerance scales with the values
-    assert out["variable"].dtype == expected.dtype
     np.testing.assert_allclose(out["variable"], expected, rtol=0, atol=scale * tolerance(dtype))
 
 
@@ -219,10 +191,13 @@ def test_the_file_declares_what_onnxruntime_1_18_reads():
 
 def test_what_the_graph_cannot_hold_is_refused(tmp_path, monkeypatch):
     require_runtime()
+    other_kind, other_activation = trained(), trained()
+    other_kind.out_activation_ = "tanh"
+    other_activation.activation = "elu"
     with pytest.raises(ValueError, match="cannot export the output kind 'tanh'.*softmax"):
-        export.write_onnx(hand_built("tanh", "float32"), tmp_path / "m.onnx")
+        export.write_onnx(other_kind, tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="hidden activation 'elu'.*relu, leaky_relu"):
-        export.write_onnx(hand_built("identity", "float32", "elu"), tmp_path / "m.onnx")
+        export.write_onnx(other_activation, tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="input must be one of pixels, floats; got 'bytes'"):
         trained().to_onnx(tmp_path / "m.onnx", input="bytes")
     monkeypatch.setattr(export, "MAX_WEIGHT_BYTES", 1000)

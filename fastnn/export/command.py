@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_version(p)
     p.add_argument(
-        "model", help="a model file written by MLPClassifier.save or fastnn.train --save"
+        "model", help="a model file written by an estimator's save or fastnn.train --save"
     )
     p.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write (replaced if it exists)")
     p.add_argument(
