@@ -84,12 +84,15 @@ class MLPClassifier(MultilayerPerceptron):
                 "warm_start=False to start anew"
             )
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
-        """One epoch over X, y; the first call needs every label the model will see in
-        `classes` (not for a multilabel indicator matrix y). The optimizer's state and the
-        schedule go on from the previous call. Early stopping does not apply."""
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> MLPClassifier:
+        """One epoch over X, y, each sample weighted by sample_weight if given (see `fit`); the
+        first call needs every label the model will see in `classes` (not for a multilabel
+        indicator matrix y). The optimizer's state and the schedule go on from the previous
+        call. Early stopping does not apply."""
         return self._partial_fit(
-            X, y, lambda y, n, first: self._partial_target(y, n, first, classes)
+            X, y, lambda y, n, first: self._partial_target(y, n, first, classes), sample_weight
         )
 
     def _partial_target(self, y: Any, n_samples: int, first: bool, classes: Any) -> Target:

@@ -231,15 +231,22 @@ class MultilayerPerceptron(ScikitLearnProtocol):
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0]) >> 1
         return training.Seeds.of(seed)
 
-    def fit(self, X: Any, y: Any) -> MultilayerPerceptron:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MultilayerPerceptron:
         """Train for up to `max_iter` epochs: from fresh weights, or with warm_start=True and a
         fitted model, on from its weights, as scikit-learn does (the epoch count, loss curve
-        and sample order go on too, so 2 epochs and then 3 are the bits of 5 in one go)."""
+        and sample order go on too, so 2 epochs and then 3 are the bits of 5 in one go).
+
+        sample_weight (n_samples,): each sample's weight in the loss, as scikit-learn's: every
+        batch descends the weighted mean of its losses, with the L2 penalty over its weight
+        sum; integer weights train as the rows repeated that many times would in one batch. A
+        batch whose weights sum to 0 makes no update. With early stopping the validation rows
+        keep their weights, and the validation loss and score are weighted means."""
         hidden = checks.hyperparameters(self)
         warm = self.warm_start and hasattr(self, "coefs_")
         X, names = self._check_X(X, reset=not warm)
         check_augment(self.augment, X.shape[1], self.image_shape, 0)  # before anything changes
         target = self._target(y, len(X))
+        weights = checks.sample_weights(sample_weight, len(X))
         if warm:
             self._check_warm_start(hidden, target)
         n_val = math.ceil(self.validation_fraction * len(X)) if self.early_stopping else 0
@@ -256,24 +263,36 @@ class MultilayerPerceptron(ScikitLearnProtocol):
         values, validation = target.values, None
         if n_val:
             order = np.random.default_rng(split_seed).permutation(len(X))
-            validation = X[order[:n_val]], values[order[:n_val]]
-            X, values = X[order[n_val:]], values[order[n_val:]]
+            held, kept = order[:n_val], order[n_val:]
+            validation = X[held], values[held], None if weights is None else weights[held]
+            X, values = X[kept], values[kept]
+            weights = None if weights is None else weights[kept]
+            if validation[2] is not None and not validation[2].sum() > 0:
+                raise ValueError(
+                    "the sample weights of the validation rows (early stopping) sum to 0, so "
+                    "they cannot score the model: give those rows weight, or set "
+                    "early_stopping=False"
+                )
             if not warm or self.validation_scores_ is None:
                 self.validation_scores_, self.validation_loss_curve_ = [], []
-        self._train(X, values, self.max_iter, validation)
+        self._train(X, values, self.max_iter, validation, weights)
         return self
 
-    def _partial_fit(self, X: Any, y: Any, target_of: Any) -> MultilayerPerceptron:
-        """One epoch over X, y (see the estimators' partial_fit): `target_of(y, n, first)`
-        checks y, for the first call or against the fitted model."""
+    def _partial_fit(
+        self, X: Any, y: Any, target_of: Any, sample_weight: Any
+    ) -> MultilayerPerceptron:
+        """One epoch over X, y (see the estimators' partial_fit), weighted by sample_weight as
+        in `fit`: `target_of(y, n, first)` checks y, for the first call or against the fitted
+        model."""
         hidden = checks.hyperparameters(self)
         first = not hasattr(self, "coefs_")
         X, names = self._check_X(X, reset=first)
         check_augment(self.augment, X.shape[1], self.image_shape, 0)  # before anything changes
         target = target_of(y, len(X), first)
+        weights = checks.sample_weights(sample_weight, len(X))
         if first:
             self._fresh(hidden, X.shape[1], target, names)
-        self._train(X, target.values, 1, None)
+        self._train(X, target.values, 1, None, weights)
         return self
 
     def _train(
@@ -281,9 +300,11 @@ class MultilayerPerceptron(ScikitLearnProtocol):
         X: np.ndarray,
         y: np.ndarray,
         epochs: int,
-        validation: tuple[np.ndarray, np.ndarray] | None,
+        validation: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None,
+        weights: np.ndarray | None,
     ) -> None:
-        """Run epochs in place on coefs_/intercepts_, with early stopping on `validation`.
+        """Run epochs in place on coefs_/intercepts_, with early stopping on `validation`
+        (X, y and sample weights or None), each row of X weighted by `weights` (or None).
 
         Ctrl-C ends training after the current epoch and keeps its weights, with a warning, as
         scikit-learn does; a run that diverges raises TrainingDiverged with the weights from
@@ -328,8 +349,9 @@ class MultilayerPerceptron(ScikitLearnProtocol):
             if validation is None:
                 self.best_loss_ = min(result.loss, self.best_loss_ or math.inf)
             else:
+                X_val, y_val, weights_val = validation
                 loss, score = training.evaluate(
-                    backend, params, *validation, self.activation, output
+                    backend, params, X_val, y_val, self.activation, output, weights_val
                 )
                 self.validation_scores_.append(score)
                 self.validation_loss_curve_.append(loss)
@@ -350,6 +372,7 @@ class MultilayerPerceptron(ScikitLearnProtocol):
                 backend, params, X, y, how, epochs=epochs, first_epoch=self.n_iter_ + 1,
                 rng=self._shuffle_rng if self.shuffle else None, n_threads=self.n_threads,
                 after_epoch=after_epoch, say=print if self.verbose else None,
+                sample_weight=weights,
             )  # fmt: skip
         finally:
             if best is not None:  # early stopping: end with the best weights seen

@@ -49,10 +49,11 @@ class MLPRegressor(MultilayerPerceptron):
                 "anew)"
             )
 
-    def partial_fit(self, X: Any, y: Any) -> MLPRegressor:
-        """One epoch over X, y. The optimizer's state and the schedule go on from the previous
-        call. Early stopping does not apply."""
-        return self._partial_fit(X, y, self._partial_target)
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """One epoch over X, y, each sample weighted by sample_weight if given (see `fit`). The
+        optimizer's state and the schedule go on from the previous call. Early stopping does
+        not apply."""
+        return self._partial_fit(X, y, self._partial_target, sample_weight)
 
     def _partial_target(self, y: Any, n_samples: int, first: bool) -> Target:
         target = self._target(y, n_samples)

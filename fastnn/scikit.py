@@ -7,6 +7,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Self
 
+from fastnn.core.model import check_dtype
+
 
 class ScikitLearnProtocol:
     """For an estimator (its `_estimator_type` "classifier" or "regressor") whose __init__
@@ -42,6 +44,22 @@ class ScikitLearnProtocol:
             classifier_tags=ClassifierTags(multi_label=True) if classifier else None,
             regressor_tags=None if classifier else RegressorTags(),
         )
+
+    def _expected_failed_checks(self) -> dict[str, str]:
+        """The checks of scikit-learn's check_estimator this estimator fails, each with why, for
+        its expected_failed_checks (scikit-learn reads none off an estimator since 1.6).
+
+        Sample-weight equivalence: in float32 the rows repeated and the rows weighted sum the
+        same terms in other orders, and 10 epochs of those roundings move predict_proba by
+        more than the check's rtol of 1e-7 (it passes in float64, where the two agree to
+        1e-12: tests/test_sample_weight.py)."""
+        if check_dtype(self.dtype) == "float64":
+            return {}
+        return {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "float32 rounding: weights and repeated rows sum in other orders"
+            )
+        }
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "coefs_")

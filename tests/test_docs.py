@@ -84,6 +84,11 @@ def check_outputs_example(folder: Path, out: str) -> None:
     assert multilabel.startswith("logistic [0 1 2] [[") and float(multilabel.split()[-1]) > 0.7
 
 
+def check_sample_weights(folder: Path, out: str) -> None:
+    same, score = out.strip().splitlines()
+    assert same == "True" and float(score) > 0.8, out
+
+
 def check_file_format(folder: Path, out: str) -> None:
     files, header = out.strip().splitlines()
     assert {"W1", "b1", "W2", "b2", "header"} <= set(ast.literal_eval(files)), out
@@ -134,6 +139,7 @@ RUN = {
     ("library.md", "Regression and multilabel"): Section(
         ["python"], check_outputs_example, data=False
     ),
+    ("library.md", "Sample weights"): Section(["python"], check_sample_weights, data=False),
     ("file-format.md", "What it holds"): Section(["python"], check_file_format, data=False),
     ("report.md", ""): Section(["bash"], check_report),
     ("sweep.md", "Successive halving"): Section(

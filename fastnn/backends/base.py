@@ -17,6 +17,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from fastnn.core.augment import Augmentation
+from fastnn.core.checks import sample_weights
 from fastnn.core.dropout import Dropout, check_rates
 from fastnn.core.model import ACTIVATIONS, OUTPUTS, Params, check_choice, pixels_or_floats
 from fastnn.core.optim import Optimizer, OptimizerState
@@ -57,12 +58,14 @@ class Backend(Protocol):
         activation: str = "relu",
         dropout: Dropout | None = None,
         output: str = "softmax",
+        sample_weight: np.ndarray | None = None,
     ) -> tuple[float, Grads]:
         """The mean loss over X and its gradients; with dropout, row i of X is row i of the
         masks (see fastnn.core.dropout). The loss is scikit-learn's for the output kind (see
         fastnn.core.model.OUTPUTS); for "identity" with several outputs its squared_loss,
         averaged over the outputs as well, while the gradients are those of the sum over the
-        outputs, as scikit-learn's."""
+        outputs, as scikit-learn's. With sample_weight (one weight a row of X), the weighted
+        mean, sum(w_i * loss_i) / sum(w), as scikit-learn's."""
         ...
 
     def train_epoch(
@@ -78,6 +81,7 @@ class Backend(Protocol):
         state: OptimizerState | None = None,
         dropout: Dropout | None = None,
         output: str = "softmax",
+        sample_weight: np.ndarray | None = None,
     ) -> tuple[float, float]:
         """One pass of mini-batch gradient descent over X[order], batch by batch, the last
         batch possibly smaller, at rate lr (one for all batches, or one per batch), by the
@@ -85,7 +89,15 @@ class Backend(Protocol):
         on from step to step, dropping hidden units as `dropout` says (none if None).
         Updates params and state in place; returns the mean loss (with the L2 penalty, if
         any) and the accuracy over the epoch (for "logistic" the share of samples with every
-        label right; nan for "identity"), each batch measured before its update."""
+        label right; nan for "identity"), each batch measured before its update.
+
+        With sample_weight (one weight a row of X, see `check_sample_weight`) each batch
+        descends scikit-learn's weighted objective: the weighted mean of its losses plus the L2
+        penalty over its weight sum (rather than its size); the loss returned is, as
+        scikit-learn's loss_, the mean over the batches of that objective, each counted as
+        many times as it has rows. A batch whose weights sum to 0 has nothing to learn from:
+        it makes no update (and adds 0 to the loss), though it counts as a step of the
+        optimizer, as its learning rate was drawn for it."""
         ...
 
     def predict_proba(
@@ -181,6 +193,12 @@ def _check_writable(params: Params) -> None:
             "buffer), and training updates them in place: train a writable copy, "
             "params.copy()"
         )
+
+
+def check_sample_weight(X: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray | None:
+    """sample_weight checked (fastnn.core.checks.sample_weights) against X's rows: float64,
+    C-contiguous, or None for none."""
+    return sample_weights(sample_weight, X.shape[0])
 
 
 class Truth(NamedTuple):

@@ -28,6 +28,7 @@ from fastnn.backends.base import (
     check_dropout,
     check_epoch_args,
     check_images,
+    check_sample_weight,
     check_X,
     check_y,
 )
@@ -232,12 +233,23 @@ def _prediction_network(params: Params, activation: str, output: str) -> tuple[L
     return layout, net
 
 
-def _data(X: np.ndarray, truth: Truth, order: np.ndarray, batch_size: int) -> Data:
+NO_WEIGHTS = np.empty(0, np.float64)
+
+
+def _data(
+    X: np.ndarray,
+    truth: Truth,
+    weights: np.ndarray | None,
+    order: np.ndarray,
+    batch_size: int,
+) -> Data:
     """The kernels' Data: labels and targets both passed, one of them empty (see `check_y`),
-    all read-only, so one compiled kernel takes every output kind."""
+    and the sample weights (float64, `check_sample_weight`) or none, empty; all read-only, so
+    one compiled kernel takes every output kind, weighted or not."""
+    weights = NO_WEIGHTS if weights is None else weights
     return Data(
-        _read_only(X), _read_only(truth.labels), _read_only(truth.targets), order, batch_size,
-        dense_input(X),
+        _read_only(X), _read_only(truth.labels), _read_only(truth.targets), _read_only(weights),
+        order, batch_size, dense_input(X),
     )  # fmt: skip
 
 
@@ -306,17 +318,19 @@ class NumbaBackend:
         activation: str = "relu",
         dropout: Dropout | None = None,
         output: str = "softmax",
+        sample_weight: np.ndarray | None = None,
     ) -> tuple[float, Grads]:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
         truth = check_y(params, X, y, output)
+        weights = check_sample_weight(X, sample_weight)
         if dropout is not None:
             check_dropout(params, dropout)
         layout, net = _network(params, activation, dropout, output)
         rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
         state = State(line_aligned(net.theta.shape, net.theta.dtype), net.theta[:0], net.theta[:0])
         rows = _read_only(np.arange(len(X)))
-        data = _data(X, truth, rows, max(len(X), 1))
+        data = _data(X, truth, weights, rows, max(len(X), 1))
         work = train_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, _ = _call(train_batches, (layout, net, data, rule, state, work))
         loss = loss_sum / len(X) if len(X) else float("nan")
@@ -336,9 +350,11 @@ class NumbaBackend:
         state: OptimizerState | None = None,
         dropout: Dropout | None = None,
         output: str = "softmax",
+        sample_weight: np.ndarray | None = None,
     ) -> tuple[float, float]:
         X = check_X(params, X)
         truth = check_y(params, X, y, output)
+        weights = check_sample_weight(X, sample_weight)
         order, rates, state = check_epoch_args(
             params, X, order, batch_size, lr, activation, optimizer, state, dropout
         )
@@ -349,7 +365,7 @@ class NumbaBackend:
             _moments(state.first, net),
             _moments(state.second, net),
         )
-        data = _data(X, truth, _read_only(order), int(batch_size))
+        data = _data(X, truth, weights, _read_only(order), int(batch_size))
         work = train_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, hits = _call(train_batches, (layout, net, data, rule, moments, work))
         self.last_passes = work.passes

@@ -15,6 +15,7 @@ from fastnn.backends.base import (
     check_dropout,
     check_epoch_args,
     check_images,
+    check_sample_weight,
     check_X,
     check_y,
     nothing_compiled,
@@ -144,6 +145,13 @@ def forward(
     return Forward(Z, A, outputs(Z[-1], output))
 
 
+def weight_sum(weights: np.ndarray) -> float:
+    """The sum of a batch's sample weights (float64), what its gradients are divided by where
+    an unweighted batch's are divided by its size; 1 for weights summing to 0, whose gradients
+    are then 0, not 0 / 0 (and such a batch makes no update: see `step`)."""
+    return float(weights.sum()) or 1.0
+
+
 def backward(
     params: Params,
     X: np.ndarray,
@@ -151,14 +159,21 @@ def backward(
     fwd: Forward,
     activation: str,
     masks: list | None = None,
+    weights: np.ndarray | None = None,
 ) -> Grads:
     """Gradients of the mean loss (no penalty: the optimizer step adds alpha's), T (n, n_out)
     what the outputs are trained towards (`with_targets`): at the last layer's Z the gradient
     is P - T for each output kind (softmax with cross-entropy, sigmoid with binary
     cross-entropy, identity with half the squared error summed over the outputs); masks: the
-    dropout factors the forward pass used."""
+    dropout factors the forward pass used; weights (n,) float64: those of the weighted mean
+    loss, sum(w_i * loss_i) / sum(w), or None for the plain mean."""
     n = X.shape[0]
-    dZ = (fwd.P - T) / n  # (n, n_out) gradient of the mean loss
+    if weights is None:
+        dZ = (fwd.P - T) / n  # (n, n_out) gradient of the mean loss
+    else:
+        dtype = params.dtype.type  # the weights rounded as the kernels round them
+        w = weights.astype(params.dtype)[:, None]  # (n, 1)
+        dZ = (fwd.P - T) * w / dtype(weight_sum(weights))  # of the weighted mean loss
     inputs = [X, *fwd.A]  # what each layer took: (n, fan_in)
     dW, db = [], []
     for layer in reversed(range(len(params.coefs))):
@@ -195,11 +210,22 @@ def penalty(params: Params, alpha: float) -> float:
 
 
 def step(
-    params: Params, grads: Grads, optimizer: Optimizer, state: OptimizerState, lr: float, n: int
+    params: Params,
+    grads: Grads,
+    optimizer: Optimizer,
+    state: OptimizerState,
+    lr: float,
+    n: float,
 ) -> None:
-    """One update of params and state in place, by the formulas of fastnn.core.optim."""
+    """One update of params and state in place, by the formulas of fastnn.core.optim; n: the
+    batch's size, or with sample weights their sum, which the L2 decay alpha / n divides by
+    (scikit-learn's). A weighted batch of weights summing to 0 has nothing to learn from: it
+    counts as a step (for Adam's bias correction, as the rates are drawn per batch) but moves
+    nothing."""
     dtype = params.dtype.type
     state.step += 1
+    if n == 0:
+        return
     if optimizer.solver == "adam":
         lr = adam_rate(lr, optimizer, state.step)
     rate, decay = dtype(lr), dtype(optimizer.alpha / n)
@@ -248,19 +274,25 @@ class NumpyBackend:
         activation: str = "relu",
         dropout: Dropout | None = None,
         output: str = "softmax",
+        sample_weight: np.ndarray | None = None,
     ) -> tuple[float, Grads]:
         check_choice("activation", activation, ACTIVATIONS)
         X = check_X(params, X)
         truth = check_y(params, X, y, output)
+        weights = check_sample_weight(X, sample_weight)
         if dropout is not None:
             check_dropout(params, dropout)
         rows = np.arange(len(X))
         X = drop_inputs(to_float(X, params.dtype), dropout, rows)
         masks = dropout_masks(params, dropout, rows)
         fwd = forward(params, X, activation, masks, output)
-        loss = float(sample_losses(fwd, truth, output).mean())
+        losses = sample_losses(fwd, truth, output)
+        if weights is None:
+            loss = float(losses.mean())
+        else:
+            loss = float((weights * losses).sum()) / weight_sum(weights)
         targets = with_targets(truth, output, params).targets
-        return loss, backward(params, X, targets, fwd, activation, masks)
+        return loss, backward(params, X, targets, fwd, activation, masks, weights)
 
     def train_epoch(
         self,
@@ -275,9 +307,11 @@ class NumpyBackend:
         state: OptimizerState | None = None,
         dropout: Dropout | None = None,
         output: str = "softmax",
+        sample_weight: np.ndarray | None = None,
     ) -> tuple[float, float]:
         X = check_X(params, X)
         truth = check_y(params, X, y, output)
+        weights = check_sample_weight(X, sample_weight)
         order, rates, state = check_epoch_args(
             params, X, order, batch_size, lr, activation, optimizer, state, dropout
         )
@@ -290,12 +324,22 @@ class NumpyBackend:
             tb = rows_of(truth, rows)
             masks = dropout_masks(params, dropout, rows)
             fwd = forward(params, Xb, activation, masks, output)
-            loss_sum += float(sample_losses(fwd, tb, output).sum()) + penalty(
-                params, optimizer.alpha
-            )
+            losses = sample_losses(fwd, tb, output)
             correct += hits(fwd, tb, output)
-            grads = backward(params, Xb, tb.targets, fwd, activation, masks)
-            step(params, grads, optimizer, state, rates[batch], len(rows))
+            if weights is None:
+                loss_sum += float(losses.sum()) + penalty(params, optimizer.alpha)
+                n = len(rows)
+                grads = backward(params, Xb, tb.targets, fwd, activation, masks)
+            else:
+                # scikit-learn's: the batch's weighted mean loss, and its penalty over the
+                # weight sum n, counted len(rows) times; nothing from a batch weighing 0.
+                wb = weights[rows]
+                n = float(wb.sum())
+                if n > 0:
+                    batch_sum = penalty(params, optimizer.alpha) + float((wb * losses).sum())
+                    loss_sum += batch_sum * len(rows) / n
+                grads = backward(params, Xb, tb.targets, fwd, activation, masks, wb)
+            step(params, grads, optimizer, state, rates[batch], n)
         accuracy = float("nan") if output == "identity" else correct / len(order)
         return loss_sum / len(order), accuracy
 

@@ -127,6 +127,36 @@ def regression_target(y: Any, n_samples: int) -> np.ndarray:
     return y
 
 
+def sample_weights(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """sample_weight as float64 (n_samples,), or None for none: one finite, non-negative
+    number per sample, not all 0 (as scikit-learn's: nothing would be learnt). Within them, a
+    batch whose weights sum to 0 makes no update (see fastnn.backends.base.Backend.train_epoch)."""
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight)
+    if weights.ndim != 1:
+        raise ValueError(
+            f"sample_weight must be 1-D, one weight per sample; got shape {weights.shape}"
+        )
+    if len(weights) != n_samples:
+        raise ValueError(
+            f"sample_weight has {len(weights)} weights but X has {n_samples} samples; they "
+            "must match"
+        )
+    if weights.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must hold numbers; got dtype {weights.dtype}")
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    if not np.isfinite(weights).all():
+        raise ValueError("sample_weight contains NaN or infinite values")
+    if (weights < 0).any():
+        raise ValueError("Negative values in data passed to sample_weight: weights must be >= 0")
+    if n_samples and not weights.any():
+        raise ValueError(
+            "sample_weight holds only zero weights: at least one sample needs a non-zero weight"
+        )
+    return weights
+
+
 def sorted_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(unique sorted labels, index of each label among them)."""
     if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):

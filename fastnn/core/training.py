@@ -228,13 +228,15 @@ def run_epochs(
     n_threads: int | None,
     after_epoch: Callable[[EpochResult], bool],
     say: Callable[[str], None] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> Outcome:
     """Train params (and the optimizer state) in place for up to `epochs` epochs, numbered from
     `first_epoch`.
 
     `after_epoch(result)` runs after each healthy epoch and returns True to stop early. An
     epoch after which the network diverged or collapsed is undone (params and optimizer state
-    as before it) and training ends, saying why in Outcome.diverged. The first Ctrl-C (or, in a
+    as before it) and training ends, saying why in Outcome.diverged. sample_weight: one weight
+    a row of X (see Backend.train_epoch), or None. The first Ctrl-C (or, in a
     command, SIGTERM) ends the run after the current epoch (see fastnn.core.interrupt). `say` gets
     one-line notices, such as that the kernels are compiling.
     """
@@ -258,7 +260,7 @@ def run_epochs(
                 loss, accuracy = backend.train_epoch(
                     params, seen, y, order, batch_size=how.batch_size, lr=rates,
                     activation=activation, optimizer=how.optimizer, state=state,
-                    dropout=how.dropout(epoch), output=how.output,
+                    dropout=how.dropout(epoch), output=how.output, sample_weight=sample_weight,
                 )  # fmt: skip
                 seconds = time.perf_counter() - start
                 problem = _diagnosis(params, X, probe, loss, bound)
@@ -309,9 +311,11 @@ def evaluate(
     y: np.ndarray,
     activation: str,
     output: str = "softmax",
+    sample_weight: np.ndarray | None = None,
 ) -> Evaluation:
-    """The loss and score of params on (X, y), from one forward pass."""
+    """The loss and score of params on (X, y), from one forward pass; weighted means over the
+    rows with sample_weight."""
     if len(X) == 0:
         return Evaluation(float("nan"), float("nan"))
     P = predict_proba(backend, params, X, activation, output)
-    return Evaluation(loss_of(P, y, output), score_of(P, y, output))
+    return Evaluation(loss_of(P, y, output, sample_weight), score_of(P, y, output, sample_weight))

@@ -66,6 +66,9 @@ class Data(NamedTuple):
     # compiled kernel takes every kind.
     y: np.ndarray
     targets: np.ndarray
+    # (n,) float64 sample weights, or (0,) for none: always passed, and always float64, so that
+    # one compiled kernel takes weighted and unweighted data in every parameters' dtype.
+    weights: np.ndarray
     order: np.ndarray  # (n_samples,) int64 rows of X, taken in batches in this order
     batch_size: int
     dense_input: bool  # the first layer runs dense (see passes.Chunk)
@@ -133,6 +136,18 @@ def feature_lists(layout, chunk):
     return idx, bounds
 
 
+@njit(**SERIAL)
+def batch_weight(data, first, end):
+    """The batch of rows order[first:end]: its weight sum (float64, in order), or its size
+    where data has no weights."""
+    if data.weights.shape[0] == 0:
+        return float(end - first)
+    total = 0.0
+    for r in data.order[first:end]:
+        total += data.weights[r]
+    return total
+
+
 @entry
 def train_batches(team, layout, net, data, rule, state, work):
     """Takes X[order] in batches of batch_size (the last one possibly smaller) and after each
@@ -140,7 +155,10 @@ def train_batches(team, layout, net, data, rule, state, work):
     share of it. Returns (to member 0; the others get zeros) the sum of the per-sample losses
     (plus, with alpha, each batch's L2 penalty) and the number of samples predicted right (see
     passes.output_gradient), each batch measured before its update. Returns early, with
-    partial sums, if a member failed.
+    partial sums, if a member failed. With sample weights (data.weights) the sum is of each
+    batch's weighted objective, (penalty + sum of w_i * loss_i) / (weight sum), times its
+    rows (scikit-learn's way to the epoch's loss); a batch weighing 0 adds 0 and moves
+    nothing.
 
     The team meets before the update pass reads what the sample pass wrote, and, after a
     batch's last chunk, before the next batch's samples go forward through the updated
@@ -168,10 +186,17 @@ def train_batches(team, layout, net, data, rule, state, work):
     n_hits = 0
     passed = 0  # barriers
     ticks = np.zeros(PASS_TIMES, np.int64)  # see Workspace.passes
+    weighted = data.weights.shape[0] > 0
     for batch, first in enumerate(range(0, n, data.batch_size)):
         end = min(first + data.batch_size, n)
+        weight = batch_weight(data, first, end)
+        batch_sum = 0.0  # weighted: the penalty and the weighted losses of this batch
         if lead and rule.alpha > 0:
-            loss_sum += 0.5 * rule.alpha * work.squares.sum()  # the penalty before the update
+            penalty = 0.5 * rule.alpha * work.squares.sum()  # the penalty before the update
+            if weighted:
+                batch_sum = penalty
+            else:
+                loss_sum += penalty
         for start in range(first, end, chunk):
             m = min(chunk, end - start)
             rows = data.order[start : start + m]
@@ -183,7 +208,7 @@ def train_batches(team, layout, net, data, rule, state, work):
             losses, hits = work.losses[half], work.hits[half]
             t0 = clock()
             sample_pass(
-                team, layout, net, data.X, data.y, data.targets, table, part, end - first,
+                team, layout, net, data.X, data, table, part, weight if weight > 0 else 1.0,
                 losses, hits,
             )  # fmt: skip
             t1 = clock()
@@ -191,7 +216,7 @@ def train_batches(team, layout, net, data, rule, state, work):
                 return loss_sum, n_hits
             passed += 1
             t2 = clock()
-            done = Batch(batch, end - first, start + m == end)
+            done = Batch(batch, weight, start + m == end)
             gradient_pass(
                 team,
                 layout,
@@ -207,8 +232,13 @@ def train_batches(team, layout, net, data, rule, state, work):
             )
             if lead:
                 for i in range(m):  # in order: the same sum whatever the threads
-                    loss_sum += losses[i]
+                    if weighted:
+                        batch_sum += data.weights[rows[i]] * losses[i]
+                    else:
+                        loss_sum += losses[i]
                     n_hits += hits[i]
+                if weighted and done.last and weight > 0:
+                    loss_sum += batch_sum * (end - first) / weight
             t3 = clock()
             ticks[SAMPLING] += t1 - t0
             ticks[WAITING] += t2 - t1
@@ -220,7 +250,7 @@ def train_batches(team, layout, net, data, rule, state, work):
             passed += 1
             t4 = clock()
             ticks[SETTLING] += t4 - t3
-            if rule.max_norm > 0 and rule.solver != GRADIENTS_ONLY:
+            if rule.max_norm > 0 and rule.solver != GRADIENTS_ONLY and weight > 0:
                 cap_first_layer(team, net, layout, rule.max_norm, data.dense_input)
                 t5 = clock()
                 if not meet(team, passed):

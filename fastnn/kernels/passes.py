@@ -149,19 +149,26 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
 
 
 @njit(**SERIAL)
-def backward_samples(layout, net, y, targets, chunk, lo, hi, batch_size, losses, hits):
+def backward_samples(layout, net, y, targets, row_weights, chunk, lo, hi, total, losses, hits):
     """From the last layer's z of samples lo..hi-1: losses[i] = its loss, hits[i] = whether it
-    is predicted right (see `output_gradient`), and the gradients of the batch's mean loss, dZ
-    of each layer in place of its Z, a layer at a time."""
+    is predicted right (see `output_gradient`), and the gradients of the batch's mean loss (its
+    weighted mean where `row_weights`, one a row of X, are given), dZ of each layer in place of its
+    Z, a layer at a time; `total`: the batch's size, or the sum of its weights."""
     n_layers = layout.sizes.shape[0] - 1
     G = layer_rows(chunk.Z, chunk, layout, n_layers - 1)
-    size = G.dtype.type(batch_size)
+    size = G.dtype.type(total)
+    weighted = row_weights.shape[0] > 0
     for i in range(lo, hi):
         loss, right = output_gradient(net, y, targets, chunk.rows[i], G[i])
         losses[i] = loss
         hits[i] = right
-        for o in range(G.shape[1]):
-            G[i, o] = G[i, o] / size  # the gradient of the mean loss
+        if weighted:  # the gradient of the weighted mean loss
+            w = G.dtype.type(row_weights[chunk.rows[i]])
+            for o in range(G.shape[1]):
+                G[i, o] = G[i, o] * w / size
+        else:  # of the mean loss, as it always was: not a product with 1s
+            for o in range(G.shape[1]):
+                G[i, o] = G[i, o] / size
     for layer in range(n_layers - 1, 0, -1):
         D = layer_rows(chunk.Z, chunk, layout, layer - 1)
         A = layer_rows(chunk.A, chunk, layout, layer - 1)
@@ -193,16 +200,19 @@ def forward_pass(layout, net, X, table, chunk, P):
 
 
 @njit(**SERIAL)
-def sample_pass(team, layout, net, X, y, targets, table, chunk, batch_size, losses, hits):
+def sample_pass(team, layout, net, X, data, table, chunk, total, losses, hits):
     """This member's share of the chunk's samples forward and back to the first layer's dZ, a
     run of samples a job; losses[i] and hits[i] get its loss and whether it was predicted
-    right (labels y or targets, see `output_gradient`). How the samples are shared out changes
-    no result: each sample's numbers are its own."""
+    right (data's labels or targets, see `output_gradient`); `total` is the batch's size, or
+    the sum of its weights (1 if they sum to 0) where data has weights. How the samples are
+    shared out changes no result: each sample's numbers are its own."""
     m = chunk.rows.shape[0]
     for t in my_jobs(team, (m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
         forward_samples(layout, net, X, table, chunk, lo, hi)
-        backward_samples(layout, net, y, targets, chunk, lo, hi, batch_size, losses, hits)
+        backward_samples(
+            layout, net, data.y, data.targets, data.weights, chunk, lo, hi, total, losses, hits
+        )
         keep_panels(layout, chunk, lo, hi)
     if not chunk.dense_input:
         list_others(team, layout, net, X, chunk)
@@ -308,7 +318,7 @@ class Batch(NamedTuple):
     """What the update pass needs to know of the batch a chunk belongs to."""
 
     index: int  # which batch of the epoch: its learning rate is rule.rates[index]
-    size: int  # its number of samples
+    weight: float  # its number of samples, or where data has weights their sum (float64)
     last: bool  # whether this chunk ends it: time for the update
 
 
@@ -433,18 +443,23 @@ def finish_job(job, kind, layer, index, layout, net, state, rule, batch, chunk, 
 
     A block group of input features that no sample of the batch touched has zero gradient sums:
     under plain SGD it stays as it is, so its update is skipped; other rules may move it all
-    the same (`moves_idle_weights`)."""
+    the same (`moves_idle_weights`). A batch of weight 0 moves nothing (its gradient sums are
+    zero, and alpha / 0 is no decay)."""
     if kind == BLOCK_JOB:
         idle = not touched[index]
         touched[index] = False
         if idle and not moves_idle_weights(rule):
             return
     start, stop = owned(kind, layer, index, layout, net.theta.itemsize)
+    if batch.weight == 0:
+        if rule.solver != GRADIENTS_ONLY:
+            state.sums[start:stop] = 0  # for the next batch, as `step` leaves them
+        return
     lr = rule.rates[batch.index]
     if kind == BIAS_JOB:
         step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, None)
         return
-    decay = net.theta.dtype.type(rule.alpha / batch.size)
+    decay = net.theta.dtype.type(rule.alpha / batch.weight)
     step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, decay)
     if kind == COLUMN_JOB and rule.solver != GRADIENTS_ONLY:
         if rule.max_norm > 0 and layer < layout.sizes.shape[0] - 2:  # a hidden layer's
