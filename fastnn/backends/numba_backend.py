@@ -83,7 +83,7 @@ def dense_input(X: np.ndarray) -> bool:
 
 
 COMPILE_NOTICE = (
-    "compiling the Numba kernels once, about 30 s (later runs load them from the cache)"
+    "compiling the Numba kernels once, about a minute (later runs load them from the cache)"
 )
 
 
