@@ -250,12 +250,12 @@ def prepare(
     n = len(X)
     # A full batch has nothing to shuffle, as in training; mini-batches get one fixed shuffle.
     order = np.arange(n) if w.full_batch else np.random.default_rng(SEED).permutation(n)
-    if w.output == "identity":
-        y = np.asarray(y, dtype=w.dtype).reshape(n, 1)
+    regression = w.output == "identity"  # targets (n, 1) in the workload's dtype
+    y = np.asarray(y, dtype=w.dtype).reshape(n, 1) if regression else np.asarray(y, np.int64)
     return Prepared(
         workload=w,
         X=np.ascontiguousarray(X),
-        y=np.ascontiguousarray(y, dtype=np.int64 if w.output == "softmax" else w.dtype),
+        y=np.ascontiguousarray(y),
         order=order,
         batch_size=n if w.full_batch else w.batch_size,
         iterations=full_batch_iters if w.full_batch else 1,

@@ -208,7 +208,7 @@ def train_batches(team, layout, net, data, rule, state, work):
             losses, hits = work.losses[half], work.hits[half]
             t0 = clock()
             sample_pass(
-                team, layout, net, data.X, data, table, part, weight if weight > 0 else 1.0,
+                team, layout, net, data, table, part, weight if weight > 0 else 1.0,
                 losses, hits,
             )  # fmt: skip
             t1 = clock()

@@ -200,7 +200,7 @@ def forward_pass(layout, net, X, table, chunk, P):
 
 
 @njit(**SERIAL)
-def sample_pass(team, layout, net, X, data, table, chunk, total, losses, hits):
+def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
     """This member's share of the chunk's samples forward and back to the first layer's dZ, a
     run of samples a job; losses[i] and hits[i] get its loss and whether it was predicted
     right (data's labels or targets, see `output_gradient`); `total` is the batch's size, or
@@ -209,13 +209,13 @@ def sample_pass(team, layout, net, X, data, table, chunk, total, losses, hits):
     m = chunk.rows.shape[0]
     for t in my_jobs(team, (m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
-        forward_samples(layout, net, X, table, chunk, lo, hi)
+        forward_samples(layout, net, data.X, table, chunk, lo, hi)
         backward_samples(
             layout, net, data.y, data.targets, data.weights, chunk, lo, hi, total, losses, hits
         )
         keep_panels(layout, chunk, lo, hi)
     if not chunk.dense_input:
-        list_others(team, layout, net, X, chunk)
+        list_others(team, layout, net, data.X, chunk)
 
 
 @njit(**SERIAL)
