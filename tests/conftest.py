@@ -8,6 +8,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -293,6 +294,24 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def background() -> Background | None:
     """The whole-suite run's background jobs, or None in a run of a few tests."""
     return _background
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_member_teams_beside_the_background() -> Iterator[None]:
+    """In a whole-suite run, the kernels' teams in the run itself have one member unless a test
+    asks for more (`backend.threads(n)`). The lanes keep both cores busy, so a team of two
+    spends most of each barrier waiting for the member that is off its core:
+    test_numba_equivalence.py took 43 s (31 CPU seconds) with teams of two on a loaded machine,
+    15 s (14) with one. The results do not depend on the team's size: the tests that run 1 and
+    2 threads compare their bits, and the portable run (a lane's own pytest) runs the
+    equivalence and determinism suites with the default team."""
+    if _background is None:
+        yield
+        return
+    from fastnn.backends.numba_team import team_threads
+
+    with team_threads(1):
+        yield
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
