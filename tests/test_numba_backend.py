@@ -70,8 +70,14 @@ def named_tensors(fwd=None, grads=None):
 
 
 def test_threads_sets_and_restores_the_count():
+    # Outside any block, all the threads Numba may use; asked in a thread of its own, as the
+    # whole suite's run sets teams of one for the thread that runs the tests (conftest.py).
+    default = []
+    asking = threading.Thread(target=lambda: default.append(team_size()))
+    asking.start()
+    asking.join()
+    assert default == [MAX_THREADS]
     before = team_size()
-    assert before == MAX_THREADS  # outside any block: all the threads Numba may use
     with backend.threads(1):
         assert team_size() == 1 and team_size(jobs=5) == 1
         with backend.threads(MAX_THREADS):
