@@ -138,12 +138,13 @@ def n_blocks(layout):
 
 
 @njit(**SERIAL)
-def feature_lists(layout, chunk, indptr, dtype):
+def feature_lists(layout, chunk, indptr, like):
     """Empty lists of the non-zero features of chunk samples (see `sparse.scan_row`), of a
     dense X or, where indptr is not empty, of a sparse one (see `csr`): idx (chunk * slots,)
-    (slots: n_in + 1, or the most non-zeros of a row of the sparse X), their values beside them
-    (as long as idx for a sparse X, else empty), bounds (n_blocks + 1, chunk), and the row of
-    inputs the first layer's loops read a sparse X's from ((1, n_in), or (1, 0))."""
+    (slots: n_in + 1, or the most non-zeros of a row of the sparse X); bounds
+    (n_blocks + 1, chunk), or for a sparse X (2, chunk); and for a sparse X only (else empty),
+    the values beside idx, the row of inputs the first layer's loops read them from (1, n_in),
+    and the runs of csr.group_runs; the values in the dtype of `like`."""
     n_in = layout.sizes[0]
     sparse = indptr.shape[0] > 0
     slots = n_in + 1
@@ -151,11 +152,16 @@ def feature_lists(layout, chunk, indptr, dtype):
         slots = 1
         for r in range(indptr.shape[0] - 1):
             slots = max(slots, indptr[r + 1] - indptr[r])
-    idx = np.empty(chunk * slots, np.int32)
-    vals = np.empty(chunk * slots if sparse else 0, dtype)
-    bounds = np.empty((n_blocks(layout) + 1, chunk), np.int32)
-    row = np.zeros((1, n_in if sparse else 0), dtype)
-    return idx, vals, bounds, row
+    listed = chunk * slots if sparse else 0
+    n_groups = block_groups(n_blocks(layout), blocks_per_job(layout.sizes[1], like.itemsize))
+    return (
+        np.empty(chunk * slots, np.int32),
+        np.empty(listed, like.dtype),
+        np.empty((2 if sparse else n_blocks(layout) + 1, chunk), np.int32),
+        np.zeros((1, n_in if sparse else 0), like.dtype),
+        np.empty((3, listed), np.int32),
+        np.empty(n_groups + 1 if sparse else 0, np.int32),
+    )
 
 
 @njit(**SERIAL)
@@ -203,7 +209,8 @@ def train_batches(team, layout, net, data, rule, state, work):
     inputs = n_layers - 1  # the inputs' entry in net's dropout arrays
     factor = net.drop_scales[inputs] if drops(net, inputs) else dtype.type(1)
     table = input_table(data.X, net.theta, factor)  # every member its own copy
-    idx, vals, bounds, row = feature_lists(layout, chunk, data.indptr, dtype)  # and its own
+    lists = feature_lists(layout, chunk, data.indptr, net.theta)  # every member its own
+    idx, vals, bounds, row, runs, firsts = lists
     loss_sum = 0.0
     n_hits = 0
     passed = 0  # barriers
@@ -226,7 +233,7 @@ def train_batches(team, layout, net, data, rule, state, work):
             part = Chunk(
                 rows, idx, bounds, work.Z[half], work.A[half], chunk, 0,
                 data.dense_input, work.inputs[half], work.panels[half],
-                data.indptr, data.indices, data.values, vals, row,
+                data.indptr, data.indices, data.values, vals, row, runs, firsts,
             )  # fmt: skip
             losses, hits = work.losses[half], work.hits[half]
             t0 = clock()
@@ -320,7 +327,8 @@ def forward(team, layout, net, X, indptr, indices, values, rows, dense_input, ou
     n_layers = layout.sizes.shape[0] - 1
     dtype = net.theta.dtype
     chunk = max(min(CHUNK, n), 1)
-    idx, vals, bounds, row = feature_lists(layout, chunk, indptr, dtype)  # this member's own
+    lists = feature_lists(layout, chunk, indptr, net.theta)  # this member's own
+    idx, vals, bounds, row, runs, firsts = lists
     inputs = np.empty((chunk if dense_input else 0, X.shape[1]), dtype)  # and these
     keep = out.Z.shape[0] > 0
     held = n if keep else chunk
@@ -334,7 +342,7 @@ def forward(team, layout, net, X, indptr, indices, values, rows, dense_input, ou
         at = start if keep else 0
         part = Chunk(
             rows[start : start + m], idx, bounds, Z, A, held, at, dense_input, inputs, no_panels,
-            indptr, indices, values, vals, row,
+            indptr, indices, values, vals, row, runs, firsts,
         )  # fmt: skip
         forward_pass(layout, net, X, table, part, out.P[start : start + m])
 

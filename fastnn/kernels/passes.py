@@ -31,7 +31,14 @@ from numba import njit
 
 from fastnn.kernels.config import DENSE_ROWS, SERIAL
 from fastnn.kernels.constraint import cap_rows
-from fastnn.kernels.csr import add_csr_block_terms, hidden_csr_row, list_csr_row, read_csr_row
+from fastnn.kernels.csr import (
+    add_csr_block_terms,
+    group_runs,
+    hidden_csr_row,
+    list_csr_row,
+    mark_csr_rows,
+    read_csr_row,
+)
 from fastnn.kernels.dense import add_panel_products, add_products
 from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
@@ -107,6 +114,8 @@ class Chunk(NamedTuple):
     values: np.ndarray
     vals: np.ndarray
     row: np.ndarray
+    runs: np.ndarray  # (3, ...) the entries' runs by block group, and where each group's start
+    firsts: np.ndarray  # (n_groups + 1,): see csr.group_runs
 
 
 @njit(**SERIAL)
@@ -244,6 +253,9 @@ def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
         keep_panels(layout, chunk, lo, hi)
     if not chunk.dense_input:
         list_others(team, layout, net, data.X, chunk)
+        if chunk.indptr.shape[0] > 0:
+            width = blocks_per_job(layout.sizes[1], net.theta.itemsize) * BLOCK
+            group_runs(chunk.idx, chunk.bounds, m, width, chunk.runs, chunk.firsts)
 
 
 @njit(**SERIAL)
@@ -461,7 +473,7 @@ def add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, sums):
             return True
         if chunk.indptr.shape[0] > 0:
             return add_csr_block_terms(
-                X, index, per_job, chunk.bounds, chunk.idx, chunk.vals, chunk.row, table, dZ, dW1
+                X, index, chunk.runs, chunk.firsts, chunk.idx, chunk.vals, chunk.row, table, dZ, dW1
             )
         return add_block_terms(
             index, per_job, X, chunk.rows, table, chunk.idx, chunk.bounds, dZ, dW1
@@ -597,8 +609,11 @@ def gradient_pass(
         if kind == BLOCK_JOB:
             touched[index] |= hit
             if hit and by_rows:
-                m = chunk.rows.shape[0]
-                mark_rows(index, per_job, chunk.bounds, chunk.idx, m, rows_touched)
+                if chunk.indptr.shape[0] > 0:
+                    mark_csr_rows(index, chunk.runs, chunk.firsts, chunk.idx, rows_touched)
+                else:
+                    m = chunk.rows.shape[0]
+                    mark_rows(index, per_job, chunk.bounds, chunk.idx, m, rows_touched)
         if batch.last:
             finish_job(
                 job, kind, layer, index, layout, net, state, rule, batch, chunk, touched,
