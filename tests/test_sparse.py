@@ -175,7 +175,7 @@ def test_stepping_only_touched_rows_is_the_full_update(monkeypatch, dtype, optim
     """Many features, a few non-zeros a row: most rows of W1 untouched by a batch. Plain SGD
     and momentum without L2 step only the touched rows (and, under momentum, those with a
     velocity): the very bits of stepping every row, which the kernels do when the backend
-    gives them no rows_touched."""
+    gives them no row_flags."""
     rng = np.random.default_rng(11)
     n, n_in = 70, 400
     rows, columns = np.repeat(np.arange(n), 3), rng.integers(0, n_in // 2, 3 * n)
@@ -198,12 +198,12 @@ def test_stepping_only_touched_rows_is_the_full_update(monkeypatch, dtype, optim
         full_update = epoch.train_workspace
 
         def every_row(*args):
-            return full_update(*args)._replace(rows_touched=np.zeros(0, np.bool_))
+            return full_update(*args)._replace(row_flags=np.zeros((2, 0), np.bool_))
 
         monkeypatch.setattr(numba_module, "train_workspace", every_row)
         every, every_state = two_epochs()
     rule = numba_module._rule(optimizer, np.ones(1), 0, np.dtype(dtype))
-    assert steps_touched_rows.py_func(rule, np.zeros(n_in, np.bool_))  # the rows' way was taken
+    assert steps_touched_rows.py_func(rule, np.zeros((2, n_in), np.bool_))  # rows' way taken
     assert same_bits(by_rows.arrays(), every.arrays())
     assert same_bits(by_rows_state.first, every_state.first)
     np.testing.assert_array_equal(by_rows.coefs[0][n_in // 2 :], start.coefs[0][n_in // 2 :])

@@ -386,6 +386,8 @@ class NumbaBackend:
         )
         data = _data(X, net.theta.dtype, truth, weights, _read_only(order), int(batch_size))
         work = train_workspace(layout, data, net.theta.dtype, team_size())
+        if work.row_flags.size and rule.solver == MOMENTUM:  # W1 rows it moves untouched
+            np.any(state.first[0] != 0, axis=1, out=work.row_flags[1])
         loss_sum, hits = _call(train_batches, (layout, net, data, rule, moments, work))
         self.last_passes = work.passes
         _unpack(net.theta, layout, list(params.arrays()))

@@ -100,9 +100,9 @@ class Workspace(NamedTuple):
     losses: np.ndarray  # (2, chunk)
     hits: np.ndarray  # (2, chunk) int64
     touched: np.ndarray  # (n_groups,) bool, all False: see passes.block_groups
-    # (n_in,) bool, all False, where the first layer runs sparse, else (0,): see
-    # optimizer.steps_touched_rows
-    rows_touched: np.ndarray
+    # (2, n_in) bool where the first layer runs sparse, else (2, 0): which rows of W1 the batch
+    # touched (all False) and which may move untouched (see passes.step_rows)
+    row_flags: np.ndarray
     squares: np.ndarray  # (n_jobs,) float64, see weight_squares
     # (members, PASS_TIMES) int64: each member's ticks of the time stamp counter (team.clock)
     # in the sample passes, waiting after them, in the update passes, waiting after those.
@@ -125,7 +125,7 @@ def train_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int) -
         np.empty((2, chunk), dtype),
         np.empty((2, chunk), np.int64),
         np.zeros(n_groups, np.bool_),
-        np.zeros(0 if data.dense_input else int(layout.sizes[0]), np.bool_),
+        np.zeros((2, 0 if data.dense_input else int(layout.sizes[0])), np.bool_),
         np.zeros(n_jobs.py_func(layout, n_groups)),
         np.zeros((members, PASS_TIMES), np.int64),
     )
@@ -258,7 +258,7 @@ def train_batches(team, layout, net, data, rule, state, work):
                 rule,
                 done,
                 work.touched,
-                work.rows_touched,
+                work.row_flags,
                 work.squares,
             )
             if lead:

@@ -49,15 +49,15 @@ def moves_idle_weights(rule):
 
 
 @njit(**SERIAL)
-def steps_touched_rows(rule, rows_touched):
+def steps_touched_rows(rule, row_flags):
     """Whether the first layer's rows are stepped only where the batch touched them (or, under
-    momentum, where a velocity is not yet zero: `passes.row_moves`): exact for plain SGD and
+    momentum, where a velocity is not yet zero: `passes.step_rows`): exact for plain SGD and
     momentum without L2 (an untouched row's gradient is +0, and w - lr * 0 is w), where the
-    backend gives rows_touched (a sparse first layer). Not under L2, which decays every
+    backend gives row_flags (a sparse first layer). Not under L2, which decays every
     weight, nor Adam or RMSprop, whose moments move every weight each step, as scikit-learn's
     do (docs/library.md, "Sparse input")."""
     return (
-        rows_touched.shape[0] > 0
+        row_flags.shape[1] > 0
         and rule.alpha == 0
         and (rule.solver == SGD or rule.solver == MOMENTUM)
     )

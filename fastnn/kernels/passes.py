@@ -66,6 +66,7 @@ RUN = 16  # samples a job of the sample pass takes (see forward_samples)
 LOAD_AHEAD = 4  # rows of X `list_others` loads ahead of the one it lists (8: no better)
 GROUP = DENSE_ROWS  # units of a later layer a job of the update pass owns: a dense tile's rows
 BLOCK_JOB, COLUMN_JOB, BIAS_JOB = 0, 1, 2  # what a job of the update pass owns (`locate`)
+TOUCHED, MOVING = 0, 1  # the rows of row_flags (see `step_rows`)
 # A first-layer job of the update pass owns the W1 rows of a few blocks of input features
 # (sparse.BLOCK each): about JOB_BYTES of them, and at most MAX_BLOCKS_PER_JOB blocks (see
 # `blocks_per_job`).
@@ -501,7 +502,7 @@ def copy_ahead(layout, net, layer, g):
 
 @njit(**SERIAL)
 def finish_job(
-    job, kind, layer, index, layout, net, state, rule, batch, chunk, touched, rows_touched, squares
+    job, kind, layer, index, layout, net, state, rule, batch, chunk, touched, row_flags, squares
 ):
     """After the batch's last chunk: the job steps its own parameters by `rule`
     (optimizer.step) and keeps their forward copy (`ahead`: the first layer's where it runs
@@ -511,9 +512,9 @@ def finish_job(
     under plain SGD it stays as it is, so its update is skipped; other rules may move it all
     the same (`moves_idle_weights`). Where `steps_touched_rows` (plain SGD or momentum, no L2,
     the first layer sparse) the rows of W1 are stepped only where that is not exact (see
-    there), rows_touched[k] telling which features the batch had. A batch of weight 0 moves
+    there), by row_flags (see `step_rows`). A batch of weight 0 moves
     nothing (its gradient sums are zero, and alpha / 0 is no decay)."""
-    by_rows = kind == BLOCK_JOB and steps_touched_rows(rule, rows_touched)
+    by_rows = kind == BLOCK_JOB and steps_touched_rows(rule, row_flags)
     if kind == BLOCK_JOB:
         idle = not touched[index]
         touched[index] = False
@@ -527,7 +528,7 @@ def finish_job(
             first, end = features_of_group(
                 index, blocks_per_job(layout.sizes[1], net.theta.itemsize), layout.sizes[0]
             )
-            rows_touched[first:end] = False
+            row_flags[TOUCHED, first:end] = False
         return
     lr = rule.rates[batch.index]
     if kind == BIAS_JOB:
@@ -535,7 +536,7 @@ def finish_job(
         return
     decay = net.theta.dtype.type(rule.alpha / batch.weight)
     if by_rows:
-        step_rows(layout, net, state, rule, lr, decay, index, rows_touched)
+        step_rows(layout, net, state, rule, lr, decay, index, row_flags)
         return
     step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, decay)
     if kind == COLUMN_JOB and rule.solver != GRADIENTS_ONLY:
@@ -555,54 +556,57 @@ def finish_job(
 
 
 @njit(**SERIAL)
-def step_rows(layout, net, state, rule, lr, decay, g, rows_touched):
-    """`step` for the W1 rows of block group g that may move (`row_moves`), a run of
-    neighbouring rows at a time; their flags cleared for the next batch."""
+def step_rows(layout, net, state, rule, lr, decay, g, row_flags):
+    """`step` for the W1 rows of block group g that move. Under plain SGD those the batch
+    touched (row_flags[TOUCHED, k], cleared here for the next batch), a run of neighbouring rows
+    at a time: an untouched row's gradient is +0. Under momentum such a row still moves while
+    its velocity is not zero (row_flags[MOVING, k]: set by the backend for the rows whose
+    velocity is not all zero, and here for every row touched), so the group is stepped whole
+    where any of its rows moves (stepping a row of zero velocity and gradient changes nothing,
+    and one step over the group costs less than many over runs), and skipped where none does."""
     width = layout.sizes[1]
     at = layout.weights_at[0]
     per_job = blocks_per_job(width, net.theta.itemsize)
-    k, end = features_of_group(g, per_job, layout.sizes[0])
+    first, end = features_of_group(g, per_job, layout.sizes[0])
+    touched, moving = row_flags[TOUCHED], row_flags[MOVING]
+    if rule.solver == MOMENTUM:
+        moves = False
+        for k in range(first, end):
+            if touched[k]:
+                touched[k] = False
+                moving[k] = True
+            moves |= moving[k]
+        if moves:
+            start, stop = at + first * width, at + end * width
+            step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, decay)
+        return
+    k = first
     while k < end:
-        if not row_moves(rule, state.first, at + k * width, width, rows_touched[k]):
+        if not touched[k]:
             k += 1
             continue
         run = k
-        while k < end and row_moves(rule, state.first, at + k * width, width, rows_touched[k]):
-            rows_touched[k] = False
+        while k < end and touched[k]:
+            touched[k] = False
             k += 1
-        first, stop = at + run * width, at + k * width
-        step(net.theta, state.sums, state.first, state.second, first, stop, rule, lr, decay)
-
-
-@njit(**SERIAL)
-def row_moves(rule, velocity, start, width, touched):
-    """Whether a row of W1 (theta[start:start + width]) moves in this step: it does if the
-    batch touched its feature; if not, its gradient is +0, which moves a weight under momentum
-    only through a velocity not yet zero."""
-    if touched:
-        return True
-    if rule.solver != MOMENTUM:
-        return False
-    for j in range(start, start + width):
-        if velocity[j] != 0:
-            return True
-    return False
+        step(net.theta, state.sums, state.first, state.second, at + run * width, at + k * width,
+             rule, lr, decay)  # fmt: skip
 
 
 @njit(**SERIAL)
 def gradient_pass(
-    team, layout, net, X, table, chunk, state, rule, batch, touched, rows_touched, squares
+    team, layout, net, X, table, chunk, state, rule, batch, touched, row_flags, squares
 ):
     """This member's jobs: each adds the chunk's terms to its own range of the gradient sums
     (state.sums, laid out as theta), and after the batch's last chunk updates that range
     (`finish_job`). touched[g]: whether block group g of input features had a non-zero in the
-    batch so far; rows_touched[k] (where `steps_touched_rows`), whether feature k had. Every
+    batch so far; row_flags[TOUCHED, k] (where `steps_touched_rows`), whether feature k had. Every
     size-th job a member, and neighbouring jobs cost about the same (blocks of the image's busy
     middle, of its empty borders, the groups of a later layer), so members get about the same
     work."""
     per_job = blocks_per_job(layout.sizes[1], net.theta.itemsize)
     n_groups = touched.shape[0]  # block_groups of the lists' blocks, per_job a group
-    by_rows = steps_touched_rows(rule, rows_touched)
+    by_rows = steps_touched_rows(rule, row_flags)
     for job in my_jobs(team, n_jobs(layout, n_groups)):
         kind, layer, index = locate(job, layout, n_groups)
         hit = add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, state.sums)
@@ -610,12 +614,12 @@ def gradient_pass(
             touched[index] |= hit
             if hit and by_rows:
                 if chunk.indptr.shape[0] > 0:
-                    mark_csr_rows(index, chunk.runs, chunk.firsts, chunk.idx, rows_touched)
+                    mark_csr_rows(index, chunk.runs, chunk.firsts, chunk.idx, row_flags[TOUCHED])
                 else:
                     m = chunk.rows.shape[0]
-                    mark_rows(index, per_job, chunk.bounds, chunk.idx, m, rows_touched)
+                    mark_rows(index, per_job, chunk.bounds, chunk.idx, m, row_flags[TOUCHED])
         if batch.last:
             finish_job(
                 job, kind, layer, index, layout, net, state, rule, batch, chunk, touched,
-                rows_touched, squares,
+                row_flags, squares,
             )  # fmt: skip
