@@ -511,9 +511,9 @@ def finish_job(
     A block group of input features that no sample of the batch touched has zero gradient sums:
     under plain SGD it stays as it is, so its update is skipped; other rules may move it all
     the same (`moves_idle_weights`). Where `steps_touched_rows` (plain SGD or momentum, no L2,
-    the first layer sparse) the rows of W1 are stepped only where that is not exact (see
-    there), by row_flags (see `step_rows`). A batch of weight 0 moves
-    nothing (its gradient sums are zero, and alpha / 0 is no decay)."""
+    the first layer sparse) only the rows of W1 that can move are stepped, as row_flags says
+    (`step_rows`). A batch of weight 0 moves nothing (its gradient sums are zero, and
+    alpha / 0 is no decay)."""
     by_rows = kind == BLOCK_JOB and steps_touched_rows(rule, row_flags)
     if kind == BLOCK_JOB:
         idle = not touched[index]
