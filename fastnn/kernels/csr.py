@@ -19,6 +19,7 @@ with an empty float X), and these helpers compile to nothing.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, types
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
@@ -114,6 +115,13 @@ def read_csr_row(X, indptr, indices, values, r, table, out):
 
 
 @njit(**SERIAL)
+def first_row(row):
+    """0, the row's only row number, typed as any row number (int64): given as the literal 0,
+    the first layer's loops would be compiled once more for it."""
+    return row.shape[0] - 1
+
+
+@njit(**SERIAL)
 def _set_row(row, idx, vals, start, end):
     for e in range(start, end):
         row[0, idx[e]] = vals[e]
@@ -133,7 +141,7 @@ def _hidden_csr_row(X, W1, b1, idx, vals, start, end, row, table, Z, i):
 
     def impl(X, W1, b1, idx, vals, start, end, row, table, Z, i):
         _set_row(row, idx, vals, start, end)
-        hidden_row(W1, b1, read_only(row), 0, table, idx, start, end, Z, i)
+        hidden_row(W1, b1, read_only(row), first_row(row), table, idx, start, end, Z, i)
         _clear_row(row, idx, start, end)
 
     return impl
@@ -146,9 +154,9 @@ def _add_csr_block_terms(X, g, runs, firsts, idx, vals, row, table, D, acc):
 
     def impl(X, g, runs, firsts, idx, vals, row, table, D, acc):
         for q in range(firsts[g], firsts[g + 1]):
-            i, start, stop = runs[0, q], runs[1, q], runs[2, q]
+            i, start, stop = np.int64(runs[0, q]), runs[1, q], runs[2, q]  # as add_block_terms
             _set_row(row, idx, vals, start, stop)
-            scatter_row(acc, i, D, idx, start, stop, read_only(row), 0, table)
+            scatter_row(acc, i, D, idx, start, stop, read_only(row), first_row(row), table)
             _clear_row(row, idx, start, stop)
         return firsts[g + 1] > firsts[g]
 
