@@ -244,6 +244,7 @@ class MultilayerPerceptron(ScikitLearnProtocol):
         hidden = checks.hyperparameters(self)
         warm = self.warm_start and hasattr(self, "coefs_")
         X, names = self._check_X(X, reset=not warm)
+        checks.augmentable(X, self.augment)
         check_augment(self.augment, X.shape[1], self.image_shape, 0)  # before anything changes
         target = self._target(y, len(X))
         weights = checks.sample_weights(sample_weight, len(X))
@@ -287,6 +288,7 @@ class MultilayerPerceptron(ScikitLearnProtocol):
         hidden = checks.hyperparameters(self)
         first = not hasattr(self, "coefs_")
         X, names = self._check_X(X, reset=first)
+        checks.augmentable(X, self.augment)
         check_augment(self.augment, X.shape[1], self.image_shape, 0)  # before anything changes
         target = target_of(y, len(X), first)
         weights = checks.sample_weights(sample_weight, len(X))

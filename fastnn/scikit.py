@@ -35,12 +35,13 @@ class ScikitLearnProtocol:
 
     def __sklearn_tags__(self):
         # Only scikit-learn calls this, so importing it here adds no dependency.
-        from sklearn.utils import ClassifierTags, RegressorTags, Tags, TargetTags
+        from sklearn.utils import ClassifierTags, InputTags, RegressorTags, Tags, TargetTags
 
         classifier = self._estimator_type == "classifier"
         return Tags(
             estimator_type=self._estimator_type,
             target_tags=TargetTags(required=True, multi_output=True),
+            input_tags=InputTags(sparse=True),  # scipy.sparse X: fastnn.core.checks
             classifier_tags=ClassifierTags(multi_label=True) if classifier else None,
             regressor_tags=None if classifier else RegressorTags(),
         )
@@ -49,16 +50,15 @@ class ScikitLearnProtocol:
         """The checks of scikit-learn's check_estimator this estimator fails, each with why, for
         its expected_failed_checks (scikit-learn reads none off an estimator since 1.6).
 
-        Sample-weight equivalence: in float32 the rows repeated and the rows weighted sum the
-        same terms in other orders, and 10 epochs of those roundings move predict_proba by
-        more than the check's rtol of 1e-7 (it passes in float64, where the two agree to
-        1e-12: tests/test_sample_weight.py)."""
+        Sample-weight equivalence, on dense and on sparse data: in float32 the rows repeated
+        and the rows weighted sum the same terms in other orders, and 10 epochs of those
+        roundings move predict_proba by more than the check's rtol of 1e-7 (it passes in
+        float64, where the two agree to 1e-12: tests/test_sample_weight.py)."""
         if check_dtype(self.dtype) == "float64":
             return {}
+        why = "float32 rounding: weights and repeated rows sum in other orders"
         return {
-            "check_sample_weight_equivalence_on_dense_data": (
-                "float32 rounding: weights and repeated rows sum in other orders"
-            )
+            f"check_sample_weight_equivalence_on_{data}_data": why for data in ("dense", "sparse")
         }
 
     def __sklearn_is_fitted__(self) -> bool:

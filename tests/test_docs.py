@@ -89,6 +89,10 @@ def check_sample_weights(folder: Path, out: str) -> None:
     assert same == "True" and float(score) > 0.8, out
 
 
+def check_sparse_input(folder: Path, out: str) -> None:
+    assert out.strip().splitlines() == ["True", "True"], out
+
+
 def check_file_format(folder: Path, out: str) -> None:
     files, header = out.strip().splitlines()
     assert {"W1", "b1", "W2", "b2", "header"} <= set(ast.literal_eval(files)), out
@@ -140,6 +144,7 @@ RUN = {
         ["python"], check_outputs_example, data=False
     ),
     ("library.md", "Sample weights"): Section(["python"], check_sample_weights, data=False),
+    ("library.md", "Sparse input"): Section(["python"], check_sparse_input, data=False),
     ("file-format.md", "What it holds"): Section(["python"], check_file_format, data=False),
     ("report.md", ""): Section(["bash"], check_report),
     ("sweep.md", "Successive halving"): Section(

@@ -405,6 +405,9 @@ def test_scikit_learn_estimator_checks(backend):
     assert len(results) > 40  # the checks ran
     ran = {r["check_name"]: r["status"] for r in in_float64}
     assert ran["check_sample_weight_equivalence_on_dense_data"] == "passed"
+    # sparse X accepted (input_tags.sparse), so these run on the sparse path
+    assert ran["check_sample_weight_equivalence_on_sparse_data"] == "passed"
+    assert ran["check_estimator_sparse_array"] == ran["check_estimator_sparse_matrix"] == "passed"
     assert "failed" not in ran.values(), ran
 
 

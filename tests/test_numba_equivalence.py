@@ -269,3 +269,85 @@ def test_losses_of_several_epochs_of_each_output_kind(case, dtype, output, solve
             assert abs(got_hits - want_hits) <= (0 if dtype == "float64" else 1 / len(X))
     for name, a, b in zip(ours.names(), ours.arrays(), theirs.arrays(), strict=True):
         check(name, a, b, tol)
+
+
+# -- a sparse X (scipy.sparse CSR): the kernels' lists from its arrays, the reference's products
+# scipy's; the same numbers as the dense cases (integers within 0..255 are pixels there too) ------
+
+SPARSE_CASES = {
+    "sparse-one-hidden": (37, 9, 4, 23, 6, 0.85),  # last batch of 5
+    "sparse-two-hidden": (45, (11, 5), 3, 19, 19, 0.9),  # full batch
+}
+sparse_outputs = pytest.mark.parametrize("output", ["softmax", "logistic", "identity"])
+
+
+def make_sparse_data(case: str, dtype: str, kind: str, output: str):
+    """As make_data, X as a CSR matrix (of uint8 pixels or of floats), y of the output kind.
+    Seed 1: seed 0's pixels put a hidden unit's z within float32 rounding of relu's kink in
+    the second epoch of momentum on "identity", where either side is right (float64 agrees to
+    1e-13), as it does with the same pixels passed dense."""
+    sparse = pytest.importorskip("scipy.sparse")
+    params, X, labels, batch = make_data(case, dtype, kind, seed=1, cases=SPARSE_CASES)
+    rng = np.random.default_rng(8)
+    shape = (len(X), params.n_out)
+    if output == "softmax":
+        y = labels
+    elif output == "logistic":
+        y = (rng.random(shape) < 0.4).astype(int)
+    else:
+        y = rng.normal(0, 1, shape)
+    return params, sparse.csr_matrix(X), y, batch
+
+
+@pytest.mark.parametrize("case", list(SPARSE_CASES))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kind", ["uint8", "float"])
+@sparse_outputs
+def test_sparse_forward_loss_and_each_gradient(case, dtype, kind, output):
+    """Every forward tensor without dropout; the loss and every gradient with dropout on the
+    inputs and the hidden units."""
+    params, X, y, _ = make_sparse_data(case, dtype, kind, output)
+    got = numba_backend.forward(params, X, "relu", output)
+    want = numpy_backend.forward(params, X, "relu", output)
+    for (name, a), (_, b) in zip(forward_tensors(got), forward_tensors(want), strict=True):
+        check(name, a, b, ONE_PASS[dtype])
+    check("predict_proba", numba_backend.predict_proba(params, X, "relu", output), got.P, 0.0)
+    dropout = kind_dropout(params)
+    loss, grads = numba_backend.loss_and_grads(params, X, y, "leaky_relu", dropout, output)
+    want_loss, want_grads = numpy_backend.loss_and_grads(
+        params, X, y, "leaky_relu", dropout, output
+    )
+    check("loss", loss, want_loss, ONE_PASS[dtype])
+    names = ["d" + name for name in params.names()]
+    for name, a, b in zip(names, grads.arrays(), want_grads.arrays(), strict=True):
+        check(name, a, b, ONE_PASS[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@sparse_outputs
+@pytest.mark.parametrize("solver", list(OPTIMIZERS))
+def test_sparse_epochs_of_each_update_rule(dtype, output, solver):
+    """Three epochs with input dropout from the same start, X integer pixels in CSR: each
+    epoch's loss, and the parameters and optimizer state after them, within TRAINED
+    (TRAINED_ADAPTIVE)."""
+    params, X, y, batch = make_sparse_data("sparse-one-hidden", dtype, "uint8", output)
+    optimizer, lr = OPTIMIZERS[solver]
+    tol = (TRAINED_ADAPTIVE if optimizer.solver in ("adam", "rmsprop") else TRAINED)[dtype]
+    ours, theirs = params.copy(), params.copy()
+    states = [OptimizerState.fresh(optimizer, p) for p in (ours, theirs)]
+    for epoch in (1, 2, 3):
+        order = np.random.default_rng(epoch).permutation(X.shape[0])
+        dropout = kind_dropout(params, epoch)
+        got, want = (
+            backend.train_epoch(
+                p, X, y, order, batch, lr, "relu", optimizer, state, dropout, output
+            )
+            for backend, p, state in zip(
+                (numba_backend, numpy_backend), (ours, theirs), states, strict=True
+            )
+        )
+        check(f"epoch {epoch} loss", got[0], want[0], tol)
+    for name, a, b in zip(ours.names(), ours.arrays(), theirs.arrays(), strict=True):
+        check(name, a, b, tol)
+    for p, (a, b) in enumerate(zip(states[0].first, states[1].first, strict=True)):
+        check(f"first moment {p}", a, b, tol)

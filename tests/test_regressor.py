@@ -63,6 +63,9 @@ def test_scikit_learn_estimator_checks(backend):
     assert {r["check_name"] for r in results if r["status"] == "xfail"} == set(expected)
     ran = {r["check_name"]: r["status"] for r in in_float64}
     assert ran[row_order] == ran["check_sample_weight_equivalence_on_dense_data"] == "passed"
+    # sparse X accepted (input_tags.sparse), so these run on the sparse path
+    assert ran["check_sample_weight_equivalence_on_sparse_data"] == "passed"
+    assert ran["check_estimator_sparse_array"] == ran["check_estimator_sparse_matrix"] == "passed"
     assert "failed" not in ran.values(), ran
 
 

@@ -2,7 +2,8 @@
 
 A backend is stateless: parameters live in a `Params` and are updated in place by `train_epoch`.
 Inputs X are pixels 0..255 (uint8, or other integers all within that range; scaled to [0, 1] as
-X / 255 in the parameters' dtype) or numbers used as they are. What the outputs are trained
+X / 255 in the parameters' dtype) or numbers used as they are, dense or scipy.sparse (see
+fastnn.core.checks.sparse_features). What the outputs are trained
 towards depends on their kind (fastnn.core.model.OUTPUTS): for "softmax" y holds integer labels
 0..n_out-1; for "logistic" an indicator matrix (n, n_out) of 0 and 1; for "identity" the
 targets (n, n_out), any finite numbers.
@@ -17,10 +18,11 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from fastnn.core.augment import Augmentation
-from fastnn.core.checks import sample_weights
+from fastnn.core.checks import sample_weights, sparse_features
 from fastnn.core.dropout import Dropout, check_rates
 from fastnn.core.model import ACTIVATIONS, OUTPUTS, Params, check_choice, pixels_or_floats
 from fastnn.core.optim import Optimizer, OptimizerState
+from fastnn.core.sparse import SparseRows, is_sparse
 
 PLAIN_SGD = Optimizer()  # today's recipe: W -= lr * dW
 
@@ -143,8 +145,15 @@ def nothing_compiled(say: Callable[[str], None] | None) -> Iterator[Compilation]
     yield Compilation()
 
 
-def check_X(params: Params, X: np.ndarray) -> np.ndarray:
-    """X as a C-contiguous 2-D uint8 or params-dtype array with params.n_in columns."""
+def check_X(params: Params, X: np.ndarray | SparseRows) -> np.ndarray | SparseRows:
+    """X as a C-contiguous 2-D uint8 or params-dtype array with params.n_in columns; a sparse
+    X (scipy.sparse, or SparseRows) as SparseRows of the params' dtype
+    (fastnn.core.checks.sparse_features)."""
+    if is_sparse(X) or isinstance(X, SparseRows):
+        X = sparse_features(X, params.dtype, params.n_in, "the network")
+        if X.dtype != params.dtype.newbyteorder("="):
+            raise ValueError(f"X (sparse) holds {X.dtype}, but the network is {params.dtype}")
+        return X
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")

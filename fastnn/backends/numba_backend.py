@@ -38,6 +38,7 @@ from fastnn.core.dropout import Dropout
 from fastnn.core.interrupt import deferred_keyboard_interrupt
 from fastnn.core.model import ACTIVATIONS, LEAKY_SLOPE, OUTPUTS, Params, check_choice
 from fastnn.core.optim import Optimizer, OptimizerState, adam_rate
+from fastnn.core.sparse import INDEX, POINTER, SparseRows
 from fastnn.kernels.augment import ROWS, Warp
 from fastnn.kernels.epoch import (
     CHUNK,
@@ -71,15 +72,17 @@ DENSITY_ROWS = 1000
 _first_layer: ContextVar[str] = ContextVar("first_layer", default="auto")
 
 
-def dense_input(X: np.ndarray) -> bool:
-    """Whether the first layer takes X dense, by the path in force (`NumbaBackend.first_layer`)."""
+def dense_input(X: np.ndarray | SparseRows) -> bool:
+    """Whether the first layer takes X dense, by the path in force (`NumbaBackend.first_layer`):
+    a sparse X as a dense one of the same numbers."""
     path = _first_layer.get()
     if path != "auto":
         return path == "dense"
-    if X.size == 0:
+    if len(X) == 0 or X.shape[1] == 0:
         return False
     rows = X[:: max(1, len(X) // DENSITY_ROWS)]
-    return np.count_nonzero(rows) > DENSE_FROM * rows.size
+    nonzeros = len(rows.data) if isinstance(rows, SparseRows) else np.count_nonzero(rows)
+    return nonzeros > DENSE_FROM * rows.shape[0] * rows.shape[1]
 
 
 COMPILE_NOTICE = (
@@ -236,20 +239,35 @@ def _prediction_network(params: Params, activation: str, output: str) -> tuple[L
 NO_WEIGHTS = np.empty(0, np.float64)
 
 
+def _inputs(X: np.ndarray | SparseRows, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+    """X as the kernels take it (see epoch.Data): a dense X and empty CSR arrays, or for a
+    sparse X an empty float X of `dtype` (the float specialisation, compiled already) and its
+    CSR arrays; all read-only."""
+    if isinstance(X, SparseRows):
+        dense = np.empty((0, X.shape[1]), dtype)
+        csr = (X.indptr, X.indices, X.data)
+    else:
+        dense = X
+        csr = (np.empty(0, POINTER), np.empty(0, INDEX), np.empty(0, dtype))
+    return tuple(_read_only(a) for a in (dense, *csr))
+
+
 def _data(
-    X: np.ndarray,
+    X: np.ndarray | SparseRows,
+    dtype: np.dtype,
     truth: Truth,
     weights: np.ndarray | None,
     order: np.ndarray,
     batch_size: int,
 ) -> Data:
-    """The kernels' Data: labels and targets both passed, one of them empty (see `check_y`),
-    and the sample weights (float64, `check_sample_weight`) or none, empty; all read-only, so
-    one compiled kernel takes every output kind, weighted or not."""
+    """The kernels' Data: X dense or sparse (`_inputs`), labels and targets both passed, one
+    of them empty (see `check_y`), and the sample weights (float64, `check_sample_weight`) or
+    none, empty; all read-only, so one compiled kernel takes every output kind, weighted or
+    not, dense or sparse."""
     weights = NO_WEIGHTS if weights is None else weights
     return Data(
-        _read_only(X), _read_only(truth.labels), _read_only(truth.targets), _read_only(weights),
-        order, batch_size, dense_input(X),
+        *_inputs(X, dtype), _read_only(truth.labels), _read_only(truth.targets),
+        _read_only(weights), order, batch_size, dense_input(X),
     )  # fmt: skip
 
 
@@ -303,7 +321,8 @@ class NumbaBackend:
         layout, net = _network(params, activation, output=output)
         n = len(X)
         out = forward_outputs(layout, n, net.theta.dtype)
-        args = (layout, net, _read_only(X), _read_only(np.arange(n)), dense_input(X), out)
+        inputs = _inputs(X, net.theta.dtype)
+        args = (layout, net, *inputs, _read_only(np.arange(n)), dense_input(X), out)
         _call(forward, args, -(-n // CHUNK))
         Z, A, P = out
         Zs = [_units(Z, n, layout, layer) for layer in range(len(params.coefs))]
@@ -330,7 +349,7 @@ class NumbaBackend:
         rule = _rule(PLAIN_SGD, np.zeros(1), 0, net.theta.dtype)._replace(solver=GRADIENTS_ONLY)
         state = State(line_aligned(net.theta.shape, net.theta.dtype), net.theta[:0], net.theta[:0])
         rows = _read_only(np.arange(len(X)))
-        data = _data(X, truth, weights, rows, max(len(X), 1))
+        data = _data(X, net.theta.dtype, truth, weights, rows, max(len(X), 1))
         work = train_workspace(layout, data, net.theta.dtype, team_size())
         loss_sum, _ = _call(train_batches, (layout, net, data, rule, state, work))
         loss = loss_sum / len(X) if len(X) else float("nan")
@@ -365,8 +384,10 @@ class NumbaBackend:
             _moments(state.first, net),
             _moments(state.second, net),
         )
-        data = _data(X, truth, weights, _read_only(order), int(batch_size))
+        data = _data(X, net.theta.dtype, truth, weights, _read_only(order), int(batch_size))
         work = train_workspace(layout, data, net.theta.dtype, team_size())
+        if work.row_flags.size and rule.solver == MOMENTUM:  # W1 rows it moves untouched
+            np.any(state.first[0] != 0, axis=1, out=work.row_flags[1])
         loss_sum, hits = _call(train_batches, (layout, net, data, rule, moments, work))
         self.last_passes = work.passes
         _unpack(net.theta, layout, list(params.arrays()))
@@ -390,7 +411,8 @@ class NumbaBackend:
         out = Activations(
             np.empty(0, dtype), np.empty(0, dtype), np.empty((n, params.n_out), dtype)
         )
-        args = (layout, net, _read_only(X), _read_only(np.arange(n)), dense_input(X), out)
+        inputs = _inputs(X, dtype)
+        args = (layout, net, *inputs, _read_only(np.arange(n)), dense_input(X), out)
         if n <= CHUNK:
             _forward_alone(args)
         else:

@@ -5,6 +5,8 @@ It is the yardstick the Numba kernels are tested against, so it stays plain: no 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fastnn.backends.base import (
@@ -32,10 +34,14 @@ from fastnn.core.model import (
     scale_pixels,
 )
 from fastnn.core.optim import Optimizer, OptimizerState, adam_rate
+from fastnn.core.sparse import SparseRows
 
 
-def to_float(X: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """uint8 pixels to [0, 1] as X / 255 in dtype; floats pass through."""
+def to_float(X: np.ndarray | SparseRows, dtype: np.dtype) -> Any:
+    """uint8 pixels to [0, 1] as X / 255 in dtype; floats pass through; sparse rows (already
+    floats) as a scipy.sparse CSR matrix, whose products with dense arrays are dense."""
+    if isinstance(X, SparseRows):
+        return X.to_scipy()
     return scale_pixels(X, dtype) if X.dtype == np.uint8 else X
 
 
@@ -194,11 +200,15 @@ def dropout_masks(params: Params, dropout: Dropout | None, rows: np.ndarray) -> 
     return dropout.masks(rows, params.hidden_sizes, params.dtype)
 
 
-def drop_inputs(X: np.ndarray, dropout: Dropout | None, rows: np.ndarray) -> np.ndarray:
-    """X (the given rows of the data, as floats) times its input dropout factors, if any."""
+def drop_inputs(X: Any, dropout: Dropout | None, rows: np.ndarray) -> Any:
+    """X (the given rows of the data, as floats, dense or scipy.sparse) times its input dropout
+    factors, if any."""
     if dropout is None or not dropout.input_rate:
         return X
-    return X * dropout.input_mask(rows, X.shape[1], X.dtype)  # (n, n_in)
+    mask = dropout.input_mask(rows, X.shape[1], X.dtype)  # (n, n_in)
+    if isinstance(X, np.ndarray):
+        return X * mask
+    return X.multiply(mask).tocsr()  # sparse still
 
 
 def penalty(params: Params, alpha: float) -> float:

@@ -12,7 +12,8 @@ import numpy as np
 
 from fastnn.core import hyperparameters as schema
 from fastnn.core.hyperparameters import is_int
-from fastnn.core.model import pixels_or_floats
+from fastnn.core.model import pixels_or_floats, scale_pixels
+from fastnn.core.sparse import INDEX, POINTER, SparseRows, is_sparse
 
 
 class DataConversionWarning(UserWarning):
@@ -180,35 +181,39 @@ def hyperparameters(est: Any) -> tuple[int, ...]:
     return tuple(int(size) for size in ((sizes,) if is_int(sizes) else sizes))
 
 
+def _check_shape(shape: tuple[int, ...], n_features: int | None, estimator: str) -> None:
+    if len(shape) != 2:
+        raise _shape_error(shape)
+    for axis, what in enumerate(("sample", "feature")):
+        if shape[axis] == 0:
+            raise ValueError(
+                f"Found array with 0 {what}(s) (shape={shape}) while a minimum of 1 is required."
+            )
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(
+            f"X has {shape[1]} features, but {estimator} is expecting "
+            f"{n_features} features as input (as many as in fit)"
+        )
+
+
 def features(
     X: Any,
     dtype: str | np.dtype,
     n_features: int | None,
     fitted_names: np.ndarray | None,
     estimator: str = "MLPClassifier",
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """X as a C-contiguous uint8 or `dtype` array, and its column names if it has str ones.
-    n_features and fitted_names: what fit saw (None when checking X for fit itself);
-    `estimator` names the model in messages."""
+) -> tuple[np.ndarray | SparseRows, np.ndarray | None]:
+    """X as a C-contiguous uint8 or `dtype` array (a sparse X as `sparse_features`), and its
+    column names if it has str ones. n_features and fitted_names: what fit saw (None when
+    checking X for fit itself); `estimator` names the model in messages."""
     columns = getattr(X, "columns", None)  # a pandas DataFrame
     names = None
     if columns is not None and len(columns) and all(isinstance(c, str) for c in columns):
         names = np.asarray(list(columns), dtype=object)
-    if type(X).__module__.startswith("scipy.sparse"):
-        raise ValueError("sparse X is not supported: pass a dense array, e.g. X.toarray()")
+    if is_sparse(X) or isinstance(X, SparseRows):
+        return sparse_features(X, dtype, n_features, estimator), None
     X = np.asarray(X)
-    if X.ndim != 2:
-        raise _shape_error(X.shape)
-    for axis, what in enumerate(("sample", "feature")):
-        if X.shape[axis] == 0:
-            raise ValueError(
-                f"Found array with 0 {what}(s) (shape={X.shape}) while a minimum of 1 is required."
-            )
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but {estimator} is expecting "
-            f"{n_features} features as input (as many as in fit)"
-        )
+    _check_shape(X.shape, n_features, estimator)
     if names is not None and fitted_names is not None and list(names) != list(fitted_names):
         raise ValueError(
             "X's column names differ from those seen in fit; select them in that "
@@ -231,6 +236,97 @@ def features(
         raise ValueError(f"X contains {bad} NaN or infinite values; remove or impute them")
     _warn_if_unscaled_pixels(X)
     return X, names
+
+
+def sparse_features(
+    X: Any, dtype: str | np.dtype, n_features: int | None, estimator: str = "MLPClassifier"
+) -> SparseRows:
+    """A scipy.sparse X (CSR, CSC or COO, matrix or array, any real dtype) as SparseRows,
+    never densified, the user's matrix untouched: converted to CSR, made canonical (sorted
+    indices, duplicates summed), the values to `dtype`, each only where needed, on a copy.
+    Integer values all within 0..255 are pixels, scaled to [0, 1] as X / 255, as a dense
+    integer X of the same values is (`pixels_or_floats`); other integers are numbers. Values
+    that are 0 in `dtype` are dropped, as the kernels list a dense row's non-zeros only."""
+    if isinstance(X, SparseRows):
+        _check_shape(X.shape, n_features, estimator)
+        return X
+    _check_shape(X.shape, n_features, estimator)
+    if X.shape[1] >= np.iinfo(INDEX).max:
+        raise ValueError(f"X has {X.shape[1]} features; fastnn takes fewer than 2**31 - 1")
+    if X.format not in ("csr", "csc", "coo"):
+        X = X.tocsr()  # other formats (LIL, DOK, BSR, DIA) convert as cheaply as they can
+    kind = X.dtype.kind
+    if kind == "c":
+        raise ValueError("Complex data not supported: X must hold real numbers")
+    if kind not in "biuf":
+        raise ValueError(f"X must hold numbers (integer pixels or floats); got dtype {X.dtype}")
+    if X.format == "csr":
+        _check_csr_arrays(X)
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()  # sorts the indices too
+    else:
+        if X.format == "coo" and X.nnz and (
+            X.row.min() < 0 or X.col.min() < 0
+            or X.row.max() >= X.shape[0] or X.col.max() >= X.shape[1]
+        ):  # fmt: skip
+            raise ValueError("X (sparse) has row or column indices outside its shape")
+        if X.format == "csc":
+            _check_csr_arrays(X)  # CSC's arrays: the same checks with rows and columns swapped
+        X = X.tocsr()
+        X.sum_duplicates()
+    data = X.data
+    dtype = np.dtype(dtype).newbyteorder("=")  # native, as the kernels take every array
+    if kind in "iu" and (not data.size or (data.min() >= 0 and data.max() <= 255)):
+        values = scale_pixels(data, dtype)
+    else:
+        values = np.asarray(data, dtype=dtype)
+        bad = int(values.size - np.isfinite(values).sum())
+        if bad:
+            raise ValueError(f"X contains {bad} NaN or infinite values; remove or impute them")
+        if kind == "f" and values.size:
+            _warn_if_unscaled_pixels(values)
+    indices, indptr = X.indices, X.indptr
+    zeros = values == 0
+    if zeros.any():  # stored zeros, or tiny values rounded to 0 in dtype
+        keep = ~zeros
+        values, indices = values[keep], indices[keep]
+        indptr = np.concatenate(([0], np.cumsum(keep, dtype=POINTER)))[indptr]
+    return SparseRows(
+        np.ascontiguousarray(values),
+        np.ascontiguousarray(indices, dtype=INDEX),
+        np.ascontiguousarray(indptr, dtype=POINTER),
+        (int(X.shape[0]), int(X.shape[1])),
+    )
+
+
+def augmentable(X: np.ndarray | SparseRows, augment: Any) -> None:
+    """Augmentation transforms images, dense rows of pixels: not a sparse X."""
+    if augment is not None and isinstance(X, SparseRows):
+        raise ValueError(
+            "augment transforms images, which come as dense arrays: pass X dense (e.g. "
+            "X.toarray()) or set augment=None"
+        )
+
+
+def _check_csr_arrays(X: Any) -> None:
+    """A CSR (or CSC) matrix's arrays describe its shape: indptr from 0 to nnz, never
+    decreasing, one more than the rows (columns); every index within the columns (rows)."""
+    rows, columns = X.shape if X.format == "csr" else X.shape[::-1]
+    indptr, indices = X.indptr, X.indices
+    if (
+        len(indptr) != rows + 1
+        or indptr[0] != 0
+        or indptr[-1] != len(indices)
+        or len(X.data) != len(indices)
+        or (np.diff(indptr) < 0).any()
+    ):
+        raise ValueError(
+            f"X (sparse, {X.format}) is malformed: its indptr does not describe {rows} rows of "
+            "its indices; rebuild it with scipy"
+        )
+    if len(indices) and (indices.min() < 0 or indices.max() >= columns):
+        raise ValueError("X (sparse) has row or column indices outside its shape")
 
 
 def _warn_if_unscaled_pixels(X: np.ndarray) -> None:

@@ -18,6 +18,7 @@ from fastnn.core.dropout import Dropout, check_rates
 from fastnn.core.metrics import loss_of, score_of
 from fastnn.core.model import Params
 from fastnn.core.optim import Optimizer, OptimizerState, Schedule
+from fastnn.core.sparse import SparseRows
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating, to bound memory on large sets
 PROBE_ROWS = 64  # training rows looked at after each epoch to judge the network's health
@@ -104,7 +105,8 @@ class _Probe(NamedTuple):
     ) -> _Probe:
         rows = np.linspace(0, len(X) - 1, min(PROBE_ROWS, len(X))).astype(np.int64)
         Xp = X[rows]
-        return cls(backend, activation, output, Xp, y[rows], bool((Xp != Xp[0]).any()))
+        varied = Xp.rows_differ() if isinstance(Xp, SparseRows) else bool((Xp != Xp[0]).any())
+        return cls(backend, activation, output, Xp, y[rows], varied)
 
     def outputs(self, params: Params) -> np.ndarray:
         return self.backend.predict_proba(params, self.X, self.activation, self.output)

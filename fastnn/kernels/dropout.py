@@ -66,13 +66,15 @@ def drop_inputs(x, net, at, row):
 
 
 @njit(**SERIAL)
-def drop_features(idx, bounds, i, net, at, row):
+def drop_features(idx, vals, bounds, i, net, at, row):
     """Removes from sample i's list of non-zero features (see `sparse`) those that entry `at`
     of net's dropout (the inputs') drops for row `row` of X, keeping the order and each
-    block's bounds."""
+    block's bounds; and their values, where the list has them beside it (vals, for a sparse
+    X: see `csr`; else empty)."""
     sample = sample_key(net, at, row)
     threshold = net.drop_thresholds[at]
     n_blocks = bounds.shape[0] - 1
+    valued = vals.shape[0] > 0
     kept = start = bounds[0, i]
     for b in range(n_blocks):
         end = bounds[b + 1, i]
@@ -81,6 +83,8 @@ def drop_features(idx, bounds, i, net, at, row):
             k = idx[e]
             if keeps(sample, k, threshold):
                 idx[kept] = k
+                if valued:
+                    vals[kept] = vals[e]
                 kept += 1
         start = end
     bounds[n_blocks, i] = kept

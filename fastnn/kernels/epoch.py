@@ -60,7 +60,13 @@ class Net(NamedTuple):
 
 
 class Data(NamedTuple):
-    X: np.ndarray  # (n, n_in) uint8 pixels or floats of the parameters' dtype
+    # (n, n_in) uint8 pixels or floats of the parameters' dtype; for a sparse X, (0, n_in)
+    # floats, its rows in indptr, indices and values instead (CSR, see fastnn.core.sparse):
+    # always passed, empty for a dense X, so that one compiled kernel takes both.
+    X: np.ndarray
+    indptr: np.ndarray  # (n + 1,) int64
+    indices: np.ndarray  # (nnz,) int32
+    values: np.ndarray  # (nnz,) the parameters' dtype
     # What the outputs are trained towards, by Net.output: (n,) int64 labels for SOFTMAX, else
     # (n, n_out) targets in the parameters' dtype. The other one is empty, so that one
     # compiled kernel takes every kind.
@@ -94,6 +100,9 @@ class Workspace(NamedTuple):
     losses: np.ndarray  # (2, chunk)
     hits: np.ndarray  # (2, chunk) int64
     touched: np.ndarray  # (n_groups,) bool, all False: see passes.block_groups
+    # (2, n_in) bool where the first layer runs sparse, else (2, 0): which rows of W1 the batch
+    # touched (all False) and which may move untouched (see passes.step_rows)
+    row_flags: np.ndarray
     squares: np.ndarray  # (n_jobs,) float64, see weight_squares
     # (members, PASS_TIMES) int64: each member's ticks of the time stamp counter (team.clock)
     # in the sample passes, waiting after them, in the update passes, waiting after those.
@@ -116,6 +125,7 @@ def train_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int) -
         np.empty((2, chunk), dtype),
         np.empty((2, chunk), np.int64),
         np.zeros(n_groups, np.bool_),
+        np.zeros((2, 0 if data.dense_input else int(layout.sizes[0])), np.bool_),
         np.zeros(n_jobs.py_func(layout, n_groups)),
         np.zeros((members, PASS_TIMES), np.int64),
     )
@@ -128,12 +138,30 @@ def n_blocks(layout):
 
 
 @njit(**SERIAL)
-def feature_lists(layout, chunk):
-    """Empty lists of the non-zero features of chunk samples (see `sparse.scan_row`): idx
-    (chunk * (n_in + 1),) and bounds (n_blocks + 1, chunk)."""
-    idx = np.empty(chunk * (layout.sizes[0] + 1), np.int32)
-    bounds = np.empty((n_blocks(layout) + 1, chunk), np.int32)
-    return idx, bounds
+def feature_lists(layout, chunk, indptr, like):
+    """Empty lists of the non-zero features of chunk samples (see `sparse.scan_row`), of a
+    dense X or, where indptr is not empty, of a sparse one (see `csr`): idx (chunk * slots,)
+    (slots: n_in + 1, or the most non-zeros of a row of the sparse X); bounds
+    (n_blocks + 1, chunk), or for a sparse X (2, chunk); and for a sparse X only (else empty),
+    the values beside idx, the row of inputs the first layer's loops read them from (1, n_in),
+    and the runs of csr.group_runs; the values in the dtype of `like`."""
+    n_in = layout.sizes[0]
+    sparse = indptr.shape[0] > 0
+    slots = n_in + 1
+    if sparse:
+        slots = 1
+        for r in range(indptr.shape[0] - 1):
+            slots = max(slots, indptr[r + 1] - indptr[r])
+    listed = chunk * slots if sparse else 0
+    n_groups = block_groups(n_blocks(layout), blocks_per_job(layout.sizes[1], like.itemsize))
+    return (
+        np.empty(chunk * slots, np.int32),
+        np.empty(listed, like.dtype),
+        np.empty((2 if sparse else n_blocks(layout) + 1, chunk), np.int32),
+        np.zeros((1, n_in if sparse else 0), like.dtype),
+        np.empty((3, listed), np.int32),
+        np.empty(n_groups + 1 if sparse else 0, np.int32),
+    )
 
 
 @njit(**SERIAL)
@@ -181,7 +209,8 @@ def train_batches(team, layout, net, data, rule, state, work):
     inputs = n_layers - 1  # the inputs' entry in net's dropout arrays
     factor = net.drop_scales[inputs] if drops(net, inputs) else dtype.type(1)
     table = input_table(data.X, net.theta, factor)  # every member its own copy
-    idx, bounds = feature_lists(layout, chunk)  # and its own lists
+    lists = feature_lists(layout, chunk, data.indptr, net.theta)  # every member its own
+    idx, vals, bounds, row, runs, firsts = lists
     loss_sum = 0.0
     n_hits = 0
     passed = 0  # barriers
@@ -204,6 +233,7 @@ def train_batches(team, layout, net, data, rule, state, work):
             part = Chunk(
                 rows, idx, bounds, work.Z[half], work.A[half], chunk, 0,
                 data.dense_input, work.inputs[half], work.panels[half],
+                data.indptr, data.indices, data.values, vals, row, runs, firsts,
             )  # fmt: skip
             losses, hits = work.losses[half], work.hits[half]
             t0 = clock()
@@ -228,6 +258,7 @@ def train_batches(team, layout, net, data, rule, state, work):
                 rule,
                 done,
                 work.touched,
+                work.row_flags,
                 work.squares,
             )
             if lead:
@@ -283,17 +314,21 @@ def forward_outputs(layout: Layout, n: int, dtype: np.dtype) -> Activations:
 
 
 @entry
-def forward(team, layout, net, X, rows, dense_input, out):
-    """Every row of X through the network into `out`, a chunk of CHUNK rows a job, the first
+def forward(team, layout, net, X, indptr, indices, values, rows, dense_input, out):
+    """Every row of X (or, where indptr is not empty, of the sparse X of indptr, indices and
+    values: see `Data`) through the network into `out`, a chunk of CHUNK rows a job, the first
     layer dense or not (see passes.Chunk). rows: 0..n-1, read-only, as train_batches's chunks take
     theirs from data.order, so that the passes both use compile once. Where `out` has no room
     for the activations, each member keeps a chunk's in buffers of its own."""
-    team, layout, net, X, rows, out = borrowed((team, layout, net, X, rows, out))
-    n = X.shape[0]
+    team, layout, net, X, indptr, indices, values, rows, out = borrowed(
+        (team, layout, net, X, indptr, indices, values, rows, out)
+    )
+    n = rows.shape[0]
     n_layers = layout.sizes.shape[0] - 1
     dtype = net.theta.dtype
     chunk = max(min(CHUNK, n), 1)
-    idx, bounds = feature_lists(layout, chunk)  # this member's own
+    lists = feature_lists(layout, chunk, indptr, net.theta)  # this member's own
+    idx, vals, bounds, row, runs, firsts = lists
     inputs = np.empty((chunk if dense_input else 0, X.shape[1]), dtype)  # and these
     keep = out.Z.shape[0] > 0
     held = n if keep else chunk
@@ -306,8 +341,9 @@ def forward(team, layout, net, X, rows, dense_input, out):
         m = min(chunk, n - start)
         at = start if keep else 0
         part = Chunk(
-            rows[start : start + m], idx, bounds, Z, A, held, at, dense_input, inputs, no_panels
-        )
+            rows[start : start + m], idx, bounds, Z, A, held, at, dense_input, inputs, no_panels,
+            indptr, indices, values, vals, row, runs, firsts,
+        )  # fmt: skip
         forward_pass(layout, net, X, table, part, out.P[start : start + m])
 
 

@@ -49,6 +49,21 @@ def moves_idle_weights(rule):
 
 
 @njit(**SERIAL)
+def steps_touched_rows(rule, row_flags):
+    """Whether the first layer's rows are stepped only where the batch touched them (or, under
+    momentum, where a velocity is not yet zero: `passes.step_rows`): exact for plain SGD and
+    momentum without L2 (an untouched row's gradient is +0, and w - lr * 0 is w), where the
+    backend gives row_flags (a sparse first layer). Not under L2, which decays every
+    weight, nor Adam or RMSprop, whose moments move every weight each step, as scikit-learn's
+    do (docs/library.md, "Sparse input")."""
+    return (
+        row_flags.shape[1] > 0
+        and rule.alpha == 0
+        and (rule.solver == SGD or rule.solver == MOMENTUM)
+    )
+
+
+@njit(**SERIAL)
 def step(theta, sums, first, second, start, stop, rule, lr, decay):
     """One update of theta[start:stop] from its gradient sums, by rule.solver; decay: alpha / n
     in the dtype for weights, None for biases. Then the sums are zero for the next batch

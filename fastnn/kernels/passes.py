@@ -31,6 +31,14 @@ from numba import njit
 
 from fastnn.kernels.config import DENSE_ROWS, SERIAL
 from fastnn.kernels.constraint import cap_rows
+from fastnn.kernels.csr import (
+    add_csr_block_terms,
+    group_runs,
+    hidden_csr_row,
+    list_csr_row,
+    mark_csr_rows,
+    read_csr_row,
+)
 from fastnn.kernels.dense import add_panel_products, add_products
 from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
@@ -42,7 +50,13 @@ from fastnn.kernels.layout import (
     units,
     weights,
 )
-from fastnn.kernels.optimizer import GRADIENTS_ONLY, moves_idle_weights, step
+from fastnn.kernels.optimizer import (
+    GRADIENTS_ONLY,
+    MOMENTUM,
+    moves_idle_weights,
+    step,
+    steps_touched_rows,
+)
 from fastnn.kernels.outputs import output_gradient, output_row
 from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, scan_row
 from fastnn.kernels.team import is_mine, my_jobs
@@ -52,6 +66,7 @@ RUN = 16  # samples a job of the sample pass takes (see forward_samples)
 LOAD_AHEAD = 4  # rows of X `list_others` loads ahead of the one it lists (8: no better)
 GROUP = DENSE_ROWS  # units of a later layer a job of the update pass owns: a dense tile's rows
 BLOCK_JOB, COLUMN_JOB, BIAS_JOB = 0, 1, 2  # what a job of the update pass owns (`locate`)
+TOUCHED, MOVING = 0, 1  # the rows of row_flags (see `step_rows`)
 # A first-layer job of the update pass owns the W1 rows of a few blocks of input features
 # (sparse.BLOCK each): about JOB_BYTES of them, and at most MAX_BLOCKS_PER_JOB blocks (see
 # `blocks_per_job`).
@@ -93,6 +108,15 @@ class Chunk(NamedTuple):
     # For the update pass (empty in a forward pass alone): every hidden layer's A and the first
     # layer's dZ again, in panels for the weight gradients' products (see layout.unit_panels).
     panels: np.ndarray
+    # A sparse X (see `csr`; all empty for a dense X): its CSR arrays, the values of the
+    # listed features beside idx, and the member's row that the first layer's loops read.
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+    vals: np.ndarray
+    row: np.ndarray
+    runs: np.ndarray  # (3, ...) the entries' runs by block group, and where each group's start
+    firsts: np.ndarray  # (n_groups + 1,): see csr.group_runs
 
 
 @njit(**SERIAL)
@@ -115,9 +139,15 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
     A = layer_rows(chunk.A, chunk, layout, 0)
     W1, b1 = weights(net.theta, layout, 0), bias(net.theta, layout, 0)
     inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
+    csr = chunk.indptr.shape[0] > 0
     if chunk.dense_input:
         for i in range(lo, hi):
-            read_row(X, rows[i], table, chunk.inputs[i])
+            if csr:
+                read_csr_row(
+                    X, chunk.indptr, chunk.indices, chunk.values, rows[i], table, chunk.inputs[i]
+                )
+            else:
+                read_row(X, rows[i], table, chunk.inputs[i])
             if drops(net, inputs):
                 drop_inputs(chunk.inputs[i], net, inputs, rows[i])
             Z[i] = b1
@@ -125,13 +155,21 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
     for i in range(lo, hi):
         r = rows[i]
         if not chunk.dense_input:
-            if i + 1 < hi:
-                prefetch_row(X, rows[i + 1])  # arrives while this sample is worked on
-            scan_row(X, r, idx, i, bounds)
+            if csr:
+                list_csr_row(
+                    chunk.indptr, chunk.indices, chunk.values, r, idx, chunk.vals, i, bounds
+                )
+            else:
+                if i + 1 < hi:
+                    prefetch_row(X, rows[i + 1])  # arrives while this sample is worked on
+                scan_row(X, r, idx, i, bounds)
             if drops(net, inputs):
-                drop_features(idx, bounds, i, net, inputs, r)
+                drop_features(idx, chunk.vals, bounds, i, net, inputs, r)
             start, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
-            hidden_row(W1, b1, X, r, table, idx, start, end, Z, i)
+            if csr:
+                hidden_csr_row(X, W1, b1, idx, chunk.vals, start, end, chunk.row, table, Z, i)
+            else:
+                hidden_row(W1, b1, X, r, table, idx, start, end, Z, i)
         activate_row(Z[i], A[i], net.slope, net.leaky)
         if drops(net, 0):
             drop_units(A[i], net, 0, r)
@@ -216,6 +254,9 @@ def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
         keep_panels(layout, chunk, lo, hi)
     if not chunk.dense_input:
         list_others(team, layout, net, data.X, chunk)
+        if chunk.indptr.shape[0] > 0:
+            width = blocks_per_job(layout.sizes[1], net.theta.itemsize) * BLOCK
+            group_runs(chunk.idx, chunk.bounds, m, width, chunk.runs, chunk.firsts)
 
 
 @njit(**SERIAL)
@@ -246,10 +287,19 @@ def list_others(team, layout, net, X, chunk):
     rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
     inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
     m = rows.shape[0]
+    csr = chunk.indptr.shape[0] > 0
     for t in range((m + RUN - 1) // RUN):
         if is_mine(team, t):
             continue
         lo, hi = run_of(t, m)
+        if csr:  # its rows are lists already
+            for i in range(lo, hi):
+                list_csr_row(
+                    chunk.indptr, chunk.indices, chunk.values, rows[i], idx, chunk.vals, i, bounds
+                )
+                if drops(net, inputs):
+                    drop_features(idx, chunk.vals, bounds, i, net, inputs, rows[i])
+            continue
         for i in range(lo, min(lo + LOAD_AHEAD, hi)):
             prefetch_row(X, rows[i])
         for i in range(lo, hi):
@@ -257,7 +307,7 @@ def list_others(team, layout, net, X, chunk):
                 prefetch_row(X, rows[i + LOAD_AHEAD])
             scan_row(X, rows[i], idx, i, bounds)
             if drops(net, inputs):
-                drop_features(idx, bounds, i, net, inputs, rows[i])
+                drop_features(idx, chunk.vals, bounds, i, net, inputs, rows[i])
 
 
 @njit(**SERIAL)
@@ -297,6 +347,17 @@ def add_block_terms(g, per_job, X, rows, table, idx, bounds, D, acc):
             touched = True
             scatter_row(acc, i, D, idx, start, stop, X, rows[i], table)
     return touched
+
+
+@njit(**SERIAL)
+def mark_rows(g, per_job, bounds, idx, m, rows_touched):
+    """rows_touched[k] = True for every feature k of block group g that one of the chunk's m
+    samples lists (see `add_block_terms`)."""
+    first = g * per_job
+    last = min(first + per_job, bounds.shape[0] - 1)
+    for i in range(m):
+        for e in range(bounds[first, i], bounds[last, i]):
+            rows_touched[idx[e]] = True
 
 
 @njit(**SERIAL)
@@ -411,6 +472,10 @@ def add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, sums):
             dZ_panels = unit_panels(chunk.panels, chunk.held, layout, layout.sizes.shape[0] - 2)
             add_panel_products(dW1, first, end, chunk.inputs[: chunk.rows.shape[0]].T, dZ_panels)
             return True
+        if chunk.indptr.shape[0] > 0:
+            return add_csr_block_terms(
+                X, index, chunk.runs, chunk.firsts, chunk.idx, chunk.vals, chunk.row, table, dZ, dW1
+            )
         return add_block_terms(
             index, per_job, X, chunk.rows, table, chunk.idx, chunk.bounds, dZ, dW1
         )
@@ -436,15 +501,20 @@ def copy_ahead(layout, net, layer, g):
 
 
 @njit(**SERIAL)
-def finish_job(job, kind, layer, index, layout, net, state, rule, batch, chunk, touched, squares):
+def finish_job(
+    job, kind, layer, index, layout, net, state, rule, batch, chunk, touched, row_flags, squares
+):
     """After the batch's last chunk: the job steps its own parameters by `rule`
     (optimizer.step) and keeps their forward copy (`ahead`: the first layer's where it runs
     dense) and their squares up to date.
 
     A block group of input features that no sample of the batch touched has zero gradient sums:
     under plain SGD it stays as it is, so its update is skipped; other rules may move it all
-    the same (`moves_idle_weights`). A batch of weight 0 moves nothing (its gradient sums are
-    zero, and alpha / 0 is no decay)."""
+    the same (`moves_idle_weights`). Where `steps_touched_rows` (plain SGD or momentum, no L2,
+    the first layer sparse) only the rows of W1 that can move are stepped, as row_flags says
+    (`step_rows`). A batch of weight 0 moves nothing (its gradient sums are zero, and
+    alpha / 0 is no decay)."""
+    by_rows = kind == BLOCK_JOB and steps_touched_rows(rule, row_flags)
     if kind == BLOCK_JOB:
         idle = not touched[index]
         touched[index] = False
@@ -454,12 +524,20 @@ def finish_job(job, kind, layer, index, layout, net, state, rule, batch, chunk, 
     if batch.weight == 0:
         if rule.solver != GRADIENTS_ONLY:
             state.sums[start:stop] = 0  # for the next batch, as `step` leaves them
+        if by_rows:
+            first, end = features_of_group(
+                index, blocks_per_job(layout.sizes[1], net.theta.itemsize), layout.sizes[0]
+            )
+            row_flags[TOUCHED, first:end] = False
         return
     lr = rule.rates[batch.index]
     if kind == BIAS_JOB:
         step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, None)
         return
     decay = net.theta.dtype.type(rule.alpha / batch.weight)
+    if by_rows:
+        step_rows(layout, net, state, rule, lr, decay, index, row_flags)
+        return
     step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, decay)
     if kind == COLUMN_JOB and rule.solver != GRADIENTS_ONLY:
         if rule.max_norm > 0 and layer < layout.sizes.shape[0] - 2:  # a hidden layer's
@@ -478,21 +556,70 @@ def finish_job(job, kind, layer, index, layout, net, state, rule, batch, chunk, 
 
 
 @njit(**SERIAL)
-def gradient_pass(team, layout, net, X, table, chunk, state, rule, batch, touched, squares):
+def step_rows(layout, net, state, rule, lr, decay, g, row_flags):
+    """`step` for the W1 rows of block group g that move. Under plain SGD those the batch
+    touched (row_flags[TOUCHED, k], cleared here for the next batch), a run of neighbouring rows
+    at a time: an untouched row's gradient is +0. Under momentum such a row still moves while
+    its velocity is not zero (row_flags[MOVING, k]: set by the backend for the rows whose
+    velocity is not all zero, and here for every row touched), so the group is stepped whole
+    where any of its rows moves (stepping a row of zero velocity and gradient changes nothing,
+    and one step over the group costs less than many over runs), and skipped where none does."""
+    width = layout.sizes[1]
+    at = layout.weights_at[0]
+    per_job = blocks_per_job(width, net.theta.itemsize)
+    first, end = features_of_group(g, per_job, layout.sizes[0])
+    touched, moving = row_flags[TOUCHED], row_flags[MOVING]
+    if rule.solver == MOMENTUM:
+        moves = False
+        for k in range(first, end):
+            if touched[k]:
+                touched[k] = False
+                moving[k] = True
+            moves |= moving[k]
+        if moves:
+            start, stop = at + first * width, at + end * width
+            step(net.theta, state.sums, state.first, state.second, start, stop, rule, lr, decay)
+        return
+    k = first
+    while k < end:
+        if not touched[k]:
+            k += 1
+            continue
+        run = k
+        while k < end and touched[k]:
+            touched[k] = False
+            k += 1
+        step(net.theta, state.sums, state.first, state.second, at + run * width, at + k * width,
+             rule, lr, decay)  # fmt: skip
+
+
+@njit(**SERIAL)
+def gradient_pass(
+    team, layout, net, X, table, chunk, state, rule, batch, touched, row_flags, squares
+):
     """This member's jobs: each adds the chunk's terms to its own range of the gradient sums
     (state.sums, laid out as theta), and after the batch's last chunk updates that range
     (`finish_job`). touched[g]: whether block group g of input features had a non-zero in the
-    batch so far. Every size-th job a member, and neighbouring jobs cost about the same (blocks of
-    the image's busy middle, of its empty borders, the groups of a later layer), so members
-    get about the same work."""
+    batch so far; row_flags[TOUCHED, k] (where `steps_touched_rows`), whether feature k had. Every
+    size-th job a member, and neighbouring jobs cost about the same (blocks of the image's busy
+    middle, of its empty borders, the groups of a later layer), so members get about the same
+    work."""
     per_job = blocks_per_job(layout.sizes[1], net.theta.itemsize)
     n_groups = touched.shape[0]  # block_groups of the lists' blocks, per_job a group
+    by_rows = steps_touched_rows(rule, row_flags)
     for job in my_jobs(team, n_jobs(layout, n_groups)):
         kind, layer, index = locate(job, layout, n_groups)
         hit = add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, state.sums)
         if kind == BLOCK_JOB:
             touched[index] |= hit
+            if hit and by_rows:
+                if chunk.indptr.shape[0] > 0:
+                    mark_csr_rows(index, chunk.runs, chunk.firsts, chunk.idx, row_flags[TOUCHED])
+                else:
+                    m = chunk.rows.shape[0]
+                    mark_rows(index, per_job, chunk.bounds, chunk.idx, m, row_flags[TOUCHED])
         if batch.last:
             finish_job(
-                job, kind, layer, index, layout, net, state, rule, batch, chunk, touched, squares
-            )
+                job, kind, layer, index, layout, net, state, rule, batch, chunk, touched,
+                row_flags, squares,
+            )  # fmt: skip

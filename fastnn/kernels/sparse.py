@@ -3,11 +3,12 @@ features.
 
 MNIST rows are about 81% zeros, and a zero input adds nothing to X @ W1 nor to X.T @ dZ1, so the
 kernels list, per sample of a chunk, its non-zero features in ascending order and touch W1 only
-there. Sample i of a chunk owns the n_in + 1 index slots from i * (n_in + 1) (see `scan_row`
-for the spare one). The features are grouped in blocks of BLOCK: block b is features
-b * BLOCK .. (b + 1) * BLOCK - 1, and bounds[b, i] .. bounds[b + 1, i] - 1 are the slots of
-sample i's features in block b, so that the job of `passes.gradient_pass` that owns blocks
-b..b' finds its entries of every sample without searching: bounds[b, i] .. bounds[b' + 1, i] - 1.
+there. Sample i of a chunk owns the `slots` index slots from i * slots: n_in + 1 for a dense X
+(see `scan_row` for the spare one), the longest row's non-zeros for a sparse one (`csr`). The
+features are grouped in blocks of BLOCK: block b is features b * BLOCK .. (b + 1) * BLOCK - 1,
+and bounds[b, i] .. bounds[b + 1, i] - 1 are the slots of sample i's features in block b, so
+that the job of `passes.gradient_pass` that owns blocks b..b' finds its entries of every sample
+without searching: bounds[b, i] .. bounds[b' + 1, i] - 1.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def scan_row_any(X, r, idx, i, bounds):
     pixel. Blocks of zeros (the image borders) are skipped whole."""
     n_in = X.shape[1]
     zero = X.dtype.type(0)
-    c = i * (n_in + 1)
+    c = i * (idx.shape[0] // bounds.shape[1])
     for b in range(bounds.shape[0] - 1):
         bounds[b, i] = c
         first = b * BLOCK
@@ -286,7 +287,7 @@ def scan_row_vector(X, r, idx, i, bounds):
     a block (MNIST's 60,000 rows in a shuffled order: 0.019 s against 0.029 s). The last pixels
     that fill no word go a block at a time."""
     n_blocks = bounds.shape[0] - 1
-    c = i * (X.shape[1] + 1)
+    c = i * (idx.shape[0] // bounds.shape[1])
     b = 0
     while (b + BLOCKS_PER_WORD) * BLOCK <= X.shape[1]:
         first = b * BLOCK
