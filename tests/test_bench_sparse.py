@@ -242,3 +242,15 @@ def test_torch_sparse_trains_as_the_numpy_backend_does(tiny) -> None:
     for W, theirs_W in zip(mine.params.coefs, weights, strict=True):
         np.testing.assert_allclose(theirs_W, W, rtol=1e-4, atol=1e-5)
     assert not np.allclose(mine.params.coefs[0], p.params0.coefs[0])  # it trained
+
+
+def test_without_scipy_the_bench_says_what_to_do(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "scipy.sparse", None)  # as if not installed
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--workloads", SPARSE, "--no-startup", "--no-predict"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "fastnn.bench: error: the sparse workload needs scipy: pip install scipy, or leave "
+        "sparse-h128 out of --workloads\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing written

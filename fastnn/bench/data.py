@@ -42,7 +42,7 @@ ZIPF_EXPONENT = 1.0
 # The planted signal: each class has CLASS_WORDS words of its own, drawn uniformly from the
 # vocabulary (so mostly rare ones, as topic words are), and each token of a row is one of its
 # class's words with probability CLASS_SHARE, else a word of the common Zipf distribution.
-# About 3 of a row's 85 tokens are its class's: the class means of 25,000 rows classify the
+# About 3 of a row's 101 tokens are its class's: the class means of 25,000 rows classify the
 # next 5,000 85% right (chance: 5%); at 0.1 they were 99.98% right, at 0.02 of 200 words 45%.
 CLASS_WORDS = 100
 CLASS_SHARE = 0.03
@@ -148,7 +148,13 @@ def synthetic_sparse(
     (1 + document frequency))), each row scaled to unit length. A float32 CSR matrix (rows,
     features) with sorted indices and no explicit zeros; labels int64. The same arguments give
     the same bits."""
-    from scipy.sparse import csr_matrix
+    try:
+        from scipy.sparse import csr_matrix
+    except ImportError:  # scipy is optional: only the sparse workload needs it
+        raise ValueError(
+            "the sparse workload needs scipy: pip install scipy, or leave sparse-h128 out of "
+            "--workloads"
+        ) from None
 
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(rows) % classes)
