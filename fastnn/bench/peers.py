@@ -311,21 +311,26 @@ def sparse_peer_notes(p: Prepared, estimator: str) -> dict[str, str]:
     """peer_notes on a CSR matrix: how each peer multiplies by it, and what its first layer's
     weight gradient comes out as, which decides how much each SGD step writes."""
     n_in, hidden = p.X.shape[1], p.workload.hidden[0]
-    dense_gradient = (
-        f"its first layer's weight gradient X.T dZ comes out dense ({n_in:,} x {hidden} "
-        "values a batch, most of them 0), and each SGD step updates every first-layer weight"
-    )
+
+    def dense_gradient(what: str) -> str:
+        return (
+            f"its first layer's weight gradient X.T dZ comes out dense ({what}: {n_in:,} x "
+            f"{hidden} values a batch, most of them 0), and each SGD step updates every "
+            "first-layer weight"
+        )
+
     return {
         "pytorch": "PyTorch on a CSR matrix: each batch's rows taken from it by scipy and "
         "wrapped as a sparse COO tensor inside the timing, times the first layer's dense "
         "weight, held as (inputs, units), by torch.sparse.mm (CSR tensors and nn.Linear's "
         "transposed weight were 2 to 4 times slower), then nn.Linear layers with ReLU between "
         "them, "
-        f"CrossEntropyLoss and torch.optim.SGD, the batches in the same order; {dense_gradient} "
-        "(a strided tensor from autograd); torch.set_num_threads(threads).",
+        "CrossEntropyLoss and torch.optim.SGD, the batches in the same order; "
+        f"{dense_gradient('a strided tensor from autograd')}; torch.set_num_threads(threads).",
         "scikit-learn": f"scikit-learn: {estimator} with the workload's hidden_layer_sizes, "
         "solver, learning_rate_init and batch_size, max_iter=1, alpha 0, momentum 0, fit once "
-        f"on the CSR matrix itself (its products with X go through scipy); {dense_gradient}. "
+        "on the CSR matrix itself (its products with X go through scipy); "
+        f"{dense_gradient('an ndarray from safe_sparse_dot')}. "
         "It draws its own initial weights and shuffles with its own generator: the same work, "
         "not the same numbers.",
     }
