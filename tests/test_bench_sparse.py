@@ -186,6 +186,8 @@ def test_memory_is_measured_in_a_child_process_against_its_target(tiny) -> None:
     line = report.memory_line(dict(name="tabular-h512", memory=m))
     assert f"the resident high-water mark rose {m['training_mb']:.1f} MB" in line
     assert line.endswith(": within it.")
+    over = report.memory_line(dict(name="tabular-h512", memory={**m, "within_target": False}))
+    assert over.endswith(": **over it**.")
     failed = memory.measure_memory(p, "nosuchbackend", 1)
     assert failed["skipped"].startswith("the child process failed: ValueError: ")
 
