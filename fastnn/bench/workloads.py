@@ -41,11 +41,12 @@ DENSE_LEARNING_RATE = 0.05
 # the classifiers' diverge on a squared error).
 REGRESSION_LEARNING_RATE = REGRESSION_SGD_STEP
 # Plain SGD's on the sparse workload: the rate that learnt most in two and three epochs of
-# those tried. Trained on 90,000 of its rows, accuracy on the other 10,000 after epochs 1, 2
-# and 3: 0.1: 12%, 24% (two epochs); 0.3: 21%, 41%, 51%; 0.5: 25%, 31%, 38%; 0.7: 17%, 25%,
-# 39%; 1.0: 16%, 21%, 8% (diverging); 2.0: 5% (diverged). Chance is 5%. Unit-length rows of
-# about 80 non-zeros are small inputs, and most features are seen in few batches: slow for
-# plain SGD at any rate.
+# those tried. Trained from the workload's weights on 90,000 of its rows (PyTorch's peer for
+# 0.1 and 2.0, the same SGD written out in SciPy for the others), accuracy on the other 10,000
+# after epochs 1, 2 and 3: 0.1: 12%, 24% (two epochs); 0.3: 21%, 41%, 51%; 0.5: 25%, 31%,
+# 38%; 0.7: 17%, 25%, 39%; 1.0: 16%, 21%, 8% (diverging); 2.0: 5% (diverged). Chance is 5%.
+# Unit-length rows of about 80 non-zeros are small inputs, and most features are seen in few
+# batches: slow for plain SGD at any rate.
 SPARSE_LEARNING_RATE = 0.3
 ADAM_LEARNING_RATE = 0.001  # Adam's usual rate (scikit-learn's and PyTorch's default)
 SEED = 0
