@@ -33,6 +33,7 @@ from fastnn.bench.workloads import (
     FLOP_FORMULA,
     INPUT_FORMS,
     PEER_WORKLOADS,
+    SPARSE_INPUT,
     WORKLOAD_NAMES,
     workload,
 )
@@ -99,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="also time each layer of numba's epoch alone, on one thread, for its share of the "
         "epoch (default: on)",
+    )
+    p.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the peak memory of numba's training on the sparse workload, in a "
+        "child process of its own (default: on)",
     )
     p.add_argument(
         "--predict",
@@ -214,6 +222,7 @@ def collect(
         ),
         inputs={b.name: INPUT_FORMS[b.name] for b in backends},
         dense_input=DENSE_INPUT if any(workload(n).dense for n in args.workloads) else None,
+        sparse_input=SPARSE_INPUT if any(workload(n).sparse for n in args.workloads) else None,
         numba_available=numba is not None,
         numba_unavailable=numba_unavailable,
         flop_formula=FLOP_FORMULA,

@@ -10,9 +10,17 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from fastnn.backends import Backend
+from fastnn.bench.memory import measure_memory
 from fastnn.bench.peers import run_peers
 from fastnn.bench.timing import measure, others_cpu, speedup
-from fastnn.bench.workloads import PEER_WORKLOADS, Workload, backend_contender, prepare, workload
+from fastnn.bench.workloads import (
+    PEER_WORKLOADS,
+    Workload,
+    backend_contender,
+    is_sparse,
+    prepare,
+    workload,
+)
 
 Data = dict[str, tuple[np.ndarray, np.ndarray]]  # dataset name -> (X_train, y_train)
 Log = Callable[[str], None]
@@ -20,6 +28,8 @@ Log = Callable[[str], None]
 
 def numba_first_layer(X: np.ndarray) -> str:
     """The first layer's path the numba backend takes on X now: "dense" or "sparse"."""
+    if is_sparse(X):  # a scipy matrix goes to the sparse first layer as it is (issue 30)
+        return "sparse"
     from fastnn.backends.numba_backend import dense_input  # loads Numba: only where it runs
 
     return "dense" if dense_input(X) else "sparse"
@@ -34,7 +44,9 @@ def run_workloads(
     log: Log,
 ) -> list[dict]:
     """Every backend's epoch on each workload, taking turns; with `args.layers`, numba's
-    epoch layer by layer too (see bench.layers). JSON-ready, one entry a workload."""
+    epoch layer by layer too (see bench.layers); with `args.memory`, the peak memory of the
+    fastest backend's training on the sparse workloads (see bench.memory). JSON-ready, one entry
+    a workload."""
     numba = next((b for b in backends if b.name == "numba"), None)
     entries = []
     for w in workloads:
@@ -42,25 +54,33 @@ def run_workloads(
         contenders = [backend_contender(b, p) for b in backends]
         log(f"{w.name}: {len(p.order):,} rows, {args.repeats} repeats ...")
         with others_cpu() as others:
-            results = measure(contenders, args.repeats, p.flops_per_sample, peak[w.dtype])
+            results = measure(contenders, args.repeats, p.counted_flops_per_sample, peak[w.dtype])
         medians = {name: r["median_epoch_s"] for name, r in results.items()}
         log("  " + ", ".join(f"{name} {s:.3g} s" for name, s in medians.items()))
         path = work = shares = None
         if numba is not None:
             path = numba_first_layer(p.X)  # what numba's first layer did here
             work = p.work_flops_per_sample(path == "dense")
-            if args.layers:
+            if args.layers and w.sparse:
+                log("  numba's layers alone: not timed on a CSR matrix")
+            elif args.layers:
                 from fastnn.bench.layers import layer_shares  # compiled kernels: numba's only
 
                 log(f"  numba's layers alone, one thread, {args.repeats} repeats ...")
                 epoch_s, threads = medians["numba"], args.threads
                 shares = layer_shares(p, path, args.repeats, epoch_s, threads)
+        memory = None
+        if args.memory and w.sparse:
+            fastest = "numpy" if numba is None else numba.name
+            log(f"  peak memory of {fastest}'s training, in a child process ...")
+            memory = measure_memory(p, fastest, args.threads)
         entries.append(
             dict(
                 name=w.name,
                 label=w.label(),
                 dataset=w.dataset,
                 dense=w.dense,
+                sparse=w.sparse,
                 hidden=list(w.hidden),
                 depth=len(w.hidden),
                 solver=w.solver,
@@ -77,6 +97,7 @@ def run_workloads(
                 numba_first_layer=path,
                 work_flops_per_sample=work,
                 layers=shares,
+                memory=memory,
                 results=results,
                 numpy_over_numba=speedup(medians.get("numpy"), medians.get("numba")),
                 others_cores=others["cores"],

@@ -2,9 +2,9 @@
 
 None of them is a dependency. Each is imported only here, inside a try: one that is not
 installed is reported as such and skipped. All get the float X that numpy gets (X / 255,
-scaled once outside the timing, or a dense workload's own), the same starting weights where
-the library allows it, and the workload's layers, solver (plain SGD or Adam) and learning
-rate.
+scaled once outside the timing, a dense workload's own, or the sparse workload's CSR matrix),
+the same starting weights where the library allows it, and the workload's layers, solver
+(plain SGD or Adam) and learning rate.
 """
 
 from __future__ import annotations
@@ -23,8 +23,20 @@ from fastnn.core.model import Params
 
 if TYPE_CHECKING:  # for the annotations only: torch is imported where it is used, if at all
     import torch
+    from scipy.sparse import csr_matrix
 
 OURS = "fastnn numba"  # the row the peers are compared with
+SPARSE_FLOPS = (
+    "GFLOP/s on a CSR matrix count the first layer over the non-zero features only (4 x "
+    "non-zeros x hidden units a sample: the products every contender here does), not the "
+    "dense-equivalent count."
+)
+JAX_NOT_SPARSE = (
+    "not set up for a CSR matrix: jax.experimental.sparse (BCOO) is experimental, lax.scan "
+    "would need every batch padded to the largest batch's non-zeros, and the gradient of a "
+    "dense first-layer weight comes out dense, as PyTorch's does, so it would add no other "
+    "way of doing the work"
+)
 PEER_SOLVERS = ("sgd", "adam")  # the update rules written out for every peer below
 
 
@@ -80,22 +92,58 @@ def torch_loss(w: Workload) -> Callable:
     return torch.nn.CrossEntropyLoss()
 
 
+def torch_sparse_rows(X: csr_matrix, rows: np.ndarray) -> torch.Tensor:
+    """The rows of a CSR matrix as a sparse COO tensor: torch.sparse.mm's fastest input here.
+    (One batch of the sparse workload, forward and backward by 50,000 x 128 weights: COO 24 ms,
+    CSR 54 ms, each also 2 to 4 times slower with nn.Linear's (units, inputs) weight
+    transposed: so COO, and the weight as (inputs, units), in torch_sparse_network.)"""
+    import torch
+
+    batch = X[rows].tocoo()  # scipy's sorted rows of sorted columns: coalesced already
+    at = torch.from_numpy(np.stack([batch.row, batch.col]).astype(np.int64))
+    values = torch.from_numpy(batch.data)
+    return torch.sparse_coo_tensor(
+        at, values, batch.shape, check_invariants=False, is_coalesced=True
+    )
+
+
+def torch_sparse_network(params: Params) -> torch.nn.Sequential:
+    """torch_network with its first layer's weight held as (inputs, units), times a sparse
+    batch by torch.sparse.mm."""
+    import torch
+
+    class SparseLinear(torch.nn.Module):
+        def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.from_numpy(W.copy()))
+            self.bias = torch.nn.Parameter(torch.from_numpy(b.copy()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sparse.mm(x, self.weight) + self.bias
+
+    first = SparseLinear(params.coefs[0], params.intercepts[0])
+    return torch.nn.Sequential(first, *torch_network(params)[1:])
+
+
 def torch_contender(p: Prepared, threads: int) -> Contender:
     """nn.Linear layers with ReLU between them, the workload's loss (torch_loss), SGD or Adam;
-    a Python loop over mini-batches."""
+    a Python loop over mini-batches. On a CSR matrix each batch's rows go in as a sparse
+    tensor, times the first layer's dense weight by torch.sparse.mm (torch_sparse_network)."""
     try:
         import torch
     except ImportError:
         raise PeerUnavailable("not installed") from None
     check_solver(p.workload)
     torch.set_num_threads(threads)
-    X = torch.from_numpy(p.scaled())
+    sparse = p.workload.sparse
+    X = p.scaled() if sparse else torch.from_numpy(p.scaled())
     y = torch.from_numpy(p.y)
-    order = torch.from_numpy(p.order)
+    order = p.order if sparse else torch.from_numpy(p.order)
     batch = p.batch_size
+    rows_of = torch_sparse_rows if sparse else lambda X, rows: X[rows]
 
     def setup() -> tuple:
-        model = torch_network(p.params0)
+        model = (torch_sparse_network if sparse else torch_network)(p.params0)
         return model, torch_optimizer(model, p.workload)
 
     loss_fn = torch_loss(p.workload)
@@ -105,7 +153,7 @@ def torch_contender(p: Prepared, threads: int) -> Contender:
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]
             optimizer.zero_grad()
-            loss_fn(model(X[rows]), y[rows]).backward()
+            loss_fn(model(rows_of(X, rows)), y[rows]).backward()
             optimizer.step()
 
     return Contender(f"pytorch {torch.__version__}", scaled_input(p), setup, run, p.samples_per_run)
@@ -151,6 +199,8 @@ def jax_contender(p: Prepared, threads: int) -> Contender:
     except ImportError:
         raise PeerUnavailable("not installed") from None
     check_solver(p.workload)
+    if p.workload.sparse:
+        raise PeerUnavailable(JAX_NOT_SPARSE)
     init, update = jax_rule(p.workload)
     n_batches = len(p.order) // p.batch_size
     if n_batches == 0:
@@ -238,6 +288,8 @@ def peer_notes(p: Prepared) -> dict[str, str]:
     regression = p.workload.output == "identity"
     loss = "half of MSELoss" if regression else "CrossEntropyLoss"
     estimator = "MLPRegressor" if regression else "MLPClassifier"
+    if p.workload.sparse:
+        return sparse_peer_notes(p, estimator)
     return {
         "pytorch": f"PyTorch: nn.Linear layers with ReLU between them, {loss}, "
         "torch.optim.SGD, or torch.optim.Adam with fastnn's betas and epsilon (it adds epsilon "
@@ -252,6 +304,35 @@ def peer_notes(p: Prepared) -> dict[str, str]:
         "solver, learning_rate_init and batch_size, max_iter=1, alpha 0, momentum 0 for SGD, "
         "fastnn's betas and epsilon for Adam, fit once; it draws its own initial weights and "
         "shuffles with its own generator: the same work, not the same numbers.",
+    }
+
+
+def sparse_peer_notes(p: Prepared, estimator: str) -> dict[str, str]:
+    """peer_notes on a CSR matrix: how each peer multiplies by it, and what its first layer's
+    weight gradient comes out as, which decides how much each SGD step writes."""
+    n_in, hidden = p.X.shape[1], p.workload.hidden[0]
+
+    def dense_gradient(what: str) -> str:
+        return (
+            f"its first layer's weight gradient X.T dZ comes out dense ({what}: {n_in:,} x "
+            f"{hidden} values a batch, most of them 0), and each SGD step updates every "
+            "first-layer weight"
+        )
+
+    return {
+        "pytorch": "PyTorch on a CSR matrix: each batch's rows taken from it by scipy and "
+        "wrapped as a sparse COO tensor inside the timing, times the first layer's dense "
+        "weight, held as (inputs, units), by torch.sparse.mm (CSR tensors and nn.Linear's "
+        "transposed weight were 2 to 4 times slower), then nn.Linear layers with ReLU between "
+        "them, "
+        "CrossEntropyLoss and torch.optim.SGD, the batches in the same order; "
+        f"{dense_gradient('a strided tensor from autograd')}; torch.set_num_threads(threads).",
+        "scikit-learn": f"scikit-learn: {estimator} with the workload's hidden_layer_sizes, "
+        "solver, learning_rate_init and batch_size, max_iter=1, alpha 0, momentum 0, fit once "
+        "on the CSR matrix itself (its products with X go through scipy); "
+        f"{dense_gradient('an ndarray from safe_sparse_dot')}. "
+        "It draws its own initial weights and shuffles with its own generator: the same work, "
+        "not the same numbers.",
     }
 
 
@@ -287,11 +368,13 @@ def run_peers(
     JSON-ready, with the notes and skipped peers the report prints."""
     found, skipped = peer_contenders(p, threads)
     ours = [] if numba is None else [replace(backend_contender(numba, p), name=OURS)]
-    if p.workload.dense:
+    if p.workload.dense or p.workload.sparse:
         notes = [f"Input to all, {OURS} included: {scaled_input(p)}."]
     else:
         notes = [f"Input to all: {scaled_input(p)}; {OURS}: {p.input_form('numba')}."]
     notes += [note for key, note in peer_notes(p).items() if key in PEERS and key not in skipped]
+    if p.workload.sparse:
+        notes.append(SPARSE_FLOPS)
     title = (
         f"Other libraries, {p.workload.label()}, one epoch of {len(p.order):,} rows, "
         f"{threads} threads:"
@@ -301,7 +384,8 @@ def run_peers(
         return peers
     log(f"peers on {p.workload.name}: {', '.join(c.name for c in found)} ...")
     with others_cpu() as others:
-        results = measure(ours + found, repeats, p.flops_per_sample, peak_gflops)
+        flops = p.sparse_flops_per_sample if p.workload.sparse else p.flops_per_sample
+        results = measure(ours + found, repeats, flops, peak_gflops)
     peers["others_cores"] = others["cores"]
     numba_s = results[OURS]["median_epoch_s"] if ours else None
     for r in results.values():

@@ -107,6 +107,23 @@ def layer_lines(result: dict) -> list[str]:
     ]
 
 
+def memory_line(entry: dict) -> str:
+    """The peak memory of a workload's training (see fastnn.bench.memory) against its target."""
+    m = entry["memory"]
+    if "skipped" in m:
+        return f"- Memory, {entry['name']}: not measured ({m['skipped']})."
+    verdict = "within it" if m["within_target"] else "**over it**"
+    return (
+        f"- Memory, {entry['name']} (fastnn {m['backend']}, one epoch of {m['rows']:,} rows, "
+        f"{m['threads']} thread(s), in a child process of its own): the resident high-water "
+        f"mark rose {m['training_mb']:.1f} MB above the baseline of {m['baseline_mb']:.0f} MB "
+        "(Python, fastnn, the backend and the matrix loaded, the kernels compiled); with the "
+        f"matrix's own {m['matrix_mb']:.1f} MB that is {m['used_mb']:.1f} MB, against the "
+        f"target of the matrix plus the model ({m['model_mb']:.1f} MB: parameters and optimizer "
+        f"state) plus 200 MB, {m['target_mb']:.1f} MB: {verdict}."
+    )
+
+
 def optimizer_cost_line(cost: dict) -> str:
     """A non-SGD workload's epoch time over its plain-SGD twin's, per backend."""
     ratios = ", ".join(f"{b} {times(r, digits=2)}" for b, r in cost["over_sgd"].items())
@@ -226,10 +243,18 @@ def markdown(result: dict) -> str:
     if epoch_rows:
         listed = " or ".join(f"{r:,}" for r in epoch_rows)
         lines.append(f"- Mini-batch rows: seconds per epoch over {listed} training rows.")
-    if not all(entry.get("dense") for entry in result["workloads"]):
+    if any(not (e.get("dense") or e.get("sparse")) for e in result["workloads"]):
         lines += [f"- Input to {b} on the pixels: {form}." for b, form in result["inputs"].items()]
     if result.get("dense_input"):
         lines.append(f"- Input to both on the dense workloads: {result['dense_input']}.")
+    if result.get("sparse_input"):
+        lines.append(
+            f"- Input to both on the sparse workload: {result['sparse_input']}. Its GFLOP/s and "
+            "% of matmul peak are n/a: a dense-equivalent count (every feature times the "
+            "hidden units) would be hundreds of times the work; its work GFLOP/s counts the "
+            "first layer over the non-zero features."
+        )
+    lines += [memory_line(e) for e in result["workloads"] if e.get("memory")]
     if not result["numba_available"]:
         lines.append(f"- numba: not measured ({result['numba_unavailable']}).")
     lines += [

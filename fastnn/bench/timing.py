@@ -84,16 +84,20 @@ def speedup(reference_s: float | None, candidate_s: float | None) -> float | Non
 
 
 def summarize(
-    times_s: Sequence[float], contender: Contender, flops_per_sample: int, peak_gflops: float
+    times_s: Sequence[float],
+    contender: Contender,
+    flops_per_sample: float | None,
+    peak_gflops: float,
 ) -> dict:
     """The medians and rates of one contender's runs, JSON-ready.
 
-    GFLOP/s is dense-equivalent: the dense FLOPs of every sample over the time taken, even
-    though a kernel may skip zero pixels and do less work.
+    GFLOP/s is the given FLOPs of every sample over the time taken (the callers' dense ones
+    are dense-equivalent, even though a kernel may skip zero pixels and do less work); None
+    where no count is given.
     """
     median_run = statistics.median(times_s)
     samples_per_s = contender.samples_per_run / median_run
-    gflops = samples_per_s * flops_per_sample / 1e9
+    gflops = None if flops_per_sample is None else samples_per_s * flops_per_sample / 1e9
     return dict(
         input=contender.input_form,
         run_seconds=list(times_s),
@@ -102,12 +106,15 @@ def summarize(
         median_epoch_s=median_run / contender.epochs_per_run,
         samples_per_s=samples_per_s,
         gflops=gflops,
-        pct_of_peak=100 * gflops / peak_gflops,
+        pct_of_peak=None if gflops is None else 100 * gflops / peak_gflops,
     )
 
 
 def measure(
-    contenders: Sequence[Contender], repeats: int, flops_per_sample: int, peak_gflops: float
+    contenders: Sequence[Contender],
+    repeats: int,
+    flops_per_sample: float | None,
+    peak_gflops: float,
 ) -> dict[str, dict]:
     """Time the contenders taking turns and summarize each one's runs, by contender name."""
     runs = time_alternating(contenders, repeats)
