@@ -46,7 +46,7 @@ def test_epoch(
         hidden=list(p.workload.hidden),
         solver=p.workload.solver,
         learning_rate=p.workload.learning_rate,
-        flops_per_sample=p.flops_per_sample,
+        flops_per_sample=p.counted_flops_per_sample,  # None on a CSR matrix (see Prepared)
     )
     # Training updates the parameters and the optimizer's state in place: setup hands every
     # round fresh copies of both.
@@ -61,6 +61,7 @@ def test_epoch(
     if benchmark.stats is not None:  # None under --benchmark-disable
         median = benchmark.stats.stats.median
         benchmark.extra_info["samples_per_s"] = contender.samples_per_run / median
-        benchmark.extra_info["dense_gflops"] = (
-            contender.samples_per_run * p.flops_per_sample / median / 1e9
-        )
+        if p.counted_flops_per_sample is not None:
+            benchmark.extra_info["dense_gflops"] = (
+                contender.samples_per_run * p.counted_flops_per_sample / median / 1e9
+            )

@@ -193,9 +193,20 @@ def test_stepping_only_touched_rows_is_the_full_update(monkeypatch, dtype, optim
             )
         return params, state
 
+    full_update = epoch.train_workspace
+    widths = []  # of the row flags of each epoch's workspace
+
+    def recorded(*args):
+        work = full_update(*args)
+        widths.append(work.row_flags.shape[1])
+        return work
+
+    monkeypatch.setattr(numba_module, "train_workspace", recorded)
     with numba_backend.first_layer("sparse"):
+        numba_backend.train_epoch(start.copy(), Xs.toarray(), y, np.arange(n), 8, 0.05)
+        assert widths == [0]  # a dense X's batches touch most rows: none flagged
         by_rows, by_rows_state = two_epochs()
-        full_update = epoch.train_workspace
+        assert widths == [0, n_in, n_in]
 
         def every_row(*args):
             return full_update(*args)._replace(row_flags=np.zeros((2, 0), np.bool_))
