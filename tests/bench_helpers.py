@@ -14,8 +14,7 @@ from fastnn.bench.data import (
     synthetic_sparse,
     synthetic_tabular,
 )
-from fastnn.bench.workloads import FULL_BATCH_HELD_OUT, is_sparse
-from fastnn.core.model import init_params
+from fastnn.bench.workloads import FULL_BATCH_HELD_OUT
 
 N_IN = 16  # tiny images keep every workload, even hidden 512, down to milliseconds
 ZEROS = 0.7  # the share of zero pixels, about MNIST's: numba takes such data sparse
@@ -53,32 +52,3 @@ class NumpyAsNumba:
 
     def threads(self, n: int | None):
         return self._numpy.threads(n)
-
-
-class Densifying(NumpyAsNumba):
-    """The numpy backend under any name, taking a CSR matrix as X.toarray(): the bench's
-    paths for the sparse workload before the backends take CSR (branch i30-sparse)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name = name
-
-    def train_epoch(self, params, X, *args: object, **kwargs: object) -> tuple[float, float]:
-        dense = X.toarray() if is_sparse(X) else X
-        return self._numpy.train_epoch(params, dense, *args, **kwargs)
-
-
-def csr_refused() -> str | None:
-    """Why the numpy backend refuses a CSR matrix, or None once it takes one (as branch
-    i30-sparse teaches it to): the tests of the bench on real CSR input skip until then."""
-    from scipy.sparse import csr_matrix
-
-    X = csr_matrix(np.eye(2, dtype=np.float32))
-    params = init_params(2, (2,), 2, "he", 0, "float32")
-    try:
-        get_backend("numpy").train_epoch(params, X, np.array([0, 1]), np.arange(2), 2, 0.1)
-    except ValueError as exc:  # its refusals on 0362c0e: in the estimator, in the backend
-        if str(exc).startswith(("sparse X is not supported", "X must be 2-D")):
-            return f"the numpy backend refuses CSR until branch i30-sparse lands: {exc}"
-        raise
-    return None

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,11 @@ def real_data_dir() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A run started as a background job of a script (`python -m pytest &` in a non-interactive
+    # shell) inherits SIGINT ignored, and so would the commands it starts; the tests of Ctrl-C
+    # need Python's own handling of it, which a terminal's run has.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers",
         "real_data(*names): needs the real datasets (default: mnist), as fastnn finds them; "

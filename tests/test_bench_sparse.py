@@ -2,9 +2,8 @@
 accounting, the bench's report and memory measurement, and the peers on a CSR matrix. No time
 is asserted.
 
-The backends refuse a CSR matrix until branch i30-sparse lands: the tests that hand one to the
-real numpy backend skip until then (bench_helpers.csr_refused); the others run its paths with
-the matrix densified (bench_helpers.Densifying) or on a dense workload.
+The two-backend paths run on the numpy backend under both names (bench_helpers.NumpyAsNumba):
+nothing is compiled for them.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import types
 
 import numpy as np
 import pytest
-from bench_helpers import SPARSE_FEATURES, Densifying, csr_refused, tiny_data
+from bench_helpers import SPARSE_FEATURES, NumpyAsNumba, tiny_data
 from scipy.sparse import csr_matrix
 
 from fastnn.backends import get_backend
@@ -26,6 +25,7 @@ from fastnn.bench.epochs import numba_first_layer
 from fastnn.bench.workloads import (
     PEER_WORKLOADS,
     SPARSE_INPUT,
+    WORKLOAD_NAMES,
     Contender,
     backend_contender,
     flops_per_sample,
@@ -132,8 +132,8 @@ def bench_args(*more: str):
 
 
 def test_the_report_of_the_sparse_workload_says_what_it_counts(tiny, tmp_path) -> None:
-    """The bench's paths for the sparse workload, both backends densifying the matrix."""
-    backends = [Densifying("numpy"), Densifying("numba")]
+    """The bench's paths for the sparse workload, the CSR matrix given to both backends."""
+    backends = [get_backend("numpy"), NumpyAsNumba()]
     result = cli.collect(bench_args("--no-memory"), tiny, backends, None, lambda _: None,
                          matmul_size=32, fma_rounds=1000)  # fmt: skip
     report.write_json(tmp_path / "b.json", result)
@@ -155,9 +155,6 @@ def test_the_report_of_the_sparse_workload_says_what_it_counts(tiny, tmp_path) -
 
 def test_the_sparse_workload_runs_through_the_bench(tiny) -> None:
     """The real numpy backend on the CSR matrix, and its memory in a child process."""
-    refused = csr_refused()
-    if refused:
-        pytest.skip(refused)
     result = cli.collect(bench_args(), tiny, [get_backend("numpy")], "test", lambda _: None,
                          matmul_size=32)  # fmt: skip
     [entry] = result["workloads"]
@@ -231,10 +228,10 @@ def test_sklearn_trains_on_the_csr_matrix(tiny) -> None:
 
 def test_torch_sparse_trains_as_the_numpy_backend_does(tiny) -> None:
     """Same weights, order and plain SGD: torch's sparse products give the numbers of the
-    numpy backend on the same rows densified."""
+    numpy backend on the same CSR rows."""
     pytest.importorskip("torch")
     p = prepared(tiny, rows=256)
-    ours = backend_contender(Densifying("numpy"), p)
+    ours = backend_contender(get_backend("numpy"), p)
     theirs = peers.torch_contender(p, 1)
     mine, (model, optimizer) = ours.setup(), theirs.setup()
     ours.run(mine)
@@ -256,3 +253,11 @@ def test_without_scipy_the_bench_says_what_to_do(monkeypatch, tmp_path, capsys) 
         "sparse-h128 out of --workloads\n"
     )
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_without_scipy_the_default_workloads_leave_the_sparse_one_out(monkeypatch, capsys) -> None:
+    assert SPARSE in cli.parse_args([]).workloads
+    monkeypatch.setitem(sys.modules, "scipy", None)  # as if not installed
+    workloads = cli.parse_args([]).workloads
+    assert SPARSE not in workloads and workloads == [n for n in WORKLOAD_NAMES if n != SPARSE]
+    assert capsys.readouterr().err == f"fastnn.bench: {SPARSE} left out: it needs scipy\n"

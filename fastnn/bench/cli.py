@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
 import os
 import shlex
 import sys
@@ -60,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workloads",
         nargs="+",
         choices=WORKLOAD_NAMES,
-        default=list(WORKLOAD_NAMES),
         metavar="NAME",
-        help=f"any of {', '.join(WORKLOAD_NAMES)} (default: all)",
+        help=f"any of {', '.join(WORKLOAD_NAMES)} (default: all; without scipy, all but the "
+        "sparse one)",
     )
     p.add_argument(
         "--repeats",
@@ -155,7 +156,19 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     ):
         if getattr(args, key) is None:
             setattr(args, key, short if quick else full)
+    if args.workloads is None:
+        args.workloads = default_workloads()
     return args
+
+
+def default_workloads() -> list[str]:
+    """Every workload, but the sparse ones where scipy, which only they need, is missing (said
+    on stderr): named, they are refused with what to do."""
+    if importlib.util.find_spec("scipy") is not None:
+        return list(WORKLOAD_NAMES)
+    left_out = [name for name in WORKLOAD_NAMES if workload(name).sparse]
+    print(f"fastnn.bench: {', '.join(left_out)} left out: it needs scipy", file=sys.stderr)
+    return [name for name in WORKLOAD_NAMES if name not in left_out]
 
 
 def collect(
