@@ -73,6 +73,11 @@ def train_and_measure(p: Prepared, backend_name: str, threads: int) -> dict:
     )  # fmt: skip
 
 
+# The child's program: `main` of this module. Not `python -m`: that is for the tools, which
+# `python -m fastnn` lists, and this is no tool.
+CHILD = "import sys; from fastnn.bench.memory import main; sys.exit(main(sys.argv[1:]))"
+
+
 def measure_memory(p: Prepared, backend_name: str, threads: int) -> dict:
     """The peak memory of `backend_name`'s training on p, in a child process: JSON-ready, with
     the target (the matrix's bytes plus the model's plus HEADROOM_MB) and whether it was met;
@@ -81,8 +86,8 @@ def measure_memory(p: Prepared, backend_name: str, threads: int) -> dict:
         return dict(skipped="needs Linux's /proc/self/clear_refs to reset the high-water mark")
     with tempfile.TemporaryDirectory(prefix="fastnn-bench-memory-") as folder:
         save(Path(folder), p)
-        command = [sys.executable, "-m", "fastnn.bench.memory", folder, p.workload.name,
-                   backend_name, str(threads)]  # fmt: skip
+        command = [sys.executable, "-c", CHILD, folder, p.workload.name, backend_name,
+                   str(threads)]  # fmt: skip
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -127,7 +132,3 @@ def main(argv: list[str]) -> int:
     p = prepare(w, X, y)
     print(json.dumps(train_and_measure(p, backend_name, int(threads))))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
