@@ -111,8 +111,7 @@ def first_layer(request) -> str:
 #    the suite's time. WARM_UP compiles the two pairs of a parameters' dtype into the package's
 #    cache, uint8 X first, a lane each, both at once, while the test files that never compile
 #    the kernels (NUMBA_FREE, about a minute, a third of it waiting on test servers) run first:
-#    the others then load the kernels. Its work is lost, not wrong, if a test gets to a pair
-#    first (both compile it).
+#    the others wait for it (`_compiled_by_the_warm_up`), then load the kernels.
 # 2. Then, in the first lane, the portable path: the equivalence and determinism suites again
 #    in a pytest of their own with the kernels compiled for a generic x86-64 CPU
 #    (NUMBA_CPU_NAME=generic: SSE2, none of AVX2's or AVX-512's instructions) into a cache of
@@ -144,6 +143,7 @@ for X in (pixels, (pixels / 255.0).astype({dtype!r})):
     )
     model.fit(X, np.arange(64) % 3).predict(X)
 """
+WARM_UP_DTYPES = ("float32", "float64")  # a lane each
 # Test files that never call the compiled kernels, each timed with an empty Numba cache.
 NUMBA_FREE = {
     "test_backends.py", "test_data_idx.py", "test_data_kaggle.py", "test_data_load.py",
@@ -213,12 +213,16 @@ class Background:
             status = process.wait()
             self.results[name] = (status, log.read_text(errors="replace"))
 
-    def check(self, name: str) -> None:
-        """Fail unless job `name`, a pytest run, has ended and passed."""
+    def wait(self, name: str) -> None:
+        """Until job `name` has ended (or no lane runs any more)."""
         deadline = time.monotonic() + WAIT_S
         while name not in self.results and any(t.is_alive() for t in self._threads):
             assert time.monotonic() < deadline, f"the background job {name} took over {WAIT_S} s"
             time.sleep(0.2)
+
+    def check(self, name: str) -> None:
+        """Fail unless job `name`, a pytest run, has ended and passed."""
+        self.wait(name)
         assert name in self.results, f"the background job {name} did not run"
         status, output = self.results[name]
         tail = "\n".join(output.strip().splitlines()[-30:])
@@ -282,7 +286,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     pytest_command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     lanes: list[list[Job]] = [
         [(f"warm-up-{dtype}", [sys.executable, "-c", WARM_UP.format(dtype=dtype)], quiet)]
-        for dtype in ("float32", "float64")
+        for dtype in WARM_UP_DTYPES
     ]
     if any(item.path.name == PORTABLE_TEST for item in session.items):
         lanes[0].append(
@@ -300,6 +304,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def background() -> Background | None:
     """The whole-suite run's background jobs, or None in a run of a few tests."""
     return _background
+
+
+@pytest.fixture(autouse=True)
+def _compiled_by_the_warm_up(request: pytest.FixtureRequest) -> None:
+    """In a whole-suite run, the first test outside NUMBA_FREE waits for the warm-up jobs
+    instead of compiling a pair beside them: a pair compiled twice at once costs both cores
+    (test_bench_dense's first float32 fit took 84 s so, in the run that showed it)."""
+    if _background is None or request.path.name in NUMBA_FREE:
+        return
+    for dtype in WARM_UP_DTYPES:
+        _background.wait(f"warm-up-{dtype}")
 
 
 @pytest.fixture(scope="session", autouse=True)
