@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn.backends import get_backend
+from fastnn.bench import peers
 from fastnn.bench.data import (
     REGRESSION,
     SPARSE,
@@ -14,7 +15,7 @@ from fastnn.bench.data import (
     synthetic_sparse,
     synthetic_tabular,
 )
-from fastnn.bench.workloads import FULL_BATCH_HELD_OUT
+from fastnn.bench.workloads import FULL_BATCH_HELD_OUT, Contender
 
 N_IN = 16  # tiny images keep every workload, even hidden 512, down to milliseconds
 ZEROS = 0.7  # the share of zero pixels, about MNIST's: numba takes such data sparse
@@ -52,3 +53,13 @@ class NumpyAsNumba:
 
     def threads(self, n: int | None):
         return self._numpy.threads(n)
+
+
+def fake_peer(p, threads: int) -> Contender:
+    """A peer in peers.PEERS that times nothing."""
+    return Contender("fakelib 1.0", "test", lambda: None, lambda _: None, p.samples_per_run)
+
+
+def missing_peer(p, threads: int) -> Contender:
+    """A peer in peers.PEERS that is not installed."""
+    raise peers.PeerUnavailable("not installed")

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from bench_helpers import N_IN, NumpyAsNumba, tiny_data
+from bench_helpers import N_IN, NumpyAsNumba, fake_peer, missing_peer, tiny_data
 
 from fastnn.backends import get_backend
 from fastnn.bench import cli, peers, report, startup
@@ -183,10 +183,7 @@ def test_markdown_table_layout() -> None:
 
 
 def test_missing_peers_are_reported_and_skipped(monkeypatch) -> None:
-    def missing(p, threads):
-        raise peers.PeerUnavailable("not installed")
-
-    monkeypatch.setattr(peers, "PEERS", {"somelib": missing})
+    monkeypatch.setattr(peers, "PEERS", {"somelib": missing_peer})
     found, skipped = peers.peer_contenders(None, 2, names=("somelib",))
     assert found == [] and skipped == {"somelib": "not installed"}
 
@@ -342,13 +339,7 @@ def test_no_optimizer_cost_without_the_sgd_twin(data) -> None:
 
 
 def test_peers_run_on_each_chosen_peer_workload(data, monkeypatch) -> None:
-    def fake(p, threads):
-        return Contender("fakelib 1.0", "test", lambda: None, lambda _: None, p.samples_per_run)
-
-    def missing(p, threads):
-        raise peers.PeerUnavailable("not installed")
-
-    monkeypatch.setattr(peers, "PEERS", {"jax": fake, "pytorch": missing})
+    monkeypatch.setattr(peers, "PEERS", {"jax": fake_peer, "pytorch": missing_peer})
     chosen = ["mnist-h10", "mnist-h256-128", "mnist-h128-adam"]
     args = cli.parse_args(["--quick", "--peers", "--no-startup", "--rows", "200",
                            "--no-layers", "--no-predict", "--workloads", *chosen])  # fmt: skip

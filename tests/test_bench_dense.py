@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bench_helpers import N_IN, tiny_data
+from bench_helpers import N_IN, missing_peer, tiny_data
 
 from fastnn.backends import get_backend
 from fastnn.bench import data, peers
@@ -124,10 +124,7 @@ def test_pixel_workloads_keep_their_input_forms() -> None:
 
 
 def test_the_peer_notes_say_that_all_take_the_same_x(monkeypatch) -> None:
-    def missing(p, threads):
-        raise peers.PeerUnavailable("not installed")
-
-    monkeypatch.setattr(peers, "PEERS", {"somelib": missing})
+    monkeypatch.setattr(peers, "PEERS", {"somelib": missing_peer})
     X, y = tiny_data()[data.TABULAR]
     p = prepare(workload("tabular-h512"), X, y, rows=300)
     run = peers.run_peers(p, None, 1, 1, 1.0, lambda _: None)

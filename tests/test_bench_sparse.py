@@ -16,7 +16,7 @@ import types
 
 import numpy as np
 import pytest
-from bench_helpers import SPARSE_FEATURES, NumpyAsNumba, tiny_data
+from bench_helpers import SPARSE_FEATURES, NumpyAsNumba, fake_peer, missing_peer, tiny_data
 from scipy.sparse import csr_matrix
 
 from fastnn.backends import get_backend
@@ -26,7 +26,6 @@ from fastnn.bench.workloads import (
     PEER_WORKLOADS,
     SPARSE_INPUT,
     WORKLOAD_NAMES,
-    Contender,
     backend_contender,
     flops_per_sample,
     prepare,
@@ -190,13 +189,7 @@ def test_memory_is_measured_in_a_child_process_against_its_target(tiny) -> None:
 
 
 def test_the_peers_on_the_sparse_workload_count_its_work(tiny, monkeypatch) -> None:
-    def fake(p, threads):
-        return Contender("fakelib 1.0", "test", lambda: None, lambda _: None, p.samples_per_run)
-
-    def missing(p, threads):
-        raise peers.PeerUnavailable("not installed")
-
-    monkeypatch.setattr(peers, "PEERS", {"scikit-learn": fake, "pytorch": missing})
+    monkeypatch.setattr(peers, "PEERS", {"scikit-learn": fake_peer, "pytorch": missing_peer})
     p = prepared(tiny)
     run = peers.run_peers(p, None, 1, 1, 1.0, lambda _: None)
     r = run["results"]["fakelib 1.0"]

@@ -17,10 +17,10 @@ from fastnn.bench.workloads import (
     PEER_WORKLOADS,
     Workload,
     backend_contender,
-    is_sparse,
     prepare,
     workload,
 )
+from fastnn.core.sparse import is_sparse
 
 Data = dict[str, tuple[np.ndarray, np.ndarray]]  # dataset name -> (X_train, y_train)
 Log = Callable[[str], None]

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastnn.bench.workloads import Prepared, backend_contender, is_sparse, prepare, workload
+from fastnn.bench.workloads import Prepared, backend_contender, prepare, workload
+from fastnn.core.sparse import is_sparse
 
 MB = 2**20
 HEADROOM_MB = 200  # the target's allowance over the matrix and the model (issue 30)

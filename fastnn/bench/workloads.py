@@ -27,6 +27,7 @@ from fastnn.bench.data import (
 from fastnn.core.hyperparameters import REGRESSION_SGD_STEP
 from fastnn.core.model import Params, init_params, layer_sizes
 from fastnn.core.optim import Optimizer, OptimizerState
+from fastnn.core.sparse import is_sparse
 from fastnn.data import scale
 
 if TYPE_CHECKING:  # scipy is optional: only the sparse workload's data is a scipy matrix
@@ -89,11 +90,6 @@ DATA_NAMES = {
     REGRESSION: "synthetic regression",
     SPARSE: "synthetic sparse text",
 }
-
-
-def is_sparse(X: object) -> bool:
-    """Whether X is a scipy.sparse matrix or array (without importing scipy)."""
-    return type(X).__module__.startswith("scipy.sparse")
 
 
 @dataclass(frozen=True)
