@@ -41,10 +41,15 @@ def _running_in_group(group: int) -> list[str]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != group or fields[0] in "ZX":  # pgrp, state: zombie or dead
+                continue
+            command = (stat.parent / "cmdline").read_bytes()
         except OSError:  # ended meanwhile
             continue
-        if int(fields[2]) == group and fields[0] != "Z":  # pgrp, state
-            found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        # A process that is exiting has released its memory, and with it its command line,
+        # a moment before it becomes a zombie: it has stopped running.
+        if command:
+            found.append(command.replace(b"\0", b" ").decode())
     return found
 
 
