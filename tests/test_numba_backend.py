@@ -158,10 +158,11 @@ def test_same_bits_with_one_and_two_threads(activation, batch, first_layer):
         assert_same_bits(a, b, name)
 
 
-def test_same_bits_run_after_run(first_layer):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_same_bits_run_after_run(first_layer, dtype):
     runs = []
     for _ in range(2):
-        params, X, y = mnist_like(dtype="float64")
+        params, X, y = mnist_like(dtype=dtype)
         runs.append((train(params, X, y, batch=7), params))
     (h1, p1), (h2, p2) = runs
     assert h1 == h2
