@@ -176,6 +176,7 @@ BESIDE_FILES = (
      "test_readme.py"},
 )  # fmt: skip
 BESIDE_TEST = "test_beside.py"
+BESIDE_VARIABLE = "FASTNN_TEST_BESIDE"  # "1" in their run: its teams have one member, as here
 WAIT_S = 900  # for a background job, from when the test asks: they take 30-70 s on their own
 
 
@@ -302,7 +303,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         lanes[0].append(("cold-compile", [*pytest_command, COLD_COMPILE_TEST], quiet))
     for lane, nodeids in enumerate(_beside):
         if nodeids:
-            lanes[lane].append((f"beside-{lane}", [*pytest_command, *nodeids], quiet))
+            beside = {**quiet, BESIDE_VARIABLE: "1"}
+            lanes[lane].append((f"beside-{lane}", [*pytest_command, *nodeids], beside))
     _background = Background(lanes, folder)
 
 
@@ -325,20 +327,30 @@ def _compiled_by_the_warm_up(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_member_teams_beside_the_background() -> Iterator[None]:
-    """In a whole-suite run, the kernels' teams in the run itself have one member unless a test
-    asks for more (`backend.threads(n)`). The lanes keep both cores busy, so a team of two
-    spends most of each barrier waiting for the member that is off its core:
+    """In a whole-suite run, the kernels' teams in the run itself, and in the run of the tests
+    beside it, have one member unless a test asks for more (`backend.threads(n)`). The lanes
+    keep both cores busy, so a team of two spends most of each barrier waiting for the member
+    that is off its core:
     test_numba_equivalence.py took 43 s (31 CPU seconds) with teams of two on a loaded machine,
     15 s (14) with one. The results do not depend on the team's size: the tests that run 1 and
     2 threads compare their bits, and the portable run (a lane's own pytest) runs the
     equivalence and determinism suites with the default team."""
-    if _background is None:
+    if _background is None and os.environ.get(BESIDE_VARIABLE) != "1":
         yield
         return
     from fastnn.backends.numba_team import team_threads
 
     with team_threads(1):
         yield
+
+
+def one_member_teams() -> dict[str, str]:
+    """This process's environment for a command that a test runs only for what it prints and
+    writes (the examples of the README and docs/), its kernels' teams of one thread: what they
+    give does not depend on the team's size, and in a whole-suite run the other core is busy,
+    where a team of two took twice the time (a README example: 49 s against 24 s beside two
+    busy processes) and 45% more CPU time, its members waiting for each other."""
+    return {**os.environ, "NUMBA_NUM_THREADS": "1"}
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

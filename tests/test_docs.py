@@ -21,6 +21,7 @@ from pathlib import Path
 import onnx_helpers
 import pytest
 import sweep_helpers
+from conftest import one_member_teams
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -184,7 +185,7 @@ def _python_on_path(folder: Path) -> dict[str, str]:
     shim = folder / "python"
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
-    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+    return {**one_member_teams(), "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
 
 
 @pytest.mark.parametrize("page, section", sorted(RUN), ids=lambda part: part or "top")

@@ -17,6 +17,7 @@ import onnx_helpers
 import pandas as pd
 import pytest
 import sweep_helpers
+from conftest import one_member_teams
 from PIL import Image
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -34,7 +35,9 @@ needs_data = pytest.mark.real_data  # MNIST, where fastnn finds it (see conftest
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        command, cwd=cwd, env=one_member_teams(), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, (
         f"{shlex.join(command)} failed:\n{result.stdout}\n{result.stderr}"
     )
