@@ -49,6 +49,13 @@ def train(params, X, y, epochs=2, batch=32, activation="relu"):
     ]
 
 
+@numba.njit
+def call(kernel, *args):
+    """kernel(*args) from compiled code: the kernels' helpers have no wrapper for calls from
+    Python (kernels.config.SERIAL)."""
+    return kernel(*args)
+
+
 def assert_same_bits(a, b, name):
     assert a.dtype == b.dtype and a.shape == b.shape, name
     assert a.tobytes() == b.tobytes(), f"{name}: not bit-identical"
@@ -221,7 +228,7 @@ def test_vector_scan_lists_the_same_features_as_the_plain_scan(n_in):
         for scan in (sparse.scan_row_vector, sparse.scan_row_any):
             idx = np.zeros(X.shape[1] + 1, np.int32)
             bounds = np.zeros((X.shape[1] // sparse.BLOCK + 1, 1), np.int32)
-            scan(X, np.int32(r), idx, 0, bounds)  # any integer type for the row
+            call(scan, X, np.int32(r), idx, 0, bounds)  # any integer type for the row
             lists.append((idx[: bounds[-1, 0]].tolist(), bounds[:, 0].tolist()))
         assert lists[0] == lists[1], f"row {r}"
         assert lists[0][0] == np.flatnonzero(X[r]).tolist(), f"row {r}"
@@ -258,7 +265,7 @@ def test_gather_row_sums_the_listed_rows_in_order(dtype, pixels):
         expected[2] = 0
         for e in range(3, 20):  # one term after another: the bits of the plain loop
             expected[2] = expected[2] + input_of(X, 1, idx[e], table) * W[idx[e]]
-        tile.gather_row(Y, 2, W, idx, 3, 20, X, 1, table)
+        call(tile.gather_row, Y, 2, W, idx, 3, 20, X, 1, table)
         assert_same_bits(Y, expected, f"Y, {width} wide")
 
 
@@ -274,7 +281,7 @@ def test_scatter_row_adds_to_the_listed_rows_in_order(dtype, pixels):
         for e in range(2, 21):
             k = idx[e]
             expected[k] = expected[k] + input_of(X, 1, k, table) * D[3]
-        tile.scatter_row(Y, 3, D, idx, 2, 21, X, 1, table)
+        call(tile.scatter_row, Y, 3, D, idx, 2, 21, X, 1, table)
         assert_same_bits(Y, expected, f"Y, {width} wide")
 
 
@@ -302,7 +309,7 @@ def test_add_products_adds_c_at_m_to_every_row(dtype, transposed):
             expected = Y.astype(np.float64)
             expected[1 : n_rows + 1] += C[:n_rows].astype(np.float64) @ M
             got = Y.copy()
-            dense.add_products(got[1 : n_rows + 1], 0, n_rows, C, M)
+            call(dense.add_products, got[1 : n_rows + 1], 0, n_rows, C, M)
             scale = np.abs(expected).max()
             assert np.abs(got - expected).max() <= tol * scale * n_terms, (width, n_rows)
             assert_same_bits(got[[0, -1]], Y[[0, -1]], "rows outside the range")
@@ -318,18 +325,18 @@ def test_add_products_gives_a_row_the_same_bits_however_the_rows_are_split(dtype
     M = rng.standard_normal((45, 37)).astype(dtype)
     Y = rng.standard_normal((n_rows, 37)).astype(dtype)
     whole = Y.copy()
-    dense.add_products(whole, 0, n_rows, C, M)
+    call(dense.add_products, whole, 0, n_rows, C, M)
     for cuts in ([0, n_rows], [0, 1, 5, n_rows], list(range(n_rows + 1))):
         split = Y.copy()
         for start, stop in itertools.pairwise(cuts):
-            dense.add_products(split, start, stop, C, M)
+            call(dense.add_products, split, start, stop, C, M)
         assert_same_bits(split, whole, f"Y, rows cut at {cuts}")
 
 
 def test_add_products_refuses_rows_that_are_not_contiguous():
     M = np.zeros((4, 6))
     with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
-        dense.add_products(np.zeros((4, 6)), 0, 4, M, M[:, ::2])
+        call(dense.add_products, np.zeros((4, 6)), 0, 4, M, M[:, ::2])
 
 
 @pytest.mark.parametrize("n_in", [13, 300, 784])
@@ -347,7 +354,7 @@ def test_first_layer_jobs_own_every_w1_row_once(n_in, hidden, dtype):
     assert (n_groups - 1) * per_job < n_blocks <= n_groups * per_job
     start = int(layout.weights_at[0])
     for g in range(n_groups):
-        first, end = passes.owned.py_func(passes.BLOCK_JOB, 0, g, layout, itemsize)
+        first, end = call(passes.owned, passes.BLOCK_JOB, 0, g, layout, itemsize)
         assert first == start and end > first and (end - first) % hidden == 0, g
         start = end
     assert start == layout.weights_at[0] + n_in * hidden
@@ -601,17 +608,18 @@ def test_no_two_kernel_functions_compile_under_one_name():
     Y, C, M = (
         rng.standard_normal(shape).astype(np.float32) for shape in ((9, 30), (9, 5), (5, 30))
     )
-    dense.add_products(Y, 0, 9, C, M)  # the factories' functions, compiled in this process
+    call(dense.add_products, Y, 0, 9, C, M)  # the factories' functions, compiled here
     panels = panel_copy(M)
-    dense.add_panel_products(Y, 0, 9, C, panels)
+    call(dense.add_panel_products, Y, 0, 9, C, panels)
     X, idx, table = sparse_inputs(rng, np.float32, True)
     W = rng.standard_normal((X.shape[1], 30)).astype(np.float32)
-    tile.gather_row(Y, 2, W, idx, 3, 20, X, 1, table)
-    tile.scatter_row(W, 3, Y, idx, 2, 21, X, 1, table)
+    call(tile.gather_row, Y, 2, W, idx, 3, 20, X, 1, table)
+    call(tile.scatter_row, W, 3, Y, idx, 2, 21, X, 1, table)
     compiled = {}
     for d in gc.get_objects():
         # type(), not isinstance(): a dead weak proxy among the objects raises on any look
-        if type(d) is CPUDispatcher and d.py_func.__module__.startswith("fastnn.kernels"):
+        kernel = type(d) in (CPUDispatcher, config.Helper)
+        if kernel and d.py_func.__module__.startswith("fastnn.kernels"):
             name = (d.py_func.__module__, d.py_func.__qualname__)
             compiled.setdefault(name, []).append(set(d.signatures))
     assert len(compiled) > 30  # every helper of the kernels, not a few

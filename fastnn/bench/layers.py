@@ -34,7 +34,7 @@ from numba import njit
 from fastnn.bench.timing import median_seconds
 from fastnn.bench.workloads import Prepared
 from fastnn.core.model import LEAKY_SLOPE
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import FROM_PYTHON
 from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import dense_rows, hidden_row
@@ -92,7 +92,7 @@ class LaterLayer(NamedTuple):
     slope: np.floating
 
 
-@njit(**SERIAL)
+@njit(**FROM_PYTHON)
 def first_layer_pass(part, f):
     """The first layer's reading of its inputs over an epoch's chunks, and with it `part`:
     FORWARD, f.Z = X W1 + b1 for each chunk's rows; DW, f.dW1 += X.T f.Z over every chunk;
@@ -135,7 +135,7 @@ def first_layer_pass(part, f):
                     add_block_terms(g, per_job, X, rows, table, idx, bounds, Z[:m], f.dW1)
 
 
-@njit(**SERIAL)
+@njit(**FROM_PYTHON)
 def later_layer_pass(part, s):
     """A later layer's `part` over an epoch's chunks: FORWARD s.Z = A W + b, DA
     s.D = (G W.T) * relu'(A), DW s.dWT += G.T A, for each chunk's rows."""

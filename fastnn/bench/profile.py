@@ -39,7 +39,7 @@ from fastnn.bench.timing import median_seconds
 from fastnn.bench.workloads import N_CLASSES
 from fastnn.core.model import LEAKY_SLOPE, check_dtype, init_params
 from fastnn.data import DataError
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import FROM_PYTHON, helper
 from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
@@ -83,7 +83,7 @@ DENSE_STAGES = (
 )
 
 
-@njit(**SERIAL)
+@helper
 def _zeros_on_line(rows, cols, dtype):
     """`layout.line_aligned` in compiled code (Numba's own arrays start on 32 bytes)."""
     buf = np.zeros(rows * cols + CACHE_LINE, dtype)
@@ -91,14 +91,14 @@ def _zeros_on_line(rows, cols, dtype):
     return buf[start : start + rows * cols].reshape(rows, cols)
 
 
-@njit(**SERIAL)
+@helper
 def _panels_on_line(rows, width, panel, dtype):
     """Zeros for a (rows, width) matrix in panels (see layout.panels), starting a cache line."""
     n_panels = (width + panel - 1) // panel
     return _zeros_on_line(n_panels, rows * panel, dtype).reshape(n_panels, rows, panel)
 
 
-@njit(**SERIAL)
+@njit(**FROM_PYTHON)
 def _epoch_stages(X, y, order, coefs, ahead, intercepts, chunk, stages, dense):
     """The epoch's per-sample and per-chunk kernels, stages 1..`stages` of STAGES (the first
     layer sparse) or DENSE_STAGES (dense), serially, for any depth (coefs, intercepts: typed

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 from fastnn.core.dropout import GOLDEN
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import SERIAL, helper
 from fastnn.kernels.dropout import mix
 from fastnn.kernels.team import my_jobs
 
@@ -31,32 +31,32 @@ class Warp(NamedTuple):
     gauss: np.ndarray  # (2r + 1,) the elastic blur's weights; empty for the other kinds
 
 
-@njit(**SERIAL)
+@helper
 def word(sample, q):
     """w_q of the sample key."""
     return mix(sample + np.uint64(q + 1) * _GOLDEN)
 
 
-@njit(**SERIAL)
+@helper
 def lane(w, j):
     """The 16 bits b_j of draw j from its word."""
     return np.int64((w >> np.uint64(16 * (j % 4))) & np.uint64(0xFFFF))
 
 
-@njit(**SERIAL)
+@helper
 def uniform(b, like):
     """v = (2b + 1) / 65536 - 1 from 16 bits, exact, in the dtype of the array `like`."""
     dtype = like.dtype
     return dtype.type(2 * b + 1 - 65536) * dtype.type(1 / 65536)
 
 
-@njit(**SERIAL)
+@helper
 def whole_shift(b, k):
     """fastnn.core.augment.shift_draw: a whole number from -k to k from 16 bits b."""
     return ((2 * b + 1) * (2 * k + 1)) // 131072 - k
 
 
-@njit(**SERIAL)
+@helper
 def shift_row(X, r, warp, sample, out):
     """out[r] = image r moved by whole pixels (fastnn.core.augment.shift_draw), 0 outside."""
     h, w = warp.height, warp.width
@@ -71,7 +71,7 @@ def shift_row(X, r, warp, sample, out):
             out[r, y * w + x] = X[r, sy * w + sx] if inside else zero
 
 
-@njit(**SERIAL)
+@helper
 def affine_map(warp, sample, sx, sy):
     """sx, sy (h, w) = the source coordinates of the sample's affine transform."""
     dtype = sx.dtype
@@ -99,7 +99,7 @@ def affine_map(warp, sample, sx, sy):
             sy[y, x] = a10 * gx + a11 * gy + oy
 
 
-@njit(**SERIAL)
+@helper
 def blur_columns(source, gauss, stride, blurred):
     """blurred[p] = sum over t of gauss[t] * source[p + t * stride], t ascending, for every p:
     the blur down the columns of a flat image of row length `stride` with 2r zero rows
@@ -126,7 +126,7 @@ def blur_columns(source, gauss, stride, blurred):
             blurred[p] += g * shifted[p]
 
 
-@njit(**SERIAL)
+@helper
 def elastic_map(warp, sample, draws, noise, turned, blurred, sx, sy):
     """sx, sy (h, w) = (x, y) + alpha * the blurred random field of the sample: the field
     blurred along y, turned (transposed), blurred along x. noise (2, h + 2r, w) and turned
@@ -159,7 +159,7 @@ def elastic_map(warp, sample, draws, noise, turned, blurred, sx, sy):
                 target[y, x] = dtype.type(x if c == 0 else y) + alpha * blurred[x * h + y]
 
 
-@njit(**SERIAL)
+@helper
 def bilinear_row(X, r, warp, padded, sx, sy, out):
     """out[r] = image r read at (sx, sy) by bilinear interpolation, 0 outside, as
     fastnn.core.augment._bilinear (padded: (h + 3, w + 3) with zero borders, kept). A pixel whose
@@ -193,7 +193,7 @@ def bilinear_row(X, r, warp, padded, sx, sy, out):
             out[r, y * w + x] = to_pixel(top * (one - fy) + bottom * fy, half, out)
 
 
-@njit(**SERIAL)
+@helper
 def floor_int(v):
     """math.floor(v) as an int, by truncation then one step down for negatives with a
     fraction: no call into the maths library (which math.floor of a float32 makes)."""
@@ -213,7 +213,7 @@ def _to_pixel(value, half, out):
     return lambda value, half, out: out.dtype.type(value)
 
 
-@njit(**SERIAL)
+@helper
 def augment_rows(team, X, warp, out):
     """out[r] = row r of X transformed as drawn for row r in the warp's epoch, for the rows of
     this member's jobs (ROWS rows a job; see `team`)."""

@@ -1,7 +1,8 @@
 """Every Numba option of the kernels, decided in one place.
 
-Options (`SERIAL`: the helpers; `entry`: the entries of `epoch`, the functions called from
-Python, each run by a team of threads: see `team`):
+Options (`SERIAL`: the helpers, made by `helper`; `entry`: the entries of `epoch`, the
+functions called from Python, each run by a team of threads: see `team`; `FROM_PYTHON`: those
+and any other function that Python calls):
 
 - cache, on the entries only: their compiled code, which includes every kernel they call, is
   stored beside the sources (`__pycache__`), so a second process loads it instead of compiling.
@@ -29,6 +30,7 @@ from collections.abc import Callable
 
 import numba
 from numba.core.codegen import get_host_cpu_features
+from numba.core.registry import CPUDispatcher
 
 from fastnn.kernels.cache import SourcesCache
 
@@ -72,13 +74,38 @@ TILE_VECTORS = 16 if REGISTER_BYTES == 64 else 8
 DENSE_ROWS, DENSE_VECTORS = (8, 2) if REGISTER_BYTES == 64 else (4, 3)
 FASTMATH = False
 
-SERIAL = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
+SERIAL = {
+    "fastmath": FASTMATH, "error_model": "numpy", "nogil": True,
+    # Called from compiled code only: no wrapper for calls from Python or C, which Numba would
+    # otherwise build (and compile to machine code) for every helper: without them compiling
+    # the kernels for a dtype pair takes a fifth less (53 s against 67 s of one core).
+    "no_cpython_wrapper": True, "no_cfunc_wrapper": True,
+}  # fmt: skip
+# The functions that Python calls: the entries, and the bench tools' own serial loops.
+FROM_PYTHON = {**SERIAL, "no_cpython_wrapper": False}
+
+
+class Helper(CPUDispatcher):
+    """A kernel compiled for calls from compiled code only (SERIAL). Called from Python, where
+    the missing wrapper would crash the process, it raises instead."""
+
+    def __call__(self, *args, **kwargs):
+        function = self.py_func
+        raise TypeError(
+            f"{function.__module__}.{function.__qualname__} runs in compiled code only: call "
+            f"it from a compiled function, or call its .py_func"
+        )
+
+
+def helper(function: Callable) -> Helper:
+    """@njit(**SERIAL) for a helper of the entries, as a Helper."""
+    return Helper(py_func=function, locals={}, targetoptions=dict(SERIAL))
 
 
 def entry(function: Callable) -> Callable:
-    """@njit(**SERIAL) for an entry of `epoch`, its compiled code cached on disk (see the
+    """@njit(**FROM_PYTHON) for an entry of `epoch`, its compiled code cached on disk (see the
     module's docstring) where a cache can be written."""
-    dispatcher = numba.njit(**SERIAL)(function)
+    dispatcher = numba.njit(**FROM_PYTHON)(function)
     if CACHE:
         # What njit's cache=True does, with the cache that knows every kernel source.
         dispatcher._cache = SourcesCache(dispatcher.py_func)
@@ -86,7 +113,7 @@ def entry(function: Callable) -> Callable:
 
 
 def named(name: str):
-    """A decorator that names a function made by a factory (before @njit): Numba links a
+    """A decorator that names a function made by a factory (before @helper): Numba links a
     compiled function by a name made of its module, its qualified name and a number counted
     per process, so two functions of one factory (the same qualified name, "...<locals>.f")
     with the same argument types, each in a cached entry compiled by another process, could

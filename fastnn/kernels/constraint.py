@@ -10,16 +10,15 @@ update pass (`cap_first_layer`), a group of columns a job, shared by the team (s
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import helper
 from fastnn.kernels.layout import ahead_weights, weights
 from fastnn.kernels.team import my_jobs
 
 CAP_GROUP = 16  # first-layer columns a job of cap_first_layer owns
 
 
-@njit(**SERIAL)
+@helper
 def cap_rows(WT, first, end, limit):
     """Rows first..end-1 of WT, each a unit's incoming weights, scaled to norm `limit` where
     longer; the squares summed in order, in the weights' dtype."""
@@ -34,7 +33,7 @@ def cap_rows(WT, first, end, limit):
                 WT[o, j] = WT[o, j] * factor
 
 
-@njit(**SERIAL)
+@helper
 def cap_first_layer(team, net, layout, limit, dense_input):
     """cap_rows for the columns of W1 (n_in, H), CAP_GROUP columns a job: this member's jobs;
     and, where the first layer runs dense, for their forward copy (see layout.ahead_weights)."""

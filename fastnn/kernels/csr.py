@@ -20,11 +20,11 @@ with an empty float X), and these helpers compile to nothing.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import SERIAL, helper
 from fastnn.kernels.forward import hidden_row
 from fastnn.kernels.tile import scatter_row
 
@@ -40,7 +40,7 @@ def read_only(typingctx, array):
     return result(array), codegen
 
 
-@njit(**SERIAL)
+@helper
 def list_csr_row(indptr, indices, values, r, idx, vals, i, bounds):
     """Lists the non-zero features of CSR row r (ascending, as stored), and their values in
     vals, in the slots of sample i of idx: bounds (2, chunk), bounds[0, i] .. bounds[1, i] - 1
@@ -55,7 +55,7 @@ def list_csr_row(indptr, indices, values, r, idx, vals, i, bounds):
     bounds[1, i] = c
 
 
-@njit(**SERIAL)
+@helper
 def group_runs(idx, bounds, m, width, runs, firsts):
     """Sorts the entries of the chunk's m samples (listed by `list_csr_row`) into runs, one per
     sample and block group of `width` features it has entries in: run q is sample runs[0, q]'s
@@ -90,7 +90,7 @@ def group_runs(idx, bounds, m, width, runs, firsts):
     firsts[0] = 0
 
 
-@njit(**SERIAL)
+@helper
 def mark_csr_rows(g, runs, firsts, idx, rows_touched):
     """rows_touched[k] = True for every feature k of block group g in the chunk's runs."""
     for q in range(firsts[g], firsts[g + 1]):
@@ -114,20 +114,20 @@ def read_csr_row(X, indptr, indices, values, r, table, out):
     raise NotImplementedError  # called only from jitted code, which compiles the overload
 
 
-@njit(**SERIAL)
+@helper
 def first_row(row):
     """0, the row's only row number, typed as any row number (int64): given as the literal 0,
     the first layer's loops would be compiled once more for it."""
     return row.shape[0] - 1
 
 
-@njit(**SERIAL)
+@helper
 def _set_row(row, idx, vals, start, end):
     for e in range(start, end):
         row[0, idx[e]] = vals[e]
 
 
-@njit(**SERIAL)
+@helper
 def _clear_row(row, idx, start, end):
     zero = row.dtype.type(0)
     for e in range(start, end):

@@ -27,12 +27,12 @@ the cache's sets, and M's rows then evict each other between tiles, which panels
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from fastnn.kernels.config import DENSE_ROWS, DENSE_VECTORS, REGISTER_BYTES, SERIAL, named
+from fastnn.kernels.config import DENSE_ROWS, DENSE_VECTORS, REGISTER_BYTES, helper, named
 from fastnn.kernels.sparse import splat
 from fastnn.kernels.tile import _TileCode
 
@@ -152,7 +152,7 @@ def _rest_of_row(n_rows: int, n_whole: int, paneled: bool):
     name = f"rest_of_{n_rows}_rows_from_{n_whole}_{'panels' if paneled else 'rows'}"
     if n_whole + 1 == DENSE_VECTORS:
 
-        @njit(**SERIAL)
+        @helper
         @named(name)
         def last(Y, i, y0, C, M, m0, n, ragged):
             if ragged:
@@ -163,7 +163,7 @@ def _rest_of_row(n_rows: int, n_whole: int, paneled: bool):
         return last
     wider = _rest_of_row(n_rows, n_whole + 1, paneled)
 
-    @njit(**SERIAL)
+    @helper
     @named(name)
     def rest(Y, i, y0, C, M, m0, n, ragged):
         if n > n_whole:
@@ -185,7 +185,7 @@ def _column_of_tiles(paneled: bool):
     rest_tile = _rest_of_row(DENSE_ROWS, 0, paneled)
     rest_row = _rest_of_row(1, 0, paneled)
 
-    @njit(**SERIAL)
+    @helper
     @named(f"column_of_tiles_from_{'panels' if paneled else 'rows'}")
     def column(Y, start, stop, y0, C, M, m0):
         lanes = REGISTER_BYTES // Y.itemsize
@@ -212,7 +212,7 @@ _column_from_rows = _column_of_tiles(paneled=False)
 _column_from_panel = _column_of_tiles(paneled=True)
 
 
-@njit(**SERIAL)
+@helper
 def add_products(Y, start, stop, C, M):
     """Y[i] += C[i] @ M for the rows i of start..stop-1 (see the module's docstring), a column
     of tiles at a time. C (rows, terms), M (terms, width), Y (rows, width); one dtype."""
@@ -221,7 +221,7 @@ def add_products(Y, start, stop, C, M):
         _column_from_rows(Y, start, stop, j0, C, M, j0)
 
 
-@njit(**SERIAL)
+@helper
 def add_panel_products(Y, start, stop, C, panels):
     """add_products with M in panels (see `layout.panels`): (n_panels, terms, panel width), the
     panel width that of a tile, DENSE_VECTORS vectors."""

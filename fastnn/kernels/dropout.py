@@ -7,16 +7,15 @@ are read (`sparse.input_table`)."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from fastnn.core.dropout import DRAW_BITS, GOLDEN, MIX_1, MIX_2
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import helper
 
 _GOLDEN, _MIX_1, _MIX_2 = np.uint64(GOLDEN), np.uint64(MIX_1), np.uint64(MIX_2)
 _DRAW_SHIFT = np.uint64(64 - DRAW_BITS)
 
 
-@njit(**SERIAL)
+@helper
 def mix(z):
     """fastnn.core.dropout.mix on a uint64 (Numba's uint64 arithmetic wraps mod 2**64)."""
     z = (z ^ (z >> np.uint64(30))) * _MIX_1
@@ -24,25 +23,25 @@ def mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(**SERIAL)
+@helper
 def drops(net, at):
     """Whether entry `at` of net's dropout (a hidden layer, or the inputs) drops anything."""
     return net.drop_thresholds[at] > 0
 
 
-@njit(**SERIAL)
+@helper
 def sample_key(net, at, row):
     """s of fastnn.core.dropout for row `row` of X and entry `at` of net's dropout."""
     return mix(net.drop_keys[at] ^ np.uint64(row))
 
 
-@njit(**SERIAL)
+@helper
 def keeps(sample, unit, threshold):
     """Whether the unit (or input feature) numbered `unit` is kept for the sample keyed so."""
     return mix(sample + np.uint64(unit + 1) * _GOLDEN) >> _DRAW_SHIFT >= threshold
 
 
-@njit(**SERIAL)
+@helper
 def drop_units(v, net, layer, row):
     """v[j] *= the dropout factor of unit j of hidden layer `layer` for row `row` of X:
     1 / (1 - rate) if kept, 0 if dropped; the same factors as fastnn.core.dropout.Dropout.masks."""
@@ -53,7 +52,7 @@ def drop_units(v, net, layer, row):
         v[j] = v[j] * (scale if keeps(sample, j, threshold) else zero)
 
 
-@njit(**SERIAL)
+@helper
 def drop_inputs(x, net, at, row):
     """x[k] = 0 for the input features k that entry `at` of net's dropout (the inputs') drops
     for row `row` of X: a dense first layer's row of inputs, the kept ones already scaled."""
@@ -65,7 +64,7 @@ def drop_inputs(x, net, at, row):
             x[k] = zero
 
 
-@njit(**SERIAL)
+@helper
 def drop_features(idx, vals, bounds, i, net, at, row):
     """Removes from sample i's list of non-zero features (see `sparse`) those that entry `at`
     of net's dropout (the inputs') drops for row `row` of X, keeping the order and each

@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from fastnn.kernels.augment import augment_rows
-from fastnn.kernels.config import SERIAL, entry
+from fastnn.kernels.config import entry, helper
 from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
 from fastnn.kernels.layout import Layout, line_aligned
@@ -135,13 +134,13 @@ def train_workspace(layout: Layout, data: Data, dtype: np.dtype, members: int) -
     )
 
 
-@njit(**SERIAL)
+@helper
 def n_blocks(layout):
     """The blocks of BLOCK input features the lists of non-zero features are kept by."""
     return (layout.sizes[0] + BLOCK - 1) // BLOCK
 
 
-@njit(**SERIAL)
+@helper
 def feature_lists(layout, chunk, indptr, like):
     """Empty lists of the non-zero features of chunk samples (see `sparse.scan_row`), of a
     dense X or, where indptr is not empty, of a sparse one (see `csr`): idx (chunk * slots,)
@@ -168,7 +167,7 @@ def feature_lists(layout, chunk, indptr, like):
     )
 
 
-@njit(**SERIAL)
+@helper
 def batch_weight(data, first, end):
     """The batch of rows order[first:end]: its weight sum (float64, in order), or its size
     where data has no weights."""

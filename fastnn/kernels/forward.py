@@ -8,14 +8,12 @@ loops are `tile.gather_row` (the first layer, sparse) and `dense.add_panel_produ
 
 from __future__ import annotations
 
-from numba import njit
-
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import helper
 from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.tile import gather_row
 
 
-@njit(**SERIAL)
+@helper
 def hidden_row(W1, b1, X, r, table, idx, start, end, Z, i):
     """Z[i] = X[r] @ W1 + b1, summing only over the features listed in idx[start:end], in that
     order (see `tile`)."""
@@ -24,7 +22,7 @@ def hidden_row(W1, b1, X, r, table, idx, start, end, Z, i):
         Z[i, j] += b1[j]  # after the sum, as X @ W1 + b1 does
 
 
-@njit(**SERIAL)
+@helper
 def activate_row(z, a, slope, leaky):
     """a = relu(z), or leaky relu with `slope` for z <= 0."""
     zero = z.dtype.type(0)
@@ -36,7 +34,7 @@ def activate_row(z, a, slope, leaky):
             a[j] = z[j] if z[j] > zero else zero
 
 
-@njit(**SERIAL)
+@helper
 def dense_rows(A, start, stop, W, b, Z):
     """Z[i] = b + A[i] @ W for the rows i of start..stop-1: W (fan_in, fan_out) in panels (see
     layout.ahead_weights)."""

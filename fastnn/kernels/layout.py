@@ -25,9 +25,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
-from fastnn.kernels.config import DENSE_VECTORS, REGISTER_BYTES, SERIAL
+from fastnn.kernels.config import DENSE_VECTORS, REGISTER_BYTES, helper
 
 
 class Layout(NamedTuple):
@@ -64,7 +63,7 @@ def line_aligned_copy(a: np.ndarray) -> np.ndarray:
     return aligned
 
 
-@njit(**SERIAL)
+@helper
 def first_on_line(buf):
     """The index of the first element of the 1-D buf that starts a cache line (within its
     first CACHE_LINE bytes)."""
@@ -117,13 +116,13 @@ def to_panels(M: np.ndarray, panel: int) -> np.ndarray:
     return padded.reshape(terms, n_panels, panel).transpose(1, 0, 2).ravel()
 
 
-@njit(**SERIAL)
+@helper
 def matrix(buf, start, rows, cols):
     """buf[start : start + rows * cols] as a (rows, cols) C-ordered view."""
     return buf[start : start + rows * cols].reshape((rows, cols))
 
 
-@njit(**SERIAL)
+@helper
 def weights(theta, layout, layer):
     """The layer's weights in theta: (n_in, H1) for layer 0, else (fan_out, fan_in)."""
     fan_in, fan_out = layout.sizes[layer], layout.sizes[layer + 1]
@@ -132,13 +131,13 @@ def weights(theta, layout, layer):
     return matrix(theta, layout.weights_at[layer], fan_out, fan_in)
 
 
-@njit(**SERIAL)
+@helper
 def bias(theta, layout, layer):
     start = layout.bias_at[layer]
     return theta[start : start + layout.sizes[layer + 1]]  # (fan_out,)
 
 
-@njit(**SERIAL)
+@helper
 def panels(buf, start, terms, width, panel):
     """A (terms, width) matrix M kept in panels, from buf[start]: (n_panels, terms, panel),
     panel p holding columns p * panel .. (p + 1) * panel - 1 of every row of M, one row after
@@ -147,7 +146,7 @@ def panels(buf, start, terms, width, panel):
     return buf[start : start + n_panels * terms * panel].reshape((n_panels, terms, panel))
 
 
-@njit(**SERIAL)
+@helper
 def ahead_weights(ahead, layout, layer):
     """The layer's weights as the forward pass's products read them: (fan_in, fan_out) in
     panels."""
@@ -155,7 +154,7 @@ def ahead_weights(ahead, layout, layer):
     return panels(ahead, layout.ahead_at[layer], fan_in, fan_out, layout.panel)
 
 
-@njit(**SERIAL)
+@helper
 def unit_panels(buf, rows, layout, slot):
     """Slot `slot` of a buffer of `rows` samples' activations in panels, (rows, width) in
     panels: a hidden layer's A for slot < L - 1, the first layer's dZ for slot L - 1."""
@@ -164,7 +163,7 @@ def unit_panels(buf, rows, layout, slot):
     return panels(buf, rows * layout.panels_at[slot], rows, width, layout.panel)
 
 
-@njit(**SERIAL)
+@helper
 def set_panel_row(P, k, row):
     """Row k of the matrix kept in panels P (see `panels`) = row."""
     panel = P.shape[2]
@@ -174,7 +173,7 @@ def set_panel_row(P, k, row):
             P[p, k, j] = row[first + j]
 
 
-@njit(**SERIAL)
+@helper
 def units(buf, rows, layout, layer):
     """The layer's activations (Z, dZ or A) of `rows` samples: (rows, fan_out)."""
     return matrix(buf, rows * layout.units_at[layer], rows, layout.sizes[layer + 1])

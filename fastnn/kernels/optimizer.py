@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import helper
 
 # Rule.solver: what a step does with the gradient sums. GRADIENTS_ONLY leaves them where they
 # are (for loss_and_grads) instead of moving the weights.
@@ -39,7 +38,7 @@ class Rule(NamedTuple):
     max_norm: np.floating  # the limit of a hidden unit's incoming weights' norm; 0: none
 
 
-@njit(**SERIAL)
+@helper
 def moves_idle_weights(rule):
     """Whether a zero gradient can move a weight: through the penalty, or through a momentum
     or moment already built up (which `step` cannot know from the gradient alone)."""
@@ -48,7 +47,7 @@ def moves_idle_weights(rule):
     )
 
 
-@njit(**SERIAL)
+@helper
 def steps_touched_rows(rule, row_flags):
     """Whether the first layer's rows are stepped only where the batch touched them (or, under
     momentum, where a velocity is not yet zero: `passes.step_rows`): exact for plain SGD and
@@ -63,7 +62,7 @@ def steps_touched_rows(rule, row_flags):
     )
 
 
-@njit(**SERIAL)
+@helper
 def step(theta, sums, first, second, start, stop, rule, lr, decay):
     """One update of theta[start:stop] from its gradient sums, by rule.solver; decay: alpha / n
     in the dtype for weights, None for biases. Then the sums are zero for the next batch
@@ -88,7 +87,7 @@ def step(theta, sums, first, second, start, stop, rule, lr, decay):
     g[:] = 0
 
 
-@njit(**SERIAL)
+@helper
 def momentum_step(p, g, velocity, rule, lr):
     """v = mu * v - lr * g; then W += mu * v - lr * g (Nesterov) or W += v."""
     mu = rule.momentum
@@ -102,7 +101,7 @@ def momentum_step(p, g, velocity, rule, lr):
             p[j] += velocity[j]
 
 
-@njit(**SERIAL)
+@helper
 def adam_step(p, g, m, s, rule, lr):
     """m = b1 * m + (1 - b1) * g; s = b2 * s + (1 - b2) * g * g; W += -lr * m / (sqrt(s) + eps),
     lr already Adam's bias-corrected rate of this step."""
@@ -115,7 +114,7 @@ def adam_step(p, g, m, s, rule, lr):
         p[j] += rate * m[j] / (np.sqrt(s[j]) + eps)
 
 
-@njit(**SERIAL)
+@helper
 def rmsprop_step(p, g, s, rule, lr):
     """s = rho * s + (1 - rho) * g * g; W += -lr * g / (sqrt(s) + eps)."""
     rho, c = rule.rho, rule.one_minus_rho

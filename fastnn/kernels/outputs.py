@@ -7,14 +7,13 @@ compiled kernel serves every kind.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import helper
 
 SOFTMAX, LOGISTIC, IDENTITY = 0, 1, 2
 
 
-@njit(**SERIAL)
+@helper
 def softmax_row(z, p):
     """p = softmax(z) of the logits z, shifted by the max so exp cannot overflow; p may be z
     itself. Returns log(sum(exp(z - max))), the max, and the first index holding it."""
@@ -35,7 +34,7 @@ def softmax_row(z, p):
     return np.log(total), top, arg
 
 
-@njit(**SERIAL)
+@helper
 def sigmoid_row(z, p):
     """p = 1 / (1 + exp(-z)) elementwise, from e = exp(-|z|) so exp cannot overflow: 1 / (1 + e)
     for z >= 0, e / (1 + e) below, as the reference computes it. p may be z itself."""
@@ -45,7 +44,7 @@ def sigmoid_row(z, p):
         p[o] = one / (one + e) if z[o] >= 0 else e / (one + e)
 
 
-@njit(**SERIAL)
+@helper
 def output_row(output, z, p):
     """p = the network's outputs from the last layer's z, by the kind `output`: softmax,
     logistic (a sigmoid per output) or identity."""
@@ -58,7 +57,7 @@ def output_row(output, z, p):
             p[o] = z[o]
 
 
-@njit(**SERIAL)
+@helper
 def softmax_gradient(g, label):
     """g: a sample's logits, in place the gradient of its softmax cross-entropy, p - onehot.
     Returns the loss, -log p[label], from the logits (so it stays finite), and whether the
@@ -69,7 +68,7 @@ def softmax_gradient(g, label):
     return log_sum - (z_label - top), arg == label
 
 
-@njit(**SERIAL)
+@helper
 def logistic_gradient(g, t):
     """g: a sample's logits, in place the gradient of its binary cross-entropy summed over the
     labels, p - t with p = sigmoid(g). Returns the loss, scikit-learn's binary_log_loss of the
@@ -89,7 +88,7 @@ def logistic_gradient(g, t):
     return loss, right
 
 
-@njit(**SERIAL)
+@helper
 def squared_gradient(g, t):
     """g: a sample's outputs, in place the gradient of half its squared error, g - t. Returns
     the loss as scikit-learn's squared_loss reports it: half the squared error averaged over
@@ -103,7 +102,7 @@ def squared_gradient(g, t):
     return g.dtype.type(0.5) * (total / g.dtype.type(g.shape[0])), False
 
 
-@njit(**SERIAL)
+@helper
 def output_gradient(net, y, targets, r, g):
     """Row r's loss by net.output, whether it is predicted right, and in g (its last layer's
     z) the loss's gradient there: the output minus the target for all three kinds. Softmax

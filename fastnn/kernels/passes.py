@@ -27,9 +27,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
-from fastnn.kernels.config import DENSE_ROWS, SERIAL
+from fastnn.kernels.config import DENSE_ROWS, helper
 from fastnn.kernels.constraint import cap_rows
 from fastnn.kernels.csr import (
     add_csr_block_terms,
@@ -74,7 +73,7 @@ JOB_BYTES = 32768
 MAX_BLOCKS_PER_JOB = 8
 
 
-@njit(**SERIAL)
+@helper
 def hidden_grad_rows(G, start, stop, WT, A, slope, leaky, D):
     """D[i] = (G[i] @ W.T) * activation'(z) for the rows i of start..stop-1, for the layer
     below W (WT: W transposed, G: the dZ of W's layer), telling z > 0 from A[i] > 0 (the same
@@ -119,13 +118,13 @@ class Chunk(NamedTuple):
     firsts: np.ndarray  # (n_groups + 1,): see csr.group_runs
 
 
-@njit(**SERIAL)
+@helper
 def layer_rows(buf, chunk, layout, layer):
     """The chunk's rows of a layer's activations in buf (chunk.Z or chunk.A): (m, fan_out)."""
     return units(buf, chunk.held, layout, layer)[chunk.at : chunk.at + chunk.rows.shape[0]]
 
 
-@njit(**SERIAL)
+@helper
 def forward_samples(layout, net, X, table, chunk, lo, hi):
     """Samples lo..hi-1 of the chunk through every layer, a layer at a time: Z and A of each
     in their rows, the logits last. Their non-zero features are listed first, for this pass
@@ -186,7 +185,7 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
                     drop_units(A[i], net, layer, rows[i])
 
 
-@njit(**SERIAL)
+@helper
 def backward_samples(layout, net, y, targets, row_weights, chunk, lo, hi, total, losses, hits):
     """From the last layer's z of samples lo..hi-1: losses[i] = its loss, hits[i] = whether it
     is predicted right (see `output_gradient`), and the gradients of the batch's mean loss (its
@@ -218,13 +217,13 @@ def backward_samples(layout, net, y, targets, row_weights, chunk, lo, hi, total,
         G = D
 
 
-@njit(**SERIAL)
+@helper
 def run_of(t, m):
     """Run t of a chunk of m samples: samples t * RUN .. min((t + 1) * RUN, m) - 1."""
     return t * RUN, min((t + 1) * RUN, m)
 
 
-@njit(**SERIAL)
+@helper
 def forward_pass(layout, net, X, table, chunk, P):
     """The chunk's samples forward, P[i] = their outputs (`outputs.output_row`), a run of
     samples at a time."""
@@ -237,7 +236,7 @@ def forward_pass(layout, net, X, table, chunk, P):
             output_row(net.output, logits[i], P[i])
 
 
-@njit(**SERIAL)
+@helper
 def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
     """This member's share of the chunk's samples forward and back to the first layer's dZ, a
     run of samples a job; losses[i] and hits[i] get its loss and whether it was predicted
@@ -259,7 +258,7 @@ def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
             group_runs(chunk.idx, chunk.bounds, m, width, chunk.runs, chunk.firsts)
 
 
-@njit(**SERIAL)
+@helper
 def keep_panels(layout, chunk, lo, hi):
     """Samples lo..hi-1's rows of every hidden layer's A, and where the first layer runs dense
     of its dZ, into the chunk's panels, for the update pass's products."""
@@ -276,7 +275,7 @@ def keep_panels(layout, chunk, lo, hi):
             set_panel_row(P, chunk.at + i, dZ[i])
 
 
-@njit(**SERIAL)
+@helper
 def list_others(team, layout, net, X, chunk):
     """Lists the non-zero features of the samples of the chunk that the other members take
     forward, in this member's own lists: the update pass reads every sample's, and reading
@@ -310,7 +309,7 @@ def list_others(team, layout, net, X, chunk):
                 drop_features(idx, chunk.vals, bounds, i, net, inputs, rows[i])
 
 
-@njit(**SERIAL)
+@helper
 def blocks_per_job(hidden, itemsize):
     """The blocks of input features a first-layer job of the update pass owns, for W1 rows of
     `hidden` elements of itemsize bytes: the job's loop over a sample's entries ends (a
@@ -327,13 +326,13 @@ def blocks_per_job(hidden, itemsize):
     return max(least, min(MAX_BLOCKS_PER_JOB, JOB_BYTES // block_bytes))
 
 
-@njit(**SERIAL)
+@helper
 def block_groups(n_blocks, per_job):
     """The update pass's jobs of the first layer: one for every per_job blocks."""
     return (n_blocks + per_job - 1) // per_job
 
 
-@njit(**SERIAL)
+@helper
 def add_block_terms(g, per_job, X, rows, table, idx, bounds, D, acc):
     """acc[k] += X[rows[i], k] * D[i] for the features k of block group g (blocks g * per_job
     onwards), samples i in order (see `tile.scatter_row`). Returns whether any sample has a
@@ -349,7 +348,7 @@ def add_block_terms(g, per_job, X, rows, table, idx, bounds, D, acc):
     return touched
 
 
-@njit(**SERIAL)
+@helper
 def mark_rows(g, per_job, bounds, idx, m, rows_touched):
     """rows_touched[k] = True for every feature k of block group g that one of the chunk's m
     samples lists (see `add_block_terms`)."""
@@ -360,14 +359,14 @@ def mark_rows(g, per_job, bounds, idx, m, rows_touched):
             rows_touched[idx[e]] = True
 
 
-@njit(**SERIAL)
+@helper
 def add_column_terms(first, end, A, G, dWT):
     """dWT[o] += G[:, o] @ A for the units o of first..end-1, samples in order: columns of
     dW = A.T @ dZ, for the layer taking A (in panels) and giving dZ = G."""
     add_panel_products(dWT, first, end, G.T, A)
 
 
-@njit(**SERIAL)
+@helper
 def add_rows(M, acc):
     """acc += M[i], rows i in order: a bias gradient, summed over the samples."""
     for i in range(M.shape[0]):
@@ -383,7 +382,7 @@ class Batch(NamedTuple):
     last: bool  # whether this chunk ends it: time for the update
 
 
-@njit(**SERIAL)
+@helper
 def locate(job, layout, n_groups):
     """What job of the update pass does: (BLOCK_JOB, 0, block group g of the first layer's
     input features, of n_groups), (COLUMN_JOB, layer >= 1, group g of its units: see
@@ -400,7 +399,7 @@ def locate(job, layout, n_groups):
     return BIAS_JOB, c, 0
 
 
-@njit(**SERIAL)
+@helper
 def n_jobs(layout, n_groups):
     n_layers = layout.sizes.shape[0] - 1
     groups = 0
@@ -409,21 +408,21 @@ def n_jobs(layout, n_groups):
     return n_groups + groups + n_layers
 
 
-@njit(**SERIAL)
+@helper
 def units_of_group(layout, layer, g):
     """Units first..end-1 of a later layer: the GROUP units of group g (fewer in the last)."""
     first = g * GROUP
     return first, min(first + GROUP, layout.sizes[layer + 1])
 
 
-@njit(**SERIAL)
+@helper
 def features_of_group(g, per_job, n_in):
     """Input features first..end-1 of block group g, per_job blocks a group."""
     features = per_job * BLOCK
     return g * features, min((g + 1) * features, n_in)
 
 
-@njit(**SERIAL)
+@helper
 def owned(kind, layer, index, layout, itemsize):
     """The flat range of theta (of itemsize bytes an element) a job owns: a block group's rows
     of W1, a group's rows of a later layer's (transposed) weights, or a layer's biases."""
@@ -439,7 +438,7 @@ def owned(kind, layer, index, layout, itemsize):
     return layout.bias_at[layer], layout.bias_at[layer] + sizes[layer + 1]
 
 
-@njit(**SERIAL)
+@helper
 def sum_squares(theta, start, stop):
     """sum(theta[start:stop] ** 2) in float64, in order."""
     w = theta[start:stop]
@@ -449,7 +448,7 @@ def sum_squares(theta, start, stop):
     return total
 
 
-@njit(**SERIAL)
+@helper
 def weight_squares(theta, layout, n_groups, squares):
     """squares[job] = the sum of the squared weights the job owns (biases: 0); the L2
     penalty of the weights is alpha / 2 * their sum, summed in job order."""
@@ -459,7 +458,7 @@ def weight_squares(theta, layout, n_groups, squares):
         squares[job] = 0.0 if kind == BIAS_JOB else sum_squares(theta, start, stop)
 
 
-@njit(**SERIAL)
+@helper
 def add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, sums):
     """Adds the chunk's terms to the job's gradient sums (per_job: `blocks_per_job`); returns
     whether any was non-zero for certain (a block of the first layer where some sample has a
@@ -488,7 +487,7 @@ def add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, sums):
     return True
 
 
-@njit(**SERIAL)
+@helper
 def copy_ahead(layout, net, layer, g):
     """The group's columns of the layer's forward copy = its rows of the updated weights."""
     W, WT = ahead_weights(net.ahead, layout, layer), weights(net.theta, layout, layer)
@@ -500,7 +499,7 @@ def copy_ahead(layout, net, layer, g):
             W[p, j, column] = WT[o, j]  # the same numbers: the same bits
 
 
-@njit(**SERIAL)
+@helper
 def finish_job(
     job, kind, layer, index, layout, net, state, rule, batch, chunk, touched, row_flags, squares
 ):
@@ -555,7 +554,7 @@ def finish_job(
         squares[job] = sum_squares(net.theta, start, stop)
 
 
-@njit(**SERIAL)
+@helper
 def step_rows(layout, net, state, rule, lr, decay, g, row_flags):
     """`step` for the W1 rows of block group g that move. Under plain SGD those the batch
     touched (row_flags[TOUCHED, k], cleared here for the next batch), a run of neighbouring rows
@@ -593,7 +592,7 @@ def step_rows(layout, net, state, rule, lr, decay, g, row_flags):
              rule, lr, decay)  # fmt: skip
 
 
-@njit(**SERIAL)
+@helper
 def gradient_pass(
     team, layout, net, X, table, chunk, state, rule, batch, touched, row_flags, squares
 ):

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic, overload
 
-from fastnn.kernels.config import REGISTER_BYTES, SERIAL
+from fastnn.kernels.config import REGISTER_BYTES, SERIAL, helper
 
 BLOCK = 16  # input features per block (an update job owns a few: passes.blocks_per_job)
 WORD = 64  # pixels that scan_row_vector tests at once
@@ -67,7 +67,7 @@ def _input_table(X, like, factor):
     return floats
 
 
-@njit(**SERIAL)
+@helper
 def read_row(X, r, table, out):
     """out[k] = X[r, k] as `load_x` reads it, for every feature k: a dense first layer's
     input."""
@@ -75,7 +75,7 @@ def read_row(X, r, table, out):
         out[k] = load_x(X, r, k, table)
 
 
-@njit(**SERIAL)
+@helper
 def pixel_table(like):
     """v / 255 in the dtype of `like` for every byte v: the reference's division, done once."""
     dtype = like.dtype
@@ -126,7 +126,7 @@ def _prefetch(typingctx, X, r, k):
     return types.void(X, r, k), codegen
 
 
-@njit(**SERIAL)
+@helper
 def prefetch_row(X, r):
     """Starts loading row r of X into cache. Samples come in shuffled order, so the hardware
     cannot guess the next row and each of its cache lines would cost a trip to memory."""
@@ -154,7 +154,7 @@ def _scan_row(X, r, idx, i, bounds):
     return lambda X, r, idx, i, bounds: scan_row_any(X, r, idx, i, bounds)
 
 
-@njit(**SERIAL)
+@helper
 def scan_row_any(X, r, idx, i, bounds):
     """scan_row for any X. Within a block that has a non-zero, every feature is written and
     the cursor moves past non-zeros only: one spare slot, and no unpredictable branch per
@@ -212,7 +212,7 @@ def _bit_count(typingctx, m):
     return types.int64(types.uint64), codegen
 
 
-@njit(**SERIAL)
+@helper
 def list_set_bits(m, first, idx, c):
     """idx[c], idx[c + 1], ... = first + the positions of m's set bits, lowest first; returns
     the slot after the last one written."""
@@ -263,7 +263,7 @@ def _compress_block(typingctx, idx, c, bits, first):
     return types.void(idx, c, bits, first), codegen
 
 
-@njit(**SERIAL)
+@helper
 def list_word(m, first, idx, c):
     """list_set_bits for a WORD of pixels, a BLOCK at a time with `_compress_block`: no loop
     over the set bits, so no branch mispredicted at its end."""
@@ -278,7 +278,7 @@ def list_word(m, first, idx, c):
 list_nonzeros = list_word if REGISTER_BYTES == 64 else list_set_bits
 
 
-@njit(**SERIAL)
+@helper
 def scan_row_vector(X, r, idx, i, bounds):
     """scan_row for uint8 pixels in C order, n_in a multiple of BLOCK: a bit mask of a WORD of
     pixels from one vector compare, then only the non-zeros written, lowest bit first

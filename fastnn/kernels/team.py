@@ -27,11 +27,11 @@ from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from fastnn.kernels.config import SERIAL
+from fastnn.kernels.config import helper
 from fastnn.kernels.sparse import item_address
 
 ARRIVED, ABORTED = 0, 1  # the slots of Team.sync
@@ -170,7 +170,7 @@ def clock(typingctx):
     return types.int64(), codegen
 
 
-@njit(**SERIAL)
+@helper
 def meet(team, passed):
     """Waits until every member has arrived here, at the team's barrier number passed + 1
     (each member counts the barriers it has passed). Returns whether the team may go on:
@@ -193,14 +193,14 @@ def meet(team, passed):
     return _load_acquire(team.sync, ABORTED) == 0
 
 
-@njit(**SERIAL)
+@helper
 def my_jobs(team, n):
     """The jobs 0..n-1 of a pass this member does: every size-th, from its own index (the jobs
     j with `is_mine(team, j)`)."""
     return range(team.member, n, team.size)
 
 
-@njit(**SERIAL)
+@helper
 def is_mine(team, job):
     """Whether `my_jobs` gives this member the job."""
     return job % team.size == team.member

@@ -18,11 +18,11 @@ of a tile instead costs several times as much).
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from fastnn.kernels.config import REGISTER_BYTES, SERIAL, TILE_VECTORS, named
+from fastnn.kernels.config import REGISTER_BYTES, TILE_VECTORS, helper, named
 from fastnn.kernels.sparse import splat
 
 
@@ -238,7 +238,7 @@ def _by_tiles(make_intrinsic, name: str):
     whole_8, whole_4, whole_2, whole_1 = (make_intrinsic(n, False) for n in (8, 4, 2, 1))
     end_8, end_4, end_2, end_1, end_0 = (make_intrinsic(n, True) for n in (8, 4, 2, 1, 0))
 
-    @njit(**SERIAL)
+    @helper
     @named(name)
     def by_tiles(Y, i, M, idx, start, end, X, r, table):
         lanes = REGISTER_BYTES // M.itemsize
