@@ -333,6 +333,8 @@ def test_add_products_gives_a_row_the_same_bits_however_the_rows_are_split(dtype
         assert_same_bits(split, whole, f"Y, rows cut at {cuts}")
 
 
+# An error, not a fall back to Python objects with a warning: helpers compile in nopython mode.
+@pytest.mark.filterwarnings("error::numba.NumbaWarning")
 def test_add_products_refuses_rows_that_are_not_contiguous():
     M = np.zeros((4, 6))
     with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):

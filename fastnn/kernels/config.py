@@ -99,7 +99,7 @@ class Helper(CPUDispatcher):
 
 def helper(function: Callable) -> Helper:
     """@njit(**SERIAL) for a helper of the entries, as a Helper."""
-    return Helper(py_func=function, locals={}, targetoptions=dict(SERIAL))
+    return Helper(py_func=function, locals={}, targetoptions={**SERIAL, "nopython": True})
 
 
 def entry(function: Callable) -> Callable:
