@@ -239,7 +239,7 @@ def test_sweep_examples_run(tmp_path):
     install, local = _lines(blocks("bash", SWEEPS)[0])
     assert install == 'pip install -e ".[sweep]"'  # installed: pip install -e ".[dev,sweep]"
     out = run(_command(local), tmp_path).stdout
-    assert "12 trials in" in out and "best: python -m fastnn.train" in out
+    assert "8 trials in" in out and "best: python -m fastnn.train" in out
     out = run([sys.executable, "-c", blocks("python", SWEEPS)[0]], tmp_path).stdout
     assert len(out.strip().splitlines()) == 6, out  # a header line, a title and 4 means
     *services, cluster = _lines(blocks("bash", SWEEPS)[1])
@@ -259,7 +259,7 @@ def test_sweep_examples_run(tmp_path):
                 )  # fmt: skip
             )
         out = run(_command(cluster), tmp_path).stdout
-        assert "12 trials in" in out and "best: python -m fastnn.train" in out
+        assert "8 trials in" in out and "best: python -m fastnn.train" in out
     finally:
         for process in started:
             process.terminate()
