@@ -634,6 +634,29 @@ def test_no_two_kernel_functions_compile_under_one_name():
     assert not clashes, f"kernel functions compiled under one name for the same types: {clashes}"
 
 
+def test_helpers_are_compiled_to_ir_only_and_refuse_calls_from_python():
+    """A helper's library is finalised without machine code (kernels.linking): its callers
+    optimise and compile its IR with their own; Python, which would need that code, is told to
+    call it from compiled code."""
+    from fastnn.kernels.linking import HelperLibrary
+
+    rng = np.random.default_rng(0)
+    Y, C, M = (rng.standard_normal(shape) for shape in ((5, 7), (5, 3), (3, 7)))
+    expected = Y + C @ M
+    call(dense.add_products, Y, 0, 5, C, M)  # the trampoline's machine code runs the helper
+    np.testing.assert_allclose(Y, expected, rtol=1e-12)
+    signature = next(s for s in dense.add_products.signatures if s[0] == numba.typeof(Y))
+    library = dense.add_products.overloads[signature].library
+    assert isinstance(library, HelperLibrary) and library._finalized
+    assert not library._compiled  # no machine code of its own
+    trampoline = next(
+        o for s, o in call.overloads.items() if s[:1] == (numba.typeof(dense.add_products),)
+    ).library
+    assert not isinstance(trampoline, HelperLibrary) and trampoline._compiled
+    with pytest.raises(TypeError, match="runs in compiled code only"):
+        dense.add_products(Y, 0, 5, C, M)
+
+
 # --- predictions of a few rows ------------------------------------------------------------------
 
 

@@ -2,6 +2,8 @@
 compiled by Numba.
 
 - `config`: every compiler option, in one place;
+- `linking`: the helpers compiled to LLVM IR only, optimised and compiled to machine code once,
+  with the entry that calls them;
 - `cache`: Numba's on-disk cache of the entries, stale after an edit to any kernel source;
 - `team`: the threads that run an entry together, and the barrier where they meet;
 - `sparse`: reading X (uint8 pixels scaled as x / 255 in the parameters' dtype, as the

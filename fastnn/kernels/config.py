@@ -33,6 +33,7 @@ from numba.core.codegen import get_host_cpu_features
 from numba.core.registry import CPUDispatcher
 
 from fastnn.kernels.cache import SourcesCache
+from fastnn.kernels.linking import HelperCompiler
 
 
 def _can_cache() -> bool:
@@ -98,8 +99,14 @@ class Helper(CPUDispatcher):
 
 
 def helper(function: Callable) -> Helper:
-    """@njit(**SERIAL) for a helper of the entries, as a Helper."""
-    return Helper(py_func=function, locals={}, targetoptions={**SERIAL, "nopython": True})
+    """@njit(**SERIAL) for a helper of the entries, as a Helper, compiled to LLVM IR only: the
+    entries that call it optimise it and compile it to machine code (see `linking`)."""
+    return Helper(
+        py_func=function,
+        locals={},
+        targetoptions={**SERIAL, "nopython": True},
+        pipeline_class=HelperCompiler,
+    )
 
 
 def entry(function: Callable) -> Callable:
