@@ -106,27 +106,27 @@ def first_layer(request) -> str:
 
 
 # Background work of a whole-suite run (WHOLE_SUITE or more tests collected), on the core the
-# tests mostly leave idle: two lanes, each a thread running its jobs one after another.
+# tests mostly leave idle: lanes, each a thread running its jobs one after another.
 # 1. Compiling the Numba kernels for one (X dtype, parameters dtype) pair takes 25-35 s, most of
 #    the suite's time. WARM_UP compiles the two pairs of a parameters' dtype into the package's
 #    cache, uint8 X first, a lane each, both at once, while the test files that never compile
 #    the kernels (NUMBA_FREE, about a minute, a third of it waiting on test servers) run first:
 #    the others wait for it (`_compiled_by_the_warm_up`), then load the kernels.
-# 2. Then, in the first lane, the portable path: the equivalence and determinism suites again
-#    in a pytest of their own with the kernels compiled for a generic x86-64 CPU
-#    (NUMBA_CPU_NAME=generic: SSE2, none of AVX2's or AVX-512's instructions) into a cache of
-#    their own, as a machine without them would run them. test_portable.py (moved to the end of
+# 2. Then, in the first lane, COLD_COMPILE_TEST, which compiles the kernels from nothing in a
+#    process of its own (30 s of one core), in a pytest of its own; in the run itself, moved
+#    to the end, it waits for that run and reports it. It compiles them for a generic x86-64
+#    CPU (NUMBA_CPU_NAME=generic: SSE2, none of AVX2's or AVX-512's instructions), into the
+#    cache of its read-only copy of the package, in COLD_VARIABLE's folder, for:
+# 3. the portable path: the equivalence and determinism suites again in a pytest of their own,
+#    on that copy with those kernels, as a machine without AVX2 would run them (loaded from that
+#    cache, not compiled again: 11 CPU-s instead of 45). test_portable.py (moved to the end of
 #    the run) waits for it and reports. For one (inputs' dtype, parameters' dtype) pair only,
-#    PORTABLE_PAIR (the tests of others are left out by PORTABLE_SELECTION): compiling is nearly
-#    all of its time, 40-60 s a pair on a busy machine. The code the generic target changes,
-#    the vectors and the register tiles (kernels.config), is the same code in every pair;
-#    float32 has the most lanes a vector, and uint8 inputs take the pixels' table (float
-#    inputs differ from them only in that table: kernels.sparse). The run's last test checks
-#    that nothing else was compiled, so that a test added with another pair cannot double the
-#    run's time unnoticed, as the sparse tests once did.
-# 3. Then COLD_COMPILE_TEST, which compiles the kernels from nothing in a process of its own (30
-#    s of one core, nearly all waiting), in a pytest of its own; in the run itself, moved to the
-#    end as well, it waits for that run and reports it.
+#    PORTABLE_PAIR (the tests of others are left out by PORTABLE_SELECTION). The code the
+#    generic target changes, the vectors and the register tiles (kernels.config), is the same
+#    code in every pair; float32 has the most lanes a vector, and uint8 inputs take the
+#    pixels' table (float inputs differ from them only in that table: kernels.sparse). The
+#    run's last test checks that nothing else was compiled, so that a test added with another
+#    pair cannot double the run's time unnoticed, as the sparse tests once did.
 # 4. Last in each lane, the test files of its set in BESIDE_FILES, taken out of the run itself
 #    to run in a pytest of their own; BESIDE_TEST reports them. They are the files that use
 #    the run's cores least or want nothing of its state: the benchmarks' tests (nearly all
@@ -134,8 +134,9 @@ def first_layer(request) -> str:
 #    examples of the README and docs/ and the tests of Ctrl-C (nearly all their time is
 #    commands in processes of their own, loading the data and the cached kernels). The sets
 #    balance the lanes, and the lanes the run itself: the first has the portable run and the
-#    cold compile before it; in the run that measured it, the first lane ended at 297 s, the
-#    second at 348 s and the run itself at 430 s, before test_interrupt.py (40 s of it) moved.
+#    cold compile before it. A third lane, from the start, runs test_data_load.py, whose tests
+#    mostly wait for the deadlines of their test servers: in the run itself it held the other
+#    tests back by 40 s for 11 s of CPU.
 WHOLE_SUITE = 500
 WARM_UP = """
 import numpy as np
@@ -172,10 +173,17 @@ COLD_COMPILE_TEST = (
     "tests/test_interrupt.py::"
     "test_first_run_compiles_into_the_user_cache_says_so_and_ctrl_c_waits_for_it"
 )
+# Where the cold compile copies the package read-only (COLD_PACKAGE/fastnn) and where Numba
+# caches the copy's kernels instead (COLD_USER_CACHE, as XDG_CACHE_HOME): the test's own
+# tmp_path, unless COLD_VARIABLE names a folder, as the background run does for the portable
+# run to load those kernels.
+COLD_VARIABLE = "FASTNN_TEST_COLD_DIR"
+COLD_PACKAGE, COLD_USER_CACHE = "pkg", "user-cache"
 BESIDE_FILES = (
     {"test_docs.py", "test_interrupt.py"},
     {"test_bench.py", "test_bench_layers.py", "test_bench_profile.py", "test_bench_predict.py",
      "test_readme.py"},
+    {"test_data_load.py"},
 )  # fmt: skip
 BESIDE_TEST = "test_beside.py"
 BESIDE_VARIABLE = "FASTNN_TEST_BESIDE"  # "1" in their run: its teams have one member, as here
@@ -292,18 +300,27 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     folder = Path(tempfile.mkdtemp(prefix="fastnn-tests-"))
     quiet = {"FASTNN_TEST_BACKGROUND": "0"}
-    portable = {**quiet, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(folder / "cache")}
+    generic = {**quiet, "NUMBA_CPU_NAME": "generic"}
+    portable = {**generic, "NUMBA_CACHE_DIR": str(folder / "cache")}
     pytest_command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     lanes: list[list[Job]] = [
         [(f"warm-up-{dtype}", [sys.executable, "-c", WARM_UP.format(dtype=dtype)], quiet)]
         for dtype in WARM_UP_DTYPES
-    ]
+    ] + [[] for _ in BESIDE_FILES[len(WARM_UP_DTYPES) :]]
+    if any(item.nodeid == COLD_COMPILE_TEST for item in session.items):
+        # For the generic CPU: the portable run then loads what it compiled, from the copy of
+        # the package it made (PYTHONSAFEPATH: not the checkout, which `-m` would put first).
+        cold = folder / "cold"
+        cold_env = {**generic, COLD_VARIABLE: str(cold)}
+        lanes[0].append(("cold-compile", [*pytest_command, COLD_COMPILE_TEST], cold_env))
+        portable = {
+            **generic, "PYTHONPATH": str(cold / COLD_PACKAGE), "PYTHONSAFEPATH": "1",
+            "NUMBA_CACHE_DIR": "", "XDG_CACHE_HOME": str(cold / COLD_USER_CACHE),
+        }  # fmt: skip
     if any(item.path.name == PORTABLE_TEST for item in session.items):
         lanes[0].append(
             ("portable", [*pytest_command, *PORTABLE_TESTS, *PORTABLE_SELECTION], portable)
         )
-    if any(item.nodeid == COLD_COMPILE_TEST for item in session.items):
-        lanes[0].append(("cold-compile", [*pytest_command, COLD_COMPILE_TEST], quiet))
     for lane, nodeids in enumerate(_beside):
         if nodeids:
             beside = {**quiet, BESIDE_VARIABLE: "1"}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import COLD_PACKAGE, COLD_USER_CACHE, COLD_VARIABLE
 
 import fastnn
 from fastnn.backends import get_backend
@@ -193,7 +194,7 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path):
 def read_only_copy(root: Path) -> Path:
     """The package copied under root, its kernels' __pycache__ impossible to create: a file
     takes its name (chmod alone does not stop root) and the folders are read-only."""
-    copy = root / "pkg" / "fastnn"
+    copy = root / COLD_PACKAGE / "fastnn"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "kernels" / "__pycache__").write_text("not a folder")
     for folder in [copy, *[p for p in copy.rglob("*") if p.is_dir()]]:
@@ -205,24 +206,22 @@ def read_only_copy(root: Path) -> Path:
 def test_first_run_compiles_into_the_user_cache_says_so_and_ctrl_c_waits_for_it(
     tmp_path, background, real_data_dir
 ):
-    """One cold compile (about 30 s at LLVM level 1) serves three checks. The package folder
-    is read-only, so Numba falls back to the user's cache without a traceback. The command
-    says it is compiling; Ctrl-C meanwhile lets compilation finish, trains one epoch, writes
-    the outputs and exits 130. A second run loads the kernels from the cache and claims no
+    """One cold compile (about 30 s of one core) serves three checks. The package folder is
+    read-only, so Numba falls back to the user's cache without a traceback. The command says
+    it is compiling; Ctrl-C meanwhile lets compilation finish, trains one epoch, writes the
+    outputs and exits 130. A second run loads the kernels from the cache and claims no
     compiling. In a whole-suite run this test runs in the background (see conftest.py), and
-    here it reports that run."""
+    here it reports that run; there the copy and its cache are in COLD_VARIABLE's folder, for
+    the portable run to load the kernels that it compiled."""
     if background is not None:
         background.check("cold-compile")
         return
-    copy = read_only_copy(tmp_path)
-    user_cache = tmp_path / "user-cache"  # where Numba falls back to, as ~/.cache would be
+    root = Path(os.environ.get(COLD_VARIABLE) or tmp_path)
+    copy = read_only_copy(root)
     # The data named, as fastnn's own cache moves with XDG_CACHE_HOME.
-    env = {"PYTHONPATH": str(copy.parent), "NUMBA_CACHE_DIR": "", "XDG_CACHE_HOME": str(user_cache),
-           "FASTNN_DATA_DIR": str(real_data_dir),
-           # LLVM's level 1 compiles faster (29 s against 38 s here) and serves these checks
-           # as well; the code stays in this test's own cache folder. (Level 0 would compile
-           # in 18 s, but Numba does not cache code compiled at level 0.)
-           "NUMBA_OPT": "1"}  # fmt: skip
+    env = {"PYTHONPATH": str(copy.parent), "NUMBA_CACHE_DIR": "",
+           "XDG_CACHE_HOME": str(root / COLD_USER_CACHE),
+           "FASTNN_DATA_DIR": str(real_data_dir)}  # fmt: skip
     try:
         cold = tmp_path / "cold"
         cold.mkdir()
@@ -237,7 +236,9 @@ def test_first_run_compiles_into_the_user_cache_says_so_and_ctrl_c_waits_for_it(
         assert "compiled the kernels in " in out
         assert json.loads((cold / "metrics.json").read_text())["epochs_completed"] == 1
         # The copy ran (the installed package would have used its own __pycache__).
-        assert list(user_cache.rglob("*.nbi")), "nothing cached in the user's cache folder"
+        assert list((root / COLD_USER_CACHE).rglob("*.nbi")), (
+            "nothing cached in the user's cache folder"
+        )
 
         warm = tmp_path / "warm"
         warm.mkdir()
