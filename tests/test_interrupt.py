@@ -42,7 +42,7 @@ def test_first_ctrl_c_is_recorded_and_everything_restored():
         assert stop.requested  # the second press would end the process: see below
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.set_wakeup_fd(wakeup) == wakeup
-    assert set(threading.enumerate()) == threads
+    assert set(threading.enumerate()) <= threads  # none left behind (others may end)
 
 
 def test_nested_blocks_share_one_request():
