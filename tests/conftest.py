@@ -131,8 +131,8 @@ def first_layer(request) -> str:
 #    to run in a pytest of their own; BESIDE_TEST reports them. They are the files that use
 #    the run's cores least or want nothing of its state: the benchmarks' tests (nearly all
 #    their time is compiling the bench's own kernels, which nothing else uses) and the
-#    examples of the README and docs/ and the tests of Ctrl-C (nearly all their time is
-#    commands in processes of their own, loading the data and the cached kernels). The sets
+#    examples of the README and docs/, the tests of Ctrl-C and of sweeps (nearly all their time
+#    is commands in processes of their own, loading the data and the cached kernels). The sets
 #    balance the lanes, and the lanes the run itself: the first has the portable run and the
 #    cold compile before it. A third lane, from the start, runs test_data_load.py, whose tests
 #    mostly wait for the deadlines of their test servers: in the run itself it held the other
@@ -180,7 +180,7 @@ COLD_COMPILE_TEST = (
 COLD_VARIABLE = "FASTNN_TEST_COLD_DIR"
 COLD_PACKAGE, COLD_USER_CACHE = "pkg", "user-cache"
 BESIDE_FILES = (
-    {"test_docs.py", "test_interrupt.py"},
+    {"test_docs.py", "test_interrupt.py", "test_sweep.py", "test_sweep_cluster.py"},
     {"test_bench.py", "test_bench_layers.py", "test_bench_profile.py", "test_bench_predict.py",
      "test_readme.py"},
     {"test_data_load.py"},
