@@ -773,6 +773,7 @@ def serve_file(path):
 def test_no_thread_or_connection_is_left_after_a_deadline(
     real_data_dir, scripted, monkeypatch, tmp_path, short_deadline
 ):
+    gc.collect()  # what earlier tests left for the GC to close, before the count
     threads, descriptors = other_threads(), open_descriptors()
     good = scripted(serve_file(real_data_dir / "mnist" / f"{LABELS}.gz"))
     with warnings.catch_warnings(record=True) as caught:
@@ -786,5 +787,7 @@ def test_no_thread_or_connection_is_left_after_a_deadline(
         good.close()
         gc.collect()
     assert not other_threads() - threads, [t.name for t in other_threads() - threads]
-    assert open_descriptors() == descriptors
+    # None more (fewer, where something an earlier test opened closed meanwhile: a run that
+    # had this test start beside three busy processes counted 14 descriptors before, 13 after).
+    assert open_descriptors() <= descriptors
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
