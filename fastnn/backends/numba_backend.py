@@ -86,7 +86,7 @@ def dense_input(X: np.ndarray | SparseRows) -> bool:
 
 
 COMPILE_NOTICE = (
-    "compiling the Numba kernels once, about a minute (later runs load them from the cache)"
+    "compiling the Numba kernels once, about half a minute (later runs load them from the cache)"
 )
 
 

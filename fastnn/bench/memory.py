@@ -27,7 +27,7 @@ from fastnn.core.sparse import is_sparse
 
 MB = 2**20
 HEADROOM_MB = 200  # the target's allowance over the matrix and the model (issue 30)
-TIMEOUT_S = 900  # a first run compiles the kernels (about a minute each dtype); far above it
+TIMEOUT_S = 900  # a first run compiles the kernels (about half a minute each dtype); far above it
 WARM_ROWS, WARM_FEATURES = 256, 64  # the compiling run: the epoch's types, a few of its rows
 CLEAR_REFS = Path("/proc/self/clear_refs")
 STATUS = Path("/proc/self/status")
