@@ -180,7 +180,7 @@ def test_drawn_mnist_digits_are_predicted_like_the_originals(mnist_model, tmp_pa
 def test_a_regressor_or_multilabel_model_is_refused_clearly(tmp_path, toy, capsys):
     _, folder = toy
     X = np.random.default_rng(0).integers(0, 256, (30, 784)).astype(np.uint8)
-    small = dict(hidden_layer_sizes=4, backend="numpy", max_iter=1)
+    small = dict(hidden_layer_sizes=4, backend="numpy", max_iter=1, random_state=0)
     fastnn.MLPRegressor(**small).fit(X, X[:, 0] / 255).save(tmp_path / "r.npz")
     MLPClassifier(**small).fit(X, (X[:, :3] > 128).astype(int)).save(tmp_path / "m.npz")
     for name, outputs in (("r.npz", "identity outputs (a regressor's)"), ("m.npz", "logistic")):
