@@ -78,8 +78,7 @@ FASTMATH = False
 SERIAL = {
     "fastmath": FASTMATH, "error_model": "numpy", "nogil": True,
     # Called from compiled code only: no wrapper for calls from Python or C, which Numba would
-    # otherwise build (and compile to machine code) for every helper: without them compiling
-    # the kernels for a dtype pair takes a fifth less (53 s against 67 s of one core).
+    # otherwise build and compile for every helper.
     "no_cpython_wrapper": True, "no_cfunc_wrapper": True,
 }  # fmt: skip
 # The functions that Python calls: the entries, and the bench tools' own serial loops.
