@@ -145,7 +145,7 @@ pixels = np.random.default_rng(0).integers(0, 256, (64, 784)).astype(np.uint8)
 for X in (pixels, (pixels / 255.0).astype({dtype!r})):
     model = MLPClassifier(
         hidden_layer_sizes=(4,), max_iter=1, learning_rate_init=0.01, dtype={dtype!r},
-        augment="shift",
+        augment="shift" if X.dtype != np.float64 else None,  # no test augments float64 X
     )
     model.fit(X, np.arange(64) % 3).predict(X)
 """
