@@ -23,6 +23,7 @@ from onnx_helpers import require_runtime
 import fastnn
 from fastnn.export import command
 from fastnn.export import onnx as export
+from fastnn.files.persist import NOT_A_MODEL
 
 TOLERANCE_EPS = 64
 N_FEATURES = 784  # MNIST's 28 x 28
@@ -301,7 +302,7 @@ def test_command_errors(tmp_path, capsys):
     (tmp_path / "bad.npz").write_bytes(b"not a model")
     for model, said in [
         ("missing.npz", "missing.npz: no such file"),
-        ("bad.npz", "bad.npz: not a fastnn model file (it is not a .npz archive)"),
+        ("bad.npz", f"bad.npz: {NOT_A_MODEL.format('it is not a .npz archive')}"),
     ]:
         assert command.main([str(tmp_path / model), str(tmp_path / "m.onnx")]) == 1
         assert capsys.readouterr().err == f"fastnn.export: error: {tmp_path / said}\n"

@@ -297,7 +297,14 @@ def test_damaged_files(tmp_path, saved):
     expect_error(tmp_path / "single.npy", "not a .npz archive")
     with zipfile.ZipFile(tmp_path / "other.npz", "w") as archive:
         archive.writestr("README.txt", "hello")
-    expect_error(tmp_path / "other.npz", "entries that are not .npy arrays")
+    expect_error(tmp_path / "other.npz", "not a fastnn model file .*not .npy arrays")
+    np.savez(tmp_path / "arrays.npz", X=np.zeros((2, 3)), y=np.arange(2))  # a user's own data
+    expect_error(
+        tmp_path / "arrays.npz",
+        r"arrays.npz: not a fastnn model file \(a \.npz archive of other arrays: it has no "
+        r"'header' array\); fastnn reads the \.npz files that a model's save\(\) and "
+        r"python -m fastnn\.train --save write$",
+    )
     expect_error(tmp_path / "missing.npz", "no such file")
     expect_error(tmp_path, "is a directory")
 

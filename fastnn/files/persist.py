@@ -46,6 +46,12 @@ FORMAT = "fastnn-model"
 FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)
 HEADER = "header"
+# A file that is no model file at all (another archive, numpy's own .npz of arrays): what it
+# is, and what fastnn reads instead.
+NOT_A_MODEL = (
+    "not a fastnn model file ({}); fastnn reads the .npz files that a model's save() and "
+    "python -m fastnn.train --save write"
+)
 HEADER_FIELDS = (
     "format", "format_version", "fastnn_version", "architecture", "activation", "dtype",
     "classes", "config", "scores", "optimizer", "history", "output",
@@ -175,7 +181,7 @@ def read_model(path: str | os.PathLike) -> SavedModel:
     try:
         with path.open("rb") as f:
             if f.read(4) != ZIP_MAGIC:
-                raise fail(path, "not a fastnn model file (it is not a .npz archive)")
+                raise fail(path, NOT_A_MODEL.format("it is not a .npz archive"))
             with zipfile.ZipFile(f) as archive:
                 return _read(path, archive, os.fstat(f.fileno()).st_size)
     except (ModelFileError, MemoryError):
@@ -220,9 +226,10 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]
     infos = archive.infolist()
     members = {info.filename.removesuffix(".npy"): info for info in infos}
     if len(members) != len(infos) or not all(info.filename.endswith(".npy") for info in infos):
-        raise fail(path, "the archive holds entries that are not .npy arrays")
+        raise fail(path, NOT_A_MODEL.format("the archive holds entries that are not .npy arrays"))
     if HEADER not in members:
-        raise fail(path, f"missing array(s) {[HEADER]}")
+        why = f"a .npz archive of other arrays: it has no {HEADER!r} array"
+        raise fail(path, NOT_A_MODEL.format(why))
     return members
 
 
@@ -243,7 +250,7 @@ def _read_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) ->
     except (ValueError, RecursionError) as exc:
         raise fail(path, f"the header is not valid JSON text ({exc})") from None
     if not _is_dict(header) or header.get("format") != FORMAT:
-        raise fail(path, f"not a fastnn model file (its header does not say format {FORMAT!r})")
+        raise fail(path, NOT_A_MODEL.format(f"its header does not say format {FORMAT!r}"))
     version = header.get("format_version")
     if type(version) is not int or version not in READ_VERSIONS:
         raise fail(
