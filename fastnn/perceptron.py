@@ -19,6 +19,7 @@ from fastnn.core.hyperparameters import preset_params, resolved_learning_rate
 from fastnn.core.model import Params, check_dtype, init_params
 from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 from fastnn.files import persist
+from fastnn.files.atomic import check_writable
 from fastnn.files.history import EPOCH_RECORDS, History, generator_state
 from fastnn.scikit import ScikitLearnProtocol
 
@@ -450,6 +451,7 @@ class MultilayerPerceptron(ScikitLearnProtocol):
         self._check_fitted()
         if dataset is not None and not isinstance(dataset, str):
             raise ValueError(f"dataset must be a name (a str); got {dataset!r}")
+        check_writable(path, "model file")  # a folder, or a file where a folder must be
         dataset = dataset or getattr(self, "_dataset", None)
         config = self.get_params() if dataset is None else {**self.get_params(), "dataset": dataset}
         if not (config["random_state"] is None or checks.is_int(config["random_state"])):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -94,6 +95,23 @@ def test_saving_is_atomic(tmp_path, saved):
     with pytest.raises(ValueError, match="config and scores must be JSON-serialisable"):
         save_model(path, params, activation="relu", classes=[0, 1, 2], config={"x": object()})
     assert path.read_bytes() == saved.read_bytes() and os.listdir(tmp_path) == ["model.npz"]
+
+
+def test_save_to_a_path_it_cannot_write_says_why_and_writes_nothing(tmp_path):
+    """As the command's --save and to_onnx: named in the message, nothing left behind (the
+    folder's case raised IsADirectoryError naming the temporary file)."""
+    model = fit()
+    (tmp_path / "a-file").write_text("kept")
+    cases = {
+        tmp_path: "is a folder; give a file name",
+        tmp_path / "a-file" / "model.npz": f"{tmp_path / 'a-file'} is a file, so no folder can be "
+        "made inside it",
+    }
+    for path, problem in cases.items():
+        with pytest.raises(ValueError, match=re.escape(f"model file {path}: {problem}")):
+            model.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    assert (tmp_path / "a-file").read_text() == "kept"
 
 
 def _writer_in_the_middle_of_a_save(path):
