@@ -186,9 +186,12 @@ for config, seed in configs:
 """
 
 
-def test_a_local_cluster_sweep_gives_the_bits_of_the_trials_run_one_by_one(real_data_dir):
+def test_a_local_cluster_sweep_gives_the_bits_of_the_trials_run_one_by_one(
+    real_data_dir, tmp_path, monkeypatch
+):
     require_distributed()
     import fastnn
+    from fastnn.sweep import run
 
     grid = {"hidden_layer_sizes": [8, 16], "learning_rate_init": [0.01, 0.03]}
     options = dict(
@@ -204,9 +207,14 @@ def test_a_local_cluster_sweep_gives_the_bits_of_the_trials_run_one_by_one(real_
 
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         with Client(cluster) as client:
-            table = fastnn.sweep(grid, scheduler=client, **options)
+            log = tmp_path / "results.jsonl"
+            table = fastnn.sweep(grid, scheduler=client, results_file=log, **options)
             halved = fastnn.sweep(grid, scheduler=client, halving=True, **{**options, "epochs": 3})
     assert len(table) == 8 and set(table["status"]) == {"finished"}
+    # The same sweep again, its log complete: read from the log, no cluster started.
+    monkeypatch.setattr(run, "open_client", lambda *_: pytest.fail("a cluster was started"))
+    again = fastnn.sweep(grid, results_file=log, **options)
+    assert again.equals(table)
     # Halving: the 4 configurations for 1 epoch (the trials above), the best 2 for 3.
     first, second = halved[halved["rung"] == 0], halved[halved["rung"] == 1]
     assert sorted(first["trial"]) == sorted(table["trial"]) and len(second) == 4
@@ -311,3 +319,15 @@ def test_ctrl_c_then_resume_runs_every_trial_once(real_data_dir, tmp_path):
     assert f"{len(done)} trials done already" in said and "best: python -m fastnn.train" in said
     written = {p.name for p in Path(out).iterdir()}
     assert {"results.csv", "ranked.csv", "accuracy-vs-seconds.png"} <= written
+    # Once more, finished: every trial is read from the log, and no cluster is started.
+    log_before = (out / "results.jsonl").read_bytes()
+    finished = subprocess.run(
+        sweep_command("--resume", str(out)), capture_output=True, text=True, timeout=90,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr
+    assert "all 6 trials done already, no cluster started" in finished.stdout
+    assert (
+        "best: python -m fastnn.train" in finished.stdout and " trials in " not in finished.stdout
+    )
+    assert (out / "results.jsonl").read_bytes() == log_before

@@ -265,9 +265,18 @@ def run(
     data: SweepData,
 ) -> int:
     from fastnn.sweep import report
-    from fastnn.sweep.run import Driver, open_client
+    from fastnn.sweep.run import Driver, logged_rows, open_client
 
     started = time.perf_counter()
+    logged = logged_rows(settings, log, data, args.threads) if args.resume else None
+    if logged is not None:  # a finished sweep asked again
+        print(
+            f"fastnn sweep | {report.plan(settings)} | all {len(logged)} trials done already, "
+            f"no cluster started | results in {out}",
+            flush=True,
+        )
+        wall = time.perf_counter() - started
+        return report.finish(settings, logged, [], out, wall, args.top, not args.no_figures)
     client, cluster = open_client(args.scheduler, args.workers, args.threads)
     try:
         if not args.resume:  # once the cluster is there: a sweep that cannot start leaves none

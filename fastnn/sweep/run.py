@@ -130,8 +130,24 @@ class ClosingHeartbeatFilter(logging.Filter):
         return not (closing and record.getMessage().startswith(self.MESSAGE))
 
 
+class ClusterNeeded(Exception):
+    """A Driver without a client came to a trial that its log does not hold."""
+
+
+def logged_rows(
+    settings: Settings, log: results.ResultsLog, data: trial.SweepData, threads: int = 1
+) -> list[dict[str, Any]] | None:
+    """Every trial's row if the log holds every trial the sweep would run (a finished sweep
+    asked again: no cluster to start, no worker process to wait for), else None."""
+    try:
+        return Driver(settings, None, log, data, threads=threads).run()
+    except ClusterNeeded:
+        return None
+
+
 class Driver:
-    """Runs the sweep's stages on a client, writing each row to the log as it arrives."""
+    """Runs the sweep's stages on a client, writing each row to the log as it arrives; with
+    no client, only as far as the log holds the stages' trials (see `logged_rows`)."""
 
     def __init__(
         self,
@@ -194,7 +210,11 @@ class Driver:
 
         rows = {sp["trial"]: self.done[sp["trial"]] for sp in specs if sp["trial"] in self.done}
         todo = [sp for sp in specs if sp["trial"] not in rows]
-        if todo and self.data_future is None:
+        if not todo:
+            return [rows[sp["trial"]] for sp in specs]
+        if self.client is None:
+            raise ClusterNeeded
+        if self.data_future is None:
             # Once to every worker; a worker that joins later gets it from a peer.
             self.data_future = self.client.scatter(self.data, broadcast=True, hash=False)
         pending = {
@@ -305,16 +325,18 @@ def sweep(
         log = results.ResultsLog(results_file)
         for note in log.notes:
             _warn(note)
-        client, cluster = open_client(scheduler, workers, threads)
-        try:
-            rows = Driver(
-                settings, client, log, sweep_data, threads=threads, retries=retries,
-                progress=progress,
-            ).run()  # fmt: skip
-        finally:
-            if cluster is not None:
-                client.close()
-                cluster.close()
+        rows = logged_rows(settings, log, sweep_data, threads)
+        if rows is None:
+            client, cluster = open_client(scheduler, workers, threads)
+            try:
+                rows = Driver(
+                    settings, client, log, sweep_data, threads=threads, retries=retries,
+                    progress=progress,
+                ).run()  # fmt: skip
+            finally:
+                if cluster is not None:
+                    client.close()
+                    cluster.close()
     return results.frame(rows, list(settings.space))
 
 
@@ -323,4 +345,12 @@ def _warn(note: str | None) -> None:
         warnings.warn(note, UserWarning, stacklevel=3)
 
 
-__all__ = ["Driver", "Settings", "open_client", "require_dask", "sweep"]
+__all__ = [
+    "ClusterNeeded",
+    "Driver",
+    "Settings",
+    "logged_rows",
+    "open_client",
+    "require_dask",
+    "sweep",
+]
