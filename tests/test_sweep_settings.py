@@ -4,6 +4,9 @@ naming the parameter, before the data is read (except where the limit is the dat
 any file is written and before Dask is started."""
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 from sweep_helpers import TINY, require_distributed
@@ -199,3 +202,38 @@ def test_the_data_limits_of_the_library(real_data_dir, tmp_path, nothing_starts)
         fastnn.sweep({"alpha": [0.0, 0.1]}, train_rows=55001, **kwargs)  # the preset's 5000
     with pytest.raises(ValueError, match=f"data {tmp_path / 'nowhere'}: "):
         fastnn.sweep({"alpha": [0.0, 0.1]}, **{**kwargs, "data": tmp_path / "nowhere"})
+
+
+# In a process of its own: Dask's Client leaves its event loop's thread behind when it fails.
+WRONG_SCHEDULERS = """
+import socket, sys
+from fastnn.sweep import run
+run.CONNECT_TIMEOUT = "0.5s"
+with socket.socket() as probe:  # a port of this machine that nothing listens on
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+for address in ("nonsense", f"tcp://127.0.0.1:{port}"):
+    try:
+        run.open_client(address)
+    except (ValueError, OSError) as exc:
+        print(f"{type(exc).__name__}: {exc}")
+"""
+
+
+def test_a_wrong_or_silent_scheduler_address_says_what_to_do():
+    """Dask's own words ("missing port number in address", "Timed out trying to connect")
+    named the problem but not what to do about it."""
+    require_distributed()
+    result = subprocess.run(
+        [sys.executable, "-c", WRONG_SCHEDULERS], capture_output=True, text=True, timeout=60
+    )
+    wrong, silent = result.stdout.splitlines()
+    assert re.fullmatch(
+        r"ValueError: scheduler address 'nonsense': .*port.*; give one such as tcp://HOST:8786",
+        wrong,
+    ), wrong
+    assert re.fullmatch(
+        r"OSError: no Dask scheduler answered at tcp://127\.0\.0\.1:\d+ \(.*\); start one there "
+        r"\(dask scheduler --port PORT\) or check the address",
+        silent,
+    ), silent

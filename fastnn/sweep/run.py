@@ -24,6 +24,7 @@ from fastnn.sweep.space import configurations, halving_rungs
 
 INSTALL_ADVICE = "install it with: pip install 'fastnn-mlp[sweep]'"
 RETRIES = 2  # a trial that raises is run again this often; a dying worker is Dask's count
+CONNECT_TIMEOUT = "20s"  # for a scheduler given by its address
 # Threads-per-trial variables for the worker processes: Numba's pool, and NumPy's BLAS (which
 # Dask caps at 1 already) so that workers x threads stays within the cores.
 THREAD_VARIABLES = (
@@ -75,7 +76,17 @@ def open_client(scheduler: Any = None, workers: int | None = None, threads: int 
     if scheduler is not None and not isinstance(scheduler, str):
         return scheduler, None
     if scheduler is not None:
-        return Client(scheduler, timeout="20s"), None
+        try:
+            return Client(scheduler, timeout=CONNECT_TIMEOUT), None
+        except ValueError as exc:  # the address itself, e.g. without a port
+            raise ValueError(
+                f"scheduler address {scheduler!r}: {exc}; give one such as tcp://HOST:8786"
+            ) from None
+        except OSError as exc:  # nothing answered there in time
+            raise OSError(
+                f"no Dask scheduler answered at {scheduler} ({exc}); start one there (dask "
+                f"scheduler --port PORT) or check the address"
+            ) from None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     n_workers = workers if workers is not None else max(1, (cores or 1) // threads)
     cluster = LocalCluster(
