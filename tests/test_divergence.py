@@ -3,6 +3,7 @@ caught after the epoch that did it, the same way in both backends and both front
 weights from before that epoch are kept."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -45,6 +46,31 @@ def test_runaway_training_is_caught_alike_in_both_backends(backend, lr, what, mn
         model(backend, lr).fit(*mnist)
     message = str(caught.value)
     assert f"try a smaller one, e.g. {lr / 10:g}" in message and "learning_rate_init" in message
+    assert "The inputs reach" not in message  # pixels: the kernels scale them
+
+
+def test_a_run_diverging_on_unscaled_inputs_says_to_scale_them(mnist):
+    """Features in the thousands, dense and sparse, and float pixels of 0-255 (not / 255): a
+    smaller rate alone is not the advice a careful user needs."""
+    import scipy.sparse
+
+    y = mnist[1][:500]
+    features = np.random.default_rng(0).normal(size=(500, 50)) * 1000
+    said = re.escape(
+        "in absolute value: scaling them to about unit size first (pixels / 255, or each "
+        "feature to mean 0 and variance 1) matters more."
+    )
+    for inputs in (features, scipy.sparse.csr_matrix(features)):
+        with pytest.raises(
+            training.TrainingDiverged, match=r"The inputs reach \d\.\d+e\+03 " + said
+        ):
+            model("numpy", 1.0).fit(inputs, y)
+    pixels = mnist[0][:500].astype(np.float32)
+    with (
+        pytest.warns(UserWarning, match="look like pixels"),
+        pytest.raises(training.TrainingDiverged, match="The inputs reach 255 " + said),
+    ):
+        model("numpy", 1.0).fit(pixels, y)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

@@ -274,8 +274,8 @@ def run_epochs(
                 lr = float(rates.max())
                 diverged = (
                     f"training diverged in epoch {epoch}: {problem}. The learning rate {lr:g} "
-                    f"is too high for this setup; try a smaller one, e.g. {lr / 10:g}. The "
-                    "weights from before this epoch were kept."
+                    f"is too high for this setup; try a smaller one, e.g. {lr / 10:g}."
+                    f"{_scale_advice(X)} The weights from before this epoch were kept."
                 )
                 break
             schedule.samples_seen += len(X)
@@ -284,6 +284,25 @@ def run_epochs(
             if after_epoch(result) or stop.requested:
                 break
     return Outcome(done, stop.signal, diverged, collapsed, compilation.seconds)
+
+
+# Inputs larger than this (in absolute value) get a word on scaling when training diverges.
+LARGE_INPUT = 10.0
+
+
+def _scale_advice(X: np.ndarray | SparseRows) -> str:
+    """For a diverged run: a sentence on the inputs' scale if they are far from unit size (float
+    pixels of 0-255, unscaled features), which a smaller rate only papers over; else ""."""
+    values = X.data if isinstance(X, SparseRows) else X
+    if values.dtype == np.uint8 or values.size == 0:  # pixels: the kernels scale them by 1/255
+        return ""
+    largest = float(np.max(np.abs(values)))
+    if not largest > LARGE_INPUT:
+        return ""
+    return (
+        f" The inputs reach {largest:.3g} in absolute value: scaling them to about unit size "
+        f"first (pixels / 255, or each feature to mean 0 and variance 1) matters more."
+    )
 
 
 def predict_proba(
