@@ -296,7 +296,7 @@ def _scale_advice(X: np.ndarray | SparseRows) -> str:
     values = X.data if isinstance(X, SparseRows) else X
     if values.dtype == np.uint8 or values.size == 0:  # pixels: the kernels scale them by 1/255
         return ""
-    largest = float(np.max(np.abs(values)))
+    largest = max(-float(values.min()), float(values.max()))  # no copy of X as np.abs makes
     if not largest > LARGE_INPUT:
         return ""
     return (
