@@ -3,6 +3,9 @@ sweeps as Ctrl-C does, with exit status 143. Training's case is in test_interrup
 
 from __future__ import annotations
 
+import gc
+import inspect
+import logging
 import re
 import select
 import signal
@@ -128,10 +131,6 @@ def test_the_closing_workers_filter_leaves_out_that_record_alone():
     """Only the failed heartbeat, and only while the worker closes: a running worker's failed
     heartbeat means the scheduler is out of reach, which the log should say."""
     require_distributed()
-    import gc
-    import inspect
-    import logging
-
     from distributed.core import Status
     from distributed.worker import Worker
 

@@ -130,14 +130,15 @@ class ClosingHeartbeatFilter(logging.Filter):
     MESSAGE = "Failed to communicate with scheduler during heartbeat"
 
     def __init__(self, worker: Any) -> None:
-        super().__init__()
-        self.worker = weakref.ref(worker)  # the filter outlives the worker in the process
-
-    def filter(self, record: logging.LogRecord) -> bool:
         from distributed.core import Status
 
+        super().__init__()
+        self.worker = weakref.ref(worker)  # the filter outlives the worker in the process
+        self.closing = (Status.closing, Status.closed)
+
+    def filter(self, record: logging.LogRecord) -> bool:
         worker = self.worker()
-        closing = worker is not None and worker.status in (Status.closing, Status.closed)
+        closing = worker is not None and worker.status in self.closing
         return not (closing and record.getMessage().startswith(self.MESSAGE))
 
 
