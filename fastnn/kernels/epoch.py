@@ -21,7 +21,7 @@ from fastnn.kernels.augment import augment_rows
 from fastnn.kernels.config import entry, helper
 from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
-from fastnn.kernels.layout import Layout, line_aligned
+from fastnn.kernels.layout import Layout, line_aligned, set_row
 from fastnn.kernels.optimizer import GRADIENTS_ONLY
 from fastnn.kernels.passes import (
     Batch,
@@ -294,7 +294,7 @@ def train_batches(team, layout, net, data, rule, state, work):
                     weight_squares(net.theta, layout, n_groups, work.squares)
                 ticks[UPDATING] += t5 - t4
                 ticks[SETTLING] += clock() - t5
-    work.passes[team.member] = ticks
+    set_row(work.passes, team.member, ticks)
     return loss_sum, n_hits
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastnn.kernels.config import helper
 from fastnn.kernels.dense import add_panel_products
+from fastnn.kernels.layout import set_row
 from fastnn.kernels.tile import gather_row
 
 
@@ -39,5 +40,5 @@ def dense_rows(A, start, stop, W, b, Z):
     """Z[i] = b + A[i] @ W for the rows i of start..stop-1: W (fan_in, fan_out) in panels (see
     layout.ahead_weights)."""
     for i in range(start, stop):
-        Z[i] = b
+        set_row(Z, i, b)
     add_panel_products(Z, start, stop, A, W)

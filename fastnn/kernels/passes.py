@@ -45,6 +45,7 @@ from fastnn.kernels.layout import (
     ahead_weights,
     bias,
     set_panel_row,
+    set_row,
     unit_panels,
     units,
     weights,
@@ -149,7 +150,7 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
                 read_row(X, rows[i], table, chunk.inputs[i])
             if drops(net, inputs):
                 drop_inputs(chunk.inputs[i], net, inputs, rows[i])
-            Z[i] = b1
+            set_row(Z, i, b1)
         add_panel_products(Z, lo, hi, chunk.inputs, ahead_weights(net.ahead, layout, 0))
     for i in range(lo, hi):
         r = rows[i]
