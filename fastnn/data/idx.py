@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +59,14 @@ def stored_size_bound(size: int) -> int:
 
 def read_decompressed(
     path: str | os.PathLike[str], max_size: int | None = None, advice: str = _REPLACE
-) -> bytes:
+) -> bytes | np.ndarray:
     """Return the contents of the file ``path``, gunzipped if it is gzip-compressed.
 
     With ``max_size`` (the size the contents must have), a file larger than any
     copy of such contents could be is an error without being read, and so is
     gzip data that decompresses to more: memory stays bounded by ``max_size``.
-    ``advice`` ends the message of such errors.
+    ``advice`` ends the message of such errors. The contents are bytes, or as
+    `gunzip_if_compressed` gives them.
     """
     path = Path(path)
     limit = None if max_size is None else stored_size_bound(max_size)
@@ -93,20 +95,25 @@ def gunzip_if_compressed(
     source: str | os.PathLike[str],
     max_size: int | None = None,
     advice: str = _REPLACE,
-) -> bytes:
+) -> bytes | np.ndarray:
     """Gunzip ``data`` if it starts with the gzip magic bytes, else return it as is.
 
     Detecting by content lets a compressed file without the ``.gz`` suffix work;
     a ``source`` (file name or URL, named in errors) ending in ``.gz`` whose data
     is not gzip is an error rather than silently read raw. With ``max_size``,
     contents larger than that are an error, found without decompressing more than
-    ``max_size + 1`` bytes. ``advice`` ends the messages.
+    ``max_size + 1`` bytes, and gzip data comes back as a uint8 array (bytes
+    otherwise). ``advice`` ends the messages.
     """
     if data[:2] == GZIP_MAGIC:
         stream = _Gunzip(data, source, advice)
         if max_size is None:
             return stream.read(sys.maxsize)
-        contents = stream.read(max_size + 1)
+        # Straight into one array of the most it may hold: no bytes joined from the pieces,
+        # and the array's own pages (numpy asks for huge ones) rather than one page at a
+        # time for a bytes object as large (MNIST's training images: 47 MB).
+        buffer = np.empty(max_size + 1, np.uint8)
+        contents = buffer[: stream.read_into(buffer)]
         if len(contents) > max_size:
             raise DataError(
                 f"{source}: decompresses to more than the {max_size} bytes expected (a damaged "
@@ -132,7 +139,11 @@ class _Gunzip:
     truncated member or a bad checksum is a DataError naming ``source``.
     """
 
-    _INPUT = 1 << 20  # compressed bytes given to zlib at once
+    # Compressed bytes given to zlib at once, and the most it gives back at once to be copied
+    # into an array: for MNIST's files (compressed about 4 to 1) an input's whole output,
+    # copied while still in the cache; for a decompression bomb, which turns one input into
+    # up to 1032 times as much, a bound on the memory beside the array.
+    _INPUT, _OUTPUT = 1 << 16, 1 << 20
 
     def __init__(self, data: bytes, source: str | os.PathLike[str], advice: str) -> None:
         self._data = memoryview(data)
@@ -143,7 +154,20 @@ class _Gunzip:
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` decompressed bytes; fewer only at the end of the data, then checked."""
-        parts = []
+        return b"".join(self._pieces(n, n))  # one piece, mostly: joined without a copy
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Decompress into the uint8 array ``out`` until it is full or the data ends (then
+        checked); return the number of bytes written."""
+        size = 0
+        for piece in self._pieces(len(out), self._OUTPUT):
+            out[size : size + len(piece)] = np.frombuffer(piece, np.uint8)
+            size += len(piece)
+        return size
+
+    def _pieces(self, n: int, largest: int) -> Iterator[bytes]:
+        """The next ``n`` decompressed bytes (fewer only at the end), in pieces of at most
+        ``largest`` bytes."""
         size = 0
         while size < n:
             if self._member is None and not self._next_member():
@@ -154,17 +178,16 @@ class _Gunzip:
                 if not self._tail:
                     raise self._corrupt("the compressed data ends before the end of the stream")
             try:
-                part = self._member.decompress(self._tail, n - size)
+                piece = self._member.decompress(self._tail, min(n - size, largest))
             except zlib.error as e:
                 raise self._corrupt(e) from None
-            parts.append(part)
-            size += len(part)
+            size += len(piece)
             self._tail = self._member.unconsumed_tail
             if self._member.eof:
                 self._pos -= len(self._member.unused_data)  # the next member starts there
                 self._tail = b""
                 self._member = None
-        return b"".join(parts)
+            yield piece
 
     def count_rest(self) -> int:
         """Decompress the rest, keeping none of it; return its size."""
@@ -195,16 +218,21 @@ class _Gunzip:
 _NOT_ZERO = re.compile(rb"[^\x00]")
 
 
-def parse_idx(data: bytes, source: str | os.PathLike[str] = "<bytes>") -> np.ndarray:
+def parse_idx(data: bytes | np.ndarray, source: str | os.PathLike[str] = "<bytes>") -> np.ndarray:
     """Parse the uncompressed bytes of an IDX file into a native-endian array.
 
-    ``source`` only names the file in error messages. The result is a writable
-    copy, not a view of ``data``.
+    ``source`` only names the file in error messages. The result is writable: a copy
+    of bytes ``data``; given a writable uint8 array (as `gunzip_if_compressed` returns
+    for a bounded size), a view of it where its values need no byte swapping, so that
+    the array then belongs to the result.
     """
-    shape, dtype, header_size, expected = _parse_header(data, source)
+    # The header as bytes (_MAX_HEADER of them hold any header, and shorter data all of it).
+    shape, dtype, header_size, expected = _parse_header(bytes(data[:_MAX_HEADER]), source)
     _check_size(source, shape, dtype, expected, len(data))
     count = (expected - header_size) // dtype.itemsize
     array = np.frombuffer(data, dtype=dtype, count=count, offset=header_size).reshape(shape)
+    if array.flags.writeable and array.dtype.isnative:
+        return array
     return array.astype(dtype.newbyteorder("="))
 
 
