@@ -141,7 +141,8 @@ def test_the_real_files_load_into_little_more_than_their_arrays(real_data_dir):
     finally:
         tracemalloc.stop()
     arrays = sum(a.nbytes for a in dataset)  # 55.4 MB: int64 labels, uint8 images
-    assert peak < arrays + 11e6, (peak, arrays)  # beside them: the largest file's 9.9 MB
+    # Beside them: the largest file's 9.9 MB as read, and a piece of at most 4 MB from zlib.
+    assert peak < arrays + 15e6, (peak, arrays)
     assert all(a.flags.writeable for a in dataset)
 
 

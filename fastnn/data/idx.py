@@ -140,10 +140,11 @@ class _Gunzip:
     """
 
     # Compressed bytes given to zlib at once, and the most it gives back at once to be copied
-    # into an array: for MNIST's files (compressed about 4 to 1) an input's whole output,
-    # copied while still in the cache; for a decompression bomb, which turns one input into
-    # up to 1032 times as much, a bound on the memory beside the array.
-    _INPUT, _OUTPUT = 1 << 16, 1 << 20
+    # into an array: for MNIST's files (compressed about 5 to 1) about an input's output;
+    # for a decompression bomb, which turns an input into up to 1032 times as much, a bound
+    # on the memory beside the array. Few calls: each gives up the GIL and must take it back
+    # from whatever else runs (the commands import Numba meanwhile), up to 5 ms a call.
+    _INPUT, _OUTPUT = 1 << 20, 1 << 22
 
     def __init__(self, data: bytes, source: str | os.PathLike[str], advice: str) -> None:
         self._data = memoryview(data)
