@@ -38,7 +38,7 @@ from fastnn.kernels.config import FROM_PYTHON
 from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import dense_rows, hidden_row
-from fastnn.kernels.layout import line_aligned, line_aligned_copy, panel_copy
+from fastnn.kernels.layout import line_aligned, line_aligned_copy, panel_copy, set_row
 from fastnn.kernels.passes import (
     GROUP,
     RUN,
@@ -119,7 +119,7 @@ def first_layer_pass(part, f):
                         scan_row(X, rows[i], idx, i, bounds)
                 if part == FORWARD and f.dense:
                     for i in range(lo, hi):
-                        Z[i] = f.b1
+                        set_row(Z, i, f.b1)
                     add_panel_products(Z, lo, hi, f.inputs, f.W1_panels)
                 elif part == FORWARD:
                     for i in range(lo, hi):

@@ -49,6 +49,7 @@ from fastnn.kernels.layout import (
     line_aligned_copy,
     panel_copy,
     set_panel_row,
+    set_row,
 )
 from fastnn.kernels.outputs import softmax_row
 from fastnn.kernels.passes import (
@@ -121,7 +122,8 @@ def _epoch_stages(X, y, order, coefs, ahead, intercepts, chunk, stages, dense):
         Z.append(_zeros_on_line(chunk, fan_out, dtype))
         A.append(_zeros_on_line(chunk, fan_out, dtype))
         WT.append(_zeros_on_line(fan_out, fan_in, dtype))
-        WT[layer][:] = coefs[layer].T
+        for unit in range(fan_out):
+            set_row(WT[layer], unit, coefs[layer][:, unit])
         dWT.append(_zeros_on_line(fan_out, fan_in, dtype))
         db.append(np.zeros(fan_out, dtype))
     panel = ahead[0].shape[2]
@@ -145,7 +147,7 @@ def _epoch_stages(X, y, order, coefs, ahead, intercepts, chunk, stages, dense):
             visited += (hi - lo) * n_in
             if stages >= 2:
                 for i in range(lo, hi):
-                    Z[0][i] = intercepts[0]
+                    set_row(Z[0], i, intercepts[0])
                 add_panel_products(Z[0], lo, hi, inputs, ahead[0])
         for i in range(0 if dense else m):
             r = rows[i]
