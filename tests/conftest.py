@@ -134,7 +134,7 @@ def first_layer(request) -> str:
 #    the run's cores least or want nothing of its state: the benchmarks' tests (nearly all
 #    their time is compiling the bench's own kernels, which nothing else uses) and the
 #    examples of the README and docs/, the tests of Ctrl-C and of sweeps (nearly all their time
-#    is commands in processes of their own, loading the data and the cached kernels). The sets
+#    is commands in processes of their own, loading the data and the cached kernels). The groups
 #    balance the lanes, and the lanes the run itself: the first has the portable run and the
 #    cold compile before it. A third lane, from the start, runs test_data_load.py, whose tests
 #    mostly wait for the deadlines of their test servers: in the run itself it held the other
@@ -181,11 +181,13 @@ COLD_COMPILE_TEST = (
 # run to load those kernels.
 COLD_VARIABLE = "FASTNN_TEST_COLD_DIR"
 COLD_PACKAGE, COLD_USER_CACHE = "pkg", "user-cache"
+# In each lane's run, its files in this order: those that mostly wait (for Dask clusters to start
+# and stop) first, so that the run ends on work that keeps both cores busy.
 BESIDE_FILES = (
-    {"test_docs.py", "test_interrupt.py", "test_sweep.py", "test_sweep_cluster.py"},
-    {"test_bench.py", "test_bench_layers.py", "test_bench_profile.py", "test_bench_predict.py",
-     "test_readme.py"},
-    {"test_data_load.py"},
+    ("test_sweep.py", "test_sweep_cluster.py", "test_docs.py", "test_interrupt.py"),
+    ("test_readme.py", "test_bench.py", "test_bench_layers.py", "test_bench_profile.py",
+     "test_bench_predict.py"),
+    ("test_data_load.py",),
 )  # fmt: skip
 BESIDE_TEST = "test_beside.py"
 BESIDE_VARIABLE = "FASTNN_TEST_BESIDE"  # "1" in their run: its teams have one member, as here
@@ -290,7 +292,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config, items: list) 
         # The cold compile stays: it reports its own job.
         beside = [item for item in items if item.path.name in files and not _reports_a_job(item)]
         for lane, names in enumerate(BESIDE_FILES):
-            _beside[lane] = [item.nodeid for item in beside if item.path.name in names]
+            mine = [item for item in beside if item.path.name in names]
+            mine.sort(key=lambda item: names.index(item.path.name))  # stable: in file order
+            _beside[lane] = [item.nodeid for item in mine]
         items[:] = [item for item in items if item not in beside]
         config.hook.pytest_deselected(items=beside)
     items.sort(key=lambda item: (_reports_a_job(item), item.path.name not in NUMBA_FREE))
