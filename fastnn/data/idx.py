@@ -155,7 +155,7 @@ class _Gunzip:
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` decompressed bytes; fewer only at the end of the data, then checked."""
-        return b"".join(self._pieces(n, n))  # one piece, mostly: joined without a copy
+        return b"".join(self._pieces(n, n))  # a single piece is joined without a copy
 
     def read_into(self, out: np.ndarray) -> int:
         """Decompress into the uint8 array ``out`` until it is full or the data ends (then
@@ -223,16 +223,16 @@ def parse_idx(data: bytes | np.ndarray, source: str | os.PathLike[str] = "<bytes
     """Parse the uncompressed bytes of an IDX file into a native-endian array.
 
     ``source`` only names the file in error messages. The result is writable: a copy
-    of bytes ``data``; given a writable uint8 array (as `gunzip_if_compressed` returns
-    for a bounded size), a view of it where its values need no byte swapping, so that
-    the array then belongs to the result.
+    of ``data``, except that given a writable numpy uint8 array (as
+    `gunzip_if_compressed` returns for a bounded size) it is a view of it where the
+    values need no byte swapping: the array then belongs to the result.
     """
     # The header as bytes (_MAX_HEADER of them hold any header, and shorter data all of it).
     shape, dtype, header_size, expected = _parse_header(bytes(data[:_MAX_HEADER]), source)
     _check_size(source, shape, dtype, expected, len(data))
     count = (expected - header_size) // dtype.itemsize
     array = np.frombuffer(data, dtype=dtype, count=count, offset=header_size).reshape(shape)
-    if array.flags.writeable and array.dtype.isnative:
+    if isinstance(data, np.ndarray) and array.flags.writeable and array.dtype.isnative:
         return array
     return array.astype(dtype.newbyteorder("="))
 
