@@ -39,12 +39,14 @@ def small(**params) -> MLPRegressor:
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_scikit_learn_estimator_checks(backend):
-    """Every check of scikit-learn's, on the estimator with its default parameters. One is
-    expected to fail on the NumPy reference in float32: BLAS sums a product's terms in an
-    order that depends on the number of rows, so a row predicted alone differs from the same
-    row in a batch by float32 rounding (3.6e-7 here, above the check's 1e-7); the numba
+    """Every check of scikit-learn's, on the estimator with its default parameters. One may
+    fail on the NumPy reference in float32: BLAS sums a product's terms in an order that
+    depends on the number of rows, so a row predicted alone differs from the same row in a
+    batch by float32 rounding (3.6e-7 on an AVX2 EPYC, above the check's 1e-7); the numba
     backend gives a row the same bits alone as in a batch, and so does float64 within the
-    check's bound."""
+    check's bound. Whether float32's roundings cross a check's bound depends on the CPU's
+    BLAS kernels (on an AVX-512 EPYC the reference passes the dense sample-weight check), so
+    those checks may fail or pass; in float64 every one of them must pass."""
     require_sklearn()
     from sklearn.utils.estimator_checks import check_estimator
 
@@ -60,7 +62,7 @@ def test_scikit_learn_estimator_checks(backend):
     failed = {r["check_name"]: r["exception"] for r in results if r["status"] == "failed"}
     assert not failed, failed
     assert len(results) > 40  # the checks ran
-    assert {r["check_name"] for r in results if r["status"] == "xfail"} == set(expected)
+    assert {r["check_name"] for r in results if r["status"] == "xfail"} <= set(expected)
     ran = {r["check_name"]: r["status"] for r in in_float64}
     assert ran[row_order] == ran["check_sample_weight_equivalence_on_dense_data"] == "passed"
     # sparse X accepted (input_tags.sparse), so these run on the sparse path
