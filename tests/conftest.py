@@ -97,6 +97,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def _no_settling_in_the_benchmarks_tests(request: pytest.FixtureRequest) -> None:
+    """The benchmarks wait SETTLE_S before each timed run, for the threads the last one left
+    spinning; their tests assert no time, and those waits added up to half a minute."""
+    if request.path.name.startswith("test_bench"):
+        from fastnn.bench import timing
+
+        request.getfixturevalue("monkeypatch").setattr(timing, "SETTLE_S", 0.0)
+
+
 @pytest.fixture(params=["sparse", "dense"])
 def first_layer(request) -> str:
     """The test runs once with each path of the numba backend's first layer forced: over each

@@ -90,7 +90,6 @@ def test_contenders_take_turns_and_warmup_is_not_recorded() -> None:
         repeats=2,
         warmup_rounds=1,
         clock=lambda: float(next(ticks)),
-        settle_s=0.0,
     )
     assert log == ["setup a", "run a", "setup b", "run b"] * 3
     assert times == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
@@ -392,7 +391,6 @@ def test_startup_reports_the_median_of_the_warm_processes(monkeypatch) -> None:
         return wall, subprocess.CompletedProcess(cmd, 0, next(loads) + "\n", "")
 
     monkeypatch.setattr(startup, "_timed", fake_timed)
-    monkeypatch.setattr(startup, "SETTLE_S", 0)
     measured = startup.measure_startup(threads=2, data_dir="somewhere")
     assert startup.WARM_RUNS == 5
     assert measured["first_wall_s"] == 9.0 and measured["warm_walls_s"] == [1.4, 1.1, 2.5, 1.2, 1.3]

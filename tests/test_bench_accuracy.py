@@ -54,10 +54,9 @@ def scripted(accuracies: list[float], on_epoch: dict | None = None):
 
 @pytest.fixture
 def scripted_peers(monkeypatch):
-    """Race scripted contenders, with no pause between epochs; returns the dict to fill."""
+    """Race scripted contenders; returns the dict to fill."""
     peers: dict = {}
     monkeypatch.setattr(accuracy, "PEERS", peers)
-    monkeypatch.setattr(accuracy, "SETTLE_S", 0.0)
     return peers
 
 
@@ -166,7 +165,6 @@ def real_run(real_data_dir, tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as m:
         for module in ("torch", "sklearn"):
             m.setitem(sys.modules, module, None)  # as if not installed: import fails
-        m.setattr(accuracy, "SETTLE_S", 0.0)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             code = cli.main(argv)
     saved = json.loads((out / "r.json").read_text())

@@ -39,7 +39,7 @@ from fastnn.backends import get_backend
 from fastnn.bench.machine import machine
 from fastnn.bench.peers import PeerUnavailable as Unavailable
 from fastnn.bench.report import BUSY_OTHER_CORES, markdown_table, write_json, write_outputs
-from fastnn.bench.timing import SETTLE_S, blas_threads, others_cpu
+from fastnn.bench.timing import blas_threads, others_cpu, settle
 from fastnn.core import interrupt
 from fastnn.core.hyperparameters import PRESETS
 from fastnn.data import DataError, Dataset, load_dataset, scale
@@ -172,8 +172,7 @@ def race(racer: Racer, targets: list[float], stop: interrupt.StopRequest, log: L
             log(f"  epoch {epoch}: {trained:.2f} s of training, test accuracy {accuracy:.4f}")
             if accuracy >= targets[-1] or stop.requested:
                 break
-            # Or the next epoch pays for the threads the evaluation left spinning (SETTLE_S).
-            time.sleep(SETTLE_S)
+            settle()  # or the next epoch pays for the threads the evaluation left spinning
     # Each target's first point (epoch, seconds, accuracy) at or above it, or None.
     reached = {f"{t:g}": next((p for p in points if p["accuracy"] >= t), None) for t in targets}
     best = max(p["accuracy"] for p in points)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fastnn.bench.timing import SETTLE_S
+from fastnn.bench.timing import settle
 
 # Prints the seconds that load_dataset alone takes, inside a fresh interpreter.
 LOAD_SNIPPET = (
@@ -69,7 +69,7 @@ def _measure(options: list[str], data_dir: str | None) -> dict:
         cmd = [sys.executable, "-m", "fastnn.train", *options, "--metrics", str(metrics)]
         walls, epochs = [], []
         for _ in range(1 + WARM_RUNS):
-            time.sleep(SETTLE_S)  # as the epochs: none pays for what the last one left running
+            settle()  # as the epochs: none pays for what the last one left running
             wall, done = _timed(cmd)
             _check("the train command", done)
             walls.append(wall)

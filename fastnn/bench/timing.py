@@ -23,21 +23,25 @@ MATMUL_TRIES = 5
 SETTLE_S = 0.25
 
 
+def settle() -> None:
+    """Wait SETTLE_S, read at each call: the tests set it to 0, where nothing is timed for real."""
+    time.sleep(SETTLE_S)
+
+
 def time_alternating(
     contenders: Sequence[Contender],
     repeats: int,
     warmup_rounds: int = 1,
     clock: Callable[[], float] = time.perf_counter,
     on_round: Callable[[int], None] | None = None,
-    settle_s: float = SETTLE_S,
 ) -> dict[str, list[float]]:
     """Seconds of each contender's timed run, `repeats` per contender.
 
     Contenders take turns within every round (a, b, a, b, ...), so a noisy neighbour on a
     shared machine slows all of them alike rather than one. The warm-up rounds run everything
     once untimed: JIT compilation, caches and page faults stay out of the statistics. Each run
-    starts `settle_s` after the previous one ended, so that no contender pays for the threads
-    its predecessor left spinning (see SETTLE_S).
+    starts SETTLE_S after the previous one ended, so that no contender pays for the threads
+    its predecessor left spinning.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1; got {repeats}")
@@ -45,7 +49,7 @@ def time_alternating(
     for round_ in range(warmup_rounds + repeats):
         for c in contenders:
             state = c.setup()
-            time.sleep(settle_s)
+            settle()
             # As timeit does: a full collection of the whole heap (large once torch or jax is
             # loaded) would land on whichever run happens to cross the threshold.
             gc_was_enabled = gc.isenabled()
