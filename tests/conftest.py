@@ -144,11 +144,12 @@ def first_layer(request) -> str:
 #    the run's cores least or want nothing of its state: the benchmarks' tests (nearly all
 #    their time is compiling the bench's own kernels, which nothing else uses) and the
 #    examples of the README and docs/, the tests of Ctrl-C and of sweeps (nearly all their time
-#    is commands in processes of their own, loading the data and the cached kernels). The groups
-#    balance the lanes, and the lanes the run itself: the first has the portable run and the
-#    cold compile before it. A third lane, from the start, runs test_data_load.py, whose tests
-#    mostly wait for the deadlines of their test servers: in the run itself it held the other
-#    tests back by 40 s for 11 s of CPU.
+#    is commands in processes of their own, loading the data and the cached kernels), and the
+#    reports' tests, moved here only to balance: without them the run itself ended last, 15-35 s
+#    after the lanes, alone on one core. The groups balance the lanes, and the lanes the run
+#    itself: the first has the portable run and the cold compile before it. A third lane,
+#    from the start, runs test_data_load.py, whose tests mostly wait for the deadlines of their
+#    test servers: in the run itself it held the other tests back by 40 s for 11 s of CPU.
 WHOLE_SUITE = 500
 WARM_UP = """
 import numpy as np
@@ -196,7 +197,7 @@ COLD_PACKAGE, COLD_USER_CACHE = "pkg", "user-cache"
 BESIDE_FILES = (
     ("test_sweep.py", "test_sweep_cluster.py", "test_docs.py", "test_interrupt.py"),
     ("test_readme.py", "test_bench.py", "test_bench_layers.py", "test_bench_profile.py",
-     "test_bench_predict.py"),
+     "test_bench_predict.py", "test_report.py"),
     ("test_data_load.py",),
 )  # fmt: skip
 BESIDE_TEST = "test_beside.py"

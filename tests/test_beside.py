@@ -1,6 +1,7 @@
-"""The benchmarks' tests and the README's and docs' examples (BESIDE_FILES of conftest.py) run in
-pytests of their own in the background of a whole-suite run, and this test, which the run takes
-last, reports them. Run alone or in a few files, they run in the run itself as usual."""
+"""The benchmarks' tests, the README's and docs' examples and others (BESIDE_FILES of
+conftest.py) run in pytests of their own in the background of a whole-suite run, and this test,
+which the run takes last, reports them. Run alone or in a few files, they run in the run itself
+as usual."""
 
 import os
 
