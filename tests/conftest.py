@@ -3,11 +3,10 @@
 import os
 
 # One BLAS thread in the tests' processes, and in the commands they start, unless the variable
-# is set: OpenBLAS's threads spin for a while after each product, and beside the tests' other
-# processes (the run is spread over both cores) that spinning took the core from them: a
-# diverging epoch of the NumPy reference took 4.7 CPU-s in the run, 1.1 alone. Set here, before
-# NumPy loads OpenBLAS, which reads it once. The tests time nothing, and they compare NumPy's
-# results within tolerances.
+# is set: OpenBLAS's threads spin for a while after each product, taking the core from the
+# run's other processes (a whole-suite run keeps both busy). Set here, before NumPy loads
+# OpenBLAS, which reads it once. The tests time nothing, and compare NumPy's results within
+# tolerances.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import compileall
@@ -109,7 +108,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 @pytest.fixture(autouse=True)
 def _no_settling_in_the_benchmarks_tests(request: pytest.FixtureRequest) -> None:
     """The benchmarks wait SETTLE_S before each timed run, for the threads the last one left
-    spinning; their tests assert no time, and those waits added up to half a minute."""
+    spinning; their tests assert no time, and those waits were most of their wall time."""
     if request.path.name.startswith("test_bench"):
         from fastnn.bench import timing
 
@@ -154,7 +153,7 @@ def first_layer(request) -> str:
 #    their time is compiling the bench's own kernels, which nothing else uses) and the
 #    examples of the README and docs/, the tests of Ctrl-C and of sweeps (nearly all their time
 #    is commands in processes of their own, loading the data and the cached kernels), and the
-#    reports' tests, moved here only to balance: without them the run itself ended last, 15-35 s
+#    reports' tests, moved here only to balance: without them the run itself ended last, well
 #    after the lanes, alone on one core. The groups balance the lanes, and the lanes the run
 #    itself: the first has the portable run and the cold compile before it. A third lane,
 #    from the start, runs test_data_load.py, whose tests mostly wait for the deadlines of their
