@@ -201,9 +201,10 @@ COLD_COMPILE_TEST = (
 COLD_VARIABLE = "FASTNN_TEST_COLD_DIR"
 COLD_PACKAGE, COLD_USER_CACHE = "pkg", "user-cache"
 # In each lane's run, its files in this order: those that mostly wait (for Dask clusters to start
-# and stop) first, so that the run ends on work that keeps both cores busy.
+# and stop, for the moments of Ctrl-C) first, so that the run ends on work that keeps both cores
+# busy.
 BESIDE_FILES = (
-    ("test_sweep.py", "test_sweep_cluster.py", "test_docs.py", "test_interrupt.py"),
+    ("test_interrupt.py", "test_sweep.py", "test_sweep_cluster.py", "test_docs.py"),
     ("test_readme.py", "test_bench.py", "test_bench_layers.py", "test_bench_profile.py",
      "test_bench_predict.py", "test_report.py"),
     ("test_data_load.py",),
