@@ -12,7 +12,7 @@ from fastnn.backends import get_backend
 from fastnn.backends.tolerance import ONE_PASS
 from fastnn.bench import cli, predict
 from fastnn.bench.peers import OURS
-from fastnn.bench.workloads import prepare, workload
+from fastnn.bench.workloads import WORKLOAD_NAMES, prepare, workload
 
 CHOSEN = ["mnist-h128", "mnist-h128-adam", "mnist-std-h128", "tabular-h512"]
 
@@ -33,6 +33,17 @@ def test_each_network_once_then_the_widest() -> None:
     ]
     assert predict.BEST_NETWORK.hidden == (800, 800)
     assert predict.ONE_ROW_HIDDEN == ((128,), (512,), (800, 800))
+
+
+def test_the_default_workloads_give_the_networks_with_probabilities() -> None:
+    """All workloads (the bench's default) include the regressor's and the sparse one's: the
+    section times neither (no probabilities; no CSR prediction), and runs beside them."""
+    assert [w.name for w in predict.networks(WORKLOAD_NAMES)] == [
+        "mnist-h10", "mnist-h128", "mnist-h512", "mnist-full-h10", "fashion-h128",
+        "mnist-h256-128", "mnist-std-h128", "mnist-std-h512", "tabular-h512", "mnist-h800-800",
+    ]  # fmt: skip
+    section = measured(["numpy"], names=["regression-h512", "tabular-h512", "sparse-h128"])
+    assert [run["network"] for run in section["batch"]] == ["tabular-h512", "mnist-h800-800"]
 
 
 def test_a_fastnn_contender_is_a_loaded_model_with_the_weights(tmp_path) -> None:

@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--predict",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time predict_proba: 10,000 rows through each chosen workload's network and "
-        "(800, 800), and one row at a time at hidden 128, 512 and (800, 800) (default: on)",
+        help="also time predict_proba: 10,000 rows through each chosen classifier's network "
+        "(dense inputs) and (800, 800), and one row at a time at hidden 128, 512 and (800, 800) "
+        "(default: on)",
     )
     p.add_argument(
         "--predict-calls",

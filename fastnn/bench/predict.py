@@ -149,10 +149,11 @@ def time_one_row(found: Sequence[Predictor], calls: int, repeats: int) -> dict[s
 
 def networks(names: Sequence[str]) -> list[Workload]:
     """The chosen workloads' networks, each once, then BEST_NETWORK; not the sparse workload's,
-    whose prediction on a CSR matrix the bench does not time."""
+    whose prediction on a CSR matrix the bench does not time, nor the regressor's, which gives
+    no probabilities to time."""
     chosen, seen = [], set()
     for w in [*map(workload, names), BEST_NETWORK]:
-        if w.sparse:
+        if w.sparse or w.output != "softmax":
             continue
         key = (w.dataset, w.standardise, w.hidden, w.dtype)
         if key not in seen:
