@@ -204,6 +204,28 @@ def test_the_data_limits_of_the_library(real_data_dir, tmp_path, nothing_starts)
         fastnn.sweep({"alpha": [0.0, 0.1]}, **{**kwargs, "data": tmp_path / "nowhere"})
 
 
+def test_the_local_clusters_workers_run_without_dasks_profiler(monkeypatch):
+    """The sweep's local cluster has no dashboard to show what Dask's profiler gathers: its
+    workers are made with the profiler off, and this process's configuration is left as it
+    was."""
+    require_distributed()
+    import dask
+    import distributed
+
+    made_with = []
+
+    def cluster(**options):
+        made_with.append(dask.config.get("distributed.worker.profile.enabled"))
+        return "cluster"
+
+    monkeypatch.setattr(distributed, "LocalCluster", cluster)
+    monkeypatch.setattr(distributed, "Client", lambda cluster: f"client of {cluster}")
+    monkeypatch.setattr(run, "_prepare_workers", lambda client: None)
+    assert run.open_client(workers=1) == ("client of cluster", "cluster")
+    assert made_with == [False]
+    assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
 # In a process of its own: Dask's Client leaves its event loop's thread behind when it fails.
 WRONG_SCHEDULERS = """
 import socket, sys

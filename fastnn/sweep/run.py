@@ -71,6 +71,7 @@ def open_client(scheduler: Any = None, workers: int | None = None, threads: int 
     Numba threads per trial (workers x threads <= cores: each trial is one process's only
     work, so nothing waits for a core)."""
     require_dask()
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler is not None and not isinstance(scheduler, str):
@@ -89,14 +90,18 @@ def open_client(scheduler: Any = None, workers: int | None = None, threads: int 
             ) from None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     n_workers = workers if workers is not None else max(1, (cores or 1) // threads)
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-        env={name: str(threads) for name in THREAD_VARIABLES},
-    )
+    # No dashboard, so nothing would show what Dask's profiler gathers by sampling every worker
+    # thread every 10 ms. Each nanny hands the configuration it was made under to the worker it
+    # starts, and restarts.
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            env={name: str(threads) for name in THREAD_VARIABLES},
+        )
     client = Client(cluster)
     _prepare_workers(client)
     return client, cluster
