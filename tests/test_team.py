@@ -88,7 +88,7 @@ def write_through_borrowed(pair):
     a, (b, k) = borrowed(pair)
     for i in range(a.shape[0]):
         row = a[i]
-        for j in range(row.shape[0]):  # not row[:] = ...: its check compiles string code (2 s)
+        for j in range(row.shape[0]):  # not row[:] = ...: its check compiles string code
             row[j] = row[j] * k
     b[0] = a.sum()
     return b[0], k

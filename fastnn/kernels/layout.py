@@ -167,7 +167,7 @@ def unit_panels(buf, rows, layout, slot):
 def set_row(M, i, row):
     """M[i] = row, element by element. Numba's own `M[i] = row` checks the shapes at run time
     and formats its error message in compiled code: string code that every entry using it
-    compiled and optimised again, about 2 s of a first compile's 40."""
+    would compile and optimise again."""
     for j in range(row.shape[0]):
         M[i, j] = row[j]
 
