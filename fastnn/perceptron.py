@@ -433,8 +433,8 @@ class MultilayerPerceptron(ScikitLearnProtocol):
         X, _ = self._check_X(X, reset=False)
         backend = get_backend(self.backend)
         with backend.threads(self.n_threads):
-            return training.predict_proba(
-                backend, self._params(), X, self.activation, self._output()
+            return training.predict_proba(  # X checked above
+                backend, self._params(), X, self.activation, self._output(), check_input=False
             )
 
     def save(

@@ -221,6 +221,40 @@ def test_bad_prediction_inputs():
         model.predict(nan_X)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_x_is_read_for_non_finite_values_once_a_fit_and_once_a_prediction(backend, monkeypatch):
+    """Checking that X is finite reads every value: a fit does it once more after the
+    estimator's own check, in the training loop (not in every epoch), a prediction does not
+    do it again (not in each chunk, nor in the backend)."""
+    from fastnn.backends import base, numba_backend, numpy_backend
+    from fastnn.core import checks, training
+
+    backend = numba_or_skip() if backend == "numba" else backend
+    scans = []
+    check_values, check_X = checks._check_values, base.check_X
+
+    def counted_check_values(values):
+        scans.append("estimator")
+        check_values(values)
+
+    def counted_check_X(params, X_, check_input=True):
+        if check_input and len(X_) == len(X):  # not the loop's probe of a few rows
+            scans.append("check_X")
+        return check_X(params, X_, check_input)
+
+    monkeypatch.setattr(checks, "_check_values", counted_check_values)
+    for module in (training, numba_backend, numpy_backend):
+        monkeypatch.setattr(module, "check_X", counted_check_X)
+    monkeypatch.setattr(training, "EVAL_CHUNK", 64)  # a prediction in 4 chunks
+    model = small(backend=backend, max_iter=3).fit(X, y)
+    assert model.n_iter_ == 3 and scans == ["estimator", "check_X"]
+    scans.clear()
+    model.predict_proba(X)
+    assert scans == ["estimator"]
+    with pytest.raises(ValueError, match="X contains 1 NaN or infinite values"):
+        model.predict(nan_X)
+
+
 def test_batch_size_auto_and_larger_than_data():
     assert small(batch_size="auto").fit(X, y).score(X, y) > 0.9
     assert small(batch_size=10_000, learning_rate_init=0.5).fit(X, y).n_iter_ == 5

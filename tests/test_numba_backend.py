@@ -663,8 +663,9 @@ def test_helpers_are_compiled_to_ir_only_and_refuse_calls_from_python():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("pixels", [True, False])
 def test_a_row_predicted_alone_has_the_bits_it_has_in_a_batch(dtype, pixels):
-    """One chunk's prediction calls the compiled forward pass directly (numba_backend's
-    _forward_alone, past the dispatcher); each row comes out as it does among thousands."""
+    """A prediction calls the compiled forward pass directly (numba_backend's
+    _compiled_forward, past the dispatcher), one chunk on the calling thread, more on a team;
+    each row comes out as it does among thousands."""
     from fastnn.backends import numba_backend
 
     params = init_params(784, (33, 17), 10, "he", 0, dtype)
@@ -678,4 +679,4 @@ def test_a_row_predicted_alone_has_the_bits_it_has_in_a_batch(dtype, pixels):
             backend.predict_proba(params, X[i : i + 1]), together[i : i + 1], f"row {i}"
         )
     assert_same_bits(backend.predict_proba(params, X[:5]), together[:5], "rows 0-4")
-    assert (X.dtype, np.dtype(dtype)) in numba_backend._forward_of  # the direct call was taken
+    assert (X.dtype, np.dtype(dtype)) in numba_backend._forward_of  # the direct calls were taken

@@ -81,7 +81,10 @@ def dense_input(X: np.ndarray | SparseRows) -> bool:
     if len(X) == 0 or X.shape[1] == 0:
         return False
     rows = X[:: max(1, len(X) // DENSITY_ROWS)]
-    nonzeros = len(rows.data) if isinstance(rows, SparseRows) else np.count_nonzero(rows)
+    if isinstance(rows, SparseRows):
+        nonzeros = len(rows.data)
+    else:  # np.count_nonzero of a strided view of floats takes 3x as long as a copy and it
+        nonzeros = np.count_nonzero(np.ascontiguousarray(rows))
     return nonzeros > DENSE_FROM * rows.shape[0] * rows.shape[1]
 
 
@@ -110,32 +113,32 @@ def _read_only(a: np.ndarray) -> np.ndarray:
 
 
 def _call(entry, args: tuple, jobs: int | None = None) -> object:
-    """entry(team, *args) on the compiled kernels, by a team of threads (at most `jobs`), with
-    Ctrl-C held until it returns."""
+    """entry(team, *args) on the compiled kernels (a Numba dispatcher, or what
+    `_compiled_forward` gives), by a team of threads (at most `jobs`), with Ctrl-C held until
+    it returns."""
     with deferred_keyboard_interrupt():
         return run_team(entry, args, team_size(jobs))
 
 
 # The compiled forward pass for each pair of X's dtype and the parameters', as Numba compiled
-# it. A prediction of one chunk (a row, as fastnn.serve asks) calls it directly: Numba's
-# dispatcher would match the types of every argument at every call, which costs twice a row's
-# arithmetic at hidden 128. Every other argument's type follows from those two dtypes.
+# it. A prediction calls it directly: Numba's dispatcher would match the types of every
+# argument at every call, in each thread of the team, which costs twice a row's arithmetic at
+# hidden 128 and a tenth of the pass over 10,000 rows. Every other argument's type follows
+# from those two dtypes.
 _forward_of: dict[tuple[np.dtype, np.dtype], Callable] = {}
 
 
-def _forward_alone(args: tuple) -> None:
-    """forward(a team of one, *args) on this thread, for one chunk: no thread to start, and
-    nothing a Ctrl-C could leave half-done (the outputs are new arrays)."""
-    team = Team(0, 1, np.zeros(SYNC_SLOTS, np.int64))
+def _compiled_forward(args: tuple) -> Callable:
+    """`forward` compiled (or loaded from the cache) for args' types, as a plain function of
+    (team, *args)."""
     key = (args[2].dtype, args[1].theta.dtype)
     compiled = _forward_of.get(key)
-    if compiled is not None:
-        compiled(team, *args)
-        return
-    forward(team, *args)  # compiled, or loaded from the cache, for these types
-    types = tuple(forward.typeof_pyval(a) for a in (team, *args))
-    if types in forward.overloads:
-        _forward_of[key] = forward.overloads[types].entry_point
+    if compiled is None:
+        team = Team(0, 1, np.zeros(SYNC_SLOTS, np.int64))
+        types = tuple(forward.typeof_pyval(a) for a in (team, *args))
+        forward.compile(types)
+        compiled = _forward_of[key] = forward.overloads[types].entry_point
+    return compiled
 
 
 def _kernel_shape(p: int, a: np.ndarray) -> np.ndarray:
@@ -313,11 +316,16 @@ class NumbaBackend:
     last_passes: np.ndarray | None = None
 
     def forward(
-        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+        self,
+        params: Params,
+        X: np.ndarray,
+        activation: str = "relu",
+        output: str = "softmax",
+        check_input: bool = True,
     ) -> Forward:
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("output", output, OUTPUTS)
-        X = check_X(params, X)
+        X = check_X(params, X, check_input)
         layout, net = _network(params, activation, output=output)
         n = len(X)
         out = forward_outputs(layout, n, net.theta.dtype)
@@ -370,8 +378,9 @@ class NumbaBackend:
         dropout: Dropout | None = None,
         output: str = "softmax",
         sample_weight: np.ndarray | None = None,
+        check_input: bool = True,
     ) -> tuple[float, float]:
-        X = check_X(params, X)
+        X = check_X(params, X, check_input)
         truth = check_y(params, X, y, output)
         weights = check_sample_weight(X, sample_weight)
         order, rates, state = check_epoch_args(
@@ -399,12 +408,17 @@ class NumbaBackend:
         return loss_sum / len(order), accuracy
 
     def predict_proba(
-        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+        self,
+        params: Params,
+        X: np.ndarray,
+        activation: str = "relu",
+        output: str = "softmax",
+        check_input: bool = True,
     ) -> np.ndarray:
         """The forward pass keeping only P: each member keeps a chunk's activations at a time."""
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("output", output, OUTPUTS)
-        X = check_X(params, X)
+        X = check_X(params, X, check_input)
         layout, net = _prediction_network(params, activation, output)
         n = len(X)
         dtype = net.theta.dtype
@@ -413,10 +427,13 @@ class NumbaBackend:
         )
         inputs = _inputs(X, dtype)
         args = (layout, net, *inputs, _read_only(np.arange(n)), dense_input(X), out)
+        # One chunk (a row, say) on this thread: no thread to start, and nothing a Ctrl-C could
+        # leave half-done (the outputs are new arrays).
+        compiled = _compiled_forward(args)
         if n <= CHUNK:
-            _forward_alone(args)
+            compiled(Team(0, 1, np.zeros(SYNC_SLOTS, np.int64)), *args)
         else:
-            _call(forward, args, -(-n // CHUNK))
+            _call(compiled, args, -(-n // CHUNK))
         return out.P
 
     def augment(

@@ -82,14 +82,16 @@ def precise_naps() -> Iterator[None]:
 
 def run_team(entry: Callable, args: tuple, size: int) -> object:
     """entry(Team(member, size, sync), *args) for every member at once; returns member 0's
-    result. A member that fails makes the others stop at their next barrier; its exception is
-    raised here once every member has returned."""
+    result. entry: a Numba dispatcher, or one of its compiled functions. A member that fails
+    makes the others stop at their next barrier; its exception is raised here once every
+    member has returned."""
     sync = np.zeros(SYNC_SLOTS, np.int64)
     if size == 1:  # no thread to start, nor to keep from compiling
         return entry(Team(0, 1, sync), *args)
     teams = [Team(member, size, sync) for member in range(size)]
-    # Compiled (or loaded from the cache) here first, so that only this thread compiles.
-    entry.compile(tuple(entry.typeof_pyval(a) for a in (teams[0], *args)))
+    if hasattr(entry, "typeof_pyval"):  # a dispatcher, not a compiled function
+        # Compiled (or loaded from the cache) here first, so that only this thread compiles.
+        entry.compile(tuple(entry.typeof_pyval(a) for a in (teams[0], *args)))
     failures: list[BaseException] = []
 
     def member(team: Team) -> None:

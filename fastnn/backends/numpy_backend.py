@@ -269,11 +269,16 @@ class NumpyBackend:
     name = "numpy"
 
     def forward(
-        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+        self,
+        params: Params,
+        X: np.ndarray,
+        activation: str = "relu",
+        output: str = "softmax",
+        check_input: bool = True,
     ) -> Forward:
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("output", output, OUTPUTS)
-        X = to_float(check_X(params, X), params.dtype)
+        X = to_float(check_X(params, X, check_input), params.dtype)
         return forward(params, X, activation, output=output)
 
     def loss_and_grads(
@@ -318,8 +323,9 @@ class NumpyBackend:
         dropout: Dropout | None = None,
         output: str = "softmax",
         sample_weight: np.ndarray | None = None,
+        check_input: bool = True,
     ) -> tuple[float, float]:
-        X = check_X(params, X)
+        X = check_X(params, X, check_input)
         truth = check_y(params, X, y, output)
         weights = check_sample_weight(X, sample_weight)
         order, rates, state = check_epoch_args(
@@ -354,9 +360,14 @@ class NumpyBackend:
         return loss_sum / len(order), accuracy
 
     def predict_proba(
-        self, params: Params, X: np.ndarray, activation: str = "relu", output: str = "softmax"
+        self,
+        params: Params,
+        X: np.ndarray,
+        activation: str = "relu",
+        output: str = "softmax",
+        check_input: bool = True,
     ) -> np.ndarray:
-        return self.forward(params, X, activation, output).P
+        return self.forward(params, X, activation, output, check_input).P
 
     def augment(
         self, X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None = None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from fastnn.backends import Backend
+from fastnn.backends.base import check_X
 from fastnn.bench.data import (
     N_CLASSES,
     REGRESSION,
@@ -339,6 +340,8 @@ class Contender:
 
 def backend_contender(backend: Backend, p: Prepared) -> Contender:
     X = p.scaled() if backend.name == "numpy" else p.X  # the same array on dense workloads
+    # Checked once, and each epoch takes it as checked, as the training loop does.
+    X = check_X(p.params0, X)
     w = p.workload
 
     def setup() -> Training:
@@ -357,6 +360,7 @@ def backend_contender(backend: Backend, p: Prepared) -> Contender:
                 optimizer=w.optimizer,
                 state=training.state,
                 output=w.output,
+                check_input=False,
             )
 
     return Contender(

@@ -231,10 +231,7 @@ def features(
         X = np.ascontiguousarray(X, dtype=dtype)
     except (TypeError, ValueError) as exc:  # keeps numpy's type, as scikit-learn does
         raise type(exc)(f"X must hold numbers (uint8 pixels or floats): {exc}") from None
-    bad = int(X.size - np.isfinite(X).sum())
-    if bad:
-        raise ValueError(f"X contains {bad} NaN or infinite values; remove or impute them")
-    _warn_if_unscaled_pixels(X)
+    _check_values(X)
     return X, names
 
 
@@ -281,11 +278,7 @@ def sparse_features(
         values = scale_pixels(data, dtype)
     else:
         values = np.asarray(data, dtype=dtype)
-        bad = int(values.size - np.isfinite(values).sum())
-        if bad:
-            raise ValueError(f"X contains {bad} NaN or infinite values; remove or impute them")
-        if kind == "f" and values.size:
-            _warn_if_unscaled_pixels(values)
+        _check_values(values)
     indices, indptr = X.indices, X.indptr
     zeros = values == 0
     if zeros.any():  # stored zeros, or tiny values rounded to 0 in dtype
@@ -329,11 +322,19 @@ def _check_csr_arrays(X: Any) -> None:
         raise ValueError("X (sparse) has row or column indices outside its shape")
 
 
-def _warn_if_unscaled_pixels(X: np.ndarray) -> None:
-    """Floats that are whole numbers in 0..255, some above 1, are most likely pixels that lost
-    their uint8 type (e.g. through pandas): used unscaled they train to chance."""
-    high = X.max()
-    if 1 < high <= 255 and X.min() >= 0 and np.array_equal(X, np.round(X)):
+def _check_values(X: np.ndarray) -> None:
+    """Raises if a value of the float array X is NaN or infinite; warns if X looks like pixels
+    that lost their uint8 type: floats that are whole numbers in 0..255, some above 1 (e.g.
+    through pandas), which used unscaled train to chance. One min and one max serve both:
+    either is NaN or infinite exactly when some value is, and unlike np.isfinite(X) they
+    make no temporary array as large as X."""
+    if not X.size:
+        return
+    low, high = X.min(), X.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        bad = int(X.size - np.isfinite(X).sum())
+        raise ValueError(f"X contains {bad} NaN or infinite values; remove or impute them")
+    if 1 < high <= 255 and low >= 0 and np.array_equal(X, np.round(X)):
         warnings.warn(
             f"X holds floats that look like pixels (whole numbers from 0 to {high:g}): they are "
             "used as they are, unscaled, which trains poorly. If they are pixels, pass them "

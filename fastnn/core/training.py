@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn.backends import Backend
+from fastnn.backends.base import check_X
 from fastnn.core import interrupt
 from fastnn.core.augment import Augmentation, check_augment
 from fastnn.core.dropout import Dropout, check_rates
@@ -126,7 +127,7 @@ def _collapsed(params: Params, X: np.ndarray, probe: _Probe) -> bool:
     respond to others (seen: 4 hidden units on 80 random images)."""
     if not probe.collapsed(params):
         return False
-    P = predict_proba(probe.backend, params, X, probe.activation, probe.output)
+    P = predict_proba(probe.backend, params, X, probe.activation, probe.output, check_input=False)
     return bool((P == P[0]).all())
 
 
@@ -243,6 +244,7 @@ def run_epochs(
     one-line notices, such as that the kernels are compiling.
     """
     activation, schedule, state = how.activation, how.schedule, how.state
+    X = check_X(params, X)  # once, not every epoch: the epochs take it with check_input=False
     probe = _Probe.of(backend, activation, how.output, X, y)
     images = None if how.augmentation is None else np.empty_like(X)  # each epoch's, reused
     done, diverged, collapsed = 0, None, False
@@ -263,6 +265,7 @@ def run_epochs(
                     params, seen, y, order, batch_size=how.batch_size, lr=rates,
                     activation=activation, optimizer=how.optimizer, state=state,
                     dropout=how.dropout(epoch), output=how.output, sample_weight=sample_weight,
+                    check_input=False,
                 )  # fmt: skip
                 seconds = time.perf_counter() - start
                 problem = _diagnosis(params, X, probe, loss, bound)
@@ -306,12 +309,20 @@ def _scale_advice(X: np.ndarray | SparseRows) -> str:
 
 
 def predict_proba(
-    backend: Backend, params: Params, X: np.ndarray, activation: str, output: str = "softmax"
+    backend: Backend,
+    params: Params,
+    X: np.ndarray,
+    activation: str,
+    output: str = "softmax",
+    check_input: bool = True,
 ) -> np.ndarray:
     """The outputs (n, n_out), probabilities or for "identity" the predictions, computed chunk
-    by chunk."""
+    by chunk; X checked once (`check_X`), unless check_input is False: it has been."""
+    X = check_X(params, X, check_input)
     chunks = [
-        backend.predict_proba(params, X[start : start + EVAL_CHUNK], activation, output)
+        backend.predict_proba(
+            params, X[start : start + EVAL_CHUNK], activation, output, check_input=False
+        )
         for start in range(0, len(X), EVAL_CHUNK)
     ]
     if not chunks:
