@@ -64,11 +64,11 @@ from fastnn.kernels.team import SYNC_SLOTS, Team
 
 # How the first layer takes its inputs (see fastnn.kernels.passes): "sparse" over each
 # sample's list of non-zero features, "dense" as products of register tiles over all of them,
-# "auto" dense where more than DENSE_FROM of the inputs are non-zero (on up to DENSITY_ROWS
+# "auto" dense where more than DENSE_FROM of the inputs are non-zero (on about DENSITY_ROWS
 # rows spread over X).
 FIRST_LAYER_PATHS = ("auto", "sparse", "dense")
 DENSE_FROM = 0.5
-DENSITY_ROWS = 1000
+DENSITY_ROWS = 256  # 200,000 values at MNIST's width: plenty to tell above half from below
 _first_layer: ContextVar[str] = ContextVar("first_layer", default="auto")
 
 
