@@ -35,7 +35,7 @@ from fastnn.kernels.passes import (
     weight_squares,
 )
 from fastnn.kernels.sparse import BLOCK, input_table
-from fastnn.kernels.team import borrowed, clock, meet, my_jobs
+from fastnn.kernels.team import borrowed, clock, meet, next_job
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
@@ -319,10 +319,11 @@ def forward_outputs(layout: Layout, n: int, dtype: np.dtype) -> Activations:
 @entry
 def forward(team, layout, net, X, indptr, indices, values, rows, dense_input, out):
     """Every row of X (or, where indptr is not empty, of the sparse X of indptr, indices and
-    values: see `Data`) through the network into `out`, a chunk of CHUNK rows a job, the first
-    layer dense or not (see passes.Chunk). rows: 0..n-1, read-only, as train_batches's chunks take
-    theirs from data.order, so that the passes both use compile once. Where `out` has no room
-    for the activations, each member keeps a chunk's in buffers of its own."""
+    values: see `Data`) through the network into `out`, a chunk of CHUNK rows a job, to
+    whichever member is free (`team.next_job`), the first layer dense or not (see
+    passes.Chunk). rows: 0..n-1, read-only, as train_batches's chunks take theirs from
+    data.order, so that the passes both use compile once. Where `out` has no room for the
+    activations, each member keeps a chunk's in buffers of its own."""
     team, layout, net, X, indptr, indices, values, rows, out = borrowed(
         (team, layout, net, X, indptr, indices, values, rows, out)
     )
@@ -339,7 +340,9 @@ def forward(team, layout, net, X, indptr, indices, values, rows, dense_input, ou
     A = out.A if keep else np.empty(chunk * layout.units_at[n_layers - 1], dtype)
     no_panels = np.empty(0, dtype)  # a forward pass alone keeps none
     table = input_table(X, net.theta, dtype.type(1))
-    for job in my_jobs(team, (n + chunk - 1) // chunk):
+    jobs = (n + chunk - 1) // chunk
+    job = next_job(team)
+    while job < jobs:
         start = job * chunk
         m = min(chunk, n - start)
         at = start if keep else 0
@@ -348,6 +351,7 @@ def forward(team, layout, net, X, indptr, indices, values, rows, dense_input, ou
             indptr, indices, values, vals, row, runs, firsts,
         )  # fmt: skip
         forward_pass(layout, net, X, table, part, out.P[start : start + m])
+        job = next_job(team)
 
 
 @entry

@@ -2,7 +2,8 @@
 
 The backend calls an entry once per member of the team, each call in a thread of its own
 (`fastnn.backends.numba_team`), all on the same buffers. A member takes every size-th job of a
-pass, starting at its own index (`my_jobs`), and the members meet at a barrier (`meet`) where
+pass, starting at its own index (`my_jobs`), or in the one pass of a prediction the next job
+nobody has taken (`next_job`), and the members meet at a barrier (`meet`) where
 one pass must be complete before the next reads it: once or twice per chunk of an epoch (see
 `epoch.train_batches`), where Numba's parallel loops launched two parallel regions.
 
@@ -34,8 +35,8 @@ from numba.extending import intrinsic
 from fastnn.kernels.config import helper
 from fastnn.kernels.sparse import item_address
 
-ARRIVED, ABORTED = 0, 1  # the slots of Team.sync
-SYNC_SLOTS = 2
+ARRIVED, ABORTED, TAKEN = 0, 1, 2  # the slots of Team.sync
+SYNC_SLOTS = 3
 # A waiting member pauses (x86's pause instruction) PAUSES times, about 10-40 µs in all, then
 # yields its core YIELDS times, then naps until the team is there: FIRST_NAP_US, then each nap
 # twice the last, up to LONGEST_NAP_US. Short naps end short waits soon (the backend makes
@@ -51,7 +52,8 @@ class Team(NamedTuple):
     member: int  # this thread's index, 0 .. size - 1
     size: int  # the number of members
     # (SYNC_SLOTS,) int64, shared by the team, zero at the start: ARRIVED counts the arrivals
-    # at barriers so far; ABORTED is set (by the backend) when a member failed.
+    # at barriers so far; ABORTED is set (by the backend) when a member failed; TAKEN counts
+    # the jobs `next_job` has handed out.
     sync: np.ndarray
 
 
@@ -198,6 +200,18 @@ def my_jobs(team, n):
     """The jobs 0..n-1 of a pass this member does: every size-th, from its own index (the jobs
     j with `is_mine(team, j)`)."""
     return range(team.member, n, team.size)
+
+
+@helper
+def next_job(team):
+    """The next job of the entry's one pass of independent jobs that no member has taken: 0, 1,
+    ... in the order the members ask, for as long as they ask (n or more: none left). A
+    member whose thread starts late or loses its core takes fewer, where every size-th job
+    would wait for it: after a quarter second idle, as a served model is between calls, a
+    prediction of 10,000 rows at hidden 128 on 2 threads took 18.9-20.1 ms against 20.9-22.1
+    (3 alternated processes each, medians of 9 calls; the same when called back to back).
+    Which member does a job changes none of its numbers."""
+    return _fetch_add(team.sync, TAKEN, 1)
 
 
 @helper
