@@ -174,12 +174,15 @@ def set_row(M, i, row):
 
 @helper
 def set_panel_row(P, k, row):
-    """Row k of the matrix kept in panels P (see `panels`) = row."""
+    """Row k of the matrix kept in panels P (see `panels`) = row. Each panel's piece is copied
+    between two views, indexed from 0: an index Numba cannot prove non-negative (k, or first +
+    j) gets a wraparound test at every element, which kept the loop from vectorising."""
     panel = P.shape[2]
     for p in range(P.shape[0]):
-        first = p * panel
-        for j in range(min(panel, row.shape[0] - first)):
-            P[p, k, j] = row[first + j]
+        source = row[p * panel : (p + 1) * panel]  # the last panel's may be shorter
+        target = P[p, k]
+        for j in range(source.shape[0]):
+            target[j] = source[j]
 
 
 @helper
