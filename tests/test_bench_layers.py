@@ -102,6 +102,10 @@ def test_the_report_shows_each_layers_share(tmp_path) -> None:
         epoch_s = entry["results"]["numba"]["median_epoch_s"]
         assert entry["layers"]["epoch_s"] == epoch_s and entry["layers"]["threads"] == args.threads
         for layer in entry["layers"]["layers"]:
+            if layer["gflops"] is None:  # its products' time, a difference of medians, came
+                # out at 0 or below: on shapes this small it can (seen in a clean-clone run)
+                assert layer["pct_of_one_thread_fma_peak"] is None
+                continue
             pct = 100 * layer["gflops"] / one["float32"]["gflops"]
             assert layer["pct_of_one_thread_fma_peak"] == pytest.approx(pct)
     text = result["markdown"]
