@@ -4,7 +4,7 @@ A layer from fan_in inputs to fan_out units does three products a batch (see FLO
 forward Z = A W, dA = dZ W.T passed down to the layer below (none in the first layer), and the
 weight gradients dW = A.T dZ. Each is timed here alone, over one epoch's batches of the
 workload, in the epoch's shapes (chunks of min(CHUNK, batch) samples, runs of RUN samples, the
-update jobs' groups of GROUP units or of `blocks_per_job` blocks of features) and with the
+update jobs' groups of a panel's units or of `blocks_per_job` blocks of features) and with the
 kernels the epoch runs it with: `forward.dense_rows`, `passes.hidden_grad_rows` and
 `passes.add_column_terms`, all `dense`'s products (M in panels where the epoch keeps it so);
 the first layer by the path numba takes on the workload's data (`NumbaBackend.first_layer`):
@@ -40,7 +40,6 @@ from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import dense_rows, hidden_row
 from fastnn.kernels.layout import line_aligned, line_aligned_copy, panel_copy, set_row
 from fastnn.kernels.passes import (
-    GROUP,
     RUN,
     add_block_terms,
     add_column_terms,
@@ -145,8 +144,9 @@ def later_layer_pass(part, s):
         for start in range(first, end, s.chunk):
             m = min(s.chunk, end - start)
             if part == DW:
-                for unit in range(0, fan_out, GROUP):
-                    last = min(unit + GROUP, fan_out)
+                group = s.A_panels.shape[2]  # a job's units: a panel's (passes.units_of_group)
+                for unit in range(0, fan_out, group):
+                    last = min(unit + group, fan_out)
                     add_column_terms(unit, last, s.A_panels, s.G[:m], s.dWT)
                 continue
             for lo in range(0, m, RUN):

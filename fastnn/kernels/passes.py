@@ -13,13 +13,13 @@ features; where it runs dense (`Chunk.dense_input`), their rows of X in the para
 taken forward a tile of samples at a time too.
 
 `gradient_pass` splits the parameters among the members by output element: a job owns the rows
-of W1 of a few blocks of input features (`blocks_per_job`), or the weights into a GROUP of units
-of a later layer (rows of its transposed weights), or one layer's biases. It adds the chunk's
-samples' terms, in ascending sample order, to its own range of the gradient sums; after the
-batch's last chunk it steps its own parameters (and optimizer state) by the update rule, or, for
-`loss_and_grads`, leaves the sums as the result. No element is written by two jobs and every
-sum runs in sample order whatever member runs the job, so results are the same bits for any
-number of threads.
+of W1 of a few blocks of input features (`blocks_per_job`), or the weights into a panel's units
+of a later layer (rows of its transposed weights: `units_of_group`), or one layer's biases. It
+adds the chunk's samples' terms, in ascending sample order, to its own range of the gradient
+sums; after the batch's last chunk it steps its own parameters (and optimizer state) by the
+update rule, or, for `loss_and_grads`, leaves the sums as the result. No element is written by
+two jobs and every sum runs in sample order whatever member runs the job, so results are the
+same bits for any number of threads.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.kernels.config import DENSE_ROWS, helper
+from fastnn.kernels.config import helper
 from fastnn.kernels.constraint import cap_rows
 from fastnn.kernels.csr import (
     add_csr_block_terms,
@@ -64,7 +64,6 @@ from fastnn.kernels.tile import scatter_row
 
 RUN = 16  # samples a job of the sample pass takes (see forward_samples)
 LOAD_AHEAD = 4  # rows of X `list_others` loads ahead of the one it lists (8: no better)
-GROUP = DENSE_ROWS  # units of a later layer a job of the update pass owns: a dense tile's rows
 BLOCK_JOB, COLUMN_JOB, BIAS_JOB = 0, 1, 2  # what a job of the update pass owns (`locate`)
 TOUCHED, MOVING = 0, 1  # the rows of row_flags (see `step_rows`)
 # A first-layer job of the update pass owns the W1 rows of a few blocks of input features
@@ -393,7 +392,7 @@ def locate(job, layout, n_groups):
         return BLOCK_JOB, 0, job
     c = job - n_groups
     for layer in range(1, n_layers):
-        groups = (layout.sizes[layer + 1] + GROUP - 1) // GROUP
+        groups = (layout.sizes[layer + 1] + layout.panel - 1) // layout.panel
         if c < groups:
             return COLUMN_JOB, layer, c
         c -= groups
@@ -405,15 +404,17 @@ def n_jobs(layout, n_groups):
     n_layers = layout.sizes.shape[0] - 1
     groups = 0
     for layer in range(1, n_layers):
-        groups += (layout.sizes[layer + 1] + GROUP - 1) // GROUP
+        groups += (layout.sizes[layer + 1] + layout.panel - 1) // layout.panel
     return n_groups + groups + n_layers
 
 
 @helper
 def units_of_group(layout, layer, g):
-    """Units first..end-1 of a later layer: the GROUP units of group g (fewer in the last)."""
-    first = g * GROUP
-    return first, min(first + GROUP, layout.sizes[layer + 1])
+    """Units first..end-1 of a later layer: those of panel g of its forward copy (see
+    `copy_ahead`), fewer in the last: one panel a job, so that no cache line of the copy is
+    written by two jobs, which two members would pass back and forth."""
+    first = g * layout.panel
+    return first, min(first + layout.panel, layout.sizes[layer + 1])
 
 
 @helper
@@ -490,14 +491,15 @@ def add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, sums):
 
 @helper
 def copy_ahead(layout, net, layer, g):
-    """The group's columns of the layer's forward copy = its rows of the updated weights."""
+    """Panel g of the layer's forward copy = the group's rows of the updated weights,
+    transposed (the same numbers: the same bits), a row of the panel at a time."""
     W, WT = ahead_weights(net.ahead, layout, layer), weights(net.theta, layout, layer)
     first, end = units_of_group(layout, layer, g)
-    panel = layout.panel
-    for o in range(first, end):
-        p, column = o // panel, o % panel
-        for j in range(W.shape[1]):
-            W[p, j, column] = WT[o, j]  # the same numbers: the same bits
+    panel = W[g]  # (fan_in, layout.panel)
+    for j in range(panel.shape[0]):
+        row = panel[j]
+        for u in range(end - first):
+            row[u] = WT[first + u, j]
 
 
 @helper
