@@ -138,3 +138,40 @@ def test_same_bits_with_one_and_two_threads_and_run_after_run(solver, depth, bat
         prints.append(fingerprint(history, params))
     assert prints[0] == prints[1], "1 and 2 threads differ"
     assert prints[1] == prints[2], "two runs differ"
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs at least 2 Numba threads")
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("output", ["softmax", "logistic", "identity"])
+def test_each_output_kind_and_weights_give_the_same_bits_on_1_and_2_threads(
+    output, weighted, first_layer
+):
+    """Regression (identity outputs), multilabel (logistic) and weighted training, two hidden
+    layers, momentum and the L2 penalty (whose sum the update's jobs group): the same bits on
+    1 and 2 threads and run after run."""
+    rng = np.random.default_rng(2)
+    n = 300
+    y = {
+        "softmax": rng.integers(0, 4, n),
+        "logistic": (rng.random((n, 4)) < 0.4).astype(np.int64),
+        "identity": rng.normal(size=(n, 4)),
+    }[output]
+    weights = rng.uniform(0, 2, n) if weighted else None
+    optimizer = optimizer_of("momentum", 0.05)
+    prints = []
+    for threads in (1, 2, 2):
+        params, X, _ = make_data(2, "float32", n=n, n_in=100)
+        state = OptimizerState.fresh(optimizer, params)
+        order_rng = np.random.default_rng(1)
+        history = []
+        with numba_backend.threads(threads):
+            for _ in range(2):
+                result = numba_backend.train_epoch(
+                    params, X, y, order_rng.permutation(n), 16, 0.05, "relu", optimizer,
+                    state, output=output, sample_weight=weights,
+                )  # fmt: skip
+                history.append((result, state.copy()))
+        assert np.isfinite(history[-1][0][0]), "the loss went non-finite: a test of nothing"
+        prints.append(fingerprint(history, params))
+    assert prints[0] == prints[1], "1 and 2 threads differ"
+    assert prints[1] == prints[2], "two runs differ"
