@@ -206,11 +206,9 @@ def my_jobs(team, n):
 def next_job(team):
     """The next job of the entry's one pass of independent jobs that no member has taken: 0, 1,
     ... in the order the members ask, for as long as they ask (n or more: none left). A
-    member whose thread starts late or loses its core takes fewer, where every size-th job
-    would wait for it: after a quarter second idle, as a served model is between calls, a
-    prediction of 10,000 rows at hidden 128 on 2 threads took 18.9-20.1 ms against 20.9-22.1
-    (3 alternated processes each, medians of 9 calls; the same when called back to back).
-    Which member does a job changes none of its numbers."""
+    member whose thread starts late or loses its core (as both start slow after the machine
+    idled, between a served model's calls) takes fewer jobs, where with every size-th job the
+    call would wait for it. Which member does a job changes none of its numbers."""
     return _fetch_add(team.sync, TAKEN, 1)
 
 
