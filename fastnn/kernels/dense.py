@@ -33,7 +33,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from fastnn.kernels.config import DENSE_ROWS, DENSE_VECTORS, REGISTER_BYTES, helper, named
-from fastnn.kernels.sparse import splat
+from fastnn.kernels.sparse import prefetch_line, splat
 from fastnn.kernels.tile import _TileCode
 
 
@@ -84,6 +84,15 @@ def _product_intrinsic(n_rows: int, n_whole: int, ragged: bool, paneled: bool):
                 )
             return code.load(row, v)
 
+        # Y's tile is read after the sum: where Y (a gradient sum larger than the L2 cache) is
+        # not in cache, its loads would wait on memory with nothing left to overlap them.
+        vector_bytes = code.lanes * (Y_type.dtype.bitwidth // 8)
+        for r in range(n_rows):
+            y_row = cgutils.get_item_pointer(
+                context, builder, Y_type, Y, [builder.add(i, intp(r)), y0]
+            )
+            for v in range(code.n_vectors):  # a vector's first element is within the row
+                prefetch_line(builder, _byte_pointer(builder, y_row, intp(v * vector_bytes)), True)
         before = builder.basic_block
         test = builder.append_basic_block("term_test")
         loop = builder.append_basic_block("term")

@@ -108,19 +108,25 @@ def item_address(context, builder, arg_types, args):
     return cgutils.get_item_pointer(context, builder, array_type, array, indices)
 
 
+def prefetch_line(builder, address, write: bool) -> None:
+    """An intrinsic's code asking the CPU to start loading the cache line at `address`, to read
+    it or to write it, and to keep it (llvm.prefetch; a hint, which never faults)."""
+    byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+    prefetch = builder.module.declare_intrinsic(  # mangled to suit llvmlite's pointers
+        "llvm.prefetch",
+        [byte_pointer],
+        ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+    )
+    keep, data = i32(3), i32(1)
+    builder.call(prefetch, [builder.bitcast(address, byte_pointer), i32(int(write)), keep, data])
+
+
 @intrinsic
 def _prefetch(typingctx, X, r, k):
     """Asks the CPU to start loading the cache line of X[r, k] (llvm.prefetch: read, keep)."""
 
     def codegen(context, builder, signature, args):
-        address = item_address(context, builder, signature.args, args)
-        byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        prefetch = builder.module.declare_intrinsic(  # mangled to suit llvmlite's pointers
-            "llvm.prefetch",
-            [byte_pointer],
-            ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
-        )
-        builder.call(prefetch, [builder.bitcast(address, byte_pointer), i32(0), i32(3), i32(1)])
+        prefetch_line(builder, item_address(context, builder, signature.args, args), False)
         return context.get_dummy_value()
 
     return types.void(X, r, k), codegen
