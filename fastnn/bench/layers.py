@@ -139,12 +139,12 @@ def later_layer_pass(part, s):
     """A later layer's `part` over an epoch's chunks: FORWARD s.Z = A W + b, DA
     s.D = (G W.T) * relu'(A), DW s.dWT += G.T A, for each chunk's rows."""
     fan_out = s.G.shape[1]
+    group = s.A_panels.shape[2]  # a DW job's units: a panel's (passes.units_of_group)
     for first in range(0, s.n, s.batch):
         end = min(first + s.batch, s.n)
         for start in range(first, end, s.chunk):
             m = min(s.chunk, end - start)
             if part == DW:
-                group = s.A_panels.shape[2]  # a job's units: a panel's (passes.units_of_group)
                 for unit in range(0, fan_out, group):
                     last = min(unit + group, fan_out)
                     add_column_terms(unit, last, s.A_panels, s.G[:m], s.dWT)
