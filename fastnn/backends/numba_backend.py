@@ -8,6 +8,7 @@ the number of threads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 import weakref
@@ -78,14 +79,15 @@ def dense_input(X: np.ndarray | SparseRows) -> bool:
     path = _first_layer.get()
     if path != "auto":
         return path == "dense"
-    if len(X) == 0 or X.shape[1] == 0:
+    n, n_in = X.shape
+    if n == 0 or n_in == 0:
         return False
-    rows = X[:: max(1, len(X) // DENSITY_ROWS)]
+    rows = X if n <= DENSITY_ROWS else X[:: n // DENSITY_ROWS]  # a few rows: all, no view
     if isinstance(rows, SparseRows):
         nonzeros = len(rows.data)
     else:  # copied first: np.count_nonzero is slower on a strided view than copy and count
         nonzeros = np.count_nonzero(np.ascontiguousarray(rows))
-    return nonzeros > DENSE_FROM * rows.shape[0] * rows.shape[1]
+    return nonzeros > DENSE_FROM * len(rows) * n_in
 
 
 COMPILE_NOTICE = (
@@ -223,15 +225,18 @@ def _immutable(a: np.ndarray) -> bool:
 def _prediction_network(params: Params, activation: str, output: str) -> tuple[Layout, Net]:
     """`_network` for a forward pass, packed once for arrays that cannot change."""
     arrays = params.arrays()
-    if not all(_immutable(a) for a in arrays):
-        return _network(params, activation, output=output)
     key = (*map(id, arrays), activation, output)
     with _frozen_lock:
         kept = _frozen.get(key)
-        if kept is not None and all(r() is a for r, a in zip(kept[0], arrays, strict=True)):
+        if kept is not None and all(
+            r() is a and _immutable(a) for r, a in zip(kept[0], arrays, strict=True)
+        ):
             _frozen.move_to_end(key)
             return kept[1], kept[2]
-        layout, net = _network(params, activation, output=output)
+    if not all(_immutable(a) for a in arrays):
+        return _network(params, activation, output=output)
+    layout, net = _network(params, activation, output=output)
+    with _frozen_lock:
         _frozen[key] = (tuple(map(weakref.ref, arrays)), layout, net)
         while len(_frozen) > FROZEN_KEPT:
             _frozen.popitem(last=False)
@@ -241,17 +246,37 @@ def _prediction_network(params: Params, activation: str, output: str) -> tuple[L
 NO_WEIGHTS = np.empty(0, np.float64)
 
 
+@functools.cache
+def _no_csr(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The empty CSR arrays a dense X comes with (see epoch.Data), read-only: made once, as a
+    one-row prediction would otherwise spend a tenth of its time making them."""
+    return tuple(_read_only(np.empty(0, t)) for t in (POINTER, INDEX, dtype))
+
+
 def _inputs(X: np.ndarray | SparseRows, dtype: np.dtype) -> tuple[np.ndarray, ...]:
     """X as the kernels take it (see epoch.Data): a dense X and empty CSR arrays, or for a
     sparse X an empty float X of `dtype` (the float specialisation, compiled already) and its
     CSR arrays; all read-only."""
     if isinstance(X, SparseRows):
         dense = np.empty((0, X.shape[1]), dtype)
-        csr = (X.indptr, X.indices, X.data)
-    else:
-        dense = X
-        csr = (np.empty(0, POINTER), np.empty(0, INDEX), np.empty(0, dtype))
-    return tuple(_read_only(a) for a in (dense, *csr))
+        return tuple(_read_only(a) for a in (dense, X.indptr, X.indices, X.data))
+    return (_read_only(X), *_no_csr(dtype))
+
+
+# rows 0..n-1 for a forward pass of n <= CHUNK rows (one job: a row, a few rows), read-only.
+_FIRST_ROWS = _read_only(np.arange(CHUNK))
+
+
+def _rows(n: int) -> np.ndarray:
+    """0..n-1, read-only: the rows of a forward pass (see epoch.forward)."""
+    return _FIRST_ROWS[:n] if n <= CHUNK else _read_only(np.arange(n))
+
+
+@functools.cache
+def _no_activations(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Empty Z and A for `Activations`: a prediction keeps no activations (nothing can be
+    written to them)."""
+    return np.empty(0, dtype), np.empty(0, dtype)
 
 
 def _data(
@@ -328,8 +353,7 @@ class NumbaBackend:
         layout, net = _network(params, activation, output=output)
         n = len(X)
         out = forward_outputs(layout, n, net.theta.dtype)
-        inputs = _inputs(X, net.theta.dtype)
-        args = (layout, net, *inputs, _read_only(np.arange(n)), dense_input(X), out)
+        args = (layout, net, *_inputs(X, net.theta.dtype), _rows(n), dense_input(X), out)
         _call(forward, args, -(-n // CHUNK))
         Z, A, P = out
         Zs = [_units(Z, n, layout, layer) for layer in range(len(params.coefs))]
@@ -421,11 +445,8 @@ class NumbaBackend:
         layout, net = _prediction_network(params, activation, output)
         n = len(X)
         dtype = net.theta.dtype
-        out = Activations(
-            np.empty(0, dtype), np.empty(0, dtype), np.empty((n, params.n_out), dtype)
-        )
-        inputs = _inputs(X, dtype)
-        args = (layout, net, *inputs, _read_only(np.arange(n)), dense_input(X), out)
+        out = Activations(*_no_activations(dtype), np.empty((n, params.n_out), dtype))
+        args = (layout, net, *_inputs(X, dtype), _rows(n), dense_input(X), out)
         # One chunk (a row, say) on this thread: no thread to start, and nothing a Ctrl-C could
         # leave half-done (the outputs are new arrays).
         compiled = _compiled_forward(args)
@@ -447,21 +468,20 @@ class NumbaBackend:
         _call(augment, (_read_only(X), warp, out), -(-len(X) // ROWS))
         return out
 
-    @contextlib.contextmanager
-    def threads(self, n: int | None) -> Iterator[None]:
+    def threads(self, n: int | None) -> contextlib.AbstractContextManager[None]:
         """Run the block with n threads (None: as is), then restore the previous count. The
-        count is kept per Python thread, so other threads are not affected."""
+        count is kept per Python thread, so other threads are not affected. A bad n raises
+        here, before the block. `team_threads` itself, not a generator around it: every
+        prediction enters this, and a second generator adds to a row's latency."""
         if n is None:
-            yield
-            return
+            return contextlib.nullcontext()
         most = numba.config.NUMBA_NUM_THREADS
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= most:
             raise ValueError(
                 f"threads must be a whole number from 1 to {most} "
                 f"(numba.config.NUMBA_NUM_THREADS); got {n!r}"
             )
-        with team_threads(int(n)):
-            yield
+        return team_threads(int(n))
 
     @contextlib.contextmanager
     def first_layer(self, path: str) -> Iterator[None]:
