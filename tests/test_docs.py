@@ -116,6 +116,10 @@ def check_export(folder: Path, out: str) -> None:
     assert float(out.rsplit("test accuracy ", 1)[1]) > 0.9, out  # the last: Python's
 
 
+def check_grid_search(folder: Path, out: str) -> None:
+    assert "'hidden_layer_sizes'" in out and float(out.split("test accuracy")[1]) > 0.9, out
+
+
 def check_nothing_more(folder: Path, out: str) -> None:
     """The block's exit status 0 is all it promises."""
 
@@ -127,6 +131,11 @@ class Section:
     data: bool = True  # needs FASTNN_DATA_DIR (without it the commands would download)
     cwd: Path | None = None  # where it runs: a fresh folder unless given
     needs: Callable[[], None] | None = None  # skips (or fails in CI) without what it needs
+
+
+def _sklearn_and_dask() -> None:
+    pytest.importorskip("sklearn")  # the compat extra, which CI installs; fastnn never needs it
+    sweep_helpers.require_distributed()
 
 
 def _ruff() -> None:
@@ -151,6 +160,7 @@ RUN = {
     ("sweep.md", "Successive halving"): Section(
         ["bash"], check_halving, needs=sweep_helpers.require_distributed
     ),
+    ("sweep.md", "From Python"): Section(["python"], check_grid_search, needs=_sklearn_and_dask),
     ("export.md", "Export and run"): Section(
         ["bash", "python"], check_export, needs=onnx_helpers.require_runtime
     ),
