@@ -95,3 +95,17 @@ def test_bad_arguments_are_reported(capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("fastnn.bench.profile: error: --standardise is for the image data")
     assert err.endswith("leave it out\n") and err.count("\n") == 1
+
+
+def test_images_are_profiled_as_the_bench_gives_them() -> None:
+    """uint8 pixels as loaded (a float copy of 0..255 would take the float path's scan and
+    products: another epoch than training's); standardised or tabular features as floats."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (20, 48), dtype=np.uint8)
+    assert profile.profiled_inputs(pixels, False, "float32") is pixels
+    standardised = profile.profiled_inputs(pixels, True, "float64")
+    assert standardised.dtype == np.float64 and np.array_equal(
+        standardised, standardise(pixels, "float64")
+    )
+    features = rng.normal(size=(20, 5))
+    assert profile.profiled_inputs(features, False, "float32").dtype == np.float32
