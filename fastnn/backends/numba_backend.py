@@ -248,8 +248,8 @@ NO_WEIGHTS = np.empty(0, np.float64)
 
 @functools.cache
 def _no_csr(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The empty CSR arrays a dense X comes with (see epoch.Data), read-only: made once, as a
-    one-row prediction would otherwise spend a tenth of its time making them."""
+    """The empty CSR arrays a dense X comes with (see epoch.Data), read-only: made once, not
+    at every call of a one-row prediction, whose latency they would add to."""
     return tuple(_read_only(np.empty(0, t)) for t in (POINTER, INDEX, dtype))
 
 
