@@ -680,3 +680,20 @@ def test_a_row_predicted_alone_has_the_bits_it_has_in_a_batch(dtype, pixels):
         )
     assert_same_bits(backend.predict_proba(params, X[:5]), together[:5], "rows 0-4")
     assert (X.dtype, np.dtype(dtype)) in numba_backend._forward_of  # the direct calls were taken
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_prediction_reads_float_rows_in_place_with_the_bits_of_the_copy(dtype):
+    """A prediction's dense first layer reads the rows of a float X where they are; the same
+    rows as a CSR matrix are copied into the chunk's inputs first, as training copies them:
+    the same bits, on one chunk and on a team's."""
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((700, 40)).astype(dtype)
+    X[rng.random(X.shape) < 0.3] = 0  # zeros a CSR matrix leaves out
+    params = init_params(40, (33, 17), 10, "he", 0, dtype)
+    with backend.first_layer("dense"), backend.threads(2):
+        for rows in (slice(0, 5), slice(None)):
+            in_place = backend.predict_proba(params, X[rows])
+            copied = backend.predict_proba(params, scipy_sparse.csr_matrix(X[rows]))
+            assert_same_bits(in_place, copied, f"P of rows {rows}")

@@ -58,7 +58,7 @@ from fastnn.kernels.optimizer import (
     steps_touched_rows,
 )
 from fastnn.kernels.outputs import output_gradient, output_row
-from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, scan_row
+from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, rows_in_place, scan_row
 from fastnn.kernels.team import is_mine, my_jobs
 from fastnn.kernels.tile import scatter_row
 
@@ -125,10 +125,22 @@ def layer_rows(buf, chunk, layout, layer):
 
 
 @helper
-def forward_samples(layout, net, X, table, chunk, lo, hi):
+def consecutive(rows, lo, hi):
+    """Whether rows[lo..hi-1] are rows[lo], rows[lo] + 1, ..., as a prediction's are."""
+    for i in range(lo + 1, hi):
+        if rows[i] != rows[i - 1] + 1:
+            return False
+    return True
+
+
+@helper
+def forward_samples(layout, net, X, table, chunk, lo, hi, keep_inputs):
     """Samples lo..hi-1 of the chunk through every layer, a layer at a time: Z and A of each
     in their rows, the logits last. Their non-zero features are listed first, for this pass
-    and the update pass. Each layer's views are made once here, not per sample: a view of an
+    and the update pass; a dense first layer's inputs are copied into chunk.inputs where
+    keep_inputs (the update pass reads them) or X's rows cannot be read as they are, else the
+    products read X's rows in place (a prediction's float X: no copy of every row). Each
+    layer's views are made once here, not per sample: a view of an
     owned array counts a reference on its owner, an atomic add that two threads making views
     of the same buffer fight over (per sample, that made an epoch on 2 threads 40% slower;
     the entries now borrow their arrays, see `team.borrowed`, but the arrays a member makes
@@ -140,7 +152,16 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
     inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
     csr = chunk.indptr.shape[0] > 0
     if chunk.dense_input:
+        direct = rows_in_place(X, net.theta)  # empty unless X holds the parameters' floats
+        first = rows[lo] - lo  # X's row of sample 0, where the run's rows are consecutive
+        in_place = (
+            not keep_inputs and not csr and direct.shape[0] > 0 and table[0] == 1
+            and not drops(net, inputs) and first >= 0 and consecutive(rows, lo, hi)
+        )  # fmt: skip
         for i in range(lo, hi):
+            set_row(Z, i, b1)
+            if in_place:
+                continue
             if csr:
                 read_csr_row(
                     X, chunk.indptr, chunk.indices, chunk.values, rows[i], table, chunk.inputs[i]
@@ -149,8 +170,11 @@ def forward_samples(layout, net, X, table, chunk, lo, hi):
                 read_row(X, rows[i], table, chunk.inputs[i])
             if drops(net, inputs):
                 drop_inputs(chunk.inputs[i], net, inputs, rows[i])
-            set_row(Z, i, b1)
-        add_panel_products(Z, lo, hi, chunk.inputs, ahead_weights(net.ahead, layout, 0))
+        W1_ahead = ahead_weights(net.ahead, layout, 0)
+        if in_place:  # direct[first + i] is sample i's row, X[rows[i]]
+            add_panel_products(Z, lo, hi, direct[first : first + hi], W1_ahead)
+        else:
+            add_panel_products(Z, lo, hi, chunk.inputs, W1_ahead)
     for i in range(lo, hi):
         r = rows[i]
         if not chunk.dense_input:
@@ -230,7 +254,7 @@ def forward_pass(layout, net, X, table, chunk, P):
     m = chunk.rows.shape[0]
     for t in range((m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
-        forward_samples(layout, net, X, table, chunk, lo, hi)
+        forward_samples(layout, net, X, table, chunk, lo, hi, False)
         logits = layer_rows(chunk.Z, chunk, layout, layout.sizes.shape[0] - 2)
         for i in range(lo, hi):
             output_row(net.output, logits[i], P[i])
@@ -246,7 +270,7 @@ def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
     m = chunk.rows.shape[0]
     for t in my_jobs(team, (m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
-        forward_samples(layout, net, data.X, table, chunk, lo, hi)
+        forward_samples(layout, net, data.X, table, chunk, lo, hi, True)
         backward_samples(
             layout, net, data.y, data.targets, data.weights, chunk, lo, hi, total, losses, hits
         )

@@ -67,6 +67,20 @@ def _input_table(X, like, factor):
     return floats
 
 
+def rows_in_place(X, like):
+    """X itself where its rows can be a dense first layer's inputs as they are (floats of
+    like's dtype, read through a table of [1]), else an empty (0, n_in) array of like's dtype:
+    a type fixed when compiling, so that both cases compile."""
+    raise NotImplementedError  # called only from jitted code, which compiles the overload
+
+
+@overload(rows_in_place, jit_options=SERIAL)
+def _rows_in_place(X, like):
+    if X.dtype == like.dtype and X.layout == "C":
+        return lambda X, like: X
+    return lambda X, like: np.empty((0, X.shape[1]), like.dtype)
+
+
 @helper
 def read_row(X, r, table, out):
     """out[k] = X[r, k] as `load_x` reads it, for every feature k: a dense first layer's
