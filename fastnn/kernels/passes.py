@@ -140,11 +140,11 @@ def forward_samples(layout, net, X, table, chunk, lo, hi, keep_inputs):
     and the update pass; a dense first layer's inputs are copied into chunk.inputs where
     keep_inputs (the update pass reads them) or X's rows cannot be read as they are, else the
     products read X's rows in place (a prediction's float X: no copy of every row). Each
-    layer's views are made once here, not per sample: a view of an
-    owned array counts a reference on its owner, an atomic add that two threads making views
-    of the same buffer fight over (per sample, that made an epoch on 2 threads 40% slower;
-    the entries now borrow their arrays, see `team.borrowed`, but the arrays a member makes
-    for itself are owned)."""
+    layer's views are made once here, not per sample: a view of an owned array counts a
+    reference on its owner, an atomic add that two threads making views of the same buffer
+    fight over (per sample, that made an epoch on 2 threads 40% slower; the entries now
+    borrow their arrays, see `team.borrowed`, but the arrays a member makes for itself are
+    owned)."""
     rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
     Z = layer_rows(chunk.Z, chunk, layout, 0)
     A = layer_rows(chunk.A, chunk, layout, 0)
