@@ -34,7 +34,7 @@ from fastnn.kernels.passes import (
     sample_pass,
     weight_squares,
 )
-from fastnn.kernels.sparse import BLOCK, input_table
+from fastnn.kernels.sparse import BLOCK, input_table, rows_in_place
 from fastnn.kernels.team import borrowed, clock, meet, next_job
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
@@ -340,6 +340,7 @@ def forward(team, layout, net, X, indptr, indices, values, rows, dense_input, ou
     A = out.A if keep else np.empty(chunk * layout.units_at[n_layers - 1], dtype)
     no_panels = np.empty(0, dtype)  # a forward pass alone keeps none
     table = input_table(X, net.theta, dtype.type(1))
+    direct = rows_in_place(X, net.theta)  # X where its rows are read as they are, else empty
     jobs = (n + chunk - 1) // chunk
     job = next_job(team)
     while job < jobs:
@@ -350,7 +351,7 @@ def forward(team, layout, net, X, indptr, indices, values, rows, dense_input, ou
             rows[start : start + m], idx, bounds, Z, A, held, at, dense_input, inputs, no_panels,
             indptr, indices, values, vals, row, runs, firsts,
         )  # fmt: skip
-        forward_pass(layout, net, X, table, part, out.P[start : start + m])
+        forward_pass(layout, net, X, table, part, out.P[start : start + m], direct)
         job = next_job(team)
 
 

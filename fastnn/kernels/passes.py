@@ -58,7 +58,7 @@ from fastnn.kernels.optimizer import (
     steps_touched_rows,
 )
 from fastnn.kernels.outputs import output_gradient, output_row
-from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, rows_in_place, scan_row
+from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, scan_row
 from fastnn.kernels.team import is_mine, my_jobs
 from fastnn.kernels.tile import scatter_row
 
@@ -134,12 +134,13 @@ def consecutive(rows, lo, hi):
 
 
 @helper
-def forward_samples(layout, net, X, table, chunk, lo, hi, keep_inputs):
+def forward_samples(layout, net, X, table, chunk, lo, hi, direct):
     """Samples lo..hi-1 of the chunk through every layer, a layer at a time: Z and A of each
     in their rows, the logits last. Their non-zero features are listed first, for this pass
-    and the update pass; a dense first layer's inputs are copied into chunk.inputs where
-    keep_inputs (the update pass reads them) or X's rows cannot be read as they are, else the
-    products read X's rows in place (a prediction's float X: no copy of every row). Each
+    and the update pass. A dense first layer's products read X's rows in place where direct
+    is X (`sparse.rows_in_place`: a prediction's float X, no copy of every row) and the run's
+    rows are consecutive; else the rows are copied into chunk.inputs (where direct is empty:
+    training, whose update pass reads the copies again). Each
     layer's views are made once here, not per sample: a view of an owned array counts a
     reference on its owner, an atomic add that two threads making views of the same buffer
     fight over (per sample, that made an epoch on 2 threads 40% slower; the entries now
@@ -152,11 +153,10 @@ def forward_samples(layout, net, X, table, chunk, lo, hi, keep_inputs):
     inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
     csr = chunk.indptr.shape[0] > 0
     if chunk.dense_input:
-        direct = rows_in_place(X, net.theta)  # empty unless X holds the parameters' floats
         first = rows[lo] - lo  # X's row of sample 0, where the run's rows are consecutive
         in_place = (
-            not keep_inputs and not csr and direct.shape[0] > 0 and table[0] == 1
-            and not drops(net, inputs) and first >= 0 and consecutive(rows, lo, hi)
+            direct.shape[0] > 0 and not csr and table[0] == 1 and not drops(net, inputs)
+            and first >= 0 and consecutive(rows, lo, hi)
         )  # fmt: skip
         for i in range(lo, hi):
             set_row(Z, i, b1)
@@ -248,13 +248,14 @@ def run_of(t, m):
 
 
 @helper
-def forward_pass(layout, net, X, table, chunk, P):
+def forward_pass(layout, net, X, table, chunk, P, direct):
     """The chunk's samples forward, P[i] = their outputs (`outputs.output_row`), a run of
-    samples at a time."""
+    samples at a time; a dense first layer reads X's rows in place where direct is X (see
+    `forward_samples`)."""
     m = chunk.rows.shape[0]
     for t in range((m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
-        forward_samples(layout, net, X, table, chunk, lo, hi, False)
+        forward_samples(layout, net, X, table, chunk, lo, hi, direct)
         logits = layer_rows(chunk.Z, chunk, layout, layout.sizes.shape[0] - 2)
         for i in range(lo, hi):
             output_row(net.output, logits[i], P[i])
@@ -268,9 +269,10 @@ def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
     the sum of its weights (1 if they sum to 0) where data has weights. How the samples are
     shared out changes no result: each sample's numbers are its own."""
     m = chunk.rows.shape[0]
+    copied = chunk.inputs[:0]  # no rows read in place: the update pass reads the copies
     for t in my_jobs(team, (m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
-        forward_samples(layout, net, data.X, table, chunk, lo, hi, True)
+        forward_samples(layout, net, data.X, table, chunk, lo, hi, copied)
         backward_samples(
             layout, net, data.y, data.targets, data.weights, chunk, lo, hi, total, losses, hits
         )
