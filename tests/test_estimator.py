@@ -245,7 +245,7 @@ def test_x_is_read_for_non_finite_values_once_a_fit_and_once_a_prediction(backen
     monkeypatch.setattr(checks, "_check_values", counted_check_values)
     for module in (training, numba_backend, numpy_backend):
         monkeypatch.setattr(module, "check_X", counted_check_X)
-    monkeypatch.setattr(training, "EVAL_CHUNK", 64)  # a prediction in 4 chunks
+    monkeypatch.setattr(numpy_backend, "PREDICTION_ROWS", 64)  # the reference: 4 chunks
     model = small(backend=backend, max_iter=3).fit(X, y)
     assert model.n_iter_ == 3 and scans == ["estimator", "check_X"]
     scans.clear()

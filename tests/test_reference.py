@@ -177,6 +177,27 @@ def test_float32_stays_float32():
     assert all(a.dtype == np.float32 for a in params.arrays())
 
 
+def test_a_prediction_is_the_forward_pass_a_chunk_of_rows_at_a_time(monkeypatch):
+    """The reference predicts PREDICTION_ROWS rows at a time, to bound its memory; every
+    chunk's rows, the last one's shorter too, come out as in one forward pass of all."""
+    from fastnn.backends import numpy_backend as module
+
+    params = init_params(7, (5,), 3, seed=2, dtype="float64")
+    X = np.random.default_rng(3).integers(0, 256, (10, 7), dtype=np.uint8)
+    whole = numpy_backend.forward(params, X).P
+    monkeypatch.setattr(module, "PREDICTION_ROWS", 4)
+    passes = []
+    forward = module.NumpyBackend.forward
+    monkeypatch.setattr(
+        module.NumpyBackend,
+        "forward",
+        lambda self, p, X, *a: passes.append(len(X)) or forward(self, p, X, *a),
+    )
+    np.testing.assert_allclose(numpy_backend.predict_proba(params, X), whole, rtol=1e-15)
+    assert passes == [4, 4, 2]
+    assert numpy_backend.predict_proba(params, X[:0]).shape == (0, 3)
+
+
 def test_full_batch_epoch_is_one_gradient_step():
     params = init_params(6, 4, 3, seed=2, dtype="float64")
     X = np.random.default_rng(1).normal(size=(8, 6))

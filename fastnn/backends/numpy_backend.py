@@ -36,6 +36,10 @@ from fastnn.core.model import (
 from fastnn.core.optim import Optimizer, OptimizerState, adam_rate
 from fastnn.core.sparse import SparseRows
 
+# Rows of a prediction's forward pass (see NumPyBackend.predict_proba), to bound its memory on
+# large sets.
+PREDICTION_ROWS = 8192
+
 
 def to_float(X: np.ndarray | SparseRows, dtype: np.dtype) -> Any:
     """uint8 pixels to [0, 1] as X / 255 in dtype; floats pass through; sparse rows (already
@@ -367,7 +371,16 @@ class NumpyBackend:
         output: str = "softmax",
         check_input: bool = True,
     ) -> np.ndarray:
-        return self.forward(params, X, activation, output, check_input).P
+        """The forward pass PREDICTION_ROWS rows at a time: every layer's Z and A of a chunk
+        at once is what the reference holds, not of all of X."""
+        X = check_X(params, X, check_input)
+        chunks = [
+            self.forward(params, X[start : start + PREDICTION_ROWS], activation, output, False).P
+            for start in range(0, len(X), PREDICTION_ROWS)
+        ]
+        if len(chunks) == 1:  # as it is: a copy would add to a row's latency
+            return chunks[0]
+        return np.concatenate(chunks) if chunks else np.zeros((0, params.n_out), params.dtype)
 
     def augment(
         self, X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None = None

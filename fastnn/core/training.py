@@ -21,7 +21,6 @@ from fastnn.core.model import Params
 from fastnn.core.optim import Optimizer, OptimizerState, Schedule
 from fastnn.core.sparse import SparseRows
 
-EVAL_CHUNK = 8192  # rows per forward pass when evaluating, to bound memory on large sets
 PROBE_ROWS = 64  # training rows looked at after each epoch to judge the network's health
 # A mean epoch loss this many times the starting loss (or the chance-level loss ln(n_classes),
 # if larger) is a blow-up. Measured on 20,000 MNIST rows, hidden 128, batch 128, starting loss
@@ -316,19 +315,12 @@ def predict_proba(
     output: str = "softmax",
     check_input: bool = True,
 ) -> np.ndarray:
-    """The outputs (n, n_out), probabilities or for "identity" the predictions, computed chunk
-    by chunk; X checked once (`check_X`), unless check_input is False: it has been."""
+    """The outputs (n, n_out), probabilities or for "identity" the predictions; X checked once
+    (`check_X`), unless check_input is False: it has been. One call of the backend, which
+    bounds its own memory: the reference a chunk of rows at a time, Numba's forward pass with
+    each member's activations of a chunk."""
     X = check_X(params, X, check_input)
-    chunks = [
-        backend.predict_proba(
-            params, X[start : start + EVAL_CHUNK], activation, output, check_input=False
-        )
-        for start in range(0, len(X), EVAL_CHUNK)
-    ]
-    if not chunks:
-        return np.zeros((0, params.n_out), dtype=params.dtype)
-    # One chunk (a row, say) is returned as it is: a copy would add to its latency.
-    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    return backend.predict_proba(params, X, activation, output, check_input=False)
 
 
 class Evaluation(NamedTuple):
