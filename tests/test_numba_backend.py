@@ -22,7 +22,7 @@ import fastnn
 from fastnn.backends import get_backend
 from fastnn.backends.numba_team import team_size
 from fastnn.core.model import init_params
-from fastnn.kernels import config, dense, epoch, passes, sparse, tile
+from fastnn.kernels import config, dense, epoch, sparse, tile, update
 from fastnn.kernels.cache import OUTSIDE, SourcesCache
 from fastnn.kernels.layout import CACHE_LINE, line_aligned, make_layout, panel_copy
 
@@ -349,14 +349,14 @@ def test_first_layer_jobs_own_every_w1_row_once(n_in, hidden, dtype):
     of the first layer own consecutive ranges of theta that cover W1 once, each whole rows."""
     layout = make_layout([n_in, hidden, 10], np.dtype(dtype).itemsize)
     itemsize = np.dtype(dtype).itemsize
-    per_job = passes.blocks_per_job.py_func(hidden, itemsize)
-    assert 1 <= per_job <= passes.MAX_BLOCKS_PER_JOB
+    per_job = update.blocks_per_job.py_func(hidden, itemsize)
+    assert 1 <= per_job <= update.MAX_BLOCKS_PER_JOB
     n_blocks = epoch.n_blocks.py_func(layout)
-    n_groups = passes.block_groups.py_func(n_blocks, per_job)
+    n_groups = update.block_groups.py_func(n_blocks, per_job)
     assert (n_groups - 1) * per_job < n_blocks <= n_groups * per_job
     start = int(layout.weights_at[0])
     for g in range(n_groups):
-        first, end = call(passes.owned, passes.BLOCK_JOB, 0, g, layout, itemsize)
+        first, end = call(update.owned, update.BLOCK_JOB, 0, g, layout, itemsize)
         assert first == start and end > first and (end - first) % hidden == 0, g
         start = end
     assert start == layout.weights_at[0] + n_in * hidden

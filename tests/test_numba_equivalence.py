@@ -47,7 +47,7 @@ CASES = {
     "hidden-1-batch-1": (20, 1, 2, 9, 1, 0.7),
     "no-zeros": (31, 10, 10, 20, 7, 0.0),  # last batch of 6
     "hidden-300": (50, 300, 3, 12, 5, 0.6),
-    # update jobs of several blocks and a shorter last one (passes.blocks_per_job)
+    # update jobs of several blocks and a shorter last one (update.blocks_per_job)
     "many-blocks-a-job": (300, 10, 4, 19, 6, 0.7),  # float32 and float64: 8 blocks a job
     "some-blocks-a-job": (200, 100, 3, 11, 11, 0.6),  # float32 5, float64 2
     "batches-over-chunks": (40, 8, 5, 2 * CHUNK + 60, CHUNK + 30, 0.8),  # chunks 256+30, 256+...

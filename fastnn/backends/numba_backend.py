@@ -63,7 +63,7 @@ from fastnn.kernels.layout import (
 from fastnn.kernels.optimizer import ADAM, GRADIENTS_ONLY, MOMENTUM, RMSPROP, SGD, Rule
 from fastnn.kernels.team import SYNC_SLOTS, Team
 
-# How the first layer takes its inputs (see fastnn.kernels.passes): "sparse" over each
+# How the first layer takes its inputs (see fastnn.kernels.samples): "sparse" over each
 # sample's list of non-zero features, "dense" as products of register tiles over all of them,
 # "auto" dense where more than DENSE_FROM of the inputs are non-zero (on about DENSITY_ROWS
 # rows spread over X).

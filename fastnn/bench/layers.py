@@ -5,12 +5,12 @@ forward Z = A W, dA = dZ W.T passed down to the layer below (none in the first l
 weight gradients dW = A.T dZ. Each is timed here alone, over one epoch's batches of the
 workload, in the epoch's shapes (chunks of min(CHUNK, batch) samples, runs of RUN samples, the
 update jobs' groups of a panel's units or of `blocks_per_job` blocks of features) and with the
-kernels the epoch runs it with: `forward.dense_rows`, `passes.hidden_grad_rows` and
-`passes.add_column_terms`, all `dense`'s products (M in panels where the epoch keeps it so);
+kernels the epoch runs it with: `forward.dense_rows`, `samples.hidden_grad_rows` and
+`update.add_column_terms`, all `dense`'s products (M in panels where the epoch keeps it so);
 the first layer by the path numba takes on the workload's data (`NumbaBackend.first_layer`):
 dense, its rows of X read in the parameters' dtype (`sparse.read_row`), then
 `dense.add_panel_products`; sparse, each sample's non-zero
-features listed (`sparse.scan_row`), then `forward.hidden_row` and `passes.add_block_terms`.
+features listed (`sparse.scan_row`), then `forward.hidden_row` and `update.add_block_terms`.
 The first layer's reading of its inputs is timed alone too, and each of its products is what
 it adds to that reading.
 
@@ -39,16 +39,15 @@ from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import dense_rows, hidden_row
 from fastnn.kernels.layout import line_aligned, line_aligned_copy, panel_copy, set_row
-from fastnn.kernels.passes import (
-    RUN,
+from fastnn.kernels.samples import RUN, hidden_grad_rows
+from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
+from fastnn.kernels.update import (
     add_block_terms,
     add_column_terms,
     block_groups,
     blocks_per_job,
     features_of_group,
-    hidden_grad_rows,
 )
-from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
 
 INPUTS, FORWARD, DA, DW = range(4)
 PARTS = ("inputs", "forward", "dA", "dW")
@@ -139,7 +138,7 @@ def later_layer_pass(part, s):
     """A later layer's `part` over an epoch's chunks: FORWARD s.Z = A W + b, DA
     s.D = (G W.T) * relu'(A), DW s.dWT += G.T A, for each chunk's rows."""
     fan_out = s.G.shape[1]
-    group = s.A_panels.shape[2]  # a DW job's units: a panel's (passes.units_of_group)
+    group = s.A_panels.shape[2]  # a DW job's units: a panel's (update.units_of_group)
     for first in range(0, s.n, s.batch):
         end = min(first + s.batch, s.n)
         for start in range(first, end, s.chunk):

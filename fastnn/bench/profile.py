@@ -52,17 +52,16 @@ from fastnn.kernels.layout import (
     set_row,
 )
 from fastnn.kernels.outputs import softmax_row
-from fastnn.kernels.passes import (
-    RUN,
+from fastnn.kernels.samples import RUN, hidden_grad_rows
+from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
+from fastnn.kernels.update import (
     add_block_terms,
     add_column_terms,
     add_rows,
     block_groups,
     blocks_per_job,
     features_of_group,
-    hidden_grad_rows,
 )
-from fastnn.kernels.sparse import BLOCK, input_table, prefetch_row, read_row, scan_row
 from fastnn.tools import add_version
 from fastnn.train.options import positive_int
 
@@ -158,7 +157,7 @@ def _epoch_stages(X, y, order, coefs, ahead, intercepts, chunk, stages, dense):
             visited += end - first
             if stages >= 2:
                 hidden_row(W1, intercepts[0], X, r, table, idx, first, end, Z[0], i)
-        # The dense layers a run of RUN samples at a time, as passes.sample_pass takes them.
+        # The dense layers a run of RUN samples at a time, as samples.sample_pass takes them.
         for lo in range(0, m, RUN):
             hi = min(lo + RUN, m)
             if stages >= 3:
@@ -176,7 +175,7 @@ def _epoch_stages(X, y, order, coefs, ahead, intercepts, chunk, stages, dense):
                 for layer in range(n_layers - 1, 0, -1):
                     G, below = Z[layer], Z[layer - 1]
                     hidden_grad_rows(G, lo, hi, WT[layer], A[layer - 1], slope, False, below)
-                for i in range(lo, hi):  # as passes.keep_panels
+                for i in range(lo, hi):  # as samples.keep_panels
                     for layer in range(n_layers - 1):
                         set_panel_row(A_panels[layer], i, A[layer][i])
                     if dense:

@@ -8,15 +8,21 @@ compiled by Numba.
 - `team`: the threads that run an entry together, and the barrier where they meet;
 - `sparse`: reading X (uint8 pixels scaled as x / 255 in the parameters' dtype, as the
   reference does) and listing each sample's non-zero features, all the first layer touches;
-- `vector`: the one inner loop, y += c0 * M[r0] + ..., as explicit SIMD code;
+- `csr`: a scipy.sparse X into the first layer, never densified;
+- `tile`: the sparse first layer's loops, one side kept in vector registers;
+- `dense`: the products of every layer whose input is dense, in register tiles with fused
+  multiply-adds;
 - `forward`: the forward pass of one sample, as small serial helpers;
 - `outputs`: the last layer by the output kind (softmax, logistic, identity): the outputs and
   the loss's gradient there;
-- `passes`: a mini-batch's forward pass, backpropagation and update, fused into two passes
-  shared by the team, one over samples and one over the parameters' rows;
+- `dropout` and `constraint`: dropout's masks drawn where they are used, and max-norm;
+- `samples`: a mini-batch's sample pass, each sample forward and back, shared by the team (and
+  a prediction's forward pass);
+- `update`: the update pass over the parameters' rows: the gradient sums and the step;
 - `layout`: where each layer's numbers sit in the flat buffers that let one compiled kernel
   take any number of hidden layers;
 - `optimizer`: the update rules (SGD, momentum, Adam, RMSprop, L2 penalty) on a flat range;
+- `augment`: an epoch's augmented images;
 - `epoch`: the entry points `fastnn.backends.numba_backend` calls: `train_batches` (a whole
   epoch, or the gradients of one batch), `forward` and `augment`.
 """

@@ -104,7 +104,7 @@ def hidden_csr_row(X, W1, b1, idx, vals, start, end, row, table, Z, i):
 
 
 def add_csr_block_terms(X, g, runs, firsts, idx, vals, row, table, D, acc):
-    """passes.add_block_terms for the samples of a chunk of a sparse X, their values in vals,
+    """update.add_block_terms for the samples of a chunk of a sparse X, their values in vals,
     by the runs of block group g (`group_runs`)."""
     raise NotImplementedError  # called only from jitted code, which compiles the overload
 

@@ -3,12 +3,12 @@ gradients of one batch), `forward`, a forward pass keeping every layer's activat
 `augment`, an epoch's augmented images (see `kernels.augment`).
 
 Each is called once per member of a team of threads (see `team`), all on the same buffers,
-which the backend allocates (`train_workspace`, `forward_outputs`). `train_batches` is a loop over
-batches, and over chunks of at most CHUNK samples within a batch, around the two passes of
-`passes`, with the team meeting after each: no Python between batches and none of the
-reference's per-batch temporaries. The gradients of `loss_and_grads` come from `train_batches` too
-(one batch, rule GRADIENTS_ONLY), not from a third entry, because every entry costs seconds of
-compiling for every dtype pair.
+which the backend allocates (`train_workspace`, `forward_outputs`). `train_batches` is a loop
+over batches, and over chunks of at most CHUNK samples within a batch, around the two passes
+(`samples.sample_pass`, `update.gradient_pass`), with the team meeting after each: no Python
+between batches and none of the reference's per-batch temporaries. The gradients of
+`loss_and_grads` come from `train_batches` too (one batch, rule GRADIENTS_ONLY), not from a
+third entry, because every entry costs seconds of compiling for every dtype pair.
 """
 
 from __future__ import annotations
@@ -23,19 +23,17 @@ from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
 from fastnn.kernels.layout import Layout, line_aligned, set_row
 from fastnn.kernels.optimizer import GRADIENTS_ONLY
-from fastnn.kernels.passes import (
-    Batch,
-    Chunk,
-    block_groups,
-    blocks_per_job,
-    forward_pass,
-    gradient_pass,
-    n_jobs,
-    sample_pass,
-    weight_squares,
-)
+from fastnn.kernels.samples import Chunk, forward_pass, sample_pass
 from fastnn.kernels.sparse import BLOCK, input_table, rows_in_place
 from fastnn.kernels.team import borrowed, clock, meet, next_job
+from fastnn.kernels.update import (
+    Batch,
+    block_groups,
+    blocks_per_job,
+    gradient_pass,
+    n_jobs,
+    weight_squares,
+)
 
 CHUNK = 256  # samples per pass: a chunk's lists, activations and gradients stay in L2 cache
 SAMPLING, WAITING, UPDATING, SETTLING = range(4)  # Workspace.passes' columns
@@ -76,7 +74,7 @@ class Data(NamedTuple):
     weights: np.ndarray
     order: np.ndarray  # (n_samples,) int64 rows of X, taken in batches in this order
     batch_size: int
-    dense_input: bool  # the first layer runs dense (see passes.Chunk)
+    dense_input: bool  # the first layer runs dense (see samples.Chunk)
 
 
 class State(NamedTuple):
@@ -98,10 +96,10 @@ class Workspace(NamedTuple):
     panels: np.ndarray  # (2, ...) their activations in panels, for the update pass's products
     losses: np.ndarray  # (2, chunk)
     hits: np.ndarray  # (2, chunk) int64
-    touched: np.ndarray  # (n_groups,) bool, all False: see passes.block_groups
+    touched: np.ndarray  # (n_groups,) bool, all False: see update.block_groups
     # (2, n_in) bool where X is a sparse matrix and the first layer runs sparse, else (2, 0):
     # which rows of W1 the batch touched (all False) and which may move untouched (see
-    # passes.step_rows). Not for a dense X: its batches touch most of its few features' rows
+    # update.step_rows). Not for a dense X: its batches touch most of its few features' rows
     # (MNIST's), the groups of rows no sample touched are skipped whole anyway, and marking
     # rows cost mnist-h128's plain SGD epoch 17%.
     row_flags: np.ndarray
@@ -185,7 +183,7 @@ def train_batches(team, layout, net, data, rule, state, work):
     steps theta (and `ahead`, and state) by `rule` (see `optimizer`), in place; this member's
     share of it. Returns (to member 0; the others get zeros) the sum of the per-sample losses
     (plus, with alpha, each batch's L2 penalty) and the number of samples predicted right (see
-    passes.output_gradient), each batch measured before its update. Returns early, with
+    outputs.output_gradient), each batch measured before its update. Returns early, with
     partial sums, if a member failed. With sample weights (data.weights) the sum is of each
     batch's weighted objective, (penalty + sum of w_i * loss_i) / (weight sum), times its
     rows (scikit-learn's way to the epoch's loss); a batch weighing 0 adds 0 and moves
@@ -321,7 +319,7 @@ def forward(team, layout, net, X, indptr, indices, values, rows, dense_input, ou
     """Every row of X (or, where indptr is not empty, of the sparse X of indptr, indices and
     values: see `Data`) through the network into `out`, a chunk of CHUNK rows a job, to
     whichever member is free (`team.next_job`), the first layer dense or not (see
-    passes.Chunk). rows: 0..n-1, read-only, as train_batches's chunks take theirs from
+    samples.Chunk). rows: 0..n-1, read-only, as train_batches's chunks take theirs from
     data.order, so that the passes both use compile once. Where `out` has no room for the
     activations, each member keeps a chunk's in buffers of its own."""
     team, layout, net, X, indptr, indices, values, rows, out = borrowed(

@@ -1,7 +1,7 @@
 """The forward pass of one sample (one row of X), layer by layer, as small serial helpers.
 
 Each helper writes only its own sample's outputs, so the parallel pass over samples
-(`passes.sample_pass`) can run them on any thread. Their sums run in a fixed order (features,
+(`samples.sample_pass`) can run them on any thread. Their sums run in a fixed order (features,
 then hidden units, ascending), which does not depend on the number of threads. Their inner
 loops are `tile.gather_row` (the first layer, sparse) and `dense.add_panel_products`.
 """

@@ -13,7 +13,7 @@ depth.
   moments are laid out as theta, so an update is one loop over the same flat range of each.
 - `ahead` holds every layer's weights once more as the forward pass's dense products read them:
   coefs' (fan_in, fan_out) in panels (see `panels`); the update pass writes each changed
-  column there too (the first layer's only where it runs dense, see passes.Chunk).
+  column there too (the first layer's only where it runs dense, see samples.Chunk).
 - Activations of a chunk of `rows` samples: each layer's Z (then dZ) are a (rows, fan_out)
   block of one buffer, its A a block of another, both from rows * units_at[layer]. A third
   holds, in panels, what the weight gradients' dense products take as M: every hidden layer's

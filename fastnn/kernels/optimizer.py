@@ -50,7 +50,7 @@ def moves_idle_weights(rule):
 @helper
 def steps_touched_rows(rule, row_flags):
     """Whether the first layer's rows are stepped only where the batch touched them (or, under
-    momentum, where a velocity is not yet zero: `passes.step_rows`): exact for plain SGD and
+    momentum, where a velocity is not yet zero: `update.step_rows`): exact for plain SGD and
     momentum without L2 (an untouched row's gradient is +0, and w - lr * 0 is w), where the
     workspace has row_flags (a sparse matrix X on a sparse first layer). Not under L2, which
     decays every weight, nor Adam or RMSprop, whose moments move every weight each step, as

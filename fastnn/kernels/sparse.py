@@ -7,7 +7,7 @@ there. Sample i of a chunk owns the `slots` index slots from i * slots: n_in + 1
 (see `scan_row` for the spare one), the longest row's non-zeros for a sparse one (`csr`). The
 features are grouped in blocks of BLOCK: block b is features b * BLOCK .. (b + 1) * BLOCK - 1,
 and bounds[b, i] .. bounds[b + 1, i] - 1 are the slots of sample i's features in block b, so
-that the job of `passes.gradient_pass` that owns blocks b..b' finds its entries of every sample
+that the job of `update.gradient_pass` that owns blocks b..b' finds its entries of every sample
 without searching: bounds[b, i] .. bounds[b' + 1, i] - 1.
 """
 
@@ -22,7 +22,7 @@ from numba.extending import intrinsic, overload
 
 from fastnn.kernels.config import REGISTER_BYTES, SERIAL, helper
 
-BLOCK = 16  # input features per block (an update job owns a few: passes.blocks_per_job)
+BLOCK = 16  # input features per block (an update job owns a few: update.blocks_per_job)
 WORD = 64  # pixels that scan_row_vector tests at once
 BLOCKS_PER_WORD = WORD // BLOCK
 

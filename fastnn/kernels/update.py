@@ -1,16 +1,6 @@
-"""A mini-batch's forward pass, backpropagation and update, fused, in two passes shared by a
-team of threads (see `team`) that take the batch a chunk of samples at a time (so a full batch
-of 60,000 stays in cache too). Any number of hidden layers: the per-layer data sit in flat
-buffers (see `layout`).
-
-`sample_pass` splits a chunk's samples among the members in runs of RUN: a job takes its run
-forward through every layer, through the loss's gradient at the last layer (`output_gradient`:
-softmax cross-entropy, logistic, squared error), and back to the
-first layer, a layer at a time (the later layers a tile of samples at once, see
-`dense.add_products`), keeping what the weight gradients need: each layer's A and dZ rows, and
-the first layer's inputs: where it runs sparse, in lists of its own, every sample's non-zero
-features; where it runs dense (`Chunk.dense_input`), their rows of X in the parameters' dtype,
-taken forward a tile of samples at a time too.
+"""The update pass of a mini-batch (see `epoch.train_batches`), after the sample pass
+(`samples`) of each chunk: its terms added to the gradient sums, and after the batch's last
+chunk the step.
 
 `gradient_pass` splits the parameters among the members by output element: a job owns the rows
 of W1 of a few blocks of input features (`blocks_per_job`), or the weights into a panel's units
@@ -26,30 +16,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
 from fastnn.kernels.config import helper
 from fastnn.kernels.constraint import cap_rows
-from fastnn.kernels.csr import (
-    add_csr_block_terms,
-    group_runs,
-    hidden_csr_row,
-    list_csr_row,
-    mark_csr_rows,
-    read_csr_row,
-)
-from fastnn.kernels.dense import add_panel_products, add_products
-from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
-from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
-from fastnn.kernels.layout import (
-    ahead_weights,
-    bias,
-    set_panel_row,
-    set_row,
-    unit_panels,
-    units,
-    weights,
-)
+from fastnn.kernels.csr import add_csr_block_terms, group_runs, mark_csr_rows
+from fastnn.kernels.dense import add_panel_products
+from fastnn.kernels.layout import ahead_weights, bias, set_panel_row, unit_panels, weights
 from fastnn.kernels.optimizer import (
     GRADIENTS_ONLY,
     MOMENTUM,
@@ -57,282 +28,18 @@ from fastnn.kernels.optimizer import (
     step,
     steps_touched_rows,
 )
-from fastnn.kernels.outputs import output_gradient, output_row
-from fastnn.kernels.sparse import BLOCK, prefetch_row, read_row, scan_row
-from fastnn.kernels.team import is_mine, my_jobs
+from fastnn.kernels.samples import layer_rows
+from fastnn.kernels.sparse import BLOCK
+from fastnn.kernels.team import my_jobs
 from fastnn.kernels.tile import scatter_row
 
-RUN = 16  # samples a job of the sample pass takes (see forward_samples)
-LOAD_AHEAD = 4  # rows of X `list_others` loads ahead of the one it lists (8: no better)
-BLOCK_JOB, COLUMN_JOB, BIAS_JOB = 0, 1, 2  # what a job of the update pass owns (`locate`)
+BLOCK_JOB, COLUMN_JOB, BIAS_JOB = 0, 1, 2  # what a job owns (`locate`)
 TOUCHED, MOVING = 0, 1  # the rows of row_flags (see `step_rows`)
 # A first-layer job of the update pass owns the W1 rows of a few blocks of input features
 # (sparse.BLOCK each): about JOB_BYTES of them, and at most MAX_BLOCKS_PER_JOB blocks (see
 # `blocks_per_job`).
 JOB_BYTES = 32768
 MAX_BLOCKS_PER_JOB = 8
-
-
-@helper
-def hidden_grad_rows(G, start, stop, WT, A, slope, leaky, D):
-    """D[i] = (G[i] @ W.T) * activation'(z) for the rows i of start..stop-1, for the layer
-    below W (WT: W transposed, G: the dZ of W's layer), telling z > 0 from A[i] > 0 (the same
-    test: the activation and a dropout factor keep the sign; a dropped unit's D is zeroed
-    after); the slope at 0 is the negative side's, as in the reference."""
-    zero = D.dtype.type(0)
-    negative = slope if leaky else zero
-    for i in range(start, stop):
-        D[i] = zero
-    add_products(D, start, stop, G, WT)
-    for i in range(start, stop):
-        for j in range(D.shape[1]):
-            if not A[i, j] > zero:
-                D[i, j] = D[i, j] * negative
-
-
-class Chunk(NamedTuple):
-    """Up to CHUNK samples of a batch, and where their per-sample data go."""
-
-    rows: np.ndarray  # (m,) their rows of X
-    idx: np.ndarray  # their non-zero features (see `sparse`)
-    bounds: np.ndarray  # (n_blocks + 1, CHUNK) where each sample's features of a block are
-    Z: np.ndarray  # every layer's Z, then dZ, for `held` samples (see `layout.units`)
-    A: np.ndarray  # every hidden layer's A, for `held` samples
-    held: int  # samples the activation buffers hold
-    at: int  # where this chunk's samples start in them
-    # The first layer runs dense: as products of tiles over every feature of `inputs`, rather
-    # than over each sample's list of non-zero features.
-    dense_input: bool
-    inputs: np.ndarray  # (CHUNK, n_in) row i: sample i's X in the params' dtype (if dense_input)
-    # For the update pass (empty in a forward pass alone): every hidden layer's A and the first
-    # layer's dZ again, in panels for the weight gradients' products (see layout.unit_panels).
-    panels: np.ndarray
-    # A sparse X (see `csr`; all empty for a dense X): its CSR arrays, the values of the
-    # listed features beside idx, and the member's row that the first layer's loops read.
-    indptr: np.ndarray
-    indices: np.ndarray
-    values: np.ndarray
-    vals: np.ndarray
-    row: np.ndarray
-    runs: np.ndarray  # (3, ...) the entries' runs by block group, and where each group's start
-    firsts: np.ndarray  # (n_groups + 1,): see csr.group_runs
-
-
-@helper
-def layer_rows(buf, chunk, layout, layer):
-    """The chunk's rows of a layer's activations in buf (chunk.Z or chunk.A): (m, fan_out)."""
-    return units(buf, chunk.held, layout, layer)[chunk.at : chunk.at + chunk.rows.shape[0]]
-
-
-@helper
-def consecutive(rows, lo, hi):
-    """Whether rows[lo..hi-1] are rows[lo], rows[lo] + 1, ..., as a prediction's are."""
-    for i in range(lo + 1, hi):
-        if rows[i] != rows[i - 1] + 1:
-            return False
-    return True
-
-
-@helper
-def forward_samples(layout, net, X, table, chunk, lo, hi, direct):
-    """Samples lo..hi-1 of the chunk through every layer, a layer at a time: Z and A of each
-    in their rows, the logits last. Their non-zero features are listed first, for this pass
-    and the update pass. A dense first layer's products read X's rows in place where direct
-    is X (`sparse.rows_in_place`: a prediction's float X, no copy of every row) and the run's
-    rows are consecutive; else the rows are copied into chunk.inputs (where direct is empty:
-    training, whose update pass reads the copies again). Each
-    layer's views are made once here, not per sample: a view of an owned array counts a
-    reference on its owner, an atomic add that two threads making views of the same buffer
-    fight over (per sample, that made an epoch on 2 threads 40% slower; the entries now
-    borrow their arrays, see `team.borrowed`, but the arrays a member makes for itself are
-    owned)."""
-    rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
-    Z = layer_rows(chunk.Z, chunk, layout, 0)
-    A = layer_rows(chunk.A, chunk, layout, 0)
-    W1, b1 = weights(net.theta, layout, 0), bias(net.theta, layout, 0)
-    inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
-    csr = chunk.indptr.shape[0] > 0
-    if chunk.dense_input:
-        first = rows[lo] - lo  # X's row of sample 0, where the run's rows are consecutive
-        in_place = (
-            direct.shape[0] > 0 and not csr and table[0] == 1 and not drops(net, inputs)
-            and first >= 0 and consecutive(rows, lo, hi)
-        )  # fmt: skip
-        for i in range(lo, hi):
-            set_row(Z, i, b1)
-            if in_place:
-                continue
-            if csr:
-                read_csr_row(
-                    X, chunk.indptr, chunk.indices, chunk.values, rows[i], table, chunk.inputs[i]
-                )
-            else:
-                read_row(X, rows[i], table, chunk.inputs[i])
-            if drops(net, inputs):
-                drop_inputs(chunk.inputs[i], net, inputs, rows[i])
-        W1_ahead = ahead_weights(net.ahead, layout, 0)
-        if in_place:  # direct[first + i] is sample i's row, X[rows[i]]
-            add_panel_products(Z, lo, hi, direct[first : first + hi], W1_ahead)
-        else:
-            add_panel_products(Z, lo, hi, chunk.inputs, W1_ahead)
-    for i in range(lo, hi):
-        r = rows[i]
-        if not chunk.dense_input:
-            if csr:
-                list_csr_row(
-                    chunk.indptr, chunk.indices, chunk.values, r, idx, chunk.vals, i, bounds
-                )
-            else:
-                if i + 1 < hi:
-                    prefetch_row(X, rows[i + 1])  # arrives while this sample is worked on
-                scan_row(X, r, idx, i, bounds)
-            if drops(net, inputs):
-                drop_features(idx, chunk.vals, bounds, i, net, inputs, r)
-            start, end = bounds[0, i], bounds[bounds.shape[0] - 1, i]
-            if csr:
-                hidden_csr_row(X, W1, b1, idx, chunk.vals, start, end, chunk.row, table, Z, i)
-            else:
-                hidden_row(W1, b1, X, r, table, idx, start, end, Z, i)
-        activate_row(Z[i], A[i], net.slope, net.leaky)
-        if drops(net, 0):
-            drop_units(A[i], net, 0, r)
-    n_layers = layout.sizes.shape[0] - 1
-    for layer in range(1, n_layers):
-        Z = layer_rows(chunk.Z, chunk, layout, layer)
-        W, b = ahead_weights(net.ahead, layout, layer), bias(net.theta, layout, layer)
-        dense_rows(A, lo, hi, W, b, Z)
-        if layer < n_layers - 1:
-            A = layer_rows(chunk.A, chunk, layout, layer)
-            for i in range(lo, hi):
-                activate_row(Z[i], A[i], net.slope, net.leaky)
-                if drops(net, layer):
-                    drop_units(A[i], net, layer, rows[i])
-
-
-@helper
-def backward_samples(layout, net, y, targets, row_weights, chunk, lo, hi, total, losses, hits):
-    """From the last layer's z of samples lo..hi-1: losses[i] = its loss, hits[i] = whether it
-    is predicted right (see `output_gradient`), and the gradients of the batch's mean loss (its
-    weighted mean where `row_weights`, one a row of X, are given), dZ of each layer in place of its
-    Z, a layer at a time; `total`: the batch's size, or the sum of its weights."""
-    n_layers = layout.sizes.shape[0] - 1
-    G = layer_rows(chunk.Z, chunk, layout, n_layers - 1)
-    size = G.dtype.type(total)
-    weighted = row_weights.shape[0] > 0
-    for i in range(lo, hi):
-        loss, right = output_gradient(net, y, targets, chunk.rows[i], G[i])
-        losses[i] = loss
-        hits[i] = right
-        if weighted:  # the gradient of the weighted mean loss
-            w = G.dtype.type(row_weights[chunk.rows[i]])
-            for o in range(G.shape[1]):
-                G[i, o] = G[i, o] * w / size
-        else:  # of the mean loss, as it always was: not a product with 1s
-            for o in range(G.shape[1]):
-                G[i, o] = G[i, o] / size
-    for layer in range(n_layers - 1, 0, -1):
-        D = layer_rows(chunk.Z, chunk, layout, layer - 1)
-        A = layer_rows(chunk.A, chunk, layout, layer - 1)
-        WT = weights(net.theta, layout, layer)
-        hidden_grad_rows(G, lo, hi, WT, A, net.slope, net.leaky, D)
-        if drops(net, layer - 1):  # through the kept units only
-            for i in range(lo, hi):
-                drop_units(D[i], net, layer - 1, chunk.rows[i])
-        G = D
-
-
-@helper
-def run_of(t, m):
-    """Run t of a chunk of m samples: samples t * RUN .. min((t + 1) * RUN, m) - 1."""
-    return t * RUN, min((t + 1) * RUN, m)
-
-
-@helper
-def forward_pass(layout, net, X, table, chunk, P, direct):
-    """The chunk's samples forward, P[i] = their outputs (`outputs.output_row`), a run of
-    samples at a time; a dense first layer reads X's rows in place where direct is X (see
-    `forward_samples`)."""
-    m = chunk.rows.shape[0]
-    for t in range((m + RUN - 1) // RUN):
-        lo, hi = run_of(t, m)
-        forward_samples(layout, net, X, table, chunk, lo, hi, direct)
-        logits = layer_rows(chunk.Z, chunk, layout, layout.sizes.shape[0] - 2)
-        for i in range(lo, hi):
-            output_row(net.output, logits[i], P[i])
-
-
-@helper
-def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
-    """This member's share of the chunk's samples forward and back to the first layer's dZ, a
-    run of samples a job; losses[i] and hits[i] get its loss and whether it was predicted
-    right (data's labels or targets, see `output_gradient`); `total` is the batch's size, or
-    the sum of its weights (1 if they sum to 0) where data has weights. How the samples are
-    shared out changes no result: each sample's numbers are its own."""
-    m = chunk.rows.shape[0]
-    copied = chunk.inputs[:0]  # no rows read in place: the update pass reads the copies
-    for t in my_jobs(team, (m + RUN - 1) // RUN):
-        lo, hi = run_of(t, m)
-        forward_samples(layout, net, data.X, table, chunk, lo, hi, copied)
-        backward_samples(
-            layout, net, data.y, data.targets, data.weights, chunk, lo, hi, total, losses, hits
-        )
-        keep_panels(layout, chunk, lo, hi)
-    if not chunk.dense_input:
-        list_others(team, layout, net, data.X, chunk)
-        if chunk.indptr.shape[0] > 0:
-            width = blocks_per_job(layout.sizes[1], net.theta.itemsize) * BLOCK
-            group_runs(chunk.idx, chunk.bounds, m, width, chunk.runs, chunk.firsts)
-
-
-@helper
-def keep_panels(layout, chunk, lo, hi):
-    """Samples lo..hi-1's rows of every hidden layer's A, and where the first layer runs dense
-    of its dZ, into the chunk's panels, for the update pass's products."""
-    n_layers = layout.sizes.shape[0] - 1
-    for layer in range(n_layers - 1):
-        A = layer_rows(chunk.A, chunk, layout, layer)
-        P = unit_panels(chunk.panels, chunk.held, layout, layer)
-        for i in range(lo, hi):
-            set_panel_row(P, chunk.at + i, A[i])
-    if chunk.dense_input:
-        dZ = layer_rows(chunk.Z, chunk, layout, 0)
-        P = unit_panels(chunk.panels, chunk.held, layout, n_layers - 1)
-        for i in range(lo, hi):
-            set_panel_row(P, chunk.at + i, dZ[i])
-
-
-@helper
-def list_others(team, layout, net, X, chunk):
-    """Lists the non-zero features of the samples of the chunk that the other members take
-    forward, in this member's own lists: the update pass reads every sample's, and reading
-    them from the cache of the core that wrote them costs more than scanning again. Rows of X
-    are loaded LOAD_AHEAD samples ahead: without work between them, one sample ahead comes too
-    late. The scan is called here, not through a helper taking net and chunk per sample,
-    which Numba does not inline as well (docs/design.md has the measurements)."""
-    rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
-    inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
-    m = rows.shape[0]
-    csr = chunk.indptr.shape[0] > 0
-    for t in range((m + RUN - 1) // RUN):
-        if is_mine(team, t):
-            continue
-        lo, hi = run_of(t, m)
-        if csr:  # its rows are lists already
-            for i in range(lo, hi):
-                list_csr_row(
-                    chunk.indptr, chunk.indices, chunk.values, rows[i], idx, chunk.vals, i, bounds
-                )
-                if drops(net, inputs):
-                    drop_features(idx, chunk.vals, bounds, i, net, inputs, rows[i])
-            continue
-        for i in range(lo, min(lo + LOAD_AHEAD, hi)):
-            prefetch_row(X, rows[i])
-        for i in range(lo, hi):
-            if i + LOAD_AHEAD < hi:
-                prefetch_row(X, rows[i + LOAD_AHEAD])
-            scan_row(X, rows[i], idx, i, bounds)
-            if drops(net, inputs):
-                drop_features(idx, chunk.vals, bounds, i, net, inputs, rows[i])
 
 
 @helper
@@ -631,10 +338,14 @@ def gradient_pass(
     batch so far; row_flags[TOUCHED, k] (where `steps_touched_rows`), whether feature k had. Every
     size-th job a member, and neighbouring jobs cost about the same (blocks of the image's busy
     middle, of its empty borders, the groups of a later layer), so members get about the same
-    work."""
+    work. A sparse X's lists (every sample's, each member's own) are first sorted into runs by
+    block group (`csr.group_runs`), which its first-layer jobs read."""
     per_job = blocks_per_job(layout.sizes[1], net.theta.itemsize)
     n_groups = touched.shape[0]  # block_groups of the lists' blocks, per_job a group
     by_rows = steps_touched_rows(rule, row_flags)
+    m = chunk.rows.shape[0]
+    if not chunk.dense_input and chunk.indptr.shape[0] > 0:  # a sparse X: its lists in runs
+        group_runs(chunk.idx, chunk.bounds, m, per_job * BLOCK, chunk.runs, chunk.firsts)
     for job in my_jobs(team, n_jobs(layout, n_groups)):
         kind, layer, index = locate(job, layout, n_groups)
         hit = add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, state.sums)
@@ -644,7 +355,6 @@ def gradient_pass(
                 if chunk.indptr.shape[0] > 0:
                     mark_csr_rows(index, chunk.runs, chunk.firsts, chunk.idx, row_flags[TOUCHED])
                 else:
-                    m = chunk.rows.shape[0]
                     mark_rows(index, per_job, chunk.bounds, chunk.idx, m, row_flags[TOUCHED])
         if batch.last:
             finish_job(
