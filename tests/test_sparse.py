@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fastnn import MLPClassifier, MLPRegressor
-from fastnn.backends import get_backend
+from fastnn.backends import get_backend, numba_packing
 from fastnn.backends import numba_backend as numba_module
 from fastnn.backends.tolerance import TRAINED
 from fastnn.core.dropout import Dropout
@@ -213,7 +213,7 @@ def test_stepping_only_touched_rows_is_the_full_update(monkeypatch, dtype, optim
 
         monkeypatch.setattr(numba_module, "train_workspace", every_row)
         every, every_state = two_epochs()
-    rule = numba_module._rule(optimizer, np.ones(1), 0, np.dtype(dtype))
+    rule = numba_packing.rule(optimizer, np.ones(1), 0, np.dtype(dtype))
     assert steps_touched_rows.py_func(rule, np.zeros((2, n_in), np.bool_))  # rows' way taken
     assert same_bits(by_rows.arrays(), every.arrays())
     assert same_bits(by_rows_state.first, every_state.first)

@@ -30,7 +30,7 @@ def numba_first_layer(X: np.ndarray) -> str:
     """The first layer's path the numba backend takes on X now: "dense" or "sparse"."""
     if is_sparse(X):  # a scipy matrix goes to the sparse first layer as it is (issue 30)
         return "sparse"
-    from fastnn.backends.numba_backend import dense_input  # loads Numba: only where it runs
+    from fastnn.backends.numba_packing import dense_input  # loads Numba: only where it runs
 
     return "dense" if dense_input(X) else "sparse"
 

@@ -32,7 +32,8 @@ import numpy as np
 from numba import njit
 from numba.typed import List
 
-from fastnn.backends.numba_backend import FIRST_LAYER_PATHS, NumbaBackend, dense_input
+from fastnn.backends.numba_backend import NumbaBackend
+from fastnn.backends.numba_packing import FIRST_LAYER_PATHS, dense_input
 from fastnn.backends.numba_team import team_size
 from fastnn.bench.data import TABULAR, load, standardise
 from fastnn.bench.timing import median_seconds
