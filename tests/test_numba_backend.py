@@ -682,6 +682,34 @@ def test_a_row_predicted_alone_has_the_bits_it_has_in_a_batch(dtype, pixels):
     assert (X.dtype, np.dtype(dtype)) in numba_backend._forward_of  # the direct calls were taken
 
 
+def test_a_long_prediction_is_made_in_parts_of_prediction_rows(monkeypatch):
+    """Ctrl-C waits for a compiled call to return, so a prediction of many rows calls the
+    forward pass PREDICTION_ROWS rows at a time, each part on the path judged once for all of
+    X; the rows come out as they do in one call, dense and sparse."""
+    from fastnn.backends import numba_backend
+
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    params = init_params(784, (33,), 10, "he", 0, "float32")
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 256, (700, 784)).astype(np.uint8)
+    X[rng.random(X.shape) < 0.8] = 0
+    whole = backend.predict_proba(params, X)
+    csr = scipy_sparse.csr_matrix((X / 255).astype(np.float32))
+    whole_csr = backend.predict_proba(params, csr)
+    calls = []
+    compiled_forward = numba_backend._compiled_forward
+
+    def counted(args):
+        calls.append(len(args[-1].P))
+        return compiled_forward(args)
+
+    monkeypatch.setattr(numba_backend, "_compiled_forward", counted)
+    monkeypatch.setattr(numba_backend, "PREDICTION_ROWS", 300)
+    assert_same_bits(backend.predict_proba(params, X), whole, "dense, in parts")
+    assert calls == [300, 300, 100]
+    assert_same_bits(backend.predict_proba(params, csr), whole_csr, "sparse, in parts")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_prediction_reads_float_rows_in_place_with_the_bits_of_the_copy(dtype):
     """A prediction's dense first layer reads the rows of a float X where they are; the same

@@ -35,10 +35,12 @@ from fastnn.core.dropout import Dropout
 from fastnn.core.interrupt import deferred_keyboard_interrupt
 from fastnn.core.model import ACTIVATIONS, OUTPUTS, Params, check_choice
 from fastnn.core.optim import Optimizer, OptimizerState
+from fastnn.core.sparse import SparseRows
 from fastnn.kernels.augment import ROWS, Warp
 from fastnn.kernels.epoch import (
     CHUNK,
     Activations,
+    Net,
     State,
     augment,
     forward,
@@ -47,6 +49,7 @@ from fastnn.kernels.epoch import (
     train_workspace,
 )
 from fastnn.kernels.layout import (
+    Layout,
     line_aligned,
 )
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, MOMENTUM
@@ -76,11 +79,30 @@ def _call(entry, args: tuple, jobs: int | None = None) -> object:
         return run_team(entry, args, team_size(jobs))
 
 
+# Rows of X a prediction's compiled call takes (see NumbaBackend.predict_proba): 10,000 rows,
+# as the bench predicts, in one team run; a fraction of a second of work at the largest
+# networks of the presets, (800, 800).
+PREDICTION_ROWS = 65536
+
 # The compiled forward pass for each pair of X's dtype and the parameters', as Numba compiled
 # it. A prediction calls it directly: Numba's dispatcher would match the types of every
 # argument at every call, in each thread of the team, which costs more than a row's
 # arithmetic. Every other argument's type follows from those two dtypes.
 _forward_of: dict[tuple[np.dtype, np.dtype], Callable] = {}
+
+
+def _predict(
+    layout: Layout, net: Net, X: np.ndarray | SparseRows, P: np.ndarray, dense: bool
+) -> None:
+    """P = the outputs of X's rows, in one compiled call: one chunk (a row, say) on this
+    thread, no thread to start, and nothing a Ctrl-C could leave half-done (P is new)."""
+    out = Activations(*packing.no_activations(P.dtype), P)
+    args = packing.forward_args(layout, net, X, out, dense)
+    compiled = _compiled_forward(args)
+    if len(X) <= CHUNK:
+        compiled(Team(0, 1, np.zeros(SYNC_SLOTS, np.int64)), *args)
+    else:
+        _call(compiled, args, -(-len(X) // CHUNK))
 
 
 def _compiled_forward(args: tuple) -> Callable:
@@ -117,7 +139,7 @@ class NumbaBackend:
         layout, net = packing.network(params, activation, output=output)
         n = len(X)
         out = forward_outputs(layout, n, net.theta.dtype)
-        args = packing.forward_args(layout, net, X, out)
+        args = packing.forward_args(layout, net, X, out, packing.dense_input(X))
         _call(forward, args, -(-n // CHUNK))
         Z, A, P = out
         Zs = [packing.units(Z, n, layout, layer) for layer in range(len(params.coefs))]
@@ -206,23 +228,23 @@ class NumbaBackend:
         output: str = "softmax",
         check_input: bool = True,
     ) -> np.ndarray:
-        """The forward pass keeping only P: each member keeps a chunk's activations at a time."""
+        """The forward pass keeping only P: each member keeps a chunk's activations at a time.
+        PREDICTION_ROWS rows a compiled call: Ctrl-C waits for the call to return (see
+        `deferred_keyboard_interrupt`), so that on many rows it is answered soon."""
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("output", output, OUTPUTS)
         X = check_X(params, X, check_input)
         layout, net = packing.prediction_network(params, activation, output)
         n = len(X)
-        dtype = net.theta.dtype
-        out = Activations(*packing.no_activations(dtype), np.empty((n, params.n_out), dtype))
-        args = packing.forward_args(layout, net, X, out)
-        # One chunk (a row, say) on this thread: no thread to start, and nothing a Ctrl-C could
-        # leave half-done (the outputs are new arrays).
-        compiled = _compiled_forward(args)
-        if n <= CHUNK:
-            compiled(Team(0, 1, np.zeros(SYNC_SLOTS, np.int64)), *args)
-        else:
-            _call(compiled, args, -(-n // CHUNK))
-        return out.P
+        P = np.empty((n, params.n_out), net.theta.dtype)
+        dense = packing.dense_input(X)  # judged once: every part takes the same path
+        if n <= PREDICTION_ROWS:  # a row, say: no views to make
+            _predict(layout, net, X, P, dense)
+            return P
+        for start in range(0, n, PREDICTION_ROWS):
+            rows = slice(start, start + PREDICTION_ROWS)
+            _predict(layout, net, X[rows], P[rows], dense)
+        return P
 
     def augment(
         self, X: np.ndarray, augmentation: Augmentation, out: np.ndarray | None = None

@@ -189,10 +189,13 @@ def rows(n: int) -> np.ndarray:
     return _FIRST_ROWS[:n] if n <= CHUNK else read_only(np.arange(n))
 
 
-def forward_args(layout: Layout, net: Net, X: np.ndarray | SparseRows, out: Activations) -> tuple:
+def forward_args(
+    layout: Layout, net: Net, X: np.ndarray | SparseRows, out: Activations, dense: bool
+) -> tuple:
     """The arguments of the kernels' `forward` after the team: the network, X as the kernels
-    take it (`inputs`), its rows 0..n-1, the first layer's path, and where the outputs go."""
-    return (layout, net, *inputs(X, net.theta.dtype), rows(len(X)), dense_input(X), out)
+    take it (`inputs`), its rows 0..n-1, the first layer's path (`dense_input`), and where
+    the outputs go."""
+    return (layout, net, *inputs(X, net.theta.dtype), rows(len(X)), dense, out)
 
 
 @functools.cache
