@@ -28,9 +28,18 @@ PACKAGE = Path(fastnn.__file__).parent
 
 
 def press_ctrl_c() -> None:
-    """What the terminal does on Ctrl-C; the handler runs at the next bytecode."""
+    """What the terminal does on Ctrl-C. A Python handler runs at the next bytecode; inside
+    `stop_requests` the watcher thread records it, and this waits until it has, however busy
+    the machine: a fixed 10 ms was once not enough in a whole-suite run with other processes on
+    both cores (the stop came an epoch late)."""
+    watched = signal.getsignal(signal.SIGINT) is interrupt._ignore and interrupt._active
     os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(0.01)
+    if not watched:
+        time.sleep(0.01)
+        return
+    deadline = time.monotonic() + 30
+    while not interrupt._active.requested and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def test_first_ctrl_c_is_recorded_and_everything_restored():
