@@ -191,7 +191,7 @@ def test_a_prediction_is_the_forward_pass_a_chunk_of_rows_at_a_time(monkeypatch)
     monkeypatch.setattr(
         module.NumpyBackend,
         "forward",
-        lambda self, p, X, *a: passes.append(len(X)) or forward(self, p, X, *a),
+        lambda self, p, X, *a, **k: passes.append(len(X)) or forward(self, p, X, *a, **k),
     )
     np.testing.assert_allclose(numpy_backend.predict_proba(params, X), whole, rtol=1e-15)
     assert passes == [4, 4, 2]

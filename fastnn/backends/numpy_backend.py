@@ -36,7 +36,7 @@ from fastnn.core.model import (
 from fastnn.core.optim import Optimizer, OptimizerState, adam_rate
 from fastnn.core.sparse import SparseRows
 
-# Rows of a prediction's forward pass (see NumPyBackend.predict_proba), to bound its memory on
+# Rows of a prediction's forward pass (see NumpyBackend.predict_proba), to bound its memory on
 # large sets.
 PREDICTION_ROWS = 8192
 
@@ -374,9 +374,9 @@ class NumpyBackend:
         """The forward pass PREDICTION_ROWS rows at a time: every layer's Z and A of a chunk
         at once is what the reference holds, not of all of X."""
         X = check_X(params, X, check_input)
+        parts = (X[start : start + PREDICTION_ROWS] for start in range(0, len(X), PREDICTION_ROWS))
         chunks = [
-            self.forward(params, X[start : start + PREDICTION_ROWS], activation, output, False).P
-            for start in range(0, len(X), PREDICTION_ROWS)
+            self.forward(params, part, activation, output, check_input=False).P for part in parts
         ]
         if len(chunks) == 1:  # as it is: a copy would add to a row's latency
             return chunks[0]
