@@ -65,7 +65,7 @@ def _kernel_shape(p: int, a: np.ndarray) -> np.ndarray:
     return a.T if p % 2 == 0 and p > 0 else a
 
 
-def pack(arrays: list[np.ndarray] | tuple[np.ndarray, ...], dtype: np.dtype) -> np.ndarray:
+def _pack(arrays: list[np.ndarray] | tuple[np.ndarray, ...], dtype: np.dtype) -> np.ndarray:
     """Arrays laid out as Params.arrays(), as one flat buffer in the kernels' layout: always a
     fresh, writable, native-order copy, so weights of any kind (memory-mapped or read-only,
     Fortran-ordered or strided views, big-endian from a file) reach the kernels as the one
@@ -87,7 +87,7 @@ def pieces(flat: np.ndarray, layout: Layout) -> list[np.ndarray]:
 
 
 def unpack(flat: np.ndarray, layout: Layout, arrays: list[np.ndarray]) -> None:
-    """arrays[...] = the numbers of a flat buffer from `pack`, in place."""
+    """arrays[...] = the numbers of a flat buffer from `_pack`, in place."""
     for a, piece in zip(arrays, pieces(flat, layout), strict=True):
         a[...] = piece
 
@@ -113,7 +113,7 @@ def network(
     if dropout is None:  # keys and scales do not matter where nothing is dropped
         dropout = Dropout((0.0,) * len(params.hidden_sizes), 0, 0)
     return layout, Net(
-        pack(params.arrays(), dtype), ahead, dtype.type(LEAKY_SLOPE), leaky,
+        _pack(params.arrays(), dtype), ahead, dtype.type(LEAKY_SLOPE), leaky,
         OUTPUTS.index(output), dropout.layer_keys(), dropout.thresholds(), dropout.scales(dtype),
     )  # fmt: skip
 
@@ -170,7 +170,7 @@ def _no_csr(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(read_only(np.empty(0, t)) for t in (POINTER, INDEX, dtype))
 
 
-def inputs(X: np.ndarray | SparseRows, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+def _inputs(X: np.ndarray | SparseRows, dtype: np.dtype) -> tuple[np.ndarray, ...]:
     """X as the kernels take it (see epoch.Data): a dense X and empty CSR arrays, or for a
     sparse X an empty float X of `dtype` (the float specialisation, compiled already) and its
     CSR arrays; all read-only."""
@@ -184,7 +184,7 @@ def inputs(X: np.ndarray | SparseRows, dtype: np.dtype) -> tuple[np.ndarray, ...
 _FIRST_ROWS = read_only(np.arange(CHUNK))
 
 
-def rows(n: int) -> np.ndarray:
+def _rows(n: int) -> np.ndarray:
     """0..n-1, read-only: the rows of a forward pass (see epoch.forward)."""
     return _FIRST_ROWS[:n] if n <= CHUNK else read_only(np.arange(n))
 
@@ -193,9 +193,9 @@ def forward_args(
     layout: Layout, net: Net, X: np.ndarray | SparseRows, out: Activations, dense: bool
 ) -> tuple:
     """The arguments of the kernels' `forward` after the team: the network, X as the kernels
-    take it (`inputs`), its rows 0..n-1, the first layer's path (`dense_input`), and where
+    take it (`_inputs`), its rows 0..n-1, the first layer's path (`dense_input`), and where
     the outputs go."""
-    return (layout, net, *inputs(X, net.theta.dtype), rows(len(X)), dense, out)
+    return (layout, net, *_inputs(X, net.theta.dtype), _rows(len(X)), dense, out)
 
 
 @functools.cache
@@ -213,13 +213,13 @@ def data(
     order: np.ndarray,
     batch_size: int,
 ) -> Data:
-    """The kernels' Data: X dense or sparse (`inputs`), labels and targets both passed, one
+    """The kernels' Data: X dense or sparse (`_inputs`), labels and targets both passed, one
     of them empty (see `check_y`), and the sample weights (float64, `check_sample_weight`) or
     none, empty; all read-only, so one compiled kernel takes every output kind, weighted or
     not, dense or sparse."""
     weights = NO_WEIGHTS if weights is None else weights
     return Data(
-        *inputs(X, dtype), read_only(truth.labels), read_only(truth.targets),
+        *_inputs(X, dtype), read_only(truth.labels), read_only(truth.targets),
         read_only(weights), order, batch_size, dense_input(X),
     )  # fmt: skip
 
@@ -255,4 +255,4 @@ def rule(optimizer: Optimizer, rates: np.ndarray, steps_done: int, dtype: np.dty
 
 def moments(arrays: list[np.ndarray], net: Net) -> np.ndarray:
     """One kind of optimizer moments, packed as theta; empty if the solver keeps none."""
-    return pack(arrays, net.theta.dtype) if arrays else net.theta[:0].copy()
+    return _pack(arrays, net.theta.dtype) if arrays else net.theta[:0].copy()
