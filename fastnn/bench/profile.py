@@ -40,7 +40,7 @@ from fastnn.bench.timing import median_seconds
 from fastnn.bench.workloads import N_CLASSES
 from fastnn.core.model import LEAKY_SLOPE, check_dtype, init_params
 from fastnn.data import DataError
-from fastnn.kernels.config import FROM_PYTHON, helper
+from fastnn.kernels.config import FROM_PYTHON, counted_helper
 from fastnn.kernels.dense import add_panel_products
 from fastnn.kernels.epoch import CHUNK
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
@@ -84,7 +84,7 @@ DENSE_STAGES = (
 )
 
 
-@helper
+@counted_helper
 def _zeros_on_line(rows, cols, dtype):
     """`layout.line_aligned` in compiled code (Numba's own arrays start on 32 bytes)."""
     buf = np.zeros(rows * cols + CACHE_LINE, dtype)
@@ -92,7 +92,7 @@ def _zeros_on_line(rows, cols, dtype):
     return buf[start : start + rows * cols].reshape(rows, cols)
 
 
-@helper
+@counted_helper
 def _panels_on_line(rows, width, panel, dtype):
     """Zeros for a (rows, width) matrix in panels (see layout.panels), starting a cache line."""
     n_panels = (width + panel - 1) // panel

@@ -11,7 +11,7 @@ from numba import types
 from numba.extending import overload
 
 from fastnn.core.dropout import GOLDEN
-from fastnn.kernels.config import SERIAL, helper
+from fastnn.kernels.config import SERIAL, counted_helper, helper
 from fastnn.kernels.dropout import mix
 from fastnn.kernels.team import my_jobs
 
@@ -126,7 +126,7 @@ def blur_columns(source, gauss, stride, blurred):
             blurred[p] += g * shifted[p]
 
 
-@helper
+@counted_helper  # ravel() may copy, so Numba compiles it only with counts
 def elastic_map(warp, sample, draws, noise, turned, blurred, sx, sy):
     """sx, sy (h, w) = (x, y) + alpha * the blurred random field of the sample: the field
     blurred along y, turned (transposed), blurred along x. noise (2, h + 2r, w) and turned
@@ -213,7 +213,7 @@ def _to_pixel(value, half, out):
     return lambda value, half, out: out.dtype.type(value)
 
 
-@helper
+@counted_helper
 def augment_rows(team, X, warp, out):
     """out[r] = row r of X transformed as drawn for row r in the warp's epoch, for the rows of
     this member's jobs (ROWS rows a job; see `team`)."""

@@ -22,6 +22,14 @@ and any other function that Python calls):
 - error_model "numpy": division by zero gives inf/nan like NumPy instead of a Python exception
   check inside every loop.
 - nogil: the members of a team (and any other Python threads) run the kernels at once.
+- No reference counts in the helpers (Numba's `_nrt` off, made by `helper`): with them, every
+  call of a helper counted a reference on every array it was given, those in a Chunk, Net or
+  Layout too, on entry and again on return, and every view it made, each a call into Numba's
+  runtime (84 a sample at hidden 10, by Valgrind's count: most of the epoch's instruction
+  cache misses). The entries keep their arrays alive until every member has returned, so the
+  helpers need not. A helper that allocates an array or returns a view (`counted_helper`)
+  keeps Numba's counts, and its views are borrowed ones (`team.borrowed`): a view handed to a
+  helper that counts nothing must not carry a count that no one gives back.
 """
 
 from __future__ import annotations
@@ -97,15 +105,30 @@ class Helper(CPUDispatcher):
         )
 
 
-def helper(function: Callable) -> Helper:
-    """@njit(**SERIAL) for a helper of the entries, as a Helper, compiled to LLVM IR only: the
-    entries that call it optimise it and compile it to machine code (see `linking`)."""
+def _helper(function: Callable, counts: bool) -> Helper:
     return Helper(
         py_func=function,
         locals={},
-        targetoptions={**SERIAL, "nopython": True},
+        # _nrt set either way: a callee left unset takes its caller's.
+        targetoptions={**SERIAL, "nopython": True, "_nrt": counts},
         pipeline_class=HelperCompiler,
     )
+
+
+def helper(function: Callable) -> Helper:
+    """@njit(**SERIAL) for a helper of the entries, as a Helper, compiled to LLVM IR only (the
+    entries that call it optimise it and compile it to machine code: see `linking`), counting
+    no references (see the module's docstring): it can neither allocate an array nor return
+    one it was not given, and Numba refuses to compile one that does."""
+    return _helper(function, counts=False)
+
+
+def counted_helper(function: Callable) -> Helper:
+    """`helper` with Numba's reference counts, for a helper that allocates an array or returns
+    a view: a view it returns must be a borrowed one (`team.borrowed`), and a new array it
+    may return only to a caller that counts (an entry, another counted helper, a function
+    Python calls)."""
+    return _helper(function, counts=True)
 
 
 def entry(function: Callable) -> Callable:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.kernels.config import helper
+from fastnn.kernels.config import counted_helper, helper
 from fastnn.kernels.layout import ahead_weights, weights
 from fastnn.kernels.team import my_jobs
 
@@ -33,7 +33,7 @@ def cap_rows(WT, first, end, limit):
                 WT[o, j] = WT[o, j] * factor
 
 
-@helper
+@counted_helper
 def cap_first_layer(team, net, layout, limit, dense_input):
     """cap_rows for the columns of W1 (n_in, H), CAP_GROUP columns a job: this member's jobs;
     and, where the first layer runs dense, for their forward copy (see layout.ahead_weights)."""

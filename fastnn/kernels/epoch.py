@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn.kernels.augment import augment_rows
-from fastnn.kernels.config import entry, helper
+from fastnn.kernels.config import counted_helper, entry, helper
 from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
 from fastnn.kernels.layout import Layout, line_aligned, set_row
@@ -138,7 +138,7 @@ def n_blocks(layout):
     return (layout.sizes[0] + BLOCK - 1) // BLOCK
 
 
-@helper
+@counted_helper
 def feature_lists(layout, chunk, indptr, like):
     """Empty lists of the non-zero features of chunk samples (see `sparse.scan_row`), of a
     dense X or, where indptr is not empty, of a sparse one (see `csr`): idx (chunk * slots,)

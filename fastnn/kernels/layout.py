@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.kernels.config import DENSE_VECTORS, REGISTER_BYTES, helper
+from fastnn.kernels.config import DENSE_VECTORS, REGISTER_BYTES, counted_helper, helper
+from fastnn.kernels.team import borrowed
 
 
 class Layout(NamedTuple):
@@ -116,13 +117,14 @@ def to_panels(M: np.ndarray, panel: int) -> np.ndarray:
     return padded.reshape(terms, n_panels, panel).transpose(1, 0, 2).ravel()
 
 
-@helper
+@counted_helper
 def matrix(buf, start, rows, cols):
-    """buf[start : start + rows * cols] as a (rows, cols) C-ordered view."""
-    return buf[start : start + rows * cols].reshape((rows, cols))
+    """buf[start : start + rows * cols] as a (rows, cols) C-ordered view, borrowed (see
+    config: whoever passes buf keeps it alive)."""
+    return borrowed(buf[start : start + rows * cols].reshape((rows, cols)))
 
 
-@helper
+@counted_helper
 def weights(theta, layout, layer):
     """The layer's weights in theta: (n_in, H1) for layer 0, else (fan_out, fan_in)."""
     fan_in, fan_out = layout.sizes[layer], layout.sizes[layer + 1]
@@ -131,22 +133,22 @@ def weights(theta, layout, layer):
     return matrix(theta, layout.weights_at[layer], fan_out, fan_in)
 
 
-@helper
+@counted_helper
 def bias(theta, layout, layer):
     start = layout.bias_at[layer]
-    return theta[start : start + layout.sizes[layer + 1]]  # (fan_out,)
+    return borrowed(theta[start : start + layout.sizes[layer + 1]])  # (fan_out,)
 
 
-@helper
+@counted_helper
 def panels(buf, start, terms, width, panel):
     """A (terms, width) matrix M kept in panels, from buf[start]: (n_panels, terms, panel),
     panel p holding columns p * panel .. (p + 1) * panel - 1 of every row of M, one row after
-    another; the last panel's columns beyond width are padding."""
+    another; the last panel's columns beyond width are padding. Borrowed, as `matrix`'s."""
     n_panels = (width + panel - 1) // panel
-    return buf[start : start + n_panels * terms * panel].reshape((n_panels, terms, panel))
+    return borrowed(buf[start : start + n_panels * terms * panel].reshape((n_panels, terms, panel)))
 
 
-@helper
+@counted_helper
 def ahead_weights(ahead, layout, layer):
     """The layer's weights as the forward pass's products read them: (fan_in, fan_out) in
     panels."""
@@ -154,7 +156,7 @@ def ahead_weights(ahead, layout, layer):
     return panels(ahead, layout.ahead_at[layer], fan_in, fan_out, layout.panel)
 
 
-@helper
+@counted_helper
 def unit_panels(buf, rows, layout, slot):
     """Slot `slot` of a buffer of `rows` samples' activations in panels, (rows, width) in
     panels: a hidden layer's A for slot < L - 1, the first layer's dZ for slot L - 1."""
@@ -185,7 +187,7 @@ def set_panel_row(P, k, row):
             target[j] = source[j]
 
 
-@helper
+@counted_helper
 def units(buf, rows, layout, layer):
     """The layer's activations (Z, dZ or A) of `rows` samples: (rows, fan_out)."""
     return matrix(buf, rows * layout.units_at[layer], rows, layout.sizes[layer + 1])

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.kernels.config import helper
+from fastnn.kernels.config import counted_helper, helper
 from fastnn.kernels.csr import hidden_csr_row, list_csr_row, read_csr_row
 from fastnn.kernels.dense import add_panel_products, add_products
 from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
@@ -87,7 +87,7 @@ class Chunk(NamedTuple):
     firsts: np.ndarray  # (n_groups + 1,): see csr.group_runs
 
 
-@helper
+@counted_helper
 def layer_rows(buf, chunk, layout, layer):
     """The chunk's rows of a layer's activations in buf (chunk.Z or chunk.A): (m, fan_out)."""
     return units(buf, chunk.held, layout, layer)[chunk.at : chunk.at + chunk.rows.shape[0]]

@@ -20,7 +20,7 @@ from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic, overload
 
-from fastnn.kernels.config import REGISTER_BYTES, SERIAL, helper
+from fastnn.kernels.config import REGISTER_BYTES, SERIAL, counted_helper, helper
 
 BLOCK = 16  # input features per block (an update job owns a few: update.blocks_per_job)
 WORD = 64  # pixels that scan_row_vector tests at once
@@ -89,7 +89,7 @@ def read_row(X, r, table, out):
         out[k] = load_x(X, r, k, table)
 
 
-@helper
+@counted_helper
 def pixel_table(like):
     """v / 255 in the dtype of `like` for every byte v: the reference's division, done once."""
     dtype = like.dtype
