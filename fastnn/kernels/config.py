@@ -25,11 +25,12 @@ and any other function that Python calls):
 - No reference counts in the helpers (Numba's `_nrt` off, made by `helper`): with them, every
   call of a helper counted a reference on every array it was given, those in a Chunk, Net or
   Layout too, on entry and again on return, and every view it made, each a call into Numba's
-  runtime (84 a sample at hidden 10, by Valgrind's count: most of the epoch's instruction
-  cache misses). The entries keep their arrays alive until every member has returned, so the
-  helpers need not. A helper that allocates an array or returns a view (`counted_helper`)
-  keeps Numba's counts, and its views are borrowed ones (`team.borrowed`): a view handed to a
-  helper that counts nothing must not carry a count that no one gives back.
+  runtime (84 a sample at hidden 10 by Valgrind's count, which doubled the instruction cache's
+  misses: docs/design.md). The entries keep their arrays alive until every member has
+  returned, so the helpers need not. A helper that allocates an array or returns a view
+  (`counted_helper`) keeps Numba's counts, and its views are borrowed ones (`team.borrowed`):
+  a view handed to a helper that counts nothing must not carry a count that no one gives
+  back. One that makes a view from tuples of arrays is inlined instead (`inlined_helper`).
 """
 
 from __future__ import annotations
@@ -105,12 +106,12 @@ class Helper(CPUDispatcher):
         )
 
 
-def _helper(function: Callable, counts: bool) -> Helper:
+def _helper(function: Callable, counts: bool, inline: str = "never") -> Helper:
     return Helper(
         py_func=function,
         locals={},
         # _nrt set either way: a callee left unset takes its caller's.
-        targetoptions={**SERIAL, "nopython": True, "_nrt": counts},
+        targetoptions={**SERIAL, "nopython": True, "_nrt": counts, "inline": inline},
         pipeline_class=HelperCompiler,
     )
 
@@ -129,6 +130,13 @@ def counted_helper(function: Callable) -> Helper:
     may return only to a caller that counts (an entry, another counted helper, a function
     Python calls)."""
     return _helper(function, counts=True)
+
+
+def inlined_helper(function: Callable) -> Helper:
+    """`helper` whose Numba IR is put in place of each call (Numba's inline="always"), for a
+    view made from a Chunk or Layout: made in its caller, it counts nothing there, where a
+    counted helper would count every array of the tuples it was given."""
+    return _helper(function, counts=False, inline="always")
 
 
 def entry(function: Callable) -> Callable:

@@ -298,7 +298,7 @@ def train_batches(team, layout, net, data, rule, state, work):
 
 class Activations(NamedTuple):
     """What `forward` gives, for n rows: every layer's Z and every hidden layer's A, each flat
-    as `layout.units` reads them (or both empty, when only P is wanted), and P (n, n_out)."""
+    as `samples.layer_rows` reads them (or both empty, when only P is wanted), and P (n, n_out)."""
 
     Z: np.ndarray
     A: np.ndarray

@@ -185,9 +185,3 @@ def set_panel_row(P, k, row):
         target = P[p, k]
         for j in range(source.shape[0]):
             target[j] = source[j]
-
-
-@counted_helper
-def units(buf, rows, layout, layer):
-    """The layer's activations (Z, dZ or A) of `rows` samples: (rows, fan_out)."""
-    return matrix(buf, rows * layout.units_at[layer], rows, layout.sizes[layer + 1])

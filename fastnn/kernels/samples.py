@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.kernels.config import counted_helper, helper
+from fastnn.kernels.config import helper, inlined_helper
 from fastnn.kernels.csr import hidden_csr_row, list_csr_row, read_csr_row
 from fastnn.kernels.dense import add_panel_products, add_products
 from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
@@ -28,10 +28,10 @@ from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
 from fastnn.kernels.layout import (
     ahead_weights,
     bias,
+    matrix,
     set_panel_row,
     set_row,
     unit_panels,
-    units,
     weights,
 )
 from fastnn.kernels.outputs import output_gradient, output_row
@@ -65,7 +65,7 @@ class Chunk(NamedTuple):
     rows: np.ndarray  # (m,) their rows of X
     idx: np.ndarray  # their non-zero features (see `sparse`)
     bounds: np.ndarray  # (n_blocks + 1, CHUNK) where each sample's features of a block are
-    Z: np.ndarray  # every layer's Z, then dZ, for `held` samples (see `layout.units`)
+    Z: np.ndarray  # every layer's Z, then dZ, for `held` samples (see `layer_rows`)
     A: np.ndarray  # every hidden layer's A, for `held` samples
     held: int  # samples the activation buffers hold
     at: int  # where this chunk's samples start in them
@@ -87,10 +87,13 @@ class Chunk(NamedTuple):
     firsts: np.ndarray  # (n_groups + 1,): see csr.group_runs
 
 
-@counted_helper
+@inlined_helper
 def layer_rows(buf, chunk, layout, layer):
-    """The chunk's rows of a layer's activations in buf (chunk.Z or chunk.A): (m, fan_out)."""
-    return units(buf, chunk.held, layout, layer)[chunk.at : chunk.at + chunk.rows.shape[0]]
+    """The chunk's rows of a layer's activations in buf (chunk.Z or chunk.A): (m, fan_out),
+    from row chunk.at of the layer's `held` rows, which follow the layers' before it."""
+    width = layout.sizes[layer + 1]
+    start = chunk.held * layout.units_at[layer] + chunk.at * width
+    return matrix(buf, start, chunk.rows.shape[0], width)
 
 
 @helper
@@ -110,11 +113,8 @@ def forward_samples(layout, net, X, table, chunk, lo, hi, direct):
     is X (`sparse.rows_in_place`: a prediction's float X, no copy of every row) and the run's
     rows are consecutive; else the rows are copied into chunk.inputs (where direct is empty:
     training, whose update pass reads the copies again). Each
-    layer's views are made once here, not per sample: a view of an owned array counts a
-    reference on its owner, an atomic add that two threads making views of the same buffer
-    fight over (per sample, that made an epoch on 2 threads 40% slower; the entries now
-    borrow their arrays, see `team.borrowed`, but the arrays a member makes for itself are
-    owned)."""
+    layer's views are made once here, not per sample: `layer_rows` counts references (see
+    config), a call into Numba's runtime for every array in chunk and layout."""
     rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
     Z = layer_rows(chunk.Z, chunk, layout, 0)
     A = layer_rows(chunk.A, chunk, layout, 0)
