@@ -147,7 +147,9 @@ def borrowed(typingctx, value):
     one: with no owner, so that a view made of it, or a call passing it, counts no reference.
     Each count is an atomic add to the owner, which all members share: made per sample, in the
     views and calls of the per-sample helpers, members fought over those cache lines. For an
-    entry's arguments, which the caller keeps alive until every member has returned."""
+    entry's arguments, which the caller keeps alive until every member has returned, and for
+    the views that counted helpers return (see config): whoever gave the helper the array
+    keeps it alive."""
 
     def codegen(context, builder, signature, args):
         return _unowned(context, builder, signature.args[0], args[0])
