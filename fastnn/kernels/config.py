@@ -25,12 +25,12 @@ and any other function that Python calls):
 - No reference counts in the helpers (Numba's `_nrt` off, made by `helper`): with them, every
   call of a helper counted a reference on every array it was given, those in a Chunk, Net or
   Layout too, on entry and again on return, and every view it made, each a call into Numba's
-  runtime (84 a sample at hidden 10 by Valgrind's count, which doubled the instruction cache's
-  misses: docs/design.md). The entries keep their arrays alive until every member has
-  returned, so the helpers need not. A helper that allocates an array or returns a view
-  (`counted_helper`) keeps Numba's counts, and its views are borrowed ones (`team.borrowed`):
-  a view handed to a helper that counts nothing must not carry a count that no one gives
-  back. One that makes a view from tuples of arrays is inlined instead (`inlined_helper`).
+  runtime, whose code is far from the kernels' (docs/design.md has the counts). The entries
+  keep their arrays alive until every member has returned, so the helpers need not. A helper
+  that allocates an array or returns a view (`counted_helper`) keeps Numba's counts, and its
+  views are borrowed ones (`team.borrowed`): a view handed to a helper that counts nothing
+  must not carry a count that no one gives back. One that makes a view from tuples of arrays
+  is inlined instead (`inlined_helper`).
 """
 
 from __future__ import annotations
