@@ -37,13 +37,14 @@ def fit_and_predict(X, y, **options):
 def inputs():
     X, y = images()
     dense = ((X - X.mean(0)) / (X.std(0) + 1)).astype(np.float32)  # standardised: dense
-    yield "pixels", X, y, {"dropout": 0.2, "max_norm": 2.0}
-    yield "dense", dense, y, {}
-    yield "csr", sparse.csr_matrix(X.astype(np.float32)), y, {}
-    yield "augmented", X, y, {"augment": "shift", "image_shape": (8, 8)}
+    yield pytest.param("pixels", X, y, {"dropout": 0.2, "max_norm": 2.0}, id="pixels")
+    yield pytest.param("dense", dense, y, {}, id="dense")
+    yield pytest.param("csr", sparse.csr_matrix(X.astype(np.float32)), y, {}, id="csr")
+    augmented = {"augment": "shift", "image_shape": (8, 8)}
+    yield pytest.param("augmented", X, y, augmented, id="augmented")
 
 
-@pytest.mark.parametrize("name, X, y, options", list(inputs()), ids=lambda v: str(v)[:9])
+@pytest.mark.parametrize("name, X, y, options", list(inputs()))
 def test_every_array_the_kernels_allocate_is_released(name, X, y, options):
     _nrt_python.memsys_enable_stats()  # off by default (NUMBA_NRT_STATS)
     fit_and_predict(X, y, **options)  # compiled, and Numba's own first allocations made

@@ -48,10 +48,7 @@ from fastnn.kernels.epoch import (
     train_batches,
     train_workspace,
 )
-from fastnn.kernels.layout import (
-    Layout,
-    line_aligned,
-)
+from fastnn.kernels.layout import Layout, line_aligned
 from fastnn.kernels.optimizer import GRADIENTS_ONLY, MOMENTUM
 from fastnn.kernels.team import SYNC_SLOTS, Team
 

@@ -113,8 +113,8 @@ def forward_samples(layout, net, X, table, chunk, lo, hi, direct):
     is X (`sparse.rows_in_place`: a prediction's float X, no copy of every row) and the run's
     rows are consecutive; else the rows are copied into chunk.inputs (where direct is empty:
     training, whose update pass reads the copies again). Each
-    layer's views are made once here, not per sample: `layer_rows` counts references (see
-    config), a call into Numba's runtime for every array in chunk and layout."""
+    layer's views are made once here, not per sample: each comes from a counted helper
+    (`layout.matrix`, see config), a few calls into Numba's runtime."""
     rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
     Z = layer_rows(chunk.Z, chunk, layout, 0)
     A = layer_rows(chunk.A, chunk, layout, 0)
