@@ -221,6 +221,23 @@ def test_bad_prediction_inputs():
         model.predict(nan_X)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("at", [(0, 0), (101, 7), (199, 19)])  # first block, a middle one, last
+def test_a_non_finite_value_in_any_block_of_x_is_found(bad, at, monkeypatch):
+    """X's bounds are read a block at a time (checks.BOUNDS_BLOCK_BYTES): 56 bytes here, so
+    that X's 4,000 values make hundreds of blocks, the last one ragged (572 of float64, 286 of
+    the model's float32)."""
+    from fastnn.core import checks
+
+    monkeypatch.setattr(checks, "BOUNDS_BLOCK_BYTES", 56)
+    assert checks._value_bounds(X) == (X.min(), X.max())
+    model = small(max_iter=1).fit(X, y)
+    bad_X = X.copy()
+    bad_X[at] = bad
+    with pytest.raises(ValueError, match="X contains 1 NaN or infinite values"):
+        model.predict(bad_X)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_x_is_read_for_non_finite_values_once_a_fit_and_once_a_prediction(backend, monkeypatch):
     """Checking that X is finite reads every value: a fit does it once more after the
