@@ -285,6 +285,31 @@ def test_scatter_row_adds_to_the_listed_rows_in_order(dtype, pixels):
         assert_same_bits(Y, expected, f"Y, {width} wide")
 
 
+@numba.njit
+def read_rows(X, factor, out):
+    """out[r] = row r of X as a dense first layer reads it (sparse.read_row); returns the table
+    that sparse.load_x reads X through."""
+    table = sparse.input_table(X, out, factor)
+    for r in range(X.shape[0]):
+        sparse.read_row(X, r, table, out[r])
+    return table
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("factor", [1.0, 1 / 0.7])  # no input dropout; a kept input's scale
+def test_read_row_gives_every_pixel_as_the_table_holds_it(dtype, factor):
+    """read_row scales pixels in vectors rather than looking each up in input_table's table:
+    the same bits for every byte, with and without a dropout factor; floats times table[0]."""
+    dtype = np.dtype(dtype).type
+    pixels = np.vstack([np.arange(256), np.arange(255, -1, -1)]).astype(np.uint8)
+    floats = np.random.default_rng(3).standard_normal((2, 37)).astype(dtype)
+    for X in (pixels, floats):
+        out = np.full(X.shape, np.nan, dtype)
+        table = read_rows(X, dtype(factor), out)
+        expected = table[X] if X.dtype == np.uint8 else X * table[0]
+        assert_same_bits(out, expected, f"{X.dtype} rows")
+
+
 # Widths that take every path of dense.add_products: whole tiles (of DENSE_VECTORS vectors),
 # then the rest of a row in fewer whole vectors, with or without a ragged end.
 DENSE_WIDTHS = [1, 5, 8, 13, 16, 24, 31, 40, 49, 64, 100]

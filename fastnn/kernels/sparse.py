@@ -81,12 +81,30 @@ def _rows_in_place(X, like):
     return lambda X, like: np.empty((0, X.shape[1]), like.dtype)
 
 
-@helper
 def read_row(X, r, table, out):
     """out[k] = X[r, k] as `load_x` reads it, for every feature k: a dense first layer's
-    input."""
-    for k in range(X.shape[1]):
-        out[k] = load_x(X, r, k, table)
+    input. Pixels are scaled here, not looked up: (v / 255) * factor, which is what the table
+    holds (its entry 255 is 1 * factor: the factor), in vector instructions, where a lookup a
+    pixel took 3.3 times as long (10,000 MNIST rows: 2.74 against 0.83 ms)."""
+    raise NotImplementedError  # called only from jitted code, which compiles the overload
+
+
+@overload(read_row, jit_options=SERIAL)
+def _read_row(X, r, table, out):
+    if X.dtype == types.uint8:
+
+        def pixels(X, r, table, out):
+            top, factor = out.dtype.type(255), table[255]
+            for k in range(X.shape[1]):
+                out[k] = out.dtype.type(X[r, k]) / top * factor
+
+        return pixels
+
+    def floats(X, r, table, out):
+        for k in range(X.shape[1]):
+            out[k] = load_x(X, r, k, table)
+
+    return floats
 
 
 @counted_helper
