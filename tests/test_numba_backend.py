@@ -310,6 +310,21 @@ def test_read_row_gives_every_pixel_as_the_table_holds_it(dtype, factor):
         assert_same_bits(out, expected, f"{X.dtype} rows")
 
 
+@pytest.mark.parametrize(
+    ("non_zero", "path"),
+    [(0.19, "sparse"), (0.35, "sparse"), (0.45, "dense"), (0.5, "dense"), (0.92, "dense")],
+)
+def test_the_first_layer_goes_dense_where_over_40_percent_of_inputs_are_non_zero(non_zero, path):
+    """MNIST's pixels (19% non-zero) sparse; Fashion-MNIST's (49.8%) and standardised features
+    dense: about where the two paths cost the same (docs/dense-engine.md)."""
+    from fastnn.backends.numba_packing import dense_input
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(1, 256, (1000, 784)).astype(np.uint8)
+    X[rng.random(X.shape) >= non_zero] = 0
+    assert ("dense" if dense_input(X) else "sparse") == path
+
+
 # Widths that take every path of dense.add_products: whole tiles (of DENSE_VECTORS vectors),
 # then the rest of a row in fewer whole vectors, with or without a ragged end.
 DENSE_WIDTHS = [1, 5, 8, 13, 16, 24, 31, 40, 49, 64, 100]

@@ -27,9 +27,9 @@ from fastnn.kernels.optimizer import ADAM, MOMENTUM, RMSPROP, SGD, Rule
 # How the first layer takes its inputs (see fastnn.kernels.samples): "sparse" over each
 # sample's list of non-zero features, "dense" as products of register tiles over all of them,
 # "auto" dense where more than DENSE_FROM of the inputs are non-zero (on about DENSITY_ROWS
-# rows spread over X).
+# rows spread over X): about where the two paths' epochs cost the same (docs/dense-engine.md).
 FIRST_LAYER_PATHS = ("auto", "sparse", "dense")
-DENSE_FROM = 0.5
+DENSE_FROM = 0.4
 DENSITY_ROWS = 256  # 200,000 values at MNIST's width: plenty to tell above half from below
 FIRST_LAYER: ContextVar[str] = ContextVar("first_layer", default="auto")
 
