@@ -30,7 +30,7 @@ from fastnn.kernels.optimizer import ADAM, MOMENTUM, RMSPROP, SGD, Rule
 # rows spread over X): about where the two paths' epochs cost the same (docs/dense-engine.md).
 FIRST_LAYER_PATHS = ("auto", "sparse", "dense")
 DENSE_FROM = 0.4
-DENSITY_ROWS = 256  # 200,000 values at MNIST's width: plenty to tell above half from below
+DENSITY_ROWS = 256  # 200,000 values at MNIST's width: plenty to tell above 40% from below
 FIRST_LAYER: ContextVar[str] = ContextVar("first_layer", default="auto")
 
 
