@@ -37,12 +37,18 @@ from fastnn.kernels.sparse import item_address
 
 ARRIVED, ABORTED, TAKEN = 0, 1, 2  # the slots of Team.sync
 SYNC_SLOTS = 3
-# A waiting member pauses (x86's pause instruction) PAUSES times, about 10-40 µs in all, then
-# yields its core YIELDS times, then naps until the team is there: FIRST_NAP_US, then each nap
-# twice the last, up to LONGEST_NAP_US. Short naps end short waits soon (the backend makes
-# Linux keep them short: `numba_team.precise_naps`); long ones keep a member whose team is off
-# its cores from taking a core back every few microseconds.
-PAUSES, YIELDS, FIRST_NAP_US, LONGEST_NAP_US = 200, 50, 20, 320
+# A waiting member pauses (x86's pause instruction) PAUSES times (2 µs on a Xeon whose pause
+# takes 10 ns, up to 40 µs where it takes 140 cycles), then yields its core YIELDS times (0.18
+# µs a yield there, when no other thread wants the core: about 0.35 ms), then naps until the
+# team is there: FIRST_NAP_US, then each nap twice the last, up to LONGEST_NAP_US. Yielding
+# gives the core to any thread that wants it, so it costs others nothing, and it sees the team
+# arrive at once: members of an epoch wait 50-100 µs a batch for each other, and a nap would
+# overshoot that (with 50 yields, napping after 11 µs, a two-thread epoch of the tabular
+# workload took 16% longer, and as long with another process busy on one of the two cores).
+# Short naps end short waits soon (the backend makes Linux keep them short:
+# `numba_team.precise_naps`); long ones keep a member whose team is off its cores from taking
+# a core back every few microseconds.
+PAUSES, YIELDS, FIRST_NAP_US, LONGEST_NAP_US = 200, 2000, 20, 320
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 WINDOWS = sys.platform == "win32"
 YIELD = "SwitchToThread" if WINDOWS else "sched_yield"
