@@ -19,12 +19,19 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.backends import get_backend
+from fastnn.backends import get_backend, numba_packing
 from fastnn.backends.numba_team import team_size
 from fastnn.core.model import init_params
-from fastnn.kernels import config, dense, epoch, sparse, tile, update
+from fastnn.kernels import config, dense, epoch, samples, sparse, tile, update
 from fastnn.kernels.cache import OUTSIDE, SourcesCache
-from fastnn.kernels.layout import CACHE_LINE, line_aligned, make_layout, panel_copy
+from fastnn.kernels.layout import (
+    CACHE_LINE,
+    ahead_weights,
+    line_aligned,
+    make_layout,
+    panel_copy,
+)
+from fastnn.kernels.team import Team
 
 backend = get_backend("numba")
 PACKAGE = Path(fastnn.__file__).parent
@@ -371,6 +378,51 @@ def test_add_products_gives_a_row_the_same_bits_however_the_rows_are_split(dtype
         for start, stop in itertools.pairwise(cuts):
             call(dense.add_products, split, start, stop, C, M)
         assert_same_bits(split, whole, f"Y, rows cut at {cuts}")
+
+
+@numba.njit
+def first_layer_by_members(size, layout, net, chunk, sync):
+    """The dense first layer's products of the chunk, the jobs of each member of a team of
+    `size` done one member after another."""
+    for member in range(size):
+        samples.first_layer_forward(Team(member, size, sync), layout, net, chunk)
+
+
+@numba.njit
+def first_layer_at_once(layout, net, chunk):
+    Z1 = samples.layer_rows(chunk.Z, chunk, layout, 0)
+    dense.add_panel_products(
+        Z1, 0, chunk.rows.shape[0], chunk.inputs, ahead_weights(net.ahead, layout, 0)
+    )
+
+
+@pytest.mark.parametrize("hidden", [1, 10, 40, 100, 512])
+@pytest.mark.parametrize("m", [1, 5, 16, 37, 256])
+def test_the_first_layers_jobs_add_every_product_once_for_any_team(hidden, m):
+    """However the dense first layer's products are shared out (a job a panel of W1, or a panel
+    for a block of the samples where there are few panels), every element of Z1 gets its
+    products once, with the bits of all rows at once, for teams of 1 to 5."""
+    rng = np.random.default_rng(hidden + m)
+    params = init_params(37, hidden, 10, seed=1, dtype="float32")
+    layout, net = numba_packing.network(params, "relu")
+    inputs = rng.standard_normal((m, 37)).astype(np.float32)
+    empty = np.empty(0, np.int64)
+
+    def chunk_of(Z):
+        return samples.Chunk(
+            np.arange(m), empty, np.empty((1, 1), np.int64), Z, Z[:0], m, 0, True, inputs,
+            Z[:0], empty, empty, Z[:0], Z[:0], Z[:0], np.empty((3, 0), np.int64), empty,
+        )  # fmt: skip
+
+    start = rng.standard_normal(m * hidden).astype(np.float32)  # as b1 would be
+    whole = start.copy()
+    first_layer_at_once(layout, net, chunk_of(whole))
+    expected = start.reshape(m, hidden) + inputs @ params.coefs[0]
+    np.testing.assert_allclose(whole.reshape(m, hidden), expected, rtol=1e-4, atol=1e-4)
+    for size in range(1, 6):
+        shared = start.copy()
+        first_layer_by_members(size, layout, net, chunk_of(shared), np.zeros(3, np.int64))
+        assert_same_bits(shared, whole, f"Z1 with a team of {size}")
 
 
 # An error, not a fall back to Python objects with a warning: helpers compile in nopython mode.

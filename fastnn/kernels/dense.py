@@ -231,8 +231,15 @@ def add_products(Y, start, stop, C, M):
 
 
 @helper
+def add_panel_column(Y, start, stop, C, panels, p):
+    """The columns of Y that panel p of M covers: Y[i, cols] += C[i] @ M[:, cols] for the rows i
+    of start..stop-1, M in panels (see `add_panel_products`)."""
+    _column_from_panel(Y, start, stop, p * panels.shape[2], C, panels[p], 0)
+
+
+@helper
 def add_panel_products(Y, start, stop, C, panels):
     """add_products with M in panels (see `layout.panels`): (n_panels, terms, panel width), the
     panel width that of a tile, DENSE_VECTORS vectors."""
     for p in range(panels.shape[0]):
-        _column_from_panel(Y, start, stop, p * panels.shape[2], C, panels[p], 0)
+        add_panel_column(Y, start, stop, C, panels, p)

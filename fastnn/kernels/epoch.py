@@ -23,7 +23,13 @@ from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
 from fastnn.kernels.layout import Layout, line_aligned, set_row
 from fastnn.kernels.optimizer import GRADIENTS_ONLY
-from fastnn.kernels.samples import Chunk, forward_pass, sample_pass
+from fastnn.kernels.samples import (
+    Chunk,
+    first_layer_forward,
+    forward_pass,
+    read_inputs_pass,
+    sample_pass,
+)
 from fastnn.kernels.sparse import BLOCK, input_table, rows_in_place
 from fastnn.kernels.team import borrowed, clock, meet, next_job
 from fastnn.kernels.update import (
@@ -177,6 +183,17 @@ def batch_weight(data, first, end):
     return total
 
 
+@helper
+def timed_meet(team, passed, ticks):
+    """`meet` inside the sample pass, its time counted as waiting, not as the pass's."""
+    start = clock()
+    ok = meet(team, passed)
+    waited = clock() - start
+    ticks[WAITING] += waited
+    ticks[SAMPLING] -= waited
+    return ok
+
+
 @entry
 def train_batches(team, layout, net, data, rule, state, work):
     """Takes X[order] in batches of batch_size (the last one possibly smaller) and after each
@@ -191,11 +208,13 @@ def train_batches(team, layout, net, data, rule, state, work):
 
     The team meets before the update pass reads what the sample pass wrote, and, after a
     batch's last chunk, before the next batch's samples go forward through the updated
-    parameters (and after max-norm's capping). Within a batch, chunks take turns with the two
-    halves of `work`, so that a member may take the next chunk's samples forward while
-    another is still reading this one's: the meeting before the next update pass is soon
-    enough. (A full batch of 60,000 samples: 235 meetings a step instead of 470.) Each member
-    records where its time went in work.passes."""
+    parameters (and after max-norm's capping). Where the first layer runs dense, it also meets
+    after the chunk's rows of X are read and after the first layer's products, which the
+    members share by panels of W1 (`samples.first_layer_forward`) before the sample pass.
+    Within a batch, chunks take turns with the two halves of `work`, so that a member may take
+    the next chunk's samples forward while another is still reading this one's: the meeting
+    before the next update pass is soon enough. (A full batch of 60,000 samples: 235 meetings a
+    step instead of 470.) Each member records where its time went in work.passes."""
     team, layout, net, data, rule, state, work = borrowed(
         (team, layout, net, data, rule, state, work)
     )
@@ -238,6 +257,15 @@ def train_batches(team, layout, net, data, rule, state, work):
             )  # fmt: skip
             losses, hits = work.losses[half], work.hits[half]
             t0 = clock()
+            if data.dense_input:  # the first layer's products by panels, before the samples
+                read_inputs_pass(team, layout, net, data.X, table, part)
+                if not timed_meet(team, passed, ticks):
+                    return loss_sum, n_hits
+                passed += 1
+                first_layer_forward(team, layout, net, part)
+                if not timed_meet(team, passed, ticks):
+                    return loss_sum, n_hits
+                passed += 1
             sample_pass(
                 team, layout, net, data, table, part, weight if weight > 0 else 1.0,
                 losses, hits,

@@ -10,8 +10,9 @@ softmax cross-entropy, logistic, squared error), and back to the first layer, a 
 update pass (`update`) needs for the weight gradients: each layer's A and dZ rows, and the
 first layer's inputs: where it runs sparse, in lists of its own, every sample's non-zero
 features; where it runs dense (`Chunk.dense_input`), their rows of X in the parameters' dtype,
-taken forward a tile of samples at a time too. Each sample's numbers are its own, whoever
-takes its run.
+which two passes before the sample pass read (`read_inputs_pass`) and take through the first
+layer's products by panels of its units (`first_layer_forward`). Each sample's numbers are its
+own, whoever takes its run.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.kernels.config import helper, inlined_helper
+from fastnn.kernels.config import DENSE_ROWS, helper, inlined_helper
 from fastnn.kernels.csr import hidden_csr_row, list_csr_row, read_csr_row
-from fastnn.kernels.dense import add_panel_products, add_products
+from fastnn.kernels.dense import add_panel_column, add_panel_products, add_products
 from fastnn.kernels.dropout import drop_features, drop_inputs, drop_units, drops
 from fastnn.kernels.forward import activate_row, dense_rows, hidden_row
 from fastnn.kernels.layout import (
@@ -106,43 +107,53 @@ def consecutive(rows, lo, hi):
 
 
 @helper
-def forward_samples(layout, net, X, table, chunk, lo, hi, direct):
+def read_inputs(layout, net, X, table, chunk, lo, hi):
+    """Samples lo..hi-1's rows of X into chunk.inputs in the parameters' dtype (scaled where X
+    holds pixels, dropped where the inputs' dropout drops), and their Z1 = b1, for a dense first
+    layer's products to add to."""
+    Z, b1 = layer_rows(chunk.Z, chunk, layout, 0), bias(net.theta, layout, 0)
+    inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
+    for i in range(lo, hi):
+        set_row(Z, i, b1)
+        if chunk.indptr.shape[0] > 0:
+            read_csr_row(
+                X, chunk.indptr, chunk.indices, chunk.values, chunk.rows[i], table, chunk.inputs[i]
+            )
+        else:
+            read_row(X, chunk.rows[i], table, chunk.inputs[i])
+        if drops(net, inputs):
+            drop_inputs(chunk.inputs[i], net, inputs, chunk.rows[i])
+
+
+@helper
+def forward_samples(layout, net, X, table, chunk, lo, hi, direct, first_done):
     """Samples lo..hi-1 of the chunk through every layer, a layer at a time: Z and A of each
     in their rows, the logits last. Their non-zero features are listed first, for this pass
-    and the update pass. A dense first layer's products read X's rows in place where direct
-    is X (`sparse.rows_in_place`: a prediction's float X, no copy of every row) and the run's
-    rows are consecutive; else the rows are copied into chunk.inputs (where direct is empty:
-    training, whose update pass reads the copies again). Each
-    layer's views are made once here, not per sample: each comes from a counted helper
-    (`layout.matrix`, see config), a few calls into Numba's runtime."""
+    and the update pass. A dense first layer's Z is there already where first_done (training:
+    `first_layer_forward`); else its products read X's rows in place where direct is X
+    (`sparse.rows_in_place`: a prediction's float X, no copy of every row) and the run's rows
+    are consecutive, or copy them into chunk.inputs first. Each layer's views are made once
+    here, not per sample: each comes from a counted helper (`layout.matrix`, see config), a
+    few calls into Numba's runtime."""
     rows, idx, bounds = chunk.rows, chunk.idx, chunk.bounds
     Z = layer_rows(chunk.Z, chunk, layout, 0)
     A = layer_rows(chunk.A, chunk, layout, 0)
     W1, b1 = weights(net.theta, layout, 0), bias(net.theta, layout, 0)
     inputs = layout.sizes.shape[0] - 2  # where the inputs' dropout is in net's drop arrays
     csr = chunk.indptr.shape[0] > 0
-    if chunk.dense_input:
+    if chunk.dense_input and not first_done:
         first = rows[lo] - lo  # X's row of sample 0, where the run's rows are consecutive
         in_place = (
             direct.shape[0] > 0 and not csr and table[0] == 1 and not drops(net, inputs)
             and first >= 0 and consecutive(rows, lo, hi)
         )  # fmt: skip
-        for i in range(lo, hi):
-            set_row(Z, i, b1)
-            if in_place:
-                continue
-            if csr:
-                read_csr_row(
-                    X, chunk.indptr, chunk.indices, chunk.values, rows[i], table, chunk.inputs[i]
-                )
-            else:
-                read_row(X, rows[i], table, chunk.inputs[i])
-            if drops(net, inputs):
-                drop_inputs(chunk.inputs[i], net, inputs, rows[i])
         W1_ahead = ahead_weights(net.ahead, layout, 0)
         if in_place:  # direct[first + i] is sample i's row, X[rows[i]]
+            for i in range(lo, hi):
+                set_row(Z, i, b1)
             add_panel_products(Z, lo, hi, direct[first : first + hi], W1_ahead)
         else:
+            read_inputs(layout, net, X, table, chunk, lo, hi)
             add_panel_products(Z, lo, hi, chunk.inputs, W1_ahead)
     for i in range(lo, hi):
         r = rows[i]
@@ -224,10 +235,41 @@ def forward_pass(layout, net, X, table, chunk, P, direct):
     m = chunk.rows.shape[0]
     for t in range((m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
-        forward_samples(layout, net, X, table, chunk, lo, hi, direct)
+        forward_samples(layout, net, X, table, chunk, lo, hi, direct, False)
         logits = layer_rows(chunk.Z, chunk, layout, layout.sizes.shape[0] - 2)
         for i in range(lo, hi):
             output_row(net.output, logits[i], P[i])
+
+
+@helper
+def read_inputs_pass(team, layout, net, X, table, chunk):
+    """This member's runs of the chunk's samples: their rows of X read into chunk.inputs, and
+    Z1 = b1 (see `read_inputs`), before `first_layer_forward` (a dense first layer, training)."""
+    m = chunk.rows.shape[0]
+    for t in my_jobs(team, (m + RUN - 1) // RUN):
+        lo, hi = run_of(t, m)
+        read_inputs(layout, net, X, table, chunk, lo, hi)
+
+
+@helper
+def first_layer_forward(team, layout, net, chunk):
+    """Z1 += inputs @ W1 for every sample of the chunk, a job a panel of W1's forward copy (of
+    a block of the samples, where there are too few panels to go round twice): a member's
+    jobs are the same panels every batch, so it reads its own share of W1, which stays in its
+    cache, where a run of samples a job read all of it. A panel's products are the same
+    numbers whatever rows a job takes (see `dense`)."""
+    Z = layer_rows(chunk.Z, chunk, layout, 0)
+    W1_ahead = ahead_weights(net.ahead, layout, 0)
+    m = chunk.rows.shape[0]
+    n_panels = W1_ahead.shape[0]
+    blocks = min(max(1, (2 * team.size + n_panels - 1) // n_panels), (m + RUN - 1) // RUN)
+    per_block = (m + blocks - 1) // blocks
+    per_block = (per_block + DENSE_ROWS - 1) // DENSE_ROWS * DENSE_ROWS  # whole tiles
+    for job in my_jobs(team, blocks * n_panels):
+        block, p = job // n_panels, job % n_panels
+        lo, hi = block * per_block, min((block + 1) * per_block, m)
+        if lo < hi:
+            add_panel_column(Z, lo, hi, chunk.inputs, W1_ahead, p)
 
 
 @helper
@@ -241,7 +283,7 @@ def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
     copied = chunk.inputs[:0]  # no rows read in place: the update pass reads the copies
     for t in my_jobs(team, (m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
-        forward_samples(layout, net, data.X, table, chunk, lo, hi, copied)
+        forward_samples(layout, net, data.X, table, chunk, lo, hi, copied, chunk.dense_input)
         backward_samples(
             layout, net, data.y, data.targets, data.weights, chunk, lo, hi, total, losses, hits
         )
