@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn.kernels.augment import augment_rows
-from fastnn.kernels.config import counted_helper, entry, helper
+from fastnn.kernels.config import DENSE_ROWS, counted_helper, entry, helper
 from fastnn.kernels.constraint import cap_first_layer
 from fastnn.kernels.dropout import drops
 from fastnn.kernels.layout import Layout, line_aligned, set_row
@@ -231,6 +231,8 @@ def train_batches(team, layout, net, data, rule, state, work):
     table = input_table(data.X, net.theta, factor)  # every member its own copy
     lists = feature_lists(layout, chunk, data.indptr, net.theta)  # every member its own
     idx, vals, bounds, row, runs, firsts = lists
+    # this member's gradient sums of a dense first layer's few rows (see update.step_dense_group)
+    scratch = np.zeros((DENSE_ROWS if data.dense_input else 0, layout.sizes[1]), dtype)
     loss_sum = 0.0
     n_hits = 0
     passed = 0  # barriers
@@ -275,7 +277,7 @@ def train_batches(team, layout, net, data, rule, state, work):
                 return loss_sum, n_hits
             passed += 1
             t2 = clock()
-            done = Batch(batch, weight, start + m == end)
+            done = Batch(batch, weight, start + m == end, start == first and start + m == end)
             gradient_pass(
                 team,
                 layout,
@@ -289,6 +291,7 @@ def train_batches(team, layout, net, data, rule, state, work):
                 work.touched,
                 work.row_flags,
                 work.squares,
+                scratch,
             )
             if lead:
                 for i in range(m):  # in order: the same sum whatever the threads

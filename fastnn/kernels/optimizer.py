@@ -71,7 +71,14 @@ def step(theta, sums, first, second, start, stop, rule, lr, decay):
     loops vectorise (10x faster than indexing the whole buffers from `start`)."""
     if rule.solver == GRADIENTS_ONLY:
         return
-    p, g = theta[start:stop], sums[start:stop]
+    m, s = first[start:stop], second[start:stop]  # empty where the rule keeps no moment
+    step_slices(theta[start:stop], sums[start:stop], m, s, rule, lr, decay)
+
+
+@helper
+def step_slices(p, g, m, s, rule, lr, decay):
+    """`step` of the weights p from their gradient sums g (zero after), m and s the rule's
+    first and second moments of them."""
     if decay is not None and rule.alpha > 0:
         for j in range(g.shape[0]):
             g[j] = g[j] + decay * p[j]  # g, as the reference adds it
@@ -79,11 +86,11 @@ def step(theta, sums, first, second, start, stop, rule, lr, decay):
         for j in range(g.shape[0]):
             p[j] -= lr * g[j]
     elif rule.solver == MOMENTUM:
-        momentum_step(p, g, first[start:stop], rule, lr)
+        momentum_step(p, g, m, rule, lr)
     elif rule.solver == ADAM:
-        adam_step(p, g, first[start:stop], second[start:stop], rule, lr)
+        adam_step(p, g, m, s, rule, lr)
     else:
-        rmsprop_step(p, g, second[start:stop], rule, lr)
+        rmsprop_step(p, g, s, rule, lr)
     g[:] = 0
 
 

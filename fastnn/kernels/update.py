@@ -7,7 +7,9 @@ of W1 of a few blocks of input features (`blocks_per_job`), or the weights into 
 of a later layer (rows of its transposed weights: `units_of_group`), or one layer's biases. It
 adds the chunk's samples' terms, in ascending sample order, to its own range of the gradient
 sums; after the batch's last chunk it steps its own parameters (and optimizer state) by the
-update rule, or, for `loss_and_grads`, leaves the sums as the result. No element is written by
+update rule, or, for `loss_and_grads`, leaves the sums as the result. (A dense first layer's
+jobs, where a chunk is its whole batch, sum a few rows at a time and step them at once:
+`step_dense_group`.) No element is written by
 two jobs and every sum runs in sample order whatever member runs the job, so results are the
 same bits for any number of threads.
 """
@@ -26,6 +28,7 @@ from fastnn.kernels.optimizer import (
     MOMENTUM,
     moves_idle_weights,
     step,
+    step_slices,
     steps_touched_rows,
 )
 from fastnn.kernels.samples import layer_rows
@@ -113,6 +116,7 @@ class Batch(NamedTuple):
     index: int  # which batch of the epoch: its learning rate is rule.rates[index]
     weight: float  # its number of samples, or where data has weights their sum (float64)
     last: bool  # whether this chunk ends it: time for the update
+    whole: bool  # whether this chunk is all of it (its first chunk and its last)
 
 
 @helper
@@ -291,6 +295,46 @@ def finish_job(
 
 
 @helper
+def fuses_the_step(chunk, rule, batch, by_rows):
+    """Whether a dense first layer's jobs step W1 as they sum its gradient (`step_dense_group`):
+    where the chunk is its whole batch, which moves the weights (not GRADIENTS_ONLY, weight not
+    0), and every row is stepped (not `steps_touched_rows`)."""
+    return (
+        chunk.dense_input and batch.whole and batch.weight > 0
+        and rule.solver != GRADIENTS_ONLY and not by_rows
+    )  # fmt: skip
+
+
+@helper
+def step_dense_group(g, per_job, layout, net, state, rule, batch, chunk, scratch):
+    """A dense first layer's block group g of input features, where the chunk is its whole
+    batch: a few features (scratch's rows) at a time, their gradient sums added up in
+    `scratch` (this member's own, in its L1 cache), their W1 rows stepped from them
+    (`optimizer.step_slices`, which leaves scratch zero) and copied ahead. The sums never go
+    out to state.sums and back; they start from zero either way, so the numbers are
+    `add_job_terms` and `finish_job`'s."""
+    first, end = features_of_group(g, per_job, layout.sizes[0])
+    width = layout.sizes[1]
+    at = layout.weights_at[0]
+    lr = rule.rates[batch.index]
+    decay = net.theta.dtype.type(rule.alpha / batch.weight)
+    W1, W1_ahead = weights(net.theta, layout, 0), ahead_weights(net.ahead, layout, 0)
+    dZ_panels = unit_panels(chunk.panels, chunk.held, layout, layout.sizes.shape[0] - 2)
+    XT = chunk.inputs[: chunk.rows.shape[0]].T
+    sums = scratch.reshape(scratch.size)
+    for k0 in range(first, end, scratch.shape[0]):
+        k1 = min(k0 + scratch.shape[0], end)
+        add_panel_products(scratch, 0, k1 - k0, XT[k0:k1], dZ_panels)
+        start, stop = at + k0 * width, at + k1 * width
+        step_slices(
+            net.theta[start:stop], sums[: stop - start], state.first[start:stop],
+            state.second[start:stop], rule, lr, decay,
+        )  # fmt: skip
+        for k in range(k0, k1):
+            set_panel_row(W1_ahead, k, W1[k])
+
+
+@helper
 def step_rows(layout, net, state, rule, lr, decay, g, row_flags):
     """`step` for the W1 rows of block group g that move. Under plain SGD those the batch
     touched (row_flags[TOUCHED, k], cleared here for the next batch), a run of neighbouring rows
@@ -330,7 +374,7 @@ def step_rows(layout, net, state, rule, lr, decay, g, row_flags):
 
 @helper
 def gradient_pass(
-    team, layout, net, X, table, chunk, state, rule, batch, touched, row_flags, squares
+    team, layout, net, X, table, chunk, state, rule, batch, touched, row_flags, squares, scratch
 ):
     """This member's jobs: each adds the chunk's terms to its own range of the gradient sums
     (state.sums, laid out as theta), and after the batch's last chunk updates that range
@@ -339,15 +383,24 @@ def gradient_pass(
     size-th job a member, and neighbouring jobs cost about the same (blocks of the image's busy
     middle, of its empty borders, the groups of a later layer), so members get about the same
     work. A sparse X's lists (every sample's, each member's own) are first sorted into runs by
-    block group (`csr.group_runs`), which its first-layer jobs read."""
+    block group (`csr.group_runs`), which its first-layer jobs read. A dense first layer's jobs
+    step W1 as they sum its gradient where `fuses_the_step` (scratch: this member's rows for
+    the sums, see `step_dense_group`)."""
     per_job = blocks_per_job(layout.sizes[1], net.theta.itemsize)
     n_groups = touched.shape[0]  # block_groups of the lists' blocks, per_job a group
     by_rows = steps_touched_rows(rule, row_flags)
     m = chunk.rows.shape[0]
     if not chunk.dense_input and chunk.indptr.shape[0] > 0:  # a sparse X: its lists in runs
         group_runs(chunk.idx, chunk.bounds, m, per_job * BLOCK, chunk.runs, chunk.firsts)
+    fused = fuses_the_step(chunk, rule, batch, by_rows)
     for job in my_jobs(team, n_jobs(layout, n_groups)):
         kind, layer, index = locate(job, layout, n_groups)
+        if kind == BLOCK_JOB and fused:
+            step_dense_group(index, per_job, layout, net, state, rule, batch, chunk, scratch)
+            if rule.alpha > 0:
+                start, stop = owned(kind, layer, index, layout, net.theta.itemsize)
+                squares[job] = sum_squares(net.theta, start, stop)
+            continue
         hit = add_job_terms(kind, layer, index, per_job, layout, X, table, chunk, state.sums)
         if kind == BLOCK_JOB:
             touched[index] |= hit
