@@ -44,7 +44,7 @@ SYNC_SLOTS = 3
 # gives the core to any thread that wants it, so it costs others nothing, and it sees the team
 # arrive at once: members of an epoch wait 50-100 µs a batch for each other, and a nap would
 # overshoot that (with 50 yields, napping after 11 µs, a two-thread epoch of the tabular
-# workload took 16% longer, and as long with another process busy on one of the two cores).
+# workload took 16% longer; with another process busy on one of the two cores, the same).
 # Short naps end short waits soon (the backend makes Linux keep them short:
 # `numba_team.precise_naps`); long ones keep a member whose team is off its cores from taking
 # a core back every few microseconds.
