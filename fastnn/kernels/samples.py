@@ -280,10 +280,11 @@ def sample_pass(team, layout, net, data, table, chunk, total, losses, hits):
     the sum of its weights (1 if they sum to 0) where data has weights. How the samples are
     shared out changes no result: each sample's numbers are its own."""
     m = chunk.rows.shape[0]
-    copied = chunk.inputs[:0]  # no rows read in place: the update pass reads the copies
+    # A dense first layer's Z1 is there already (`first_layer_forward`): no X read in place.
+    no_direct = chunk.inputs[:0]
     for t in my_jobs(team, (m + RUN - 1) // RUN):
         lo, hi = run_of(t, m)
-        forward_samples(layout, net, data.X, table, chunk, lo, hi, copied, chunk.dense_input)
+        forward_samples(layout, net, data.X, table, chunk, lo, hi, no_direct, chunk.dense_input)
         backward_samples(
             layout, net, data.y, data.targets, data.weights, chunk, lo, hi, total, losses, hits
         )

@@ -9,9 +9,8 @@ adds the chunk's samples' terms, in ascending sample order, to its own range of 
 sums; after the batch's last chunk it steps its own parameters (and optimizer state) by the
 update rule, or, for `loss_and_grads`, leaves the sums as the result. (A dense first layer's
 jobs, where a chunk is its whole batch, sum a few rows at a time and step them at once:
-`step_dense_group`.) No element is written by
-two jobs and every sum runs in sample order whatever member runs the job, so results are the
-same bits for any number of threads.
+`step_dense_group`.) No element is written by two jobs and every sum runs in sample order
+whatever member runs the job, so results are the same bits for any number of threads.
 """
 
 from __future__ import annotations
